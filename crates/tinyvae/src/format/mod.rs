@@ -1,0 +1,292 @@
+//! The blob format: constants, record layouts and the little-endian field readers shared by
+//! the parser (`Model::parse`) and the writer (`format::write`, behind the `alloc` feature).
+//!
+//! The authoritative description is `docs/FORMAT.md` beside this crate; the offsets below are
+//! the same numbers, and the round-trip tests keep the two sides of the format in step.
+
+mod crc32;
+#[cfg(feature = "alloc")]
+pub mod write;
+
+pub use crc32::crc32;
+
+use core::fmt;
+
+/// First four bytes of every blob.
+pub const MAGIC: [u8; 4] = *b"TVAE";
+/// The format version this runtime reads and writes.
+pub const VERSION: u16 = 1;
+/// Size of the fixed header.
+pub const HEADER_LEN: usize = 64;
+/// Byte offset where the checksummed body starts (everything after magic, version, length, CRC).
+pub const CHECKSUM_START: usize = 16;
+/// Alignment of sections, data arrays and arena offsets.
+pub const ALIGN: usize = 16;
+/// Size of one tensor record.
+pub const TENSOR_RECORD_LEN: usize = 24;
+/// Size of one node record.
+pub const NODE_RECORD_LEN: usize = 64;
+/// Size of the meta record.
+pub const META_RECORD_LEN: usize = 32;
+/// Marks an unused tensor slot in a node record.
+pub const NO_TENSOR: u16 = u16::MAX;
+/// Limits that keep every size computation far from overflow, even on 32-bit targets.
+pub const MAX_TENSORS: usize = 4096;
+/// See [`MAX_TENSORS`].
+pub const MAX_NODES: usize = 4096;
+/// Largest tensor, in elements per sample.
+pub const MAX_TENSOR_LEN: usize = 1 << 22;
+/// Most graph inputs or outputs.
+pub const MAX_IO: usize = 4;
+
+/// Header field offsets.
+pub(crate) mod hdr {
+    pub const VERSION: usize = 4;
+    pub const HEADER_LEN: usize = 6;
+    pub const FILE_LEN: usize = 8;
+    pub const CRC: usize = 12;
+    pub const KIND: usize = 16;
+    pub const PRECISION: usize = 17;
+    pub const FLAGS: usize = 18;
+    pub const ARENA_BYTES: usize = 20;
+    pub const N_TENSORS: usize = 24;
+    pub const N_NODES: usize = 26;
+    pub const N_INPUTS: usize = 28;
+    pub const N_OUTPUTS: usize = 30;
+    pub const TENSORS_OFF: usize = 32;
+    pub const NODES_OFF: usize = 36;
+    pub const IO_OFF: usize = 40;
+    pub const DATA_OFF: usize = 44;
+    pub const DATA_LEN: usize = 48;
+    pub const META_OFF: usize = 52;
+}
+
+/// Tensor record field offsets.
+pub(crate) mod trec {
+    pub const DTYPE: usize = 0;
+    pub const LEN: usize = 4;
+    pub const ARENA_OFF: usize = 8;
+    pub const SCALE: usize = 12;
+    pub const ZERO_POINT: usize = 16;
+}
+
+/// Node record field offsets.
+pub(crate) mod nrec {
+    pub const OP: usize = 0;
+    pub const ACT: usize = 1;
+    pub const WDTYPE: usize = 2;
+    pub const LAYOUT: usize = 3;
+    pub const IN0: usize = 4;
+    pub const IN1: usize = 6;
+    pub const OUT: usize = 8;
+    pub const ROWS: usize = 12;
+    pub const COLS: usize = 16;
+    pub const W_OFF: usize = 20;
+    pub const W_LEN: usize = 24;
+    pub const B_OFF: usize = 28;
+    pub const B_LEN: usize = 32;
+    pub const Q_OFF: usize = 36;
+    pub const Q_LEN: usize = 40;
+    pub const ALPHA: usize = 44;
+    pub const ACT_MIN: usize = 48;
+    pub const ACT_MAX: usize = 52;
+}
+
+/// Meta record field offsets.
+pub(crate) mod mrec {
+    pub const LATENT: usize = 0;
+    pub const CLASSES: usize = 2;
+    pub const WIDTH: usize = 4;
+    pub const HEIGHT: usize = 6;
+    pub const OUTPUT_KIND: usize = 8;
+    pub const HEAD: usize = 9;
+}
+
+macro_rules! code_enum {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $var:ident = $val:expr => $text:expr),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        pub enum $name { $($(#[$vm])* $var = $val),+ }
+        impl $name {
+            /// Decodes the on-disk byte, or `None` for an unknown code.
+            pub const fn from_code(code: u8) -> Option<Self> {
+                match code { $($val => Some($name::$var),)+ _ => None }
+            }
+            /// The on-disk byte.
+            pub const fn code(self) -> u8 { self as u8 }
+            /// Lower-case name, as printed by `tinyvae inspect`.
+            pub const fn name(self) -> &'static str {
+                match self { $($name::$var => $text),+ }
+            }
+        }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.name()) }
+        }
+    };
+}
+
+code_enum!(
+    /// What the graph computes, which decides the high-level API that accepts it.
+    ModelKind {
+        /// Any graph; run it through [`crate::Model`] directly.
+        Generic = 0 => "generic model",
+        /// Takes z (and optionally a label), gives pixels.
+        Decoder = 1 => "decoder",
+        /// Takes pixels, gives mu and log-variance.
+        Encoder = 2 => "encoder",
+    }
+);
+
+code_enum!(
+    /// Numeric precision of a blob's weights and activations.
+    Precision {
+        /// f32 weights and activations: the reference.
+        F32 = 0 => "f32",
+        /// f16 weights, f32 activations and accumulation.
+        F16 = 1 => "f16",
+        /// int8 weights (symmetric, per output channel), int8 activations (asymmetric, per
+        /// tensor), int32 bias, fixed-point requantization.
+        Int8 = 2 => "int8",
+    }
+);
+
+code_enum!(
+    /// Element type of a tensor or weight array.
+    DType {
+        /// 32-bit float.
+        F32 = 0 => "f32",
+        /// 16-bit float (weights only).
+        F16 = 1 => "f16",
+        /// Signed 8-bit integer with a scale and zero point.
+        I8 = 2 => "i8",
+    }
+);
+
+impl DType {
+    /// Bytes per element.
+    pub const fn size(self) -> usize {
+        match self {
+            DType::F32 => 4,
+            DType::F16 => 2,
+            DType::I8 => 1,
+        }
+    }
+}
+
+code_enum!(
+    /// Operation of a node.
+    OpCode {
+        /// Fully connected layer, `y = W x + b` (ONNX Gemm with transB).
+        Dense = 1 => "dense",
+        /// int8 elementwise function through a 256-entry table.
+        Lut = 2 => "lut",
+        /// f32 elementwise activation.
+        Activation = 3 => "activation",
+        /// Concatenation of two vectors (z and a condition).
+        Concat = 4 => "concat",
+    }
+);
+
+code_enum!(
+    /// Elementwise activation. On int8 graphs ReLU folds into the Dense clamp and the others
+    /// become lookup tables; on float graphs they run as written.
+    ActKind {
+        /// Identity.
+        None = 0 => "none",
+        /// max(x, 0).
+        Relu = 1 => "relu",
+        /// x if x >= 0 else alpha * x.
+        LeakyRelu = 2 => "leaky_relu",
+        /// 1 / (1 + e^-x).
+        Sigmoid = 3 => "sigmoid",
+        /// tanh(x).
+        Tanh = 4 => "tanh",
+    }
+);
+
+code_enum!(
+    /// How a Dense node's weight matrix is laid out in the blob.
+    WeightLayout {
+        /// `rows x cols`, row-major: output channel by output channel.
+        RowMajor = 0 => "row-major",
+    }
+);
+
+code_enum!(
+    /// What a decoder's output means.
+    OutputKind {
+        /// Unspecified values.
+        Raw = 0 => "raw",
+        /// Bernoulli means in [0, 1]: pixel intensities.
+        Bernoulli = 1 => "bernoulli",
+        /// Gaussian means (pixel intensities, may leave [0, 1]).
+        Gaussian = 2 => "gaussian",
+    }
+);
+
+code_enum!(
+    /// How an encoder's outputs carry mu and log-variance.
+    EncoderHead {
+        /// Not an encoder.
+        None = 0 => "none",
+        /// One output of `2 * latent` values: mu then log-variance (heads fused into one Dense).
+        Fused = 1 => "fused",
+        /// Two outputs: mu, then log-variance.
+        Separate = 2 => "separate",
+    }
+);
+
+/// Reads a little-endian `u16` at `off`; `None` past the end. `const` so firmware can read the
+/// arena size at compile time.
+pub const fn read_u16(b: &[u8], off: usize) -> Option<u16> {
+    if off > b.len() || b.len() - off < 2 {
+        return None;
+    }
+    Some(u16::from_le_bytes([b[off], b[off + 1]]))
+}
+
+/// Reads a little-endian `u32` at `off`; `None` past the end.
+pub const fn read_u32(b: &[u8], off: usize) -> Option<u32> {
+    if off > b.len() || b.len() - off < 4 {
+        return None;
+    }
+    Some(u32::from_le_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]]))
+}
+
+/// Reads a little-endian `i32` at `off`; `None` past the end.
+pub const fn read_i32(b: &[u8], off: usize) -> Option<i32> {
+    match read_u32(b, off) {
+        Some(v) => Some(v as i32),
+        None => None,
+    }
+}
+
+/// Reads a little-endian `f32` at `off`; `None` past the end.
+pub fn read_f32(b: &[u8], off: usize) -> Option<f32> {
+    read_u32(b, off).map(f32::from_bits)
+}
+
+/// Arena bytes needed for one sample, read from a blob's header in a `const` context.
+///
+/// Checks the magic and version only; [`crate::Model::parse`] still validates the whole blob
+/// at run time. The figure includes [`ALIGN`] bytes of slack so that any buffer address works.
+pub const fn arena_size_of(blob: &[u8]) -> Option<usize> {
+    if blob.len() < HEADER_LEN
+        || blob[0] != MAGIC[0]
+        || blob[1] != MAGIC[1]
+        || blob[2] != MAGIC[2]
+        || blob[3] != MAGIC[3]
+    {
+        return None;
+    }
+    match (read_u16(blob, hdr::VERSION), read_u32(blob, hdr::ARENA_BYTES)) {
+        (Some(VERSION), Some(bytes)) => Some(bytes as usize + ALIGN),
+        _ => None,
+    }
+}
+
+/// Rounds `n` up to a multiple of [`ALIGN`].
+pub const fn align_up(n: usize) -> usize {
+    (n + ALIGN - 1) & !(ALIGN - 1)
+}

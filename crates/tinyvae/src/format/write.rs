@@ -1,0 +1,320 @@
+//! The blob writer: the other half of the format, used by the host-side quantizer. Lives beside
+//! the parser so that one crate owns every offset; the round-trip tests keep them in step.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use super::{
+    align_up, crc32, hdr, mrec, nrec, trec, ActKind, DType, EncoderHead, ModelKind, OpCode,
+    OutputKind, Precision, WeightLayout, HEADER_LEN, MAGIC, META_RECORD_LEN, NODE_RECORD_LEN,
+    NO_TENSOR, TENSOR_RECORD_LEN, VERSION,
+};
+
+/// A tensor to write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorSpec {
+    /// `F32` or `I8`.
+    pub dtype: DType,
+    /// Elements per sample.
+    pub len: u32,
+    /// Planned byte offset in the arena (multiple of `ALIGN`).
+    pub arena_offset: u32,
+    /// int8 scale (ignored for f32).
+    pub scale: f32,
+    /// int8 zero point (ignored for f32).
+    pub zero_point: i32,
+}
+
+/// A node to write, with the data arrays it owns.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeSpec {
+    /// Fully connected layer.
+    Dense {
+        /// Input tensor.
+        input: u16,
+        /// Output tensor.
+        output: u16,
+        /// Output channels.
+        rows: u32,
+        /// Input features.
+        cols: u32,
+        /// Weight element type.
+        weight_dtype: DType,
+        /// Weight layout.
+        layout: WeightLayout,
+        /// Weight bytes (little-endian).
+        weights: Vec<u8>,
+        /// Bias bytes: int32 (int8 graphs) or f32, little-endian.
+        bias: Vec<u8>,
+        /// int8 only: `(multiplier, shift)` int32 pairs, little-endian.
+        requant: Vec<u8>,
+        /// Float graphs: `None` or `Relu`.
+        act: ActKind,
+        /// int8 clamp.
+        act_min: i8,
+        /// int8 clamp.
+        act_max: i8,
+    },
+    /// int8 lookup table.
+    Lut {
+        /// Input tensor.
+        input: u16,
+        /// Output tensor.
+        output: u16,
+        /// The 256 output codes, indexed by `input + 128`.
+        table: [u8; 256],
+    },
+    /// f32 activation.
+    Activation {
+        /// Input tensor.
+        input: u16,
+        /// Output tensor.
+        output: u16,
+        /// The function.
+        act: ActKind,
+        /// Leaky-ReLU slope.
+        alpha: f32,
+    },
+    /// `[a | b]`.
+    Concat {
+        /// First input.
+        a: u16,
+        /// Second input.
+        b: u16,
+        /// Output tensor.
+        output: u16,
+    },
+}
+
+/// Model-level metadata to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetaSpec {
+    /// Latent size.
+    pub latent: u16,
+    /// Label classes (0 when unconditional).
+    pub classes: u16,
+    /// Image width (0 if not an image).
+    pub width: u16,
+    /// Image height.
+    pub height: u16,
+    /// Meaning of a decoder's output.
+    pub output_kind: OutputKind,
+    /// Encoder head arrangement.
+    pub head: EncoderHead,
+}
+
+/// Everything a blob holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlobSpec {
+    /// Model kind.
+    pub kind: ModelKind,
+    /// Precision.
+    pub precision: Precision,
+    /// Planned arena bytes per sample (multiple of `ALIGN`).
+    pub arena_bytes: u32,
+    /// Tensor table.
+    pub tensors: Vec<TensorSpec>,
+    /// Nodes in execution order.
+    pub nodes: Vec<NodeSpec>,
+    /// Graph input tensor ids.
+    pub inputs: Vec<u16>,
+    /// Graph output tensor ids.
+    pub outputs: Vec<u16>,
+    /// Metadata.
+    pub meta: MetaSpec,
+}
+
+fn put_u16(b: &mut [u8], off: usize, v: u16) {
+    b[off..off + 2].copy_from_slice(&v.to_le_bytes());
+}
+
+fn put_u32(b: &mut [u8], off: usize, v: u32) {
+    b[off..off + 4].copy_from_slice(&v.to_le_bytes());
+}
+
+/// Appends `bytes` to the data section at an aligned offset; returns `(offset, len)`.
+fn push_data(data: &mut Vec<u8>, bytes: &[u8]) -> (u32, u32) {
+    if bytes.is_empty() {
+        return (0, 0);
+    }
+    data.resize(align_up(data.len()), 0);
+    let off = data.len();
+    data.extend_from_slice(bytes);
+    (off as u32, bytes.len() as u32)
+}
+
+/// Serializes `spec`. The result parses with [`crate::Model::parse`] when the spec is
+/// consistent; the writer does not validate, the parser does.
+pub fn write(spec: &BlobSpec) -> Vec<u8> {
+    let meta_off = HEADER_LEN;
+    let io_off = align_up(meta_off + META_RECORD_LEN);
+    let tensors_off = align_up(io_off + 2 * (spec.inputs.len() + spec.outputs.len()));
+    let nodes_off = align_up(tensors_off + TENSOR_RECORD_LEN * spec.tensors.len());
+    let data_off = align_up(nodes_off + NODE_RECORD_LEN * spec.nodes.len());
+
+    let mut data = Vec::new();
+    let mut node_bytes = vec![0u8; NODE_RECORD_LEN * spec.nodes.len()];
+    for (i, node) in spec.nodes.iter().enumerate() {
+        let r = &mut node_bytes[i * NODE_RECORD_LEN..(i + 1) * NODE_RECORD_LEN];
+        put_u16(r, nrec::IN1, NO_TENSOR);
+        match node {
+            NodeSpec::Dense { input, output, rows, cols, weight_dtype, layout, weights, bias, requant, act, act_min, act_max } => {
+                r[nrec::OP] = OpCode::Dense.code();
+                r[nrec::ACT] = act.code();
+                r[nrec::WDTYPE] = weight_dtype.code();
+                r[nrec::LAYOUT] = layout.code();
+                put_u16(r, nrec::IN0, *input);
+                put_u16(r, nrec::OUT, *output);
+                put_u32(r, nrec::ROWS, *rows);
+                put_u32(r, nrec::COLS, *cols);
+                for (field, bytes) in [(nrec::W_OFF, weights), (nrec::B_OFF, bias), (nrec::Q_OFF, requant)] {
+                    let (off, len) = push_data(&mut data, bytes);
+                    put_u32(r, field, off);
+                    put_u32(r, field + 4, len);
+                }
+                put_u32(r, nrec::ACT_MIN, *act_min as i32 as u32);
+                put_u32(r, nrec::ACT_MAX, *act_max as i32 as u32);
+            }
+            NodeSpec::Lut { input, output, table } => {
+                r[nrec::OP] = OpCode::Lut.code();
+                put_u16(r, nrec::IN0, *input);
+                put_u16(r, nrec::OUT, *output);
+                let (off, len) = push_data(&mut data, table);
+                put_u32(r, nrec::Q_OFF, off);
+                put_u32(r, nrec::Q_LEN, len);
+            }
+            NodeSpec::Activation { input, output, act, alpha } => {
+                r[nrec::OP] = OpCode::Activation.code();
+                r[nrec::ACT] = act.code();
+                put_u16(r, nrec::IN0, *input);
+                put_u16(r, nrec::OUT, *output);
+                put_u32(r, nrec::ALPHA, alpha.to_bits());
+            }
+            NodeSpec::Concat { a, b, output } => {
+                r[nrec::OP] = OpCode::Concat.code();
+                put_u16(r, nrec::IN0, *a);
+                put_u16(r, nrec::IN1, *b);
+                put_u16(r, nrec::OUT, *output);
+            }
+        }
+    }
+    data.resize(align_up(data.len()), 0);
+
+    let total = data_off + data.len();
+    let mut out = vec![0u8; total];
+    out[..4].copy_from_slice(&MAGIC);
+    put_u16(&mut out, hdr::VERSION, VERSION);
+    put_u16(&mut out, hdr::HEADER_LEN, HEADER_LEN as u16);
+    put_u32(&mut out, hdr::FILE_LEN, total as u32);
+    out[hdr::KIND] = spec.kind.code();
+    out[hdr::PRECISION] = spec.precision.code();
+    put_u32(&mut out, hdr::ARENA_BYTES, spec.arena_bytes);
+    put_u16(&mut out, hdr::N_TENSORS, spec.tensors.len() as u16);
+    put_u16(&mut out, hdr::N_NODES, spec.nodes.len() as u16);
+    put_u16(&mut out, hdr::N_INPUTS, spec.inputs.len() as u16);
+    put_u16(&mut out, hdr::N_OUTPUTS, spec.outputs.len() as u16);
+    put_u32(&mut out, hdr::TENSORS_OFF, tensors_off as u32);
+    put_u32(&mut out, hdr::NODES_OFF, nodes_off as u32);
+    put_u32(&mut out, hdr::IO_OFF, io_off as u32);
+    put_u32(&mut out, hdr::DATA_OFF, data_off as u32);
+    put_u32(&mut out, hdr::DATA_LEN, data.len() as u32);
+    put_u32(&mut out, hdr::META_OFF, meta_off as u32);
+
+    let m = &mut out[meta_off..meta_off + META_RECORD_LEN];
+    put_u16(m, mrec::LATENT, spec.meta.latent);
+    put_u16(m, mrec::CLASSES, spec.meta.classes);
+    put_u16(m, mrec::WIDTH, spec.meta.width);
+    put_u16(m, mrec::HEIGHT, spec.meta.height);
+    m[mrec::OUTPUT_KIND] = spec.meta.output_kind.code();
+    m[mrec::HEAD] = spec.meta.head.code();
+
+    for (k, &t) in spec.inputs.iter().chain(&spec.outputs).enumerate() {
+        put_u16(&mut out, io_off + 2 * k, t);
+    }
+    for (i, t) in spec.tensors.iter().enumerate() {
+        let r = &mut out[tensors_off + i * TENSOR_RECORD_LEN..][..TENSOR_RECORD_LEN];
+        r[trec::DTYPE] = t.dtype.code();
+        put_u32(r, trec::LEN, t.len);
+        put_u32(r, trec::ARENA_OFF, t.arena_offset);
+        put_u32(r, trec::SCALE, t.scale.to_bits());
+        put_u32(r, trec::ZERO_POINT, t.zero_point as u32);
+    }
+    out[nodes_off..nodes_off + node_bytes.len()].copy_from_slice(&node_bytes);
+    out[data_off..].copy_from_slice(&data);
+    let crc = crc32(&out[super::CHECKSUM_START..]);
+    put_u32(&mut out, hdr::CRC, crc);
+    out
+}
+
+/// A small int8 decoder (z = 2 -> 8 ReLU -> 16 sigmoid pixels) with fixed pseudo-random
+/// weights, for documentation examples and format tests.
+pub fn example_decoder() -> Vec<u8> {
+    use crate::rng::Rng;
+    let mut rng = Rng::new(1);
+    let mut dense = |input: u16, output: u16, rows: u32, cols: u32, relu: bool, out_zp: i32| {
+        let weights: Vec<u8> = (0..rows * cols).map(|_| (rng.below(255) as i32 - 127) as i8 as u8).collect();
+        let mut bias = Vec::new();
+        let mut requant = Vec::new();
+        for _ in 0..rows {
+            bias.extend_from_slice(&(rng.below(2001) as i32 - 1000).to_le_bytes());
+            requant.extend_from_slice(&(1i32 << 30).to_le_bytes());
+            requant.extend_from_slice(&(-6i32).to_le_bytes());
+        }
+        NodeSpec::Dense {
+            input,
+            output,
+            rows,
+            cols,
+            weight_dtype: DType::I8,
+            layout: WeightLayout::RowMajor,
+            weights,
+            bias,
+            requant,
+            act: ActKind::None,
+            act_min: if relu { out_zp as i8 } else { -128 },
+            act_max: 127,
+        }
+    };
+    let t = |len: u32, arena_offset: u32, scale: f32, zero_point: i32| TensorSpec {
+        dtype: DType::I8,
+        len,
+        arena_offset,
+        scale,
+        zero_point,
+    };
+    let nodes = vec![
+        dense(0, 1, 8, 2, true, -128),
+        dense(1, 2, 16, 8, false, 0),
+        NodeSpec::Lut {
+            input: 2,
+            output: 3,
+            table: core::array::from_fn(|i| {
+                let x = (i as f32 - 128.0) * 0.05;
+                let p = 1.0 / (1.0 + libm::expf(-x));
+                (libm::roundf(p * 255.0) as i32 - 128) as i8 as u8
+            }),
+        },
+    ];
+    write(&BlobSpec {
+        kind: ModelKind::Decoder,
+        precision: Precision::Int8,
+        arena_bytes: 48,
+        tensors: vec![
+            t(2, 0, 0.03, 0),
+            t(8, 16, 0.05, -128),
+            t(16, 32, 0.05, 0),
+            t(16, 0, 1.0 / 255.0, -128),
+        ],
+        nodes,
+        inputs: vec![0],
+        outputs: vec![3],
+        meta: MetaSpec {
+            latent: 2,
+            classes: 0,
+            width: 4,
+            height: 4,
+            output_kind: OutputKind::Bernoulli,
+            head: EncoderHead::None,
+        },
+    })
+}

@@ -1,0 +1,26 @@
+//! Scalar reference kernels, one per file. They define the results that every optimized
+//! kernel must match (bit for bit on int8).
+
+mod activation;
+mod dense_f16;
+mod dense_f32;
+mod dense_i8;
+mod lut_i8;
+
+pub use activation::activation_f32;
+pub use dense_f16::dense_f16;
+pub use dense_f32::dense_f32;
+pub use dense_i8::dense_i8;
+pub use lut_i8::lut_i8;
+
+/// Little-endian i32 at element `i` of a byte array (0 past the end; shapes are pre-validated).
+#[inline]
+pub(crate) fn le_i32(bytes: &[u8], i: usize) -> i32 {
+    crate::format::read_i32(bytes, i * 4).unwrap_or(0)
+}
+
+/// Little-endian f32 at element `i` of a byte array (0 past the end).
+#[inline]
+pub(crate) fn le_f32(bytes: &[u8], i: usize) -> f32 {
+    crate::format::read_f32(bytes, i * 4).unwrap_or(0.0)
+}

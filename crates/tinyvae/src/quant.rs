@@ -1,0 +1,180 @@
+//! Fixed-point arithmetic of the int8 path: the one definition of every rounding.
+//!
+//! These are the gemmlowp/TFLite reference functions (`SaturatingRoundingDoublingHighMul`,
+//! `RoundingDivideByPOT`, `MultiplyByQuantizedMultiplier`), so a TFLite user gets the numbers
+//! they expect. Every SIMD kernel must reproduce them bit for bit; the kernel test suite in
+//! `kernels` checks that against this module.
+
+/// `round(a * b / 2^31)`, saturating the single overflow case (`i32::MIN * i32::MIN`). Ties
+/// round up (+0.5 to 1, -0.5 to 0), exactly as gemmlowp's nudge-then-truncate does.
+#[inline]
+pub const fn saturating_rounding_doubling_high_mul(a: i32, b: i32) -> i32 {
+    if a == i32::MIN && b == i32::MIN {
+        return i32::MAX;
+    }
+    let ab = a as i64 * b as i64;
+    let nudge: i64 = if ab >= 0 { 1 << 30 } else { 1 - (1 << 30) };
+    // Division truncates toward zero, as in C++: part of the definition.
+    ((ab + nudge) / (1i64 << 31)) as i32
+}
+
+/// `x / 2^exponent` rounded to nearest, ties away from zero. `exponent` is in `0..=31`.
+#[inline]
+pub const fn rounding_divide_by_pot(x: i32, exponent: u32) -> i32 {
+    let exponent = if exponent > 31 { 31 } else { exponent };
+    let mask: i32 = ((1i64 << exponent) - 1) as i32;
+    let remainder = x & mask;
+    let threshold = (mask >> 1) + (x < 0) as i32;
+    (x >> exponent) + (remainder > threshold) as i32
+}
+
+/// Scales an int32 accumulator by the real number `multiplier * 2^(shift - 31)`.
+///
+/// `multiplier` is in `[2^30, 2^31)` (or 0) and `shift` in `-31..=30`, as made by
+/// [`quantize_multiplier`]; the blob parser rejects anything else.
+#[inline]
+pub const fn multiply_by_quantized_multiplier(x: i32, multiplier: i32, shift: i32) -> i32 {
+    let left = if shift > 0 { shift as u32 } else { 0 };
+    let right = if shift > 0 { 0 } else { (-shift) as u32 };
+    let scaled = x.saturating_mul(1i32 << left);
+    rounding_divide_by_pot(saturating_rounding_doubling_high_mul(scaled, multiplier), right)
+}
+
+/// The int8 Dense epilogue: scale the accumulator to the output's quantization, add its zero
+/// point and clamp to the (possibly ReLU-folded) activation range.
+#[inline]
+pub const fn requantize(acc: i32, multiplier: i32, shift: i32, zero_point: i32, min: i8, max: i8) -> i8 {
+    let v = multiply_by_quantized_multiplier(acc, multiplier, shift).saturating_add(zero_point);
+    if v < min as i32 {
+        min
+    } else if v > max as i32 {
+        max
+    } else {
+        v as i8
+    }
+}
+
+/// Splits a positive real scale into `(multiplier, shift)` with
+/// `real == multiplier * 2^(shift - 31)` to 31 bits of precision (TFLite's `QuantizeMultiplier`).
+///
+/// Returns `(0, 0)` for zero or tiny scales (below 2^-31, where the product rounds to 0
+/// anyway) and `None` for negative, non-finite or too-large (`>= 2^30`) scales.
+pub fn quantize_multiplier(real: f64) -> Option<(i32, i32)> {
+    if !real.is_finite() || real < 0.0 || real >= (1u64 << 30) as f64 {
+        return None;
+    }
+    if real < 1.0 / (1u64 << 31) as f64 {
+        return Some((0, 0));
+    }
+    // frexp by hand: real = q * 2^shift with q in [0.5, 1).
+    let mut q = real;
+    let mut shift = 0i32;
+    while q >= 1.0 {
+        q /= 2.0;
+        shift += 1;
+    }
+    while q < 0.5 {
+        q *= 2.0;
+        shift -= 1;
+    }
+    let mut q_fixed = round_half_away(q * (1u64 << 31) as f64) as i64;
+    if q_fixed == 1i64 << 31 {
+        q_fixed /= 2;
+        shift += 1;
+    }
+    if shift < -31 {
+        return Some((0, 0));
+    }
+    Some((q_fixed as i32, shift))
+}
+
+/// Rounds half away from zero (`round()` in C) without `std`.
+fn round_half_away(x: f64) -> f64 {
+    libm::round(x)
+}
+
+/// Quantizes a real value to int8: `clamp(round(x / scale) + zero_point, -128, 127)`, ties away
+/// from zero. The division (not a multiplication by a reciprocal) is part of the definition: it
+/// is correctly rounded on every IEEE-754 target, so inputs quantize identically everywhere.
+#[inline]
+pub fn quantize_i8(x: f32, scale: f32, zero_point: i32) -> i8 {
+    let q = libm::roundf(x / scale);
+    // NaN maps to the zero point; the clamp below handles infinities.
+    let q = if q.is_nan() { 0.0 } else { q };
+    let v = if q >= 255.0 {
+        255
+    } else if q <= -256.0 {
+        -256
+    } else {
+        q as i32
+    };
+    (v + zero_point).clamp(-128, 127) as i8
+}
+
+/// The real value an int8 code stands for.
+#[inline]
+pub fn dequantize_i8(q: i8, scale: f32, zero_point: i32) -> f32 {
+    (q as i32 - zero_point) as f32 * scale
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn srdhm_matches_gemmlowp_examples() {
+        assert_eq!(saturating_rounding_doubling_high_mul(i32::MIN, i32::MIN), i32::MAX);
+        // 0.5 * 0.5 in Q31 is 0.25.
+        assert_eq!(saturating_rounding_doubling_high_mul(1 << 30, 1 << 30), 1 << 29);
+        // gemmlowp's nudge rounds ties upward: +0.5 -> 1 but -0.5 -> 0.
+        assert_eq!(saturating_rounding_doubling_high_mul(1, 1 << 30), 1);
+        assert_eq!(saturating_rounding_doubling_high_mul(-1, 1 << 30), 0);
+        assert_eq!(saturating_rounding_doubling_high_mul(-3, 1 << 30), -1);
+        assert_eq!(saturating_rounding_doubling_high_mul(3, 1 << 29), 1);
+    }
+
+    #[test]
+    fn rounding_divide_rounds_half_away_from_zero() {
+        assert_eq!(rounding_divide_by_pot(5, 1), 3);
+        assert_eq!(rounding_divide_by_pot(-5, 1), -3);
+        assert_eq!(rounding_divide_by_pot(4, 1), 2);
+        assert_eq!(rounding_divide_by_pot(-7, 2), -2);
+        assert_eq!(rounding_divide_by_pot(7, 0), 7);
+        assert_eq!(rounding_divide_by_pot(i32::MIN, 31), -1);
+        assert_eq!(rounding_divide_by_pot(i32::MAX, 31), 1);
+    }
+
+    #[test]
+    fn quantized_multiplier_reproduces_real_scales() {
+        for &real in &[0.5f64, 0.1234, 1e-3, 3.7e-6, 0.999_999_9, 1.0, 2.5, 1234.5] {
+            let (m, s) = quantize_multiplier(real).unwrap();
+            assert!((1 << 30..=i32::MAX).contains(&m), "{real}: {m}");
+            let back = m as f64 * 2f64.powi(s - 31);
+            assert!((back - real).abs() <= real * 1e-9, "{real} -> {back}");
+            // Scaling an accumulator agrees with float math to within one unit.
+            for &acc in &[0i32, 1, -1, 1000, -12345, 1 << 20, -(1 << 20)] {
+                let got = multiply_by_quantized_multiplier(acc, m, s) as f64;
+                let want = (acc as f64 * real).round();
+                if want.abs() < 1e9 {
+                    assert!((got - want).abs() <= 1.0, "{acc} * {real}: {got} vs {want}");
+                }
+            }
+        }
+        assert_eq!(quantize_multiplier(0.0), Some((0, 0)));
+        assert_eq!(quantize_multiplier(-1.0), None);
+        assert_eq!(quantize_multiplier(f64::NAN), None);
+    }
+
+    #[test]
+    fn quantize_i8_rounds_and_clamps() {
+        assert_eq!(quantize_i8(0.5, 1.0, 0), 1);
+        assert_eq!(quantize_i8(-0.5, 1.0, 0), -1);
+        assert_eq!(quantize_i8(1e9, 0.1, 3), 127);
+        assert_eq!(quantize_i8(-1e9, 0.1, 3), -128);
+        assert_eq!(quantize_i8(f32::NAN, 0.1, 3), 3);
+        assert_eq!(quantize_i8(f32::INFINITY, 0.1, 3), 127);
+        assert_eq!(quantize_i8(0.0, 1.0 / 255.0, -128), -128);
+        assert_eq!(quantize_i8(1.0, 1.0 / 255.0, -128), 127);
+        assert_eq!(dequantize_i8(127, 1.0 / 255.0, -128), 1.0);
+    }
+}
