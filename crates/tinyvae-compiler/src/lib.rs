@@ -2,10 +2,19 @@
 //! calibration, int8/f16 quantization into runtime blobs, fidelity metrics, and the tract
 //! reference used to validate every blob against full precision.
 
+pub mod bench;
+pub mod calibrate;
 pub mod idx;
+pub mod image;
 pub mod ir;
+pub mod metrics;
 pub mod onnx;
+pub mod pipeline;
+pub mod plan;
+pub mod quantize;
+pub mod runner;
 pub mod tract_ref;
+pub mod validate;
 
 use std::io::Write;
 use std::path::Path;

@@ -367,7 +367,8 @@ impl<'a> Model<'a> {
                         if n.act_min > n.act_max {
                             return Err(bad("act_min/act_max"));
                         }
-                        if n.act != ActKind::None {
+                        // ReLU is the clamp (act_min = zero point); `act` only records it.
+                        if !matches!(n.act, ActKind::None | ActKind::Relu) {
                             return Err(bad("act"));
                         }
                     } else {

@@ -1,0 +1,165 @@
+//! `tinyvae quantize` as a library call: prepare, calibrate, quantize, and measure the blob
+//! against the float graph on held-out inputs (never the calibration inputs).
+
+use std::path::{Path, PathBuf};
+
+use ndarray::Array2;
+use serde::Serialize;
+use tinyvae::{Model, Precision};
+
+use crate::calibrate::{self, Method};
+use crate::idx::{Dataset, Split};
+use crate::ir::{Graph, Role};
+use crate::metrics::Fidelity;
+use crate::quantize::{self, QuantizeError};
+use crate::runner;
+
+/// Where calibration and evaluation inputs come from.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Target precision.
+    pub precision: Precision,
+    /// Range estimator for int8.
+    pub method: Method,
+    /// Calibration inputs (prior samples for decoders, training images for encoders).
+    pub calib_samples: usize,
+    /// Seed of the calibration prior samples; evaluation uses `seed + 1`.
+    pub seed: u64,
+    /// Evaluation inputs (prior samples, or test images).
+    pub eval_samples: usize,
+    /// IDX directory: required for encoders (calibrate on train, evaluate on test).
+    pub data: Option<PathBuf>,
+    /// Fuse encoder heads.
+    pub fuse_heads: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            precision: Precision::Int8,
+            method: Method::MinMax,
+            calib_samples: 2000,
+            seed: 0,
+            eval_samples: 1000,
+            data: None,
+            fuse_heads: true,
+        }
+    }
+}
+
+/// What `tinyvae quantize` reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// "decoder" or "encoder".
+    pub kind: String,
+    /// "int8", "f16" or "f32".
+    pub precision: String,
+    /// Whole blob.
+    pub blob_bytes: usize,
+    /// Weights, biases and tables.
+    pub weight_bytes: usize,
+    /// RAM to hand the runtime for one sample (`Model::arena_size`).
+    pub arena_bytes: usize,
+    /// Multiply-accumulates per sample.
+    pub macs: usize,
+    /// How the int8 ranges were found.
+    pub calibration: String,
+    /// What fidelity was measured on.
+    pub evaluated_on: String,
+    /// Blob against the f32 graph.
+    pub fidelity: Fidelity,
+}
+
+/// Error of the pipeline, a readable sentence.
+pub type PipelineError = QuantizeError;
+
+fn qerr(e: impl std::fmt::Display) -> QuantizeError {
+    QuantizeError(e.to_string())
+}
+
+/// What a set of inputs is for: encoders calibrate on training images and are evaluated on
+/// test images; decoders use prior samples for both (with different seeds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// Range estimation.
+    Calibration,
+    /// Fidelity measurement.
+    Evaluation,
+}
+
+/// `n` inputs for `graph` and a description of them.
+pub fn model_inputs(
+    graph: &Graph,
+    purpose: Purpose,
+    n: usize,
+    seed: u64,
+    data: Option<&Path>,
+) -> Result<(Vec<Array2<f32>>, String), QuantizeError> {
+    match graph.role {
+        Role::Decoder { .. } => Ok((
+            calibrate::prior_inputs(graph, n, seed).map_err(qerr)?,
+            format!("{n} prior samples z ~ N(0, I), seed {seed}"),
+        )),
+        Role::Encoder { .. } => {
+            let dir = data.ok_or_else(|| {
+                QuantizeError("an encoder runs on images: pass --data DIR (an MNIST-style IDX directory)".into())
+            })?;
+            let (split, what) = match purpose {
+                Purpose::Calibration => (Split::Train, "training"),
+                Purpose::Evaluation => (Split::Test, "test"),
+            };
+            let set = Dataset::load(dir, split).map_err(qerr)?;
+            Ok((
+                calibrate::image_inputs(graph, &set, n).map_err(qerr)?,
+                format!("{} {what} images of {}", n.min(set.count), dir.display()),
+            ))
+        }
+        Role::Generic => Err(QuantizeError(
+            "cannot tell whether this model is an encoder or a decoder: pass --role decoder|encoder".into(),
+        )),
+    }
+}
+
+/// Quantizes `graph` and measures the blob against it.
+pub fn quantize_and_measure(graph: &Graph, s: &Settings) -> Result<(Vec<u8>, Report), QuantizeError> {
+    let prepared = quantize::prepare(graph, s.fuse_heads)?;
+    let data = s.data.as_deref();
+    let (calib, calib_desc) = model_inputs(graph, Purpose::Calibration, s.calib_samples, s.seed, data)?;
+    let (eval, eval_desc) = model_inputs(graph, Purpose::Evaluation, s.eval_samples, s.seed + 1, data)?;
+    let ranges = if s.precision == Precision::Int8 {
+        Some(calibrate::calibrate(&prepared.graph, &calib, s.method).map_err(qerr)?)
+    } else {
+        None
+    };
+    let blob = quantize::quantize(&prepared, ranges.as_ref(), s.precision)?;
+    let fidelity = measure(graph, &blob, &eval)?;
+    let model = Model::parse(&blob).map_err(qerr)?;
+    let report = Report {
+        kind: model.kind().to_string(),
+        precision: s.precision.to_string(),
+        blob_bytes: blob.len(),
+        weight_bytes: model.weight_bytes(),
+        arena_bytes: model.arena_size(),
+        macs: model.macs(),
+        calibration: match s.precision {
+            Precision::Int8 => format!("{:?} over {calib_desc}", s.method),
+            _ => "none (float)".into(),
+        },
+        evaluated_on: eval_desc,
+        fidelity,
+    };
+    Ok((blob, report))
+}
+
+/// Blob outputs against the float graph's on `inputs`. Bernoulli decoders use a peak of 1.0
+/// (pixel intensities); anything else the reference's own range.
+pub fn measure(graph: &Graph, blob: &[u8], inputs: &[Array2<f32>]) -> Result<Fidelity, QuantizeError> {
+    let reference = runner::reference_outputs(graph, inputs).map_err(qerr)?;
+    let got = runner::run_blob(blob, inputs, tinyvae::kernels::best()).map_err(qerr)?;
+    let peak = match graph.role {
+        Role::Decoder { bernoulli: true, .. } => Some(1.0),
+        _ => None,
+    };
+    let n = inputs.first().map(|a| a.nrows()).unwrap_or(0);
+    Ok(Fidelity::compare(&runner::flatten(&reference), &runner::flatten(&got), n, peak))
+}

@@ -1,0 +1,76 @@
+//! Running blobs on the host in the `tinyvae` runtime, batched, with the same input and output
+//! conventions as [`crate::ir::Graph::eval`], so a blob and its float graph compare directly.
+
+use ndarray::{s, Array2};
+use tinyvae::{Decoder, Encoder, Kernels, Model, ModelKind};
+
+use crate::ir::{Graph, GraphError, Role};
+
+/// Samples per runtime call: large enough to amortize per-call work, small enough for cache.
+pub const CHUNK: usize = 64;
+
+/// The index of the 1 in each one-hot row.
+fn labels_of(one_hot: &Array2<f32>) -> Vec<u32> {
+    one_hot
+        .outer_iter()
+        .map(|r| r.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0 as u32)
+        .collect()
+}
+
+/// Runs a decoder or encoder blob. Decoders take `[z]` or `[z, one_hot_label]` and give
+/// `[x]`; encoders take `[x]` and give `[mu, logvar]`.
+pub fn run_blob(blob: &[u8], inputs: &[Array2<f32>], kernels: &'static Kernels) -> Result<Vec<Array2<f32>>, tinyvae::Error> {
+    let model = Model::parse(blob)?;
+    let n = inputs.first().map(|a| a.nrows()).unwrap_or(0);
+    let mut arena = vec![0u8; model.arena_size_for_batch(CHUNK).unwrap_or(0)];
+    match model.kind() {
+        ModelKind::Decoder => {
+            let d = Decoder::new(&model)?.with_kernels(kernels);
+            let labels = inputs.get(1).map(labels_of);
+            let mut out = Array2::zeros((n, d.output_len()));
+            for start in (0..n).step_by(CHUNK) {
+                let end = (start + CHUNK).min(n);
+                let z = inputs[0].slice(s![start..end, ..]).to_owned();
+                let mut y = vec![0f32; (end - start) * d.output_len()];
+                let lab = labels.as_ref().map(|l| &l[start..end]);
+                d.decode_batch_f32(z.as_slice().unwrap_or(&[]), lab, end - start, &mut arena, &mut y)?;
+                out.slice_mut(s![start..end, ..]).assign(&Array2::from_shape_vec((end - start, d.output_len()), y).expect("shape"));
+            }
+            Ok(vec![out])
+        }
+        _ => {
+            let e = Encoder::new(&model)?.with_kernels(kernels);
+            let l = e.latent_dim();
+            let (mut mu, mut lv) = (Array2::zeros((n, l)), Array2::zeros((n, l)));
+            for start in (0..n).step_by(CHUNK) {
+                let end = (start + CHUNK).min(n);
+                let x = inputs[0].slice(s![start..end, ..]).to_owned();
+                let (mut m, mut v) = (vec![0f32; (end - start) * l], vec![0f32; (end - start) * l]);
+                e.encode_batch(x.as_slice().unwrap_or(&[]), end - start, &mut arena, &mut m, &mut v)?;
+                mu.slice_mut(s![start..end, ..]).assign(&Array2::from_shape_vec((end - start, l), m).expect("shape"));
+                lv.slice_mut(s![start..end, ..]).assign(&Array2::from_shape_vec((end - start, l), v).expect("shape"));
+            }
+            Ok(vec![mu, lv])
+        }
+    }
+}
+
+/// The float graph's outputs in [`run_blob`]'s convention: an encoder with one fused
+/// `[mu | logvar]` output is split in two.
+pub fn reference_outputs(graph: &Graph, inputs: &[Array2<f32>]) -> Result<Vec<Array2<f32>>, GraphError> {
+    let views: Vec<_> = inputs.iter().map(|a| a.view()).collect();
+    let mut outs = graph.eval(&views)?;
+    if let (Role::Encoder { latent, .. }, 1) = (graph.role, outs.len()) {
+        let both = outs.remove(0);
+        if both.ncols() != 2 * latent {
+            return Err(GraphError(format!("encoder output has {} values, expected 2 x {latent}", both.ncols())));
+        }
+        return Ok(vec![both.slice(s![.., ..latent]).to_owned(), both.slice(s![.., latent..]).to_owned()]);
+    }
+    Ok(outs)
+}
+
+/// Flattens a list of outputs sample-major into one vector (for metrics).
+pub fn flatten(outputs: &[Array2<f32>]) -> Vec<f32> {
+    outputs.iter().flat_map(|a| a.iter().copied()).collect()
+}

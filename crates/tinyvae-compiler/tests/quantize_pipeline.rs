@@ -1,0 +1,139 @@
+//! The quantizer on IR graphs of each shape the runtime supports: blobs at every precision
+//! compute what the float graph computes, within each precision's error.
+
+use ndarray::{Array1, Array2};
+use tinyvae::{Model, Precision};
+use tinyvae_compiler::calibrate::{self, Method};
+use tinyvae_compiler::ir::{Graph, Input, Node, Op, Role};
+use tinyvae_compiler::metrics::Fidelity;
+use tinyvae_compiler::pipeline::measure;
+use tinyvae_compiler::quantize::{prepare, quantize};
+
+fn dense(rng: &mut tinyvae::Rng, name: &str, input: &str, output: &str, out: usize, inp: usize, gain: f32) -> Node {
+    let s = gain / (inp as f32).sqrt();
+    Node {
+        name: name.into(),
+        op: Op::Dense {
+            weight: Array2::from_shape_fn((out, inp), |_| (rng.uniform() * 2.0 - 1.0) * s),
+            bias: Array1::from_shape_fn(out, |_| (rng.uniform() * 2.0 - 1.0) * 0.1),
+        },
+        inputs: vec![input.into()],
+        output: output.into(),
+    }
+}
+
+fn act(name: &str, op: Op, input: &str, output: &str) -> Node {
+    Node { name: name.into(), op, inputs: vec![input.into()], output: output.into() }
+}
+
+fn decoder(seed: u64, latent: usize, classes: usize) -> Graph {
+    let mut rng = tinyvae::Rng::new(seed);
+    let mut inputs = vec![Input { name: "z".into(), len: latent }];
+    let mut nodes = Vec::new();
+    let mut first = "z";
+    if classes > 0 {
+        inputs.push(Input { name: "label".into(), len: classes });
+        nodes.push(Node { name: "cat".into(), op: Op::Concat, inputs: vec!["z".into(), "label".into()], output: "zy".into() });
+        first = "zy";
+    }
+    nodes.push(dense(&mut rng, "fc1", first, "h", 64, latent + classes, 2.0));
+    nodes.push(act("relu1", Op::Relu, "h", "h_relu"));
+    nodes.push(dense(&mut rng, "fc2", "h_relu", "logits", 784, 64, 6.0));
+    nodes.push(act("sig", Op::Sigmoid, "logits", "x"));
+    Graph { inputs, nodes, outputs: vec!["x".into()], role: Role::Decoder { latent, classes, bernoulli: true } }
+}
+
+fn encoder(seed: u64) -> Graph {
+    let mut rng = tinyvae::Rng::new(seed);
+    Graph {
+        inputs: vec![Input { name: "x".into(), len: 784 }],
+        nodes: vec![
+            dense(&mut rng, "fc1", "x", "h", 64, 784, 3.0),
+            act("tanh", Op::Tanh, "h", "h_t"),
+            dense(&mut rng, "mu", "h_t", "mu", 8, 64, 1.0),
+            dense(&mut rng, "lv", "h_t", "logvar", 8, 64, 1.0),
+        ],
+        outputs: vec!["mu".into(), "logvar".into()],
+        role: Role::Encoder { latent: 8, classes: 0 },
+    }
+}
+
+fn blob_fidelity(g: &Graph, precision: Precision, fuse: bool) -> (Vec<u8>, Fidelity) {
+    let prepared = prepare(g, fuse).unwrap();
+    let calib = match g.role {
+        Role::Decoder { .. } => calibrate::prior_inputs(g, 500, 0).unwrap(),
+        _ => vec![image_like(500, 1)],
+    };
+    let eval = match g.role {
+        Role::Decoder { .. } => calibrate::prior_inputs(g, 300, 1).unwrap(),
+        _ => vec![image_like(300, 2)],
+    };
+    let ranges = calibrate::calibrate(&prepared.graph, &calib, Method::MinMax).unwrap();
+    let blob = quantize(&prepared, Some(&ranges), precision).unwrap();
+    let f = measure(g, &blob, &eval).unwrap();
+    (blob, f)
+}
+
+/// Sparse bright strokes on black, like digits.
+fn image_like(n: usize, seed: u64) -> Array2<f32> {
+    let mut rng = tinyvae::Rng::new(seed);
+    Array2::from_shape_fn((n, 784), |_| if rng.below(5) == 0 { rng.uniform() } else { 0.0 })
+}
+
+#[test]
+fn decoder_blobs_match_the_float_graph_at_every_precision() {
+    let g = decoder(3, 20, 0);
+    let (b32, f32_) = blob_fidelity(&g, Precision::F32, true);
+    assert!(f32_.max_abs < 1e-5, "f32 {f32_:?}");
+    let (b16, f16_) = blob_fidelity(&g, Precision::F16, true);
+    assert!(f16_.max_abs < 2e-3, "f16 {f16_:?}");
+    let (b8, i8_) = blob_fidelity(&g, Precision::Int8, true);
+    assert!(i8_.psnr_db > 35.0, "int8 {i8_:?}");
+    // int8 weights are a quarter of f32 and half of f16.
+    let w = |b: &[u8]| Model::parse(b).unwrap().weight_bytes();
+    assert!(w(&b8) * 3 < w(&b32) && w(&b8) < w(&b16));
+    let m = Model::parse(&b8).unwrap();
+    assert_eq!(m.node_count(), 3, "dense+relu fused, dense, sigmoid table");
+    assert!(m.output(0).unwrap().is_pixel_quantized());
+    assert_eq!(m.macs(), 20 * 64 + 64 * 784);
+}
+
+#[test]
+fn encoder_heads_fuse_and_match() {
+    let g = encoder(4);
+    for fuse in [true, false] {
+        let (b, f) = blob_fidelity(&g, Precision::Int8, fuse);
+        let m = Model::parse(&b).unwrap();
+        assert_eq!(m.output_count(), if fuse { 1 } else { 2 });
+        assert!(m.input(0).unwrap().is_pixel_quantized(), "images quantize as pixels");
+        assert!(f.psnr_db > 30.0, "fuse {fuse}: {f:?}");
+        let (_, f32_) = blob_fidelity(&g, Precision::F32, fuse);
+        assert!(f32_.max_abs < 1e-5);
+    }
+}
+
+#[test]
+fn conditional_decoder_runs_with_labels() {
+    let g = decoder(5, 4, 10);
+    let (_, f) = blob_fidelity(&g, Precision::Int8, true);
+    assert!(f.psnr_db > 35.0, "{f:?}");
+    let (_, f) = blob_fidelity(&g, Precision::F32, true);
+    assert!(f.max_abs < 1e-5);
+}
+
+#[test]
+fn errors_name_the_node() {
+    let mut g = decoder(6, 20, 0);
+    if let Op::Dense { bias, .. } = &mut g.nodes[2].op {
+        bias[3] = f32::NAN;
+    }
+    let prepared = prepare(&g, true).unwrap();
+    let calib = calibrate::prior_inputs(&g, 10, 0).unwrap();
+    let ranges = calibrate::calibrate(&prepared.graph, &calib, Method::MinMax).unwrap();
+    let e = quantize(&prepared, Some(&ranges), Precision::Int8).unwrap_err();
+    assert!(e.to_string().contains("fc2"), "{e}");
+    let mut g = decoder(6, 20, 0);
+    g.nodes[2].inputs[0] = "nowhere".into();
+    let e = prepare(&g, true).unwrap_err();
+    assert!(e.to_string().contains("fc2") && e.to_string().contains("nowhere"), "{e}");
+}

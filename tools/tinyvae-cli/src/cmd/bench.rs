@@ -1,0 +1,56 @@
+//! `tinyvae bench MODEL.onnx`: quantizes in memory and prints per-sample latency of the
+//! runtime at int8, f16 and f32 against tract f32 on the same ONNX, at batch 1 and 64.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Result;
+
+use super::quantize::RoleArgs;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// ONNX encoder or decoder.
+    pub model: PathBuf,
+    /// Batch sizes to time.
+    #[arg(long, value_delimiter = ',', default_value = "1,64")]
+    pub batch: Vec<usize>,
+    /// Time spent per engine and batch size, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub time_ms: u64,
+    /// IDX directory (encoders calibrate and run on its images).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    #[command(flatten)]
+    pub role: RoleArgs,
+    /// Print the table as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: Args) -> Result<ExitCode> {
+    if a.batch.contains(&0) {
+        anyhow::bail!("batch sizes must be at least 1");
+    }
+    let graph = a.role.load(&a.model)?;
+    let timings = tinyvae_compiler::bench::compare(&a.model, &graph, a.data.as_deref(), &a.batch, Duration::from_millis(a.time_ms))
+        .map_err(|e| anyhow::anyhow!("{}: {e}", a.model.display()))?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&timings)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{}: per-sample latency, one thread, median of 31 groups (p10..p90)", a.model.display());
+    println!("{:<28} {:>5} {:>12} {:>22} {:>14}", "engine", "batch", "us/sample", "p10..p90", "vs tract f32");
+    for t in &timings {
+        println!(
+            "{:<28} {:>5} {:>12.3} {:>22} {:>13.2}x",
+            t.engine,
+            t.batch,
+            t.us_per_sample,
+            format!("{:.3}..{:.3}", t.p10_p90.0, t.p10_p90.1),
+            t.speedup_vs_tract
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,8 @@
+//! One module per subcommand.
+
+pub mod bench;
+pub mod inspect;
+pub mod quantize;
+pub mod sample;
+pub mod train;
+pub mod validate;

@@ -1,0 +1,113 @@
+//! `tinyvae quantize MODEL.onnx --precision int8|f16|f32 -o OUT.tvae`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use tinyvae::Precision;
+use tinyvae_compiler::calibrate::Method;
+use tinyvae_compiler::ir::{Graph, Role};
+use tinyvae_compiler::pipeline::{self, Report, Settings};
+
+use crate::util;
+
+/// Role override for models whose ONNX carries no tinyvae metadata.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct RoleArgs {
+    /// What the model is: decoder (z -> pixels) or encoder (pixels -> mu, logvar). Inferred
+    /// from tinyvae metadata, or from the graph's shape, when omitted.
+    #[arg(long, value_parser = ["decoder", "encoder"])]
+    pub role: Option<String>,
+    /// Decoder with a Gaussian output (means) rather than Bernoulli (sigmoid probabilities).
+    #[arg(long)]
+    pub gaussian: bool,
+}
+
+impl RoleArgs {
+    /// Imports an ONNX file and applies the override.
+    pub fn load(&self, path: &Path) -> Result<Graph> {
+        let mut g = tinyvae_compiler::onnx::import_file(path).with_context(|| format!("cannot import {}", path.display()))?;
+        let len = |k: usize| g.inputs.get(k).map(|i| i.len).unwrap_or(0);
+        match self.role.as_deref() {
+            Some("decoder") => g.role = Role::Decoder { latent: len(0), classes: len(1), bernoulli: !self.gaussian },
+            Some("encoder") => {
+                let out = g.output_len(0).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                let latent = if g.outputs.len() == 2 { out } else { out / 2 };
+                g.role = Role::Encoder { latent, classes: len(1) };
+            }
+            _ => {}
+        }
+        Ok(g)
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// ONNX model (tinyvae export, or e.g. torch.onnx.export of an MLP decoder/encoder).
+    pub model: PathBuf,
+    /// Output blob.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Precision of the blob.
+    #[arg(long, default_value = "int8", value_parser = util::parse_precision)]
+    pub precision: Precision,
+    /// int8 range estimator: minmax, or percentile[:P] (default P = 99.99).
+    #[arg(long, default_value = "minmax")]
+    pub calibration: Method,
+    /// Calibration inputs: prior samples (decoders) or training images (encoders).
+    #[arg(long, default_value_t = 2000)]
+    pub calib_samples: usize,
+    /// Inputs for the fidelity report (held out from calibration).
+    #[arg(long, default_value_t = 1000)]
+    pub eval_samples: usize,
+    /// Seed of the prior samples (evaluation uses seed + 1).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// IDX directory with train and t10k files (required for encoders).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Keep an encoder's mu and logvar heads as two Dense nodes.
+    #[arg(long)]
+    pub no_fuse_heads: bool,
+    #[command(flatten)]
+    pub role: RoleArgs,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: Args) -> Result<ExitCode> {
+    util::check_not_input(&a.output, &[&a.model])?;
+    let graph = a.role.load(&a.model)?;
+    let settings = Settings {
+        precision: a.precision,
+        method: a.calibration,
+        calib_samples: a.calib_samples,
+        seed: a.seed,
+        eval_samples: a.eval_samples,
+        data: a.data.clone(),
+        fuse_heads: !a.no_fuse_heads,
+    };
+    let (blob, report) =
+        pipeline::quantize_and_measure(&graph, &settings).map_err(|e| anyhow::anyhow!("{}: {e}", a.model.display()))?;
+    util::write(&a.output, &blob)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(&a.model, &a.output, &report);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_report(model: &Path, out: &Path, r: &Report) {
+    println!("{} -> {} ({} {})", model.display(), out.display(), r.precision, r.kind);
+    println!("  blob        {:>9} bytes ({} of weights, biases and tables)", r.blob_bytes, r.weight_bytes);
+    println!("  arena       {:>9} bytes per sample", r.arena_bytes);
+    println!("  MACs        {:>9} per sample", r.macs);
+    println!("  calibration {}", r.calibration);
+    println!("  fidelity vs f32 on {}:", r.evaluated_on);
+    println!(
+        "    max abs {:.3e}   mean abs {:.3e}   PSNR {:.2} dB (peak {})",
+        r.fidelity.max_abs, r.fidelity.mean_abs, r.fidelity.psnr_db, r.fidelity.peak
+    );
+}
