@@ -447,3 +447,19 @@ fn decode_and_external_data_errors_are_clear() {
     let e = import_err(&m);
     assert!(e.contains("`z`") && e.contains("INT64"), "{e}");
 }
+
+#[test]
+fn dynamo_style_layout_ops_and_slices_match_tract() {
+    let mut rng = Rng(23);
+    let m = dynamo_style_encoder(&mut rng);
+    let w1 = m.graph.as_ref().unwrap().initializer[0].raw_data.clone();
+    let bytes = encode(&m);
+    let g = import_bytes(&bytes, "layout.onnx").unwrap_or_else(|e| panic!("{e}"));
+    let ops: Vec<&str> = g.nodes.iter().map(|n| n.op.name()).collect();
+    assert_eq!(ops, ["Dense", "Relu", "Dense", "Dense"]);
+    assert_eq!(g.role, Role::Encoder { latent: 20, classes: 0 });
+    let Op::Dense { weight, .. } = &g.nodes[0].op else { panic!() };
+    let w: Vec<u8> = weight.iter().flat_map(|v| v.to_le_bytes()).collect();
+    assert_eq!(w, w1, "Transpose then MatMul is the PyTorch layout again");
+    check_tract_vs_eval("layout ops", &bytes, &g, &mut rng);
+}

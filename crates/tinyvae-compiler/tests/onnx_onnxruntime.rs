@@ -106,6 +106,7 @@ fn onnxruntime_agrees_with_eval() {
         ("torch_flatten_encoder", torch_flatten_encoder(&mut rng)),
         ("torch_idioms_encoder", torch_idioms_encoder(&mut rng)),
         ("torch_image_decoder", torch_image_decoder(&mut rng)),
+        ("dynamo_style_encoder", dynamo_style_encoder(&mut rng)),
     ] {
         let bytes = m.encode_to_vec();
         let g = import_bytes(&bytes, name).unwrap_or_else(|e| panic!("{e}"));

@@ -417,3 +417,46 @@ pub fn torch_image_decoder(rng: &mut Rng) -> pb::ModelProto {
     };
     torch_model(graph)
 }
+
+/// What the dynamo exporter and hand-written forwards also produce (IR 10, opset 18): MatMul
+/// by a Transpose of the weight, Unsqueeze/Squeeze/Identity/Cast around the activations, and
+/// `mu, logvar = h[:, :20], h[:, 20:]` as two Slice nodes on one Gemm output.
+pub fn dynamo_style_encoder(rng: &mut Rng) -> pb::ModelProto {
+    let (w1, b1) = linear_params(rng, 64, 784);
+    let (w2, b2) = linear_params(rng, 40, 64);
+    let graph = pb::GraphProto {
+        node: vec![
+            pnode("Unsqueeze", "/Unsqueeze", &["x", "axes1"], &["u"], vec![]),
+            pnode("Identity", "/Identity", &["u"], &["u2"], vec![]),
+            pnode("Squeeze", "/Squeeze", &["u2", "axes1"], &["s"], vec![]),
+            pnode("Cast", "/Cast", &["s"], &["c"], vec![a_i("to", DataType::Float as i64)]),
+            pnode("Transpose", "/t", &["fc1.weight"], &["w1t"], vec![a_ints("perm", &[1, 0])]),
+            pnode("MatMul", "node_MatMul_1", &["c", "w1t"], &["mm"], vec![]),
+            pnode("Add", "node_Add_2", &["mm", "fc1.bias"], &["h"], vec![]),
+            pnode("Relu", "node_Relu_3", &["h"], &["r"], vec![]),
+            pnode("Gemm", "node_Gemm_4", &["r", "fc2.weight", "fc2.bias"], &["h2"], torch_gemm_attrs()),
+            pnode("Slice", "/Slice", &["h2", "zero", "twenty", "one", "one"], &["mu"], vec![]),
+            pnode("Slice", "/Slice_1", &["h2", "twenty", "int_max", "one"], &["logvar"], vec![]),
+        ],
+        initializer: vec![
+            init_f32("fc1.weight", &[64, 784], &w1),
+            init_f32("fc1.bias", &[64], &b1),
+            init_f32("fc2.weight", &[40, 64], &w2),
+            init_f32("fc2.bias", &[40], &b2),
+            init_i64("axes1", &[1]),
+            init_i64("zero", &[0]),
+            init_i64("one", &[1]),
+            init_i64("twenty", &[20]),
+            init_i64("int_max", &[i64::MAX]),
+        ],
+        input: vec![value_info("x", vec![dim_param("s0"), dim_value(784)])],
+        output: vec![
+            value_info("mu", vec![dim_param("s0"), dim_value(20)]),
+            value_info("logvar", vec![dim_param("s0"), dim_value(20)]),
+        ],
+        ..Default::default()
+    };
+    let mut m = torch_model(graph);
+    m.ir_version = 10;
+    m.opset_import[0].version = 18;
+    m}

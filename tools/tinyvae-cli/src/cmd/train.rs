@@ -59,8 +59,8 @@ pub struct Args {
     /// Hold out the last N training images; the best epoch on them is the final model.
     #[arg(long, default_value_t = 0)]
     pub validation_images: usize,
-    /// Evaluate the test split every N epochs (0: only at the end).
-    #[arg(long, default_value_t = 0)]
+    /// Evaluate the test split every N epochs and at the end (0: never).
+    #[arg(long, default_value_t = 10)]
     pub test_every: usize,
     /// KL warm-up length in epochs (0: off).
     #[arg(long, default_value_t = 0.0)]

@@ -1,0 +1,128 @@
+//! End to end through the `tinyvae` binary: train a tiny VAE on the vendored MNIST slice,
+//! export ONNX, quantize to int8 and f16, validate against tract, sample, inspect; and the
+//! failure paths a user meets (bad input, unsupported model) give one-line errors and write
+//! nothing.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn tinyvae(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tinyvae")).args(args).output().expect("run tinyvae")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = tinyvae(args);
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "tinyvae {args:?} failed:\n{text}");
+    text
+}
+
+fn data_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/mnist-slice")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("tinyvae-e2e-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn train_export_quantize_validate_sample() {
+    let dir = scratch("pipeline");
+    let data = data_dir();
+    let out = ok(&[
+        "train", "--data", s(&data), "--out", s(&dir), "--latent", "8", "--hidden", "128", "--max-steps", "300",
+        "--epochs", "50", "--batch-size", "64", "--seed", "3", "--quiet",
+    ]);
+    assert!(out.contains("test negative ELBO"), "{out}");
+    let nelbo: f64 = out
+        .split("test negative ELBO ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("a test NELBO figure");
+    // An untrained model scores about 543 nats (784 ln 2); 300 steps must have learned something.
+    assert!(nelbo < 250.0, "test NELBO {nelbo}");
+    let (enc, dec) = (dir.join("encoder.onnx"), dir.join("decoder.onnx"));
+    assert!(enc.is_file() && dec.is_file());
+
+    let (d8, d16, d32, e8) = (dir.join("d8.tvae"), dir.join("d16.tvae"), dir.join("d32.tvae"), dir.join("e8.tvae"));
+    let report = ok(&["quantize", s(&dec), "--precision", "int8", "-o", s(&d8), "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&report).expect("quantize --json is JSON");
+    assert_eq!(report["kind"], "decoder");
+    assert!(report["fidelity"]["psnr_db"].as_f64().unwrap() > 40.0, "{report}");
+    assert_eq!(report["macs"], 8 * 128 + 128 * 784);
+    ok(&["quantize", s(&dec), "--precision", "f16", "-o", s(&d16)]);
+    ok(&["quantize", s(&dec), "--precision", "f32", "-o", s(&d32)]);
+    ok(&["quantize", s(&enc), "--precision", "int8", "-o", s(&e8), "--data", s(&data)]);
+
+    // Each blob against the ONNX model in tract.
+    ok(&["validate", s(&dec), s(&d8), "--min-psnr", "40"]);
+    ok(&["validate", s(&dec), s(&d16), "--max-abs", "2e-3"]);
+    ok(&["validate", s(&dec), s(&d32), "--max-abs", "1e-5"]);
+    ok(&["validate", s(&enc), s(&e8), "--data", s(&data), "--min-psnr", "30"]);
+    // A threshold that cannot be met fails the command.
+    let strict = tinyvae(&["validate", s(&dec), s(&d8), "--max-abs", "1e-9"]);
+    assert_eq!(strict.status.code(), Some(1));
+    let v: serde_json::Value =
+        serde_json::from_slice(&tinyvae(&["validate", s(&dec), s(&d8), "--max-abs", "1e-9", "--json"]).stdout).unwrap();
+    assert_eq!(v["pass"], false);
+
+    // Sampling runs the blob in the runtime; same seed, same bytes.
+    let (png, raw, raw2) = (dir.join("grid.png"), dir.join("a.raw"), dir.join("b.raw"));
+    ok(&["sample", s(&d8), "--count", "12", "--seed", "7", "-o", s(&png), "--raw", s(&raw)]);
+    ok(&["sample", s(&d8), "--count", "12", "--seed", "7", "--raw", s(&raw2)]);
+    let a = std::fs::read(&raw).unwrap();
+    assert_eq!(a.len(), 12 * 784);
+    assert_eq!(a, std::fs::read(&raw2).unwrap());
+    assert!(a.iter().any(|&p| p > 128) && a.iter().any(|&p| p < 16), "samples look like digits on black");
+    assert_eq!(&std::fs::read(&png).unwrap()[..8], b"\x89PNG\r\n\x1a\n");
+    ok(&["sample", s(&d8), "--count", "12", "--seed", "8", "--raw", s(&raw2)]);
+    assert_ne!(a, std::fs::read(&raw2).unwrap(), "another seed, other samples");
+
+    let inspect = ok(&["inspect", s(&d8)]);
+    assert!(inspect.contains("dense 128x8") && inspect.contains("lut"), "{inspect}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_inputs_give_one_line_errors_and_write_nothing() {
+    let dir = scratch("errors");
+    // Not an ONNX file.
+    let junk = dir.join("junk.onnx");
+    std::fs::write(&junk, b"definitely not protobuf \xff\xff\xff").unwrap();
+    let out_path = dir.join("out.tvae");
+    let r = tinyvae(&["quantize", s(&junk), "-o", s(&out_path)]);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(1));
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("junk.onnx") && !err.contains("panicked"), "{err}");
+    assert!(!out_path.exists());
+    assert!(std::fs::read_dir(&dir).unwrap().count() == 1, "no temp files left behind");
+
+    // A corrupt blob.
+    let blob = dir.join("bad.tvae");
+    let mut bytes = tinyvae::format::write::example_decoder();
+    bytes[70] ^= 0x55;
+    std::fs::write(&blob, &bytes).unwrap();
+    let r = tinyvae(&["sample", s(&blob), "--raw", s(&dir.join("x.raw"))]);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(1));
+    assert!(err.contains("bad.tvae") && err.contains("checksum"), "{err}");
+    assert!(!dir.join("x.raw").exists());
+
+    // Output over an input is refused, and the input is left as it was.
+    let r = tinyvae(&["sample", s(&blob), "--raw", s(&blob)]);
+    assert_eq!(r.status.code(), Some(1));
+    assert_eq!(std::fs::read(&blob).unwrap(), bytes);
+
+    // Usage errors come from clap with exit code 2.
+    assert_eq!(tinyvae(&["quantize"]).status.code(), Some(2));
+    let _ = std::fs::remove_dir_all(&dir);
+}
