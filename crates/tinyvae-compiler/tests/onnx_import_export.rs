@@ -463,3 +463,13 @@ fn dynamo_style_layout_ops_and_slices_match_tract() {
     assert_eq!(w, w1, "Transpose then MatMul is the PyTorch layout again");
     check_tract_vs_eval("layout ops", &bytes, &g, &mut rng);
 }
+
+#[test]
+fn tract_model_can_be_shared_across_threads() {
+    // Validation over 1,000 samples may fan out over threads; the reference must allow it.
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<TractModel>();
+    send::<tinyvae_compiler::tract_ref::PreparedRun>();
+    send_sync::<ImportError>();
+}

@@ -149,6 +149,13 @@ pub(crate) fn save_tensors_atomic(path: &Path, tensors: &HashMap<String, Tensor>
     let result = (|| {
         candle_core::safetensors::save(tensors, &tmp).map_err(|e| TrainError::checkpoint(&tmp, e.to_string()))?;
         fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io(&tmp))?;
+        // The safetensors writer creates private (0600) files; make them as readable as the
+        // JSON sidecars beside them.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644)).map_err(io(&tmp))?;
+        }
         fs::rename(&tmp, path).map_err(io(path))
     })();
     if result.is_err() {

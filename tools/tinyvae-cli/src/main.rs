@@ -29,6 +29,9 @@ enum Command {
     Inspect(cmd::inspect::Args),
     /// Per-sample latency of the runtime (int8, f16, f32) against tract f32 on the same ONNX.
     Bench(cmd::bench::Args),
+    /// Draw the lecture's figures from quantized blobs (PNG).
+    #[command(subcommand)]
+    Figure(cmd::figure::Figure),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +43,7 @@ fn main() -> ExitCode {
         Command::Sample(a) => cmd::sample::run(a),
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Bench(a) => cmd::bench::run(a),
+        Command::Figure(f) => cmd::figure::run(f),
     };
     match result {
         Ok(code) => code,

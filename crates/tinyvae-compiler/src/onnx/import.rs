@@ -235,8 +235,8 @@ fn type_name(dt: i32) -> String {
 }
 
 fn le_chunks<const N: usize, T>(raw: &[u8], count: usize, f: impl Fn([u8; N]) -> T) -> Result<Vec<T>, String> {
-    if raw.len() != count * N {
-        return Err(format!("raw_data has {} bytes where its shape needs {}", raw.len(), count * N));
+    if count.checked_mul(N) != Some(raw.len()) {
+        return Err(format!("raw_data has {} bytes where its shape needs {count} values of {N} bytes", raw.len()));
     }
     Ok(raw
         .chunks_exact(N)
@@ -428,7 +428,7 @@ impl<'a> Importer<'a> {
 
     // ---- value access ------------------------------------------------------------------
 
-    fn input_name<'n>(n: &'n pb::NodeProto, k: usize) -> Option<&'n str> {
+    fn input_name(n: &pb::NodeProto, k: usize) -> Option<&str> {
         n.input.get(k).map(String::as_str).filter(|s| !s.is_empty())
     }
 
@@ -486,7 +486,7 @@ impl<'a> Importer<'a> {
         self.konst(n, k, what)?.ok_or_else(|| format!("{what} (input {k}) is missing"))
     }
 
-    fn out<'n>(n: &'n pb::NodeProto, k: usize) -> Result<&'n str, String> {
+    fn out(n: &pb::NodeProto, k: usize) -> Result<&str, String> {
         n.output.get(k).map(String::as_str).filter(|s| !s.is_empty()).ok_or_else(|| format!("output {k} is missing"))
     }
 
@@ -647,9 +647,9 @@ impl<'a> Importer<'a> {
         }
         let mut parts = Vec::new();
         let mut total = 0;
-        for k in 0..n.input.len() {
+        for (k, v) in ins.iter().enumerate() {
             let (ir, len) = self.vec_act(n, k).map_err(|e| {
-                if matches!(ins[k], Val::Const(_)) {
+                if matches!(v, Val::Const(_)) {
                     format!("joining a constant to computed values is not supported (input `{}`)", n.input[k])
                 } else {
                     e
@@ -855,7 +855,10 @@ impl<'a> Importer<'a> {
                     (_, None) => keeps_batch && product(&rest) == features,
                     (_, Some(k)) => {
                         let known = product(&rest);
-                        if keeps_batch && known > 0 && features % known == 0 {
+                        // (`is_multiple_of` needs a newer Rust than the workspace's 1.85.)
+                        #[allow(clippy::manual_is_multiple_of)]
+                        let divides = known > 0 && features % known == 0;
+                        if keeps_batch && divides {
                             rest[k] = features / known;
                             true
                         } else {
@@ -1099,6 +1102,13 @@ impl<'a> Importer<'a> {
                 }
                 if let Some(idx) = self.producer.remove(&ir) {
                     self.producer.insert(vo.name.clone(), idx);
+                }
+                for v in self.vals.values_mut() {
+                    if let Val::Act { ir: other, .. } = v {
+                        if *other == ir {
+                            *other = vo.name.clone();
+                        }
+                    }
                 }
                 name = vo.name.clone();
             }

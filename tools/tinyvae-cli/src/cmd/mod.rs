@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod bench;
+pub mod figure;
 pub mod inspect;
 pub mod quantize;
 pub mod sample;

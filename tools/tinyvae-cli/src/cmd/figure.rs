@@ -1,0 +1,106 @@
+//! `tinyvae figure ...`: the lecture's figures, drawn from quantized blobs in the runtime.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+use tinyvae::{Decoder, Model};
+use tinyvae_compiler::image::Grid;
+
+use crate::util;
+
+#[derive(clap::Subcommand, Debug)]
+pub enum Figure {
+    /// The 2-D latent manifold of a z = 2 decoder: a grid of z over the prior's quantiles.
+    Manifold(ManifoldArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ManifoldArgs {
+    /// Decoder blob with a 2-D latent space.
+    pub blob: PathBuf,
+    /// PNG to write.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Grid points per axis.
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+    /// Upscaling of the PNG.
+    #[arg(long, default_value_t = 1)]
+    pub scale: usize,
+}
+
+pub fn run(f: Figure) -> Result<ExitCode> {
+    match f {
+        Figure::Manifold(a) => manifold(a),
+    }
+}
+
+fn manifold(a: ManifoldArgs) -> Result<ExitCode> {
+    util::check_not_input(&a.output, &[&a.blob])?;
+    if a.steps < 2 || a.scale == 0 {
+        bail!("--steps must be at least 2 and --scale at least 1");
+    }
+    let bytes = util::read_blob(&a.blob)?;
+    let model = Model::parse(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", a.blob.display()))?;
+    let d = Decoder::new(&model).map_err(|e| anyhow::anyhow!("{}: {e}", a.blob.display()))?;
+    if d.latent_dim() != 2 {
+        bail!("{}: the manifold figure needs a 2-D latent space, this decoder has {}", a.blob.display(), d.latent_dim());
+    }
+    let meta = model.meta();
+    if meta.width * meta.height != d.output_len() {
+        bail!("{}: the decoder's output is not an image", a.blob.display());
+    }
+    // As in Kingma & Welling (2014), figure 4: z on the unit square mapped through the inverse
+    // Gaussian CDF, so the grid covers the prior evenly in probability.
+    let q: Vec<f32> = (0..a.steps).map(|i| inverse_normal_cdf((i as f64 + 0.5) / a.steps as f64) as f32).collect();
+    let mut arena = vec![0u8; model.arena_size()];
+    let mut pixels = vec![0u8; a.steps * a.steps * d.output_len()];
+    let mut cells = pixels.chunks_exact_mut(d.output_len());
+    for row in 0..a.steps {
+        for col in 0..a.steps {
+            // z1 grows to the right, z2 upwards.
+            let z = [q[col], q[a.steps - 1 - row]];
+            d.decode(&z, &mut arena, cells.next().expect("one cell per grid point"))
+                .map_err(|e| anyhow::anyhow!("{}: {e}", a.blob.display()))?;
+        }
+    }
+    Grid { images: &pixels, w: meta.width, h: meta.height, cols: a.steps, pad: 0, scale: a.scale }
+        .write_png(&a.output)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", a.output.display()))?;
+    println!("wrote the {0}x{0} latent manifold of {1} to {2}", a.steps, a.blob.display(), a.output.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Inverse of the standard normal CDF (Acklam's rational approximation, relative error
+/// below 1.2e-9 over (0, 1)).
+pub fn inverse_normal_cdf(p: f64) -> f64 {
+    const A: [f64; 6] = [-3.969683028665376e1, 2.209460984245205e2, -2.759285104469687e2, 1.383577518672690e2, -3.066479806614716e1, 2.506628277459239];
+    const B: [f64; 5] = [-5.447609879822406e1, 1.615858368580409e2, -1.556989798598866e2, 6.680131188771972e1, -1.328068155288572e1];
+    const C: [f64; 6] = [-7.784894002430293e-3, -3.223964580411365e-1, -2.400758277161838, -2.549732539343734, 4.374664141464968, 2.938163982698783];
+    const D: [f64; 4] = [7.784695709041462e-3, 3.224671290700398e-1, 2.445134137142996, 3.754408661907416];
+    let p = p.clamp(1e-300, 1.0 - 1e-16);
+    let tail = |q: f64| (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5]) / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0);
+    if p < 0.02425 {
+        tail((-2.0 * p.ln()).sqrt())
+    } else if p > 1.0 - 0.02425 {
+        -tail((-2.0 * (1.0 - p).ln()).sqrt())
+    } else {
+        let q = p - 0.5;
+        let r = q * q;
+        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
+            / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn inverse_cdf_hits_known_quantiles() {
+        let f = super::inverse_normal_cdf;
+        assert!(f(0.5).abs() < 1e-12);
+        assert!((f(0.975) - 1.959963984540054).abs() < 1e-8);
+        assert!((f(0.01) + 2.326347874040841).abs() < 1e-8);
+        assert!((f(0.999) - 3.090232306167814).abs() < 1e-8);
+    }
+}
