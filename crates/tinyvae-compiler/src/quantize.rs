@@ -418,7 +418,7 @@ pub fn quantize(prepared: &Prepared, ranges: Option<&Ranges>, precision: Precisi
 }
 
 /// int8 weights (symmetric per output channel), int32 bias with the input zero point folded
-/// in, and per-channel fixed-point multipliers.
+/// in, and the planar aux array: per-channel fixed-point multipliers, shifts, weight sums.
 fn quantize_dense(
     name: &str,
     weight: &Array2<f32>,
@@ -428,7 +428,7 @@ fn quantize_dense(
 ) -> Result<(Vec<u8>, Vec<u8>, Vec<u8>), QuantizeError> {
     let mut w = Vec::with_capacity(weight.len());
     let mut b = Vec::new();
-    let mut q = Vec::new();
+    let (mut mults, mut shifts, mut sums) = (Vec::new(), Vec::new(), Vec::new());
     for (o, row) in weight.outer_iter().enumerate() {
         let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
         if !max.is_finite() || !bias[o].is_finite() {
@@ -446,10 +446,11 @@ fn quantize_dense(
         })?;
         w.extend(codes.iter().map(|&c| c as i8 as u8));
         b.extend_from_slice(&folded.to_le_bytes());
-        q.extend_from_slice(&m.to_le_bytes());
-        q.extend_from_slice(&s.to_le_bytes());
+        mults.extend_from_slice(&m.to_le_bytes());
+        shifts.extend_from_slice(&s.to_le_bytes());
+        sums.extend_from_slice(&codes.iter().sum::<i32>().to_le_bytes());
     }
-    Ok((w, b, q))
+    Ok((w, b, [mults, shifts, sums].concat()))
 }
 
 fn meta_for(g: &Graph, head: EncoderHead, lens: &HashMap<String, usize>) -> Result<(ModelKind, MetaSpec), QuantizeError> {

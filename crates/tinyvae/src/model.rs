@@ -353,15 +353,25 @@ impl<'a> Model<'a> {
                         if t_in.dtype != DType::I8 || t_out.dtype != DType::I8 {
                             return Err(bad("tensor dtype"));
                         }
-                        if n.aux.len() != 8 * n.rows {
+                        if n.aux.len() != 12 * n.rows {
                             return Err(bad("requant"));
                         }
                         let q = &self.blob[n.aux.clone()];
+                        let w = &self.blob[n.weights.clone()];
                         for o in 0..n.rows {
-                            let mult = read_i32(q, 8 * o).unwrap_or(-1);
-                            let shift = read_i32(q, 8 * o + 4).unwrap_or(i32::MAX);
+                            let mult = read_i32(q, 4 * o).unwrap_or(-1);
+                            let shift = read_i32(q, 4 * (n.rows + o)).unwrap_or(i32::MAX);
                             if mult < 0 || !(-31..=30).contains(&shift) {
                                 return Err(bad("requant"));
+                            }
+                            // Optimized kernels trust the pre-summed rows; a wrong sum would make
+                            // targets disagree, so it is checked like everything else.
+                            let sum: i32 = w[o * n.cols..(o + 1) * n.cols].iter().map(|&v| v as i8 as i32).sum();
+                            if read_i32(q, 4 * (2 * n.rows + o)) != Some(sum) {
+                                return Err(bad("weight_sums"));
+                            }
+                            if w[o * n.cols..(o + 1) * n.cols].contains(&0x80) {
+                                return Err(bad("weights (-128 is not a symmetric int8 weight)"));
                             }
                         }
                         if n.act_min > n.act_max {
@@ -740,13 +750,16 @@ impl<'a> Model<'a> {
                     let weights = &self.blob[n.weights.clone()];
                     let bias = &self.blob[n.bias.clone()];
                     if n.weight_dtype == DType::I8 {
+                        let aux = self.blob.get(n.aux.clone()).filter(|a| a.len() == 12 * n.rows).ok_or(lost)?;
                         let p = DenseI8 {
                             rows: n.rows,
                             cols: n.cols,
                             layout: n.layout,
                             weights,
                             bias,
-                            requant: &self.blob[n.aux.clone()],
+                            multipliers: &aux[..4 * n.rows],
+                            shifts: &aux[4 * n.rows..8 * n.rows],
+                            weight_sums: &aux[8 * n.rows..],
                             out_zero_point: t_out.zero_point,
                             act_min: n.act_min,
                             act_max: n.act_max,

@@ -45,7 +45,7 @@ fn int8_dense_matches_float_within_quantization_error() {
         let zp_out = (-128.0 - omin / s_out).round() as i32;
         let mut weights = Vec::new();
         let mut bias = Vec::new();
-        let mut requant = Vec::new();
+        let (mut mults, mut shifts, mut sums) = (Vec::new(), Vec::new(), Vec::new());
         let mut s_w = Vec::new();
         for o in 0..rows {
             let row = &l.w[o * cols..(o + 1) * cols];
@@ -55,8 +55,9 @@ fn int8_dense_matches_float_within_quantization_error() {
             let b = (l.b[o] / (s * s_in)).round() as i32 - zp_in * sum;
             bias.extend_from_slice(&b.to_le_bytes());
             let (m, sh) = quantize_multiplier((s as f64 * s_in as f64) / s_out as f64).unwrap();
-            requant.extend_from_slice(&m.to_le_bytes());
-            requant.extend_from_slice(&sh.to_le_bytes());
+            mults.extend_from_slice(&m.to_le_bytes());
+            shifts.extend_from_slice(&sh.to_le_bytes());
+            sums.extend_from_slice(&sum.to_le_bytes());
             weights.extend(q.iter().map(|&v| v as u8));
             s_w.push(s);
         }
@@ -66,7 +67,9 @@ fn int8_dense_matches_float_within_quantization_error() {
             layout: WeightLayout::RowMajor,
             weights: &weights,
             bias: &bias,
-            requant: &requant,
+            multipliers: &mults,
+            shifts: &shifts,
+            weight_sums: &sums,
             out_zero_point: zp_out,
             act_min: -128,
             act_max: 127,
@@ -116,16 +119,16 @@ fn relu_fold_and_lut_behave_as_documented() {
     // act_min at the output zero point is ReLU: nothing below the code for 0.0.
     let weights = [0x81u8, 0x7F]; // -127, 127
     let bias = 0i32.to_le_bytes();
-    let mut requant = Vec::new();
-    requant.extend_from_slice(&(1i32 << 30).to_le_bytes());
-    requant.extend_from_slice(&0i32.to_le_bytes());
+    let (mults, shifts, sums) = ((1i32 << 30).to_le_bytes(), 0i32.to_le_bytes(), 0i32.to_le_bytes());
     let p = DenseI8 {
         rows: 1,
         cols: 2,
         layout: WeightLayout::RowMajor,
         weights: &weights,
         bias: &bias,
-        requant: &requant,
+        multipliers: &mults,
+        shifts: &shifts,
+        weight_sums: &sums,
         out_zero_point: -10,
         act_min: -10,
         act_max: 127,

@@ -46,7 +46,8 @@ pub enum NodeSpec {
         weights: Vec<u8>,
         /// Bias bytes: int32 (int8 graphs) or f32, little-endian.
         bias: Vec<u8>,
-        /// int8 only: `(multiplier, shift)` int32 pairs, little-endian.
+        /// int8 only: `rows` int32 multipliers, then `rows` int32 shifts, then `rows` int32 sums
+        /// of each weight row, little-endian.
         requant: Vec<u8>,
         /// Float graphs: `None` or `Relu`.
         act: ActKind,
@@ -254,12 +255,14 @@ pub fn example_decoder() -> Vec<u8> {
     let mut dense = |input: u16, output: u16, rows: u32, cols: u32, relu: bool, out_zp: i32| {
         let weights: Vec<u8> = (0..rows * cols).map(|_| (rng.below(255) as i32 - 127) as i8 as u8).collect();
         let mut bias = Vec::new();
-        let mut requant = Vec::new();
-        for _ in 0..rows {
+        let (mut mults, mut shifts, mut sums) = (Vec::new(), Vec::new(), Vec::new());
+        for row in weights.chunks_exact(cols as usize) {
             bias.extend_from_slice(&(rng.below(2001) as i32 - 1000).to_le_bytes());
-            requant.extend_from_slice(&(1i32 << 30).to_le_bytes());
-            requant.extend_from_slice(&(-6i32).to_le_bytes());
+            mults.extend_from_slice(&(1i32 << 30).to_le_bytes());
+            shifts.extend_from_slice(&(-6i32).to_le_bytes());
+            sums.extend_from_slice(&row.iter().map(|&w| w as i8 as i32).sum::<i32>().to_le_bytes());
         }
+        let requant = [mults, shifts, sums].concat();
         NodeSpec::Dense {
             input,
             output,

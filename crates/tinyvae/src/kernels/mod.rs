@@ -28,8 +28,13 @@ pub struct DenseI8<'a> {
     pub weights: &'a [u8],
     /// `rows` little-endian int32 biases with the input zero point folded in.
     pub bias: &'a [u8],
-    /// `rows` pairs of little-endian int32 `(multiplier, shift)`.
-    pub requant: &'a [u8],
+    /// `rows` little-endian int32 fixed-point multipliers.
+    pub multipliers: &'a [u8],
+    /// `rows` little-endian int32 shifts.
+    pub shifts: &'a [u8],
+    /// `rows` little-endian int32 sums of each row's weights: lets kernels whose instructions
+    /// take one unsigned operand (x86 `vpdpbusd`) feed `x + 128` and subtract `128 * sum`.
+    pub weight_sums: &'a [u8],
     /// Output zero point.
     pub out_zero_point: i32,
     /// Lower clamp (the output zero point when ReLU is folded in).

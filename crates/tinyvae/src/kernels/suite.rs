@@ -52,7 +52,7 @@ pub struct DenseI8Case {
     pub weights: Vec<u8>,
     /// int32 LE biases.
     pub bias: Vec<u8>,
-    /// (multiplier, shift) LE pairs.
+    /// Planar int32 LE multipliers, shifts and weight sums (the blob's aux array).
     pub requant: Vec<u8>,
     /// Output zero point.
     pub out_zero_point: i32,
@@ -71,18 +71,21 @@ impl DenseI8Case {
         let cols = 1 + rng.below(max_cols) as usize;
         let batch = 1 + rng.below(max_batch) as usize;
         let style = rng.below(3);
-        let weights = (0..rows * cols).map(|_| draw_i8(rng, style).max(-127) as u8).collect();
+        let weights: Vec<u8> = (0..rows * cols).map(|_| draw_i8(rng, style).max(-127) as u8).collect();
         let x = (0..batch * cols).map(|_| draw_i8(rng, style)).collect();
         let mut bias = Vec::new();
-        let mut requant = Vec::new();
-        for _ in 0..rows {
+        let (mut mults, mut shifts, mut sums) = (Vec::new(), Vec::new(), Vec::new());
+        for o in 0..rows {
             let b = (rng.next_u64() as i32) >> (8 + rng.below(16));
             bias.extend_from_slice(&b.to_le_bytes());
             let m = (1i32 << 30) + (rng.next_u64() as u32 >> 2) as i32;
             let s = -(rng.below(20) as i32) + 1;
-            requant.extend_from_slice(&m.to_le_bytes());
-            requant.extend_from_slice(&s.to_le_bytes());
+            let sum: i32 = weights[o * cols..(o + 1) * cols].iter().map(|&w: &u8| w as i8 as i32).sum();
+            mults.extend_from_slice(&m.to_le_bytes());
+            shifts.extend_from_slice(&s.to_le_bytes());
+            sums.extend_from_slice(&sum.to_le_bytes());
         }
+        let requant = [mults, shifts, sums].concat();
         let out_zero_point = rng.below(256) as i32 - 128;
         let (act_min, act_max) = if rng.below(2) == 0 {
             (-128, 127)
@@ -100,7 +103,9 @@ impl DenseI8Case {
             layout: WeightLayout::RowMajor,
             weights: &self.weights,
             bias: &self.bias,
-            requant: &self.requant,
+            multipliers: &self.requant[..4 * self.rows],
+            shifts: &self.requant[4 * self.rows..8 * self.rows],
+            weight_sums: &self.requant[8 * self.rows..],
             out_zero_point: self.out_zero_point,
             act_min: self.act_min,
             act_max: self.act_max,

@@ -17,7 +17,7 @@ pub fn dense_i8(p: &DenseI8<'_>, x: &[i8], batch: usize, out: &mut [i8]) {
                 // for hostile blobs, where wrapping is still defined behaviour.
                 acc = acc.wrapping_add(wk as i8 as i32 * xk as i32);
             }
-            let (m, s) = (le_i32(p.requant, 2 * o), le_i32(p.requant, 2 * o + 1));
+            let (m, s) = (le_i32(p.multipliers, o), le_i32(p.shifts, o));
             *y = requantize(acc, m, s, p.out_zero_point, p.act_min, p.act_max);
         }
     }
