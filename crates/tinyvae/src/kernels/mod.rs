@@ -64,6 +64,9 @@ pub type DenseI8Fn = fn(&DenseI8<'_>, x: &[i8], batch: usize, out: &mut [i8]);
 pub type DenseFloatFn = fn(&DenseFloat<'_>, x: &[f32], batch: usize, out: &mut [f32]);
 /// `out[i] = table[x[i] + 128]`.
 pub type LutI8Fn = fn(table: &[u8], x: &[i8], out: &mut [i8]);
+/// Reads every byte once and returns their sum as int8 values (wrapping): the memory-bound
+/// floor of a batch-1 int8 Dense, for benchmarks.
+pub type WeightStreamFn = fn(weights: &[u8]) -> i32;
 
 /// One implementation of every kernel.
 #[derive(Debug, Clone, Copy)]
@@ -78,6 +81,8 @@ pub struct Kernels {
     pub dense_f32: DenseFloatFn,
     /// int8 lookup-table activation.
     pub lut_i8: LutI8Fn,
+    /// Weight-streaming floor (benchmarks only).
+    pub weight_stream: WeightStreamFn,
 }
 
 /// The scalar reference: portable, always available, and the definition of every result.
@@ -87,15 +92,40 @@ pub static REFERENCE: Kernels = Kernels {
     dense_f16: reference::dense_f16,
     dense_f32: reference::dense_f32,
     lut_i8: reference::lut_i8,
+    weight_stream: reference::weight_stream,
 };
 
-/// The fastest kernels for this CPU. With `std`, chosen by runtime feature detection; without,
-/// by the target features the crate was compiled with. The scalar reference is the fallback.
-pub fn best() -> &'static Kernels {
-    &REFERENCE
+#[cfg(target_arch = "aarch64")]
+pub mod aarch64;
+#[cfg(target_arch = "arm")]
+pub mod armv7em;
+#[cfg(target_arch = "x86_64")]
+pub mod x86_64;
+
+/// Optimized tables usable on this CPU, fastest first. With `std`, found by runtime feature
+/// detection; without, by the target features the crate was compiled with.
+fn native() -> &'static [&'static Kernels] {
+    #[cfg(target_arch = "x86_64")]
+    return x86_64::usable();
+    #[cfg(target_arch = "aarch64")]
+    return aarch64::usable();
+    #[cfg(target_arch = "arm")]
+    return armv7em::usable();
+    #[allow(unreachable_code)]
+    &[]
 }
 
-/// Every kernel table usable on this CPU, reference first (for benchmarks and tests).
+/// The fastest kernels for this CPU; the scalar reference when nothing better applies.
+pub fn best() -> &'static Kernels {
+    native().first().copied().unwrap_or(&REFERENCE)
+}
+
+/// Every kernel table usable on this CPU, the reference first (for benchmarks and tests).
 pub fn available() -> impl Iterator<Item = &'static Kernels> {
-    [&REFERENCE].into_iter()
+    core::iter::once(&REFERENCE).chain(native().iter().copied())
+}
+
+/// Finds a usable table by name (`tinyvae bench --kernels`, tests).
+pub fn by_name(name: &str) -> Option<&'static Kernels> {
+    available().find(|k| k.name == name)
 }

@@ -134,6 +134,18 @@ pub fn check_kernels(k: &Kernels, cases: usize, seed: u64) -> Result<(), Mismatc
             });
         }
 
+        let (got_sum, want_sum) = ((k.weight_stream)(&c.weights), (REFERENCE.weight_stream)(&c.weights));
+        if got_sum != want_sum {
+            return Err(Mismatch {
+                kernel: "weight_stream",
+                case,
+                shape: (c.rows, c.cols, 1),
+                index: 0,
+                got: got_sum as f64,
+                want: want_sum as f64,
+            });
+        }
+
         let table: Vec<u8> = (0..256).map(|_| rng.next_u64() as u8).collect();
         let mut lut_got = vec![0i8; c.x.len()];
         let mut lut_want = vec![0i8; c.x.len()];
