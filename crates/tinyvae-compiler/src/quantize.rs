@@ -365,9 +365,9 @@ pub fn quantize(prepared: &Prepared, ranges: Option<&Ranges>, precision: Precisi
                         base(DType::F16, weight.iter().flat_map(|&v| f16::from_f32(v).to_le_bytes()).collect(), f32_bias, vec![], act, 0, 0)
                     }
                     Precision::Int8 => {
-                        let (w, b, q) = quantize_dense(name, weight, bias, params[*input], params[*output])?;
+                        let q = quantize_dense(name, weight, bias, params[*input], params[*output])?;
                         let zp = params[*output].zero_point as i8;
-                        base(DType::I8, w, b, q, act, if *relu { zp } else { -128 }, 127)
+                        base(DType::I8, q.weights, q.bias, q.aux, act, if *relu { zp } else { -128 }, 127)
                     }
                 }
             }
@@ -417,15 +417,16 @@ pub fn quantize(prepared: &Prepared, ranges: Option<&Ranges>, precision: Precisi
     Ok(blob)
 }
 
+/// The three data arrays of an int8 Dense node, as the blob stores them.
+struct Int8Dense {
+    weights: Vec<u8>,
+    bias: Vec<u8>,
+    aux: Vec<u8>,
+}
+
 /// int8 weights (symmetric per output channel), int32 bias with the input zero point folded
 /// in, and the planar aux array: per-channel fixed-point multipliers, shifts, weight sums.
-fn quantize_dense(
-    name: &str,
-    weight: &Array2<f32>,
-    bias: &Array1<f32>,
-    pin: QParams,
-    pout: QParams,
-) -> Result<(Vec<u8>, Vec<u8>, Vec<u8>), QuantizeError> {
+fn quantize_dense(name: &str, weight: &Array2<f32>, bias: &Array1<f32>, pin: QParams, pout: QParams) -> Result<Int8Dense, QuantizeError> {
     let mut w = Vec::with_capacity(weight.len());
     let mut b = Vec::new();
     let (mut mults, mut shifts, mut sums) = (Vec::new(), Vec::new(), Vec::new());
@@ -450,7 +451,7 @@ fn quantize_dense(
         shifts.extend_from_slice(&s.to_le_bytes());
         sums.extend_from_slice(&codes.iter().sum::<i32>().to_le_bytes());
     }
-    Ok((w, b, [mults, shifts, sums].concat()))
+    Ok(Int8Dense { weights: w, bias: b, aux: [mults, shifts, sums].concat() })
 }
 
 fn meta_for(g: &Graph, head: EncoderHead, lens: &HashMap<String, usize>) -> Result<(ModelKind, MetaSpec), QuantizeError> {

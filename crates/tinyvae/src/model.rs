@@ -141,7 +141,7 @@ fn u32_at(b: &[u8], off: usize, field: &'static str) -> Result<usize, Error> {
 /// `off..off+len` if it lies inside `0..limit`, is aligned, and doesn't overflow.
 fn section(off: usize, len: usize, limit: usize, name: &'static str) -> Result<Range<usize>, Error> {
     let end = off.checked_add(len).ok_or(Error::BadSection { section: name })?;
-    if off % ALIGN != 0 || end > limit || off < HEADER_LEN {
+    if !off.is_multiple_of(ALIGN) || end > limit || off < HEADER_LEN {
         return Err(Error::BadSection { section: name });
     }
     Ok(off..end)
@@ -278,7 +278,7 @@ impl<'a> Model<'a> {
                 return Err(bad("len"));
             }
             let off = read_u32(r, trec::ARENA_OFF).unwrap_or(u32::MAX) as usize;
-            if off % ALIGN != 0 || off.saturating_add(len * dtype.size()) > self.arena_bytes {
+            if !off.is_multiple_of(ALIGN) || off.saturating_add(len * dtype.size()) > self.arena_bytes {
                 return Err(bad("arena_offset"));
             }
             if dtype == DType::I8 {
