@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command of the README: installs what the tests need (idempotent), then runs every
-# test of the workspace on this machine, the runtime's tests on aarch64 under QEMU, and checks
-# that the runtime builds for a Cortex-M4F with no_std.
+# test of the workspace on this machine, the runtime's tests on aarch64 and the Cortex-M4 kernel
+# test program under QEMU, and checks that the runtime builds for a Cortex-M4F with no_std.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,4 +24,7 @@ cargo build --release -p tinyvae --target thumbv7em-none-eabihf
 # The runtime's tests (kernel suite and bit-exactness properties) on aarch64 under qemu-user,
 # as a Raspberry Pi 5 (dotprod) and a Raspberry Pi 4 (Cortex-A72).
 ./scripts/test-aarch64.sh
+# The Cortex-M4 DSP kernel against the reference, and its instructions per MAC, under
+# qemu-system-arm (mps2-an386, -icount shift=0).
+./scripts/test-cortex-m.sh
 echo "== all tests passed"

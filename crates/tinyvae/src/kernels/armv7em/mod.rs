@@ -1,8 +1,41 @@
-//! Optimized kernels for armv7em (work in progress: none yet, so the scalar reference runs).
+//! Optimized kernels for 32-bit Arm microcontrollers. These are the ARMv7E-M DSP instructions
+//! (`SMLAD`, `SXTB16`) of the Cortex-M4 and Cortex-M7.
+//!
+//! `DSP` is the table that dispatch picks: int8 Dense on `SMLAD` (one kernel per file), and
+//! the scalar reference for the rest. `dense_i8_w16` is an opt-in int16-weight variant kept
+//! for measurements; no table uses it.
+//!
+//! # Which builds get them
+//! Every `thumbv7em-*` target (Cortex-M4/M7, where the DSP extension is always present), as told
+//! by the crate's build script: on stable Rust `cfg(target_feature = "dsp")` is never set.
+//! Other Arm targets run the scalar reference.
 
 use crate::kernels::Kernels;
 
+#[cfg(tinyvae_armv7em_dsp)]
+mod dense_i8;
+
+#[cfg(tinyvae_armv7em_dsp)]
+pub mod dense_i8_w16;
+
+/// The DSP table: int8 Dense on `SMLAD`, every other entry from the scalar reference.
+#[cfg(tinyvae_armv7em_dsp)]
+pub static DSP: Kernels = Kernels {
+    name: "dsp",
+    dense_i8: dense_i8::dense_i8,
+    dense_f16: crate::kernels::reference::dense_f16,
+    dense_f32: crate::kernels::reference::dense_f32,
+    lut_i8: crate::kernels::reference::lut_i8,
+    weight_stream: crate::kernels::reference::weight_stream,
+};
+
 /// Tables usable on this CPU, fastest first.
 pub fn usable() -> &'static [&'static Kernels] {
+    #[cfg(tinyvae_armv7em_dsp)]
+    {
+        static TABLES: [&Kernels; 1] = [&DSP];
+        return &TABLES;
+    }
+    #[allow(unreachable_code)]
     &[]
 }

@@ -1,0 +1,593 @@
+//! The Cortex-M test program. It runs on a Cortex-M4 under QEMU (`mps2-an386`), started by
+//! `scripts/test-cortex-m.sh`.
+//!
+//! 1. Checks that dispatch picks the DSP table on this target.
+//! 2. Runs the generic kernel suite on it against the scalar reference.
+//! 3. Checks exactness on fixed shapes: the z20 decoder's 400x20 and 784x400 layers and the
+//!    encoder's 400x784, with weights in flash; odd shapes around the kernel's block, chunk and
+//!    tile sizes; extreme values; a wrapping accumulator; misaligned rows; and slices too short
+//!    for their shapes.
+//! 4. Runs shapes whose weights end right before an MPU no-access region, so that a read past
+//!    the weight slice faults instead of passing unnoticed. Last of all it checks that the
+//!    region does fault.
+//! 5. Checks the opt-in int16-weight kernel the same way.
+//! 6. Counts instructions per MAC for the reference, the DSP kernel and the int16 variant.
+//!
+//! Instructions are counted with `-icount shift=0`. QEMU then advances the virtual clock by
+//! exactly 1 ns per executed instruction, and SysTick, clocked by the core, reads that clock. A
+//! SysTick tick is several instructions (40 on this board; calibrated below against a loop of
+//! known length), so a layer runs several times per measurement, and the cost of an empty call
+//! is subtracted.
+//!
+//! Everything is printed over semihosting. The program ends with `PASS` and exit status 0, or
+//! reports the first failure and exits with status 1 (panics and HardFaults included).
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+use alloc::vec;
+use alloc::vec::Vec;
+use core::hint::black_box;
+
+use cortex_m::peripheral::syst::SystClkSource;
+use cortex_m::peripheral::SYST;
+use cortex_m_rt::{entry, exception, ExceptionFrame};
+use cortex_m_semihosting::debug;
+use embedded_alloc::LlffHeap as Heap;
+use tinyvae::format::WeightLayout;
+use tinyvae::kernels::armv7em::dense_i8_w16::dense_i8_w16;
+use tinyvae::kernels::{self, suite, DenseI8, Kernels, REFERENCE};
+use tinyvae::quant::quantize_multiplier;
+use tinyvae::Rng;
+
+/// `hprintln!` with inline format arguments (its `concat!` hides the captured names).
+macro_rules! say {
+    ($($t:tt)*) => {
+        cortex_m_semihosting::hprintln!("{}", format_args!($($t)*))
+    };
+}
+
+#[global_allocator]
+static HEAP: Heap = Heap::empty();
+const HEAP_SIZE: usize = 2 << 20;
+
+/// Flash-resident weights, aligned the way a blob aligns its tensors. Each array has 16 spare
+/// bytes, so `[1..]` is the same matrix with misaligned rows.
+#[repr(C, align(16))]
+struct Aligned<B: ?Sized>(B);
+static W400X20: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/w400x20.bin")));
+static W784X400: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/w784x400.bin")));
+static W400X784: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/w400x784.bin")));
+/// The same matrices widened to int16, for the opt-in int16-weight kernel.
+static W784X400_I16: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/w784x400_i16.bin")));
+static W400X784_I16: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/w400x784_i16.bin")));
+
+#[entry]
+fn main() -> ! {
+    {
+        use core::mem::MaybeUninit;
+        static mut HEAP_MEM: [MaybeUninit<u8>; HEAP_SIZE] = [MaybeUninit::uninit(); HEAP_SIZE];
+        // SAFETY: called once, before any allocation; the region is used by nothing else.
+        unsafe { HEAP.init(&raw mut HEAP_MEM as usize, HEAP_SIZE) }
+    }
+    let p = cortex_m::Peripherals::take().unwrap();
+    let counter = Counter::new(p.SYST);
+    let mpu = p.MPU;
+
+    let dsp: &Kernels = kernels::best();
+    check(dsp.name == "dsp", "kernels::best() is the DSP table");
+    check(kernels::by_name("dsp").is_some(), "kernels::by_name(\"dsp\")");
+
+    let cases = 1000;
+    match suite::check_kernels(dsp, cases, 0x5EED) {
+        Ok(()) => say!("suite: {cases} random cases match the reference"),
+        Err(m) => fail(format_args!("suite: {m:?}")),
+    }
+
+    let fixed = fixed_shapes(dsp);
+    let fuzz = fuzz(dsp, 400, 0xC0FFEE);
+    let extremes = extremes(dsp);
+    let short = short_slices(dsp);
+    let guarded = guarded_reads(dsp, &mpu);
+    say!("exact: {fixed} fixed-shape, {fuzz} random-shape, {extremes} extreme-value, {short} short-slice and {guarded} guarded-weights checks match");
+    let wide = int16_weights();
+    say!("exact: {wide} checks of the opt-in int16-weight kernel match");
+
+    instruction_counts(&counter, dsp);
+
+    let checks = 2 + cases + fixed + fuzz + extremes + short + guarded + wide;
+    // SAFETY: single-threaded; the HardFault handler reads it only after the fault below.
+    unsafe { (&raw mut PASSED_BEFORE_GUARD_CHECK).write_volatile(checks) };
+    check_guard_faults();
+}
+
+/// Checks that passed before the last one, which ends in the HardFault handler.
+static mut PASSED_BEFORE_GUARD_CHECK: usize = 0;
+/// Set while a read of the guard is expected to fault.
+static mut EXPECTING_GUARD_FAULT: bool = false;
+
+/// The last check: a read of the guard region must fault, which shows that the guarded-weights
+/// checks would have caught a kernel reading past its weights. The HardFault handler finishes
+/// the run.
+fn check_guard_faults() -> ! {
+    // SAFETY: single-threaded; the guard address is mapped, only protected by the MPU. The
+    // volatile write keeps the flag's store ahead of the faulting read.
+    unsafe {
+        (&raw mut EXPECTING_GUARD_FAULT).write_volatile(true);
+        core::ptr::read_volatile(guard_start());
+    }
+    fail(format_args!("reading the MPU guard region did not fault"))
+}
+
+fn finish() -> ! {
+    // SAFETY: single-threaded.
+    let checks = unsafe { (&raw const PASSED_BEFORE_GUARD_CHECK).read_volatile() } + 1;
+    say!("guard: reading past the guarded weights faults, so those checks would catch it");
+    say!("{checks} passed, 0 failed");
+    say!("PASS");
+    debug::exit(debug::EXIT_SUCCESS);
+    loop {
+        cortex_m::asm::wfi();
+    }
+}
+
+/// RAM whose last [`GUARD`] bytes the MPU makes inaccessible. Weights placed to end right
+/// before them fault on any read past their end.
+#[repr(C, align(1024))]
+struct Guarded([u8; GUARDED]);
+const GUARDED: usize = 16 * 1024;
+const GUARD: usize = 32;
+static mut GUARDED_BUF: Guarded = Guarded([0; GUARDED]);
+
+fn guard_start() -> *const u8 {
+    // SAFETY: in bounds of the static; only the address is taken.
+    unsafe { (&raw const GUARDED_BUF).cast::<u8>().add(GUARDED - GUARD) }
+}
+
+/// Kernels on weights that end right before an MPU no-access region, for shapes whose rows
+/// end off the block grid, odd row counts, and inputs past the scratch's chunk. A read past
+/// the weights is a MemManage fault, reported by the HardFault handler.
+fn guarded_reads(dsp: &Kernels, mpu: &cortex_m::peripheral::MPU) -> usize {
+    let guard = guard_start() as u32;
+    // SAFETY: MPU region 0 (32 bytes, no access, never executed) covers the guard alone; the
+    // default map stays on for everything else (PRIVDEFENA), and we run privileged.
+    unsafe {
+        mpu.rnr.write(0);
+        mpu.rbar.write(guard);
+        mpu.rasr.write((1 << 28) | (4 << 1) | 1); // XN, AP = no access, 2^(4+1) bytes, enabled
+        mpu.ctrl.write(0b101); // ENABLE | PRIVDEFENA
+    }
+    cortex_m::asm::dsb();
+    cortex_m::asm::isb();
+    let mut rng = Rng::new(19);
+    let shapes = [
+        (1, 1),
+        (1, 7),
+        (2, 9),
+        (3, 20),
+        (5, 20),
+        (7, 33),
+        (4, 400),
+        (3, 13),
+        (2, 1024),
+        (1, 1031),
+        (9, 1100),
+        (65, 1030),
+    ];
+    for &(rows, cols) in &shapes {
+        let n = rows * cols;
+        // SAFETY: single-threaded, and no other reference to the buffer exists; the `n` bytes
+        // (n < GUARDED - GUARD) lie inside the static and end right before the guard.
+        let w: &[u8] = unsafe {
+            let w = core::slice::from_raw_parts_mut(guard_start().cast_mut().sub(n), n);
+            for v in w.iter_mut() {
+                *v = (rng.below(255) as i32 - 127) as u8;
+            }
+            w
+        };
+        let layer = Layer::new(rows, cols, w, &mut rng, true);
+        let x = random_i8s(&mut rng, 2 * cols);
+        same(dsp, &layer.params(), &x, 2, format_args!("guarded {rows}x{cols}"));
+    }
+    shapes.len()
+}
+
+/// An int8 Dense problem: the weights are borrowed (flash or heap), the rest is generated.
+struct Layer<'w> {
+    rows: usize,
+    cols: usize,
+    weights: &'w [u8],
+    bias: Vec<u8>,
+    multipliers: Vec<u8>,
+    shifts: Vec<u8>,
+    sums: Vec<u8>,
+    zero_point: i32,
+    act_min: i8,
+}
+
+impl<'w> Layer<'w> {
+    /// Requantization that keeps typical outputs inside int8 (`realistic`), or the suite's
+    /// arbitrary multipliers and shifts, which mostly saturate.
+    fn new(rows: usize, cols: usize, weights: &'w [u8], rng: &mut Rng, realistic: bool) -> Self {
+        let mut l = Layer {
+            rows,
+            cols,
+            weights,
+            bias: vec![],
+            multipliers: vec![],
+            shifts: vec![],
+            sums: vec![],
+            zero_point: rng.below(256) as i32 - 128,
+            act_min: -128,
+        };
+        if rng.below(2) == 0 {
+            l.act_min = l.zero_point as i8; // ReLU folded into the clamp
+        }
+        for o in 0..rows {
+            let (m, s) = if realistic {
+                // Accumulators of uniform int8 products spread about 5300 * sqrt(cols).
+                let spread = 5300.0 * isqrt(cols) as f64 * (1.0 + rng.uniform() as f64);
+                quantize_multiplier(40.0 / spread).unwrap()
+            } else {
+                ((1 << 30) + (rng.next_u64() as u32 >> 2) as i32, 1 - rng.below(20) as i32)
+            };
+            let b = (rng.next_u64() as i32) >> (8 + rng.below(16));
+            let sum: i32 = weights.get(o * cols..(o + 1) * cols).unwrap_or(&[]).iter().map(|&w| w as i8 as i32).sum();
+            l.bias.extend_from_slice(&b.to_le_bytes());
+            l.multipliers.extend_from_slice(&m.to_le_bytes());
+            l.shifts.extend_from_slice(&s.to_le_bytes());
+            l.sums.extend_from_slice(&sum.to_le_bytes());
+        }
+        l
+    }
+
+    fn params(&self) -> DenseI8<'_> {
+        DenseI8 {
+            rows: self.rows,
+            cols: self.cols,
+            layout: WeightLayout::RowMajor,
+            weights: self.weights,
+            bias: &self.bias,
+            multipliers: &self.multipliers,
+            shifts: &self.shifts,
+            weight_sums: &self.sums,
+            out_zero_point: self.zero_point,
+            act_min: self.act_min,
+            act_max: 127,
+        }
+    }
+}
+
+fn isqrt(n: usize) -> usize {
+    (0..=n).find(|r| (r + 1) * (r + 1) > n).unwrap_or(n)
+}
+
+fn random_i8s(rng: &mut Rng, n: usize) -> Vec<i8> {
+    (0..n).map(|_| rng.below(256) as i32 as u8 as i8).collect()
+}
+
+/// Runs both kernels on `p` and fails on the first differing byte.
+fn same(dsp: &Kernels, p: &DenseI8<'_>, x: &[i8], batch: usize, what: core::fmt::Arguments<'_>) {
+    let mut got = vec![0x5Ai8; batch * p.rows];
+    let mut want = got.clone();
+    (dsp.dense_i8)(p, x, batch, &mut got);
+    (REFERENCE.dense_i8)(p, x, batch, &mut want);
+    if let Some(i) = (0..got.len()).find(|&i| got[i] != want[i]) {
+        fail(format_args!("{what}: output {i} is {} but the reference gives {}", got[i], want[i]));
+    }
+}
+
+/// The decoder's and encoder's layers, weights in flash, aligned and misaligned, batch 1 and 3.
+fn fixed_shapes(dsp: &Kernels) -> usize {
+    let mut rng = Rng::new(7);
+    let mut n = 0;
+    for (name, rows, cols, w) in
+        [("400x20", 400, 20, W400X20), ("784x400", 784, 400, W784X400), ("400x784", 400, 784, W400X784)]
+    {
+        for offset in [0, 1] {
+            let layer = Layer::new(rows, cols, &w.0[offset..offset + rows * cols], &mut rng, true);
+            for batch in [1, 3] {
+                let x = random_i8s(&mut rng, batch * cols);
+                same(dsp, &layer.params(), &x, batch, format_args!("{name} offset {offset} batch {batch}"));
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+/// Random shapes around the kernel's block (8), unroll (32 columns), chunk (1024 columns) and
+/// tile (64 rows) sizes, with weights at every alignment.
+fn fuzz(dsp: &Kernels, cases: usize, seed: u64) -> usize {
+    let mut rng = Rng::new(seed);
+    for case in 0..cases {
+        let rows = 1 + rng.below(if case % 10 == 0 { 140 } else { 40 }) as usize;
+        let cols = match case % 4 {
+            0 => 1 + rng.below(64) as usize,
+            1 => 1 + rng.below(500) as usize,
+            2 => 1000 + rng.below(60) as usize,
+            _ => 1 + rng.below(2600) as usize,
+        };
+        let batch = 1 + rng.below(3) as usize;
+        let offset = rng.below(4) as usize;
+        let w: Vec<u8> = (0..offset + rows * cols).map(|_| (rng.below(255) as i32 - 127) as u8).collect();
+        let layer = Layer::new(rows, cols, &w[offset..], &mut rng, case % 2 == 0);
+        let x = random_i8s(&mut rng, batch * cols);
+        same(
+            dsp,
+            &layer.params(),
+            &x,
+            batch,
+            format_args!("fuzz case {case}: {rows}x{cols} batch {batch} offset {offset}"),
+        );
+    }
+    cases
+}
+
+/// Extreme values (-128 inputs, +-127 weights, -128 weights as a hostile blob could hold) on
+/// shapes at every boundary, and an accumulator that wraps past i32.
+fn extremes(dsp: &Kernels) -> usize {
+    let mut rng = Rng::new(11);
+    let shapes = [
+        (1, 1),
+        (3, 7),
+        (5, 8),
+        (2, 9),
+        (7, 31),
+        (4, 32),
+        (9, 33),
+        (2, 40),
+        (6, 1023),
+        (3, 1024),
+        (5, 1025),
+        (3, 2051),
+        (130, 1100),
+    ];
+    type Pattern = fn(usize) -> i8;
+    let patterns: [(&str, Pattern, Pattern); 5] = [
+        ("x=-128 w=127", |_| -128, |_| 127),
+        ("x=-128 w=-127", |_| -128, |_| -127),
+        ("x=127 w=-127", |_| 127, |_| -127),
+        ("alternating", |k| if k % 2 == 0 { -128 } else { 127 }, |k| if k % 3 == 0 { 127 } else { -127 }),
+        ("w=-128", |k| if k % 5 == 0 { 127 } else { -128 }, |_| -128),
+    ];
+    let mut n = 0;
+    for &(rows, cols) in &shapes {
+        for &(name, xf, wf) in &patterns {
+            for offset in [0, 1] {
+                let w: Vec<u8> = (0..offset + rows * cols).map(|k| wf(k) as u8).collect();
+                let x: Vec<i8> = (0..2 * cols).map(xf).collect();
+                for realistic in [false, true] {
+                    let layer = Layer::new(rows, cols, &w[offset..], &mut rng, realistic);
+                    same(dsp, &layer.params(), &x, 2, format_args!("{name} {rows}x{cols} offset {offset}"));
+                    n += 1;
+                }
+            }
+        }
+    }
+    // 140000 products of 16384 sum past i32::MAX: both kernels must wrap the same way.
+    let cols = 140_000;
+    let w = vec![0x80u8; 2 * cols];
+    let x = vec![-128i8; cols];
+    let mut layer = Layer::new(2, cols, &w, &mut rng, false);
+    layer.bias = [0i32, -5].iter().flat_map(|b| b.to_le_bytes()).collect();
+    layer.multipliers = [1i32 << 30; 2].iter().flat_map(|b| b.to_le_bytes()).collect();
+    layer.shifts = [-24i32; 2].iter().flat_map(|b| b.to_le_bytes()).collect();
+    layer.act_min = -128;
+    same(dsp, &layer.params(), &x, 1, format_args!("wrapping accumulator"));
+    n + 1
+}
+
+/// Slices too short for their shapes: the kernel writes nothing (weights or requantization
+/// arrays short) or as many whole samples as the reference (input or output short).
+fn short_slices(dsp: &Kernels) -> usize {
+    let mut rng = Rng::new(13);
+    let (rows, cols) = (6, 37);
+    let w: Vec<u8> = (0..rows * cols).map(|_| (rng.below(255) as i32 - 127) as u8).collect();
+    let layer = Layer::new(rows, cols, &w, &mut rng, true);
+    let x = random_i8s(&mut rng, 3 * cols);
+    let mut n = 0;
+    let untouched = |p: &DenseI8<'_>, what: &str| {
+        let mut out = vec![0x5Ai8; 3 * rows];
+        (dsp.dense_i8)(p, &x, 3, &mut out);
+        if out.iter().any(|&v| v != 0x5A) {
+            fail(format_args!("short {what}: the kernel wrote output"));
+        }
+    };
+    let full = layer.params();
+    untouched(&DenseI8 { weights: &w[..w.len() - 1], ..full }, "weights");
+    untouched(&DenseI8 { bias: &layer.bias[..4 * rows - 1], ..full }, "bias");
+    untouched(&DenseI8 { multipliers: &layer.multipliers[..4], ..full }, "multipliers");
+    untouched(&DenseI8 { shifts: &[], ..full }, "shifts");
+    untouched(&DenseI8 { rows: usize::MAX, ..full }, "rows overflowing rows*cols");
+    n += 5;
+    // Fewer inputs or outputs than `batch` samples: whole samples only, as the reference does.
+    for (xn, on) in [(2 * cols + 5, 3 * rows), (3 * cols, 2 * rows + 1), (cols - 1, rows)] {
+        let mut got = vec![0x5Ai8; on];
+        let mut want = got.clone();
+        (dsp.dense_i8)(&full, &x[..xn], 3, &mut got);
+        (REFERENCE.dense_i8)(&full, &x[..xn], 3, &mut want);
+        if got != want {
+            fail(format_args!("short input/output ({xn} inputs, {on} outputs): differs from the reference"));
+        }
+        n += 1;
+    }
+    n
+}
+
+/// The opt-in int16-weight kernel against the int8 reference on the same weights: the decoder's
+/// and encoder's layers from flash (fast path), and random shapes (partly the scalar path).
+fn int16_weights() -> usize {
+    let mut rng = Rng::new(23);
+    let mut n = 0;
+    for (rows, cols, w8, w16) in [(784, 400, W784X400, W784X400_I16), (400, 784, W400X784, W400X784_I16)] {
+        let layer = Layer::new(rows, cols, &w8.0[..rows * cols], &mut rng, true);
+        let x = random_i8s(&mut rng, 2 * cols);
+        let p = layer.params();
+        same_as_reference(
+            dense_i8_w16,
+            &DenseI8 { weights: &w16.0[..2 * rows * cols], ..p },
+            &p,
+            &x,
+            2,
+            "int16 weights",
+        );
+        n += 1;
+    }
+    for case in 0..60 {
+        let rows = 1 + rng.below(20) as usize;
+        let cols = if case % 2 == 0 { 8 * (1 + rng.below(40) as usize) } else { 1 + rng.below(300) as usize };
+        let w8: Vec<u8> = (0..rows * cols).map(|_| (rng.below(255) as i32 - 127) as u8).collect();
+        let w16: Vec<u8> = w8.iter().flat_map(|&b| (b as i8 as i16).to_le_bytes()).collect();
+        let layer = Layer::new(rows, cols, &w8, &mut rng, case % 4 < 2);
+        let x = random_i8s(&mut rng, 3 * cols);
+        let p = layer.params();
+        same_as_reference(dense_i8_w16, &DenseI8 { weights: &w16, ..p }, &p, &x, 3, "int16 weights, random shape");
+        n += 1;
+    }
+    n
+}
+
+/// `f` on `p` against the reference on `reference` (the same layer with int8 weights).
+fn same_as_reference(
+    f: kernels::DenseI8Fn,
+    p: &DenseI8<'_>,
+    reference: &DenseI8<'_>,
+    x: &[i8],
+    batch: usize,
+    what: &str,
+) {
+    let mut got = vec![0x5Ai8; batch * p.rows];
+    let mut want = got.clone();
+    f(p, x, batch, &mut got);
+    (REFERENCE.dense_i8)(reference, x, batch, &mut want);
+    if got != want {
+        fail(format_args!("{what} {}x{}: differs from the reference", p.rows, p.cols));
+    }
+}
+
+/// SysTick on the core clock, free-running over its 24 bits.
+struct Counter {
+    /// Instructions per SysTick tick, measured on a loop of known length.
+    per_tick: u64,
+}
+
+impl Counter {
+    fn new(mut syst: SYST) -> Self {
+        syst.set_clock_source(SystClkSource::Core);
+        syst.set_reload(0x00FF_FFFF);
+        syst.clear_current();
+        syst.enable_counter();
+        let mut c = Counter { per_tick: 1 };
+        // 2 instructions (SUBS, BNE) per iteration.
+        let iterations: u32 = 1_000_000;
+        let ticks = c.ticks(|| {
+            // SAFETY: a register-only countdown loop.
+            unsafe {
+                core::arch::asm!("1:", "subs {n}, #1", "bne 1b", n = inout(reg) iterations => _, options(nomem, nostack));
+            }
+        });
+        let per_tick = (2 * iterations as u64 + ticks / 2) / ticks.max(1);
+        say!(
+            "timer: SysTick, {ticks} ticks for {} loop instructions: {per_tick} instructions per tick",
+            2 * iterations
+        );
+        check(
+            per_tick >= 1 && (ticks * per_tick).abs_diff(2 * iterations as u64) <= 2 * per_tick,
+            "SysTick counts instructions (run under -icount shift=0)",
+        );
+        c.per_tick = per_tick;
+        c
+    }
+
+    fn ticks(&self, f: impl FnOnce()) -> u64 {
+        let t0 = SYST::get_current();
+        f();
+        let t1 = SYST::get_current();
+        (t0.wrapping_sub(t1) & 0x00FF_FFFF) as u64
+    }
+
+    /// Instructions of `reps` runs of `f`, to within one tick.
+    fn instructions(&self, reps: u32, mut f: impl FnMut()) -> u64 {
+        self.ticks(|| {
+            for _ in 0..reps {
+                f();
+            }
+        }) * self.per_tick
+    }
+}
+
+#[inline(never)]
+fn empty_dense(_: &DenseI8<'_>, _: &[i8], _: usize, _: &mut [i8]) {}
+
+/// Instructions per MAC of the reference and the DSP kernel on the flash-resident layers.
+fn instruction_counts(counter: &Counter, dsp: &Kernels) {
+    let mut rng = Rng::new(17);
+    for (name, rows, cols, w, reps) in
+        [("400x20", 400, 20, W400X20, 40u32), ("784x400", 784, 400, W784X400, 4), ("400x784", 400, 784, W400X784, 4)]
+    {
+        for (kernel, f, offset) in
+            [("scalar", REFERENCE.dense_i8, 0), ("dsp", dsp.dense_i8, 0), ("dsp", dsp.dense_i8, 1)]
+        {
+            let layer = Layer::new(rows, cols, &w.0[offset..offset + rows * cols], &mut rng, true);
+            let p = layer.params();
+            let x = random_i8s(&mut rng, cols);
+            let mut out = vec![0i8; rows];
+            let mut run = |f: kernels::DenseI8Fn| {
+                counter.instructions(reps, || black_box(f)(black_box(&p), black_box(&x), 1, black_box(&mut out)))
+            };
+            let overhead = run(empty_dense);
+            let total = run(f);
+            let per_call = total.saturating_sub(overhead) as f64 / reps as f64;
+            let per_mac = per_call / (rows * cols) as f64;
+            let note = if offset == 0 { "" } else { " (misaligned rows)" };
+            say!("dense_i8 {kernel} {name}{note}: {per_call:.0} instructions, {per_mac:.2} per MAC");
+        }
+    }
+    // The opt-in int16-weight kernel, for comparison: twice the weight flash.
+    for (name, rows, cols, w16, reps) in
+        [("784x400", 784, 400, W784X400_I16, 4u32), ("400x784", 400, 784, W400X784_I16, 4)]
+    {
+        let layer = Layer::new(rows, cols, &[], &mut rng, true);
+        let p = DenseI8 { weights: &w16.0[..2 * rows * cols], ..layer.params() };
+        let x = random_i8s(&mut rng, cols);
+        let mut out = vec![0i8; rows];
+        let mut run = |f: kernels::DenseI8Fn| {
+            counter.instructions(reps, || black_box(f)(black_box(&p), black_box(&x), 1, black_box(&mut out)))
+        };
+        let overhead = run(empty_dense);
+        let per_call = run(dense_i8_w16).saturating_sub(overhead) as f64 / reps as f64;
+        let per_mac = per_call / (rows * cols) as f64;
+        say!("dense_i8 dsp-int16-weights {name} (opt-in, 2x flash): {per_call:.0} instructions, {per_mac:.2} per MAC");
+    }
+}
+
+fn check(ok: bool, what: &str) {
+    if !ok {
+        fail(format_args!("{what}"));
+    }
+}
+
+fn fail(what: core::fmt::Arguments<'_>) -> ! {
+    say!("FAIL: {what}");
+    say!("0 passed, 1 failed");
+    debug::exit(debug::EXIT_FAILURE);
+    loop {
+        cortex_m::asm::wfi();
+    }
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    fail(format_args!("panic: {info}"))
+}
+
+#[exception]
+unsafe fn HardFault(frame: &ExceptionFrame) -> ! {
+    // SAFETY: single-threaded; set only by `check_guard_faults`.
+    if unsafe { (&raw const EXPECTING_GUARD_FAULT).read_volatile() } {
+        finish();
+    }
+    fail(format_args!("HardFault: {frame:?}"))
+}
