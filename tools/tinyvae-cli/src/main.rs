@@ -27,6 +27,8 @@ enum Command {
     Sample(cmd::sample::Args),
     /// Print a blob's header, graph, tensors and memory plan.
     Inspect(cmd::inspect::Args),
+    /// Write a blob and a generated Rust module (arena size, shapes, aligned include_bytes!) for firmware.
+    Deploy(cmd::deploy::Args),
     /// Per-sample latency of the runtime (int8, f16, f32) against tract f32 on the same ONNX.
     Bench(cmd::bench::Args),
     /// Draw the lecture's figures from quantized blobs (PNG).
@@ -42,6 +44,7 @@ fn main() -> ExitCode {
         Command::Validate(a) => cmd::validate::run(a),
         Command::Sample(a) => cmd::sample::run(a),
         Command::Inspect(a) => cmd::inspect::run(a),
+        Command::Deploy(a) => cmd::deploy::run(a),
         Command::Bench(a) => cmd::bench::run(a),
         Command::Figure(f) => cmd::figure::run(f),
     };

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod bench;
+pub mod deploy;
 pub mod figure;
 pub mod inspect;
 pub mod quantize;

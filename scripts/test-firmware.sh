@@ -1,0 +1,211 @@
+#!/usr/bin/env bash
+# The firmware test: the shipped int8 decoder, deployed with `tinyvae deploy`, sampled with one
+# seed on three targets, must give the same pixels byte for byte:
+#   1. the Cortex-M firmware (firmware/cortex-m) on a Cortex-M4 under
+#      `qemu-system-arm -machine mps2-an386 -icount shift=0`, dumping over semihosting;
+#   2. the Raspberry Pi program (firmware/rpi), cross-compiled for aarch64 and run under
+#      `qemu-aarch64 -cpu cortex-a72` (a Pi 4);
+#   3. `tinyvae sample --raw` on this host.
+# The 128x64 panel frames of 1 and 2 must match too (same drawing code on both). The SSD1306
+# board build (`--features ssd1306`) must compile. Then it prints the footprint: flash with and
+# without the model and the display code, RAM, stack high-water mark, instructions per decode.
+#
+# It installs what it uses when missing (apt: qemu-system-arm qemu-user gcc-aarch64-linux-gnu
+# libc6-dev-arm64-cross binutils; rustup targets thumbv7em-none-eabihf aarch64-unknown-linux-gnu).
+#
+#   scripts/test-firmware.sh                  test, print the footprint
+#   scripts/test-firmware.sh --write-picture  also copy the rendered picture to firmware/display.png
+# Environment: TINYVAE_FIRMWARE_BLOB overrides the blob (default: the shipped one);
+# STRICT_FOOTPRINT=1 also fails when a footprint target is missed (RAM for one decode <= 4096 B,
+# runtime flash <= 24 KiB, <= 1.40 instructions per MAC).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+write_picture=0
+for arg in "$@"; do
+    case $arg in
+        --write-picture) write_picture=1 ;;
+        *) echo "usage: $0 [--write-picture]" >&2; exit 2 ;;
+    esac
+done
+
+blob=${TINYVAE_FIRMWARE_BLOB:-models/mnist-vae-z20/decoder.int8.tvae}
+if [[ ! -f $blob ]]; then
+    echo "error: $blob is missing (the shipped z20 decoder); set TINYVAE_FIRMWARE_BLOB to test another blob" >&2
+    exit 1
+fi
+blob=$(realpath "$blob")
+
+# --- prerequisites -------------------------------------------------------------------------
+sudo=()
+[[ $(id -u) -eq 0 ]] || sudo=(sudo)
+missing=()
+command -v qemu-system-arm >/dev/null || missing+=(qemu-system-arm)
+command -v qemu-aarch64 >/dev/null || missing+=(qemu-user)
+command -v aarch64-linux-gnu-gcc >/dev/null || missing+=(gcc-aarch64-linux-gnu)
+[[ -e /usr/aarch64-linux-gnu/lib/libc.so.6 ]] || missing+=(libc6-dev-arm64-cross)
+command -v readelf >/dev/null || missing+=(binutils)
+if ((${#missing[@]})); then
+    echo "== installing ${missing[*]} (apt-get)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt_install() { "${sudo[@]}" apt-get install -y -qq -o DPkg::Lock::Timeout=600 "${missing[@]}" >/dev/null; }
+    # A fresh machine may have no package lists yet.
+    apt_install || { "${sudo[@]}" apt-get update -qq -o DPkg::Lock::Timeout=600 && apt_install; }
+fi
+for target in thumbv7em-none-eabihf aarch64-unknown-linux-gnu; do
+    if ! rustup target list --installed | grep -qx "$target"; then
+        echo "== adding rustup target $target"
+        rustup target add "$target"
+    fi
+done
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+# --- deploy and build ----------------------------------------------------------------------
+echo "== building the host CLI (tinyvae)"
+cargo build --release -p tinyvae-cli
+tinyvae=$root/target/release/tinyvae
+
+# Into the firmware's target folder, so that a model a developer deployed by hand stays put.
+model_dir=$root/firmware/cortex-m/target/deployed-model
+echo "== tinyvae deploy $blob -o $model_dir"
+"$tinyvae" deploy "$blob" -o "$model_dir"
+export TINYVAE_MODEL_DIR=$model_dir
+
+echo "== building firmware/cortex-m (thumbv7em-none-eabihf): QEMU build, runtime-only build, SSD1306 board build"
+(
+    cd firmware/cortex-m
+    cargo build --release --locked
+    cargo build --release --locked --no-default-features --target-dir target/runtime-only
+    cargo build --release --locked --features ssd1306 --target-dir target/blackpill
+)
+elf=firmware/cortex-m/target/thumbv7em-none-eabihf/release/tinyvae-firmware-cortex-m
+elf_runtime=firmware/cortex-m/target/runtime-only/thumbv7em-none-eabihf/release/tinyvae-firmware-cortex-m
+elf_board=firmware/cortex-m/target/blackpill/thumbv7em-none-eabihf/release/tinyvae-firmware-cortex-m
+
+echo "== building firmware/rpi (aarch64-unknown-linux-gnu, linker aarch64-linux-gnu-gcc)"
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
+(
+    cd firmware/rpi
+    cargo build --release --locked --target aarch64-unknown-linux-gnu
+    # Its unit tests (command line, picture layout, framebuffer pixel formats) on aarch64 too:
+    # .cargo/config.toml runs them under qemu-aarch64 -cpu cortex-a72.
+    cargo test --release --locked --target aarch64-unknown-linux-gnu
+)
+pi=$root/firmware/rpi/target/aarch64-unknown-linux-gnu/release/tinyvae-rpi
+
+# --- run -----------------------------------------------------------------------------------
+echo "== Cortex-M firmware on qemu-system-arm -machine mps2-an386 -cpu cortex-m4 -icount shift=0"
+mkdir "$work/cortex-m"
+status=0
+(cd "$work/cortex-m" && timeout 600 qemu-system-arm -machine mps2-an386 -cpu cortex-m4 -nographic \
+    -semihosting-config enable=on,target=native -icount shift=0 -kernel "$root/$elf" </dev/null) \
+    | tee "$work/cortex-m.log" || status=$?
+if [[ $status -ne 0 ]] || ! grep -qx 'PASS' "$work/cortex-m.log"; then
+    echo "FAIL: the Cortex-M firmware did not finish (exit status $status)" >&2
+    exit 1
+fi
+config=$(grep '^config: ' "$work/cortex-m.log")
+seed=$(sed -nE 's/.* seed=([0-9]+).*/\1/p' <<<"$config")
+count=$(sed -nE 's/.* samples=([0-9]+).*/\1/p' <<<"$config")
+pixels=$(sed -nE 's/.* pixels=([0-9]+).*/\1/p' <<<"$config")
+if [[ -z $seed || -z $count || -z $pixels || $count -lt 8 ]]; then
+    echo "FAIL: the firmware's config line is not as expected (at least 8 samples): $config" >&2
+    exit 1
+fi
+
+echo "== Raspberry Pi program on qemu-aarch64 -cpu cortex-a72"
+mkdir "$work/rpi"
+qemu-aarch64 -L /usr/aarch64-linux-gnu -cpu cortex-a72 "$pi" "$blob" --count "$count" --seed "$seed" \
+    --raw "$work/rpi/samples.raw" --frames "$work/rpi/frames.raw" --png "$work/rpi/display.png"
+
+echo "== host: tinyvae sample --count $count --seed $seed --raw"
+"$tinyvae" sample "$blob" --count "$count" --seed "$seed" --raw "$work/host.raw"
+
+# --- compare -------------------------------------------------------------------------------
+passed=0
+failed=0
+check() { # check WHAT COMMAND...: counts and reports one check
+    local what=$1
+    shift
+    if "$@"; then
+        echo "ok: $what"
+        passed=$((passed + 1))
+    else
+        echo "FAIL: $what" >&2
+        failed=$((failed + 1))
+    fi
+}
+expected_bytes=$((count * pixels))
+check "host dump has $count x $pixels bytes" test "$(stat -c %s "$work/host.raw")" -eq "$expected_bytes"
+check "Cortex-M pixels (QEMU, semihosting) == host pixels, byte for byte" cmp "$work/cortex-m/samples.raw" "$work/host.raw"
+check "aarch64 pixels (qemu-aarch64 cortex-a72) == host pixels, byte for byte" cmp "$work/rpi/samples.raw" "$work/host.raw"
+check "Cortex-M 128x64 frames == aarch64 frames, byte for byte ($count frames)" cmp "$work/cortex-m/frames.raw" "$work/rpi/frames.raw"
+check "Cortex-M firmware decoded with the DSP kernel (kernels=dsp)" grep -q ' kernels=dsp$' <<<"$config"
+check "SSD1306 board build (--features ssd1306) linked" test -s "$elf_board"
+
+# --- footprint -----------------------------------------------------------------------------
+section() { # section ELF NAME: size in bytes (0 when absent)
+    local size
+    size=$(readelf -S -W "$1" | sed -nE "s/^\s*\[\s*[0-9]+\]\s+\\$2\s+\S+\s+\S+\s+\S+\s+(\S+).*/\1/p")
+    echo $((16#${size:-0}))
+}
+flash() { echo $(($(section "$1" .vector_table) + $(section "$1" .text) + $(section "$1" .rodata) + $(section "$1" .data))); }
+ram() { echo $(($(section "$1" .data) + $(section "$1" .bss) + $(section "$1" .uninit))); }
+blob_bytes=$(stat -c %s "$blob")
+flash_all=$(flash "$elf")
+flash_runtime=$(($(flash "$elf_runtime") - blob_bytes))
+display_code=$((flash_all - blob_bytes - flash_runtime))
+summary_decode=$(grep '^summary: .* per MAC' "$work/cortex-m.log")
+summary_ram=$(grep '^summary: RAM for one decode' "$work/cortex-m.log")
+decode_max=$(sed -nE 's/.*decode [0-9]+\.\.([0-9]+) instructions.*/\1/p' <<<"$summary_decode")
+per_mac=$(sed -nE 's/.*instructions, ([0-9.]+) per MAC.*/\1/p' <<<"$summary_decode")
+arena=$(sed -nE 's/.*arena ([0-9]+) B \+.*/\1/p' <<<"$summary_ram")
+decode_stack=$(sed -nE 's/.*decode stack ([0-9]+) B.*/\1/p' <<<"$summary_ram")
+stack_peak=$(sed -nE 's/.*firmware stack peak ([0-9]+) B.*/\1/p' <<<"$summary_ram")
+decode_ram=$((arena + decode_stack))
+runtime_symbols=""
+if command -v llvm-nm >/dev/null; then
+    # Symbols of the runtime crate and its libm in the runtime-only build (the model excluded).
+    # With LTO some runtime code is inlined into the firmware's own functions, so this is a
+    # lower bound; the section figure above is the upper one.
+    runtime_symbols=0
+    while read -r _ size type name; do
+        case $type in [tTrR]) ;; *) continue ;; esac
+        case $name in *::model::ALIGNED*) continue ;; tinyvae::* | libm::* | "<tinyvae::"* | "<libm::"*) ;; *) continue ;; esac
+        runtime_symbols=$((runtime_symbols + 16#$size))
+    done < <(llvm-nm -S -C --defined-only "$elf_runtime")
+fi
+
+target_mark() { if [[ $1 == 1 ]]; then echo "target met"; else echo "TARGET MISSED"; fi; }
+ram_ok=$((decode_ram <= 4096))
+flash_ok=$((flash_runtime <= 24576))
+mac_ok=$(awk -v x="$per_mac" 'BEGIN { print (x <= 1.40) ? 1 : 0 }')
+
+echo
+echo "== footprint (Cortex-M4F, thumbv7em-none-eabihf, release; $(basename "$blob"), $blob_bytes B)"
+printf '  flash, everything (.vector_table+.text+.rodata+.data)   %7d B\n' "$flash_all"
+printf '  flash without the model                                 %7d B\n' $((flash_all - blob_bytes))
+printf '  flash without the model and the display code            %7d B  (<= 24576: %s)\n' "$flash_runtime" "$(target_mark "$flash_ok")"
+[[ -n $runtime_symbols ]] && printf '    of which the runtime crate and libm (symbols)         %7d B\n' "$runtime_symbols"
+printf '  display code (tinyvae-display, embedded-graphics, font) %7d B\n' "$display_code"
+printf '  RAM .data+.bss (arena, pixels, 1 KiB frame, statics)    %7d B\n' "$(ram "$elf")"
+printf '  stack high-water mark, whole firmware                   %7d B\n' "$stack_peak"
+printf '  RAM for one decode (arena %4d B + decode stack %4d B) %7d B  (<= 4096: %s)\n' "$arena" "$decode_stack" "$decode_ram" "$(target_mark "$ram_ok")"
+printf '  instructions per decode (-icount, z draw excluded)      %7d    (%s per MAC; <= 1.40: %s)\n' "$decode_max" "$per_mac" "$(target_mark "$mac_ok")"
+printf '  SSD1306 board build: flash %d B, RAM .data+.bss %d B\n' "$(flash "$elf_board")" "$(ram "$elf_board")"
+
+if [[ $write_picture == 1 ]]; then
+    cp "$work/rpi/display.png" firmware/display.png
+    echo "== wrote firmware/display.png (drawn by tinyvae-display under qemu-aarch64)"
+fi
+
+if [[ ${STRICT_FOOTPRINT:-0} == 1 ]]; then
+    check "RAM for one decode <= 4096 B" test "$ram_ok" -eq 1
+    check "runtime flash <= 24576 B" test "$flash_ok" -eq 1
+    check "instructions per MAC <= 1.40" test "$mac_ok" -eq 1
+fi
+echo "firmware: $passed passed, $failed failed"
+[[ $failed -eq 0 ]]

@@ -1,0 +1,184 @@
+//! `tinyvae deploy BLOB.tvae -o DIR`: what firmware needs to embed a model. It writes the blob
+//! and a generated Rust module, `model.rs`, that embeds it with `include_bytes!` (16-byte
+//! aligned) and states its arena size and shapes as constants, so a `static` arena and the
+//! pixel buffers are sized at compile time.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use tinyvae::Model;
+
+use crate::util;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Blob to deploy (any kind and precision).
+    pub blob: PathBuf,
+    /// Folder to write the blob and model.rs into (created if missing).
+    #[arg(short, long)]
+    pub output: PathBuf,
+}
+
+pub fn run(a: Args) -> Result<ExitCode> {
+    let bytes = util::read_blob(&a.blob)?;
+    let model = Model::parse(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", a.blob.display()))?;
+    let file_name = a
+        .blob
+        .file_name()
+        .and_then(|n| n.to_str())
+        .with_context(|| format!("{}: the blob's file name must be UTF-8 to be named in include_bytes!", a.blob.display()))?
+        .to_string();
+    std::fs::create_dir_all(&a.output).with_context(|| format!("cannot create {}", a.output.display()))?;
+
+    let blob_out = a.output.join(&file_name);
+    let module_out = a.output.join("model.rs");
+    util::check_not_input(&module_out, &[&a.blob])?;
+    // Deploying into the blob's own folder is fine: the blob is already where model.rs looks.
+    if !same_file(&blob_out, &a.blob) {
+        util::write(&blob_out, &bytes)?;
+    }
+    util::write(&module_out, module_source(&model, bytes.len(), &file_name, &a.blob).as_bytes())?;
+
+    let meta = model.meta();
+    println!("wrote {} ({} bytes) and {}", blob_out.display(), bytes.len(), module_out.display());
+    println!(
+        "  {} {}: input {} values, output {} values, arena {} bytes, {} MACs per sample",
+        model.precision(),
+        model.kind(),
+        model.input(0).map_or(0, |t| t.len),
+        model.output(0).map_or(0, |t| t.len),
+        model.arena_size(),
+        model.macs()
+    );
+    if meta.width * meta.height > 0 {
+        println!("  image {} x {}, latent {}", meta.width, meta.height, meta.latent);
+    }
+    println!("  use it with `mod model {{ include!(\"{}\"); }}`", module_out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}
+
+/// The generated module. Numbers are written as literals so that they show in the source and
+/// in rustdoc. Compile-time assertions then tie them to the embedded bytes, so a blob replaced
+/// without running `deploy` again fails the build instead of running with stale sizes.
+fn module_source(model: &Model<'_>, blob_len: usize, file_name: &str, source: &Path) -> String {
+    let meta = model.meta();
+    let input_len = model.input(0).map_or(0, |t| t.len);
+    let output_len = model.output(0).map_or(0, |t| t.len);
+    let file = format!("{file_name:?}"); // a Rust string literal, escapes included
+    let mut s = String::new();
+    // Writing to a String cannot fail.
+    let _ = write!(
+        s,
+        r#"// The model `{source}`, as deployed by `tinyvae deploy`: {precision} {kind}, {blob_len}-byte
+// blob, {arena}-byte arena, {macs} MACs per sample. Generated: run `tinyvae deploy` again
+// rather than editing, whenever the blob changes. Plain comments (no inner doc comments), so
+// that the file works both as a module (`mod model;`) and through
+// `mod model {{ include!(".../model.rs"); }}`.
+//
+//     static mut ARENA: [u8; model::ARENA_SIZE] = [0; model::ARENA_SIZE];
+//     let parsed = tinyvae::Model::parse(model::BLOB)?;
+
+/// The blob's bytes, as `include_bytes!` embeds them (a `const` for compile-time checks).
+const BLOB_BYTES: &[u8; {blob_len}] = include_bytes!({file});
+
+/// Keeps the blob on a 16-byte boundary: the runtime reads weights in place (zero-copy) and
+/// its fast kernels load them by the word.
+#[repr(C, align(16))]
+struct Aligned<B: ?Sized>(B);
+
+static ALIGNED: &Aligned<[u8]> = &Aligned(*BLOB_BYTES);
+
+/// The blob, 16-byte aligned, in flash: pass it to `tinyvae::Model::parse`.
+pub static BLOB: &[u8] = &ALIGNED.0;
+
+/// Bytes of the blob (flash).
+#[allow(dead_code)]
+pub const BLOB_LEN: usize = {blob_len};
+
+/// Bytes of arena for one sample, alignment slack included: the size of the caller's buffer.
+pub const ARENA_SIZE: usize = {arena};
+
+/// Values per sample of graph input 0 (z for a decoder, pixels for an encoder).
+#[allow(dead_code)]
+pub const INPUT_LEN: usize = {input_len};
+
+/// Values per sample of graph output 0 (pixels for a decoder, mu for an encoder).
+#[allow(dead_code)]
+pub const OUTPUT_LEN: usize = {output_len};
+
+/// Latent size (z).
+#[allow(dead_code)]
+pub const LATENT: usize = {latent};
+
+/// Label classes of a conditional model (0 when unconditional).
+#[allow(dead_code)]
+pub const CLASSES: usize = {classes};
+
+/// Image width in pixels (0 when the model's data is not an image).
+#[allow(dead_code)]
+pub const IMAGE_WIDTH: usize = {width};
+
+/// Image height in pixels (0 when the model's data is not an image).
+#[allow(dead_code)]
+pub const IMAGE_HEIGHT: usize = {height};
+
+/// Multiply-accumulates per sample.
+#[allow(dead_code)]
+pub const MACS: usize = {macs};
+
+/// Precision of the weights and activations.
+#[allow(dead_code)]
+pub const PRECISION: tinyvae::Precision = tinyvae::Precision::{precision_variant:?};
+
+/// What the model computes (decides whether `tinyvae::Decoder` or `tinyvae::Encoder` runs it).
+#[allow(dead_code)]
+pub const KIND: tinyvae::ModelKind = tinyvae::ModelKind::{kind_variant:?};
+
+const _: () = assert!(
+    matches!(tinyvae::arena_size_of(BLOB_BYTES), Some(ARENA_SIZE)),
+    "the embedded blob's arena size differs from ARENA_SIZE: run `tinyvae deploy` again"
+);
+"#,
+        source = source.display(),
+        precision = model.precision(),
+        kind = model.kind(),
+        arena = model.arena_size(),
+        macs = model.macs(),
+        latent = meta.latent,
+        classes = meta.classes,
+        width = meta.width,
+        height = meta.height,
+        precision_variant = model.precision(),
+        kind_variant = model.kind(),
+    );
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn module_states_the_blob_and_escapes_its_name() {
+        let blob = tinyvae::doc_example_blob();
+        let model = Model::parse(&blob).unwrap();
+        let src = module_source(&model, blob.len(), "odd \"name\\.tvae", Path::new("in/odd.tvae"));
+        assert!(src.contains(r#"include_bytes!("odd \"name\\.tvae")"#), "{src}");
+        assert!(src.contains(&format!("pub const ARENA_SIZE: usize = {};", model.arena_size())));
+        assert!(src.contains(&format!("pub const BLOB_LEN: usize = {};", blob.len())));
+        assert!(src.contains(&format!("const BLOB_BYTES: &[u8; {}]", blob.len())));
+        assert!(src.contains("pub const KIND: tinyvae::ModelKind = tinyvae::ModelKind::Decoder;"));
+        assert!(src.contains("#[repr(C, align(16))]"));
+        // Plain comments only: `include!` rejects inner attributes such as `//!`.
+        assert!(!src.contains("//!"));
+    }
+}
