@@ -327,7 +327,27 @@ pub fn quantize(prepared: &Prepared, ranges: Option<&Ranges>, precision: Precisi
             Lifetime { bytes: lens[v] * dtype.size(), first, last }
         })
         .collect();
-    let (offsets, arena_bytes) = plan_arena(&lifetimes);
+    // An activation whose input dies with it runs in place: its output takes the input's
+    // bytes (the runtime allows exactly that overlap for elementwise nodes), which saves the
+    // largest tensor of a decoder (the 784 logits before the sigmoid).
+    let mut slot: Vec<usize> = (0..names.len()).collect();
+    for (step, n) in lowered.iter().enumerate() {
+        if let Lowered::Act { input, output, .. } = n {
+            let (a, b) = (id(input)? as usize, id(output)? as usize);
+            if lifetimes[a].last == step as i64 && lifetimes[a].bytes == lifetimes[b].bytes {
+                slot[b] = slot[a];
+            }
+        }
+    }
+    let mut slots: Vec<Lifetime> = lifetimes.clone();
+    for (t, &s) in slot.iter().enumerate() {
+        if s != t {
+            slots[s].last = slots[s].last.max(lifetimes[t].last);
+            slots[t].bytes = 0;
+        }
+    }
+    let (slot_offsets, arena_bytes) = plan_arena(&slots);
+    let offsets: Vec<usize> = slot.iter().map(|&s| slot_offsets[s]).collect();
 
     let tensors: Vec<TensorSpec> = names
         .iter()

@@ -434,11 +434,14 @@ impl<'a> Model<'a> {
                     }
                 }
             }
-            // A node must never read the bytes it writes: that is what lets execution borrow
-            // input and output from one arena without copying.
+            // A node never reads bytes it writes, except an elementwise node working in place
+            // (exactly the same bytes): that is what lets execution borrow input and output
+            // from one arena.
             let out_r = arena_range(&t_out, 1);
+            let elementwise = matches!(n.op, Op::Lut | Op::Activation);
             for t in [Some(t_in), t_in2].into_iter().flatten() {
-                if overlaps(&arena_range(&t, 1), &out_r) {
+                let in_r = arena_range(&t, 1);
+                if overlaps(&in_r, &out_r) && !(elementwise && in_r == out_r) {
                     return Err(bad("arena overlap"));
                 }
             }
@@ -772,12 +775,13 @@ impl<'a> Model<'a> {
                     }
                 }
                 Op::Lut => {
-                    let (x, y) = split(arena, arena_range(&t_in, batch), out_r).ok_or(lost)?;
-                    (kernels.lut_i8)(&self.blob[n.aux.clone()], crate::cast::i8s(x), crate::cast::i8s_mut(y));
+                    let table = &self.blob[n.aux.clone()];
+                    let run = |x: &[u8], y: &mut [u8]| (kernels.lut_i8)(table, crate::cast::i8s(x), crate::cast::i8s_mut(y));
+                    elementwise(arena, arena_range(&t_in, batch), out_r, run).ok_or(lost)?;
                 }
                 Op::Activation => {
-                    let (x, y) = split(arena, arena_range(&t_in, batch), out_r).ok_or(lost)?;
-                    activation_f32(n.act, n.alpha, crate::cast::f32s(x), crate::cast::f32s_mut(y));
+                    let run = |x: &[u8], y: &mut [u8]| activation_f32(n.act, n.alpha, crate::cast::f32s(x), crate::cast::f32s_mut(y));
+                    elementwise(arena, arena_range(&t_in, batch), out_r, run).ok_or(lost)?;
                 }
                 Op::Concat => {
                     let t2 = n.input2.and_then(|t| self.tensor(t)).ok_or(lost)?;
@@ -872,6 +876,27 @@ pub fn to_pixel(v: f32) -> u8 {
 fn arena_range(t: &TensorInfo, batch: usize) -> Range<usize> {
     let start = t.arena_offset * batch;
     start..start + t.bytes() * batch
+}
+
+/// Runs an elementwise function from `input` to `output`, which are either disjoint or the same
+/// bytes. In place, the values pass through a small stack buffer, so the kernels keep one
+/// signature (separate input and output) and the arena needs no second copy of the tensor.
+fn elementwise(arena: &mut [u8], input: Range<usize>, output: Range<usize>, mut f: impl FnMut(&[u8], &mut [u8])) -> Option<()> {
+    if input != output {
+        let (x, y) = split(arena, input, output)?;
+        f(x, y);
+        return Some(());
+    }
+    // 16-byte aligned so f32 views of it work; a multiple of 4 and of 16 bytes per chunk.
+    #[repr(align(16))]
+    struct Chunk([u8; 64]);
+    let mut chunk = Chunk([0; 64]);
+    for y in arena.get_mut(output)?.chunks_mut(64) {
+        let x = &mut chunk.0[..y.len()];
+        x.copy_from_slice(y);
+        f(x, y);
+    }
+    Some(())
 }
 
 /// Borrows `input` shared and `output` mutably from one arena; `None` when they overlap or lie

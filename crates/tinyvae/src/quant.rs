@@ -7,22 +7,27 @@
 
 /// `round(a * b / 2^31)`, saturating the single overflow case (`i32::MIN * i32::MIN`). Ties
 /// round up (+0.5 to 1, -0.5 to 0), exactly as gemmlowp's nudge-then-truncate does.
+///
+/// gemmlowp writes it as `(ab + (ab >= 0 ? 2^30 : 1 - 2^30)) / 2^31` with C's truncating
+/// division. For negative `ab` that truncation is a ceiling, and
+/// `ceil((ab + 1 - 2^30) / 2^31) = floor((ab + 2^30) / 2^31)`; for non-negative `ab` it is a
+/// floor of the same numerator. So one arithmetic shift computes it with no branch, which is
+/// what lets the 32-bit targets keep it to a multiply-long, an add and a shift
+/// (`gemmlowp_form_is_the_same` below checks the identity).
 #[inline]
 pub const fn saturating_rounding_doubling_high_mul(a: i32, b: i32) -> i32 {
     if a == i32::MIN && b == i32::MIN {
         return i32::MAX;
     }
-    let ab = a as i64 * b as i64;
-    let nudge: i64 = if ab >= 0 { 1 << 30 } else { 1 - (1 << 30) };
-    // Division truncates toward zero, as in C++: part of the definition.
-    ((ab + nudge) / (1i64 << 31)) as i32
+    ((a as i64 * b as i64 + (1 << 30)) >> 31) as i32
 }
 
 /// `x / 2^exponent` rounded to nearest, ties away from zero. `exponent` is in `0..=31`.
 #[inline]
 pub const fn rounding_divide_by_pot(x: i32, exponent: u32) -> i32 {
     let exponent = if exponent > 31 { 31 } else { exponent };
-    let mask: i32 = ((1i64 << exponent) - 1) as i32;
+    // 32-bit arithmetic only (2^31 - 1 for exponent 31 by wrapping): cheap on Cortex-M.
+    let mask = ((1u32 << exponent) as i32).wrapping_sub(1);
     let remainder = x & mask;
     let threshold = (mask >> 1) + (x < 0) as i32;
     (x >> exponent) + (remainder > threshold) as i32
@@ -34,9 +39,10 @@ pub const fn rounding_divide_by_pot(x: i32, exponent: u32) -> i32 {
 /// [`quantize_multiplier`]; the blob parser rejects anything else.
 #[inline]
 pub const fn multiply_by_quantized_multiplier(x: i32, multiplier: i32, shift: i32) -> i32 {
-    let left = if shift > 0 { shift as u32 } else { 0 };
+    // Left shifts (scales above 1) are rare; keeping them off the common path keeps the
+    // multiply-with-saturation out of it.
+    let scaled = if shift > 0 { x.saturating_mul(1i32 << shift) } else { x };
     let right = if shift > 0 { 0 } else { (-shift) as u32 };
-    let scaled = x.saturating_mul(1i32 << left);
     rounding_divide_by_pot(saturating_rounding_doubling_high_mul(scaled, multiplier), right)
 }
 
@@ -131,6 +137,35 @@ mod tests {
         assert_eq!(saturating_rounding_doubling_high_mul(-1, 1 << 30), 0);
         assert_eq!(saturating_rounding_doubling_high_mul(-3, 1 << 30), -1);
         assert_eq!(saturating_rounding_doubling_high_mul(3, 1 << 29), 1);
+    }
+
+    /// gemmlowp's own formulation, kept as the specification the shift form must equal.
+    fn gemmlowp_srdhm(a: i32, b: i32) -> i32 {
+        if a == i32::MIN && b == i32::MIN {
+            return i32::MAX;
+        }
+        let ab = a as i64 * b as i64;
+        let nudge: i64 = if ab >= 0 { 1 << 30 } else { 1 - (1 << 30) };
+        ((ab + nudge) / (1i64 << 31)) as i32
+    }
+
+    #[test]
+    fn gemmlowp_form_is_the_same() {
+        let edges = [i32::MIN, i32::MIN + 1, -(1 << 30), -3, -2, -1, 0, 1, 2, 3, 1 << 30, i32::MAX - 1, i32::MAX];
+        for &a in &edges {
+            for &b in &edges {
+                assert_eq!(saturating_rounding_doubling_high_mul(a, b), gemmlowp_srdhm(a, b), "{a} * {b}");
+            }
+        }
+        let mut rng = crate::Rng::new(77);
+        for i in 0..2_000_000u32 {
+            let a = rng.next_u64() as i32 >> (i % 31);
+            let b = rng.next_u64() as i32 >> ((i / 31) % 31);
+            assert_eq!(saturating_rounding_doubling_high_mul(a, b), gemmlowp_srdhm(a, b), "{a} * {b}");
+            // Exact ties, where the two roundings could part.
+            let t = (a >> 1) | 1;
+            assert_eq!(saturating_rounding_doubling_high_mul(t, 1 << 30), gemmlowp_srdhm(t, 1 << 30), "tie {t}");
+        }
     }
 
     #[test]
