@@ -95,6 +95,11 @@ pub enum Error {
         /// Number of classes the model takes (0 when unconditional).
         classes: u32,
     },
+    /// The blob's precision was left out of this build (cargo features `f32`, `f16`).
+    PrecisionNotBuilt {
+        /// The blob's precision.
+        precision: crate::Precision,
+    },
     /// A batch of zero, or one whose arena would not fit in `usize`.
     BadBatch {
         /// Batch size given.
@@ -148,6 +153,10 @@ impl fmt::Display for Error {
                 }
             }
             Error::BadBatch { batch } => write!(f, "invalid batch size {batch}"),
+            Error::PrecisionNotBuilt { precision } => write!(
+                f,
+                "this runtime was built without {precision} support (enable the tinyvae cargo feature `{precision}`)"
+            ),
         }
     }
 }

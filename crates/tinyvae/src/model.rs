@@ -181,6 +181,14 @@ impl<'a> Model<'a> {
         let kind = ModelKind::from_code(blob[hdr::KIND]).ok_or(Error::BadHeader { field: "kind" })?;
         let precision = Precision::from_code(blob[hdr::PRECISION])
             .ok_or(Error::BadHeader { field: "precision" })?;
+        let built = match precision {
+            Precision::Int8 => true,
+            Precision::F16 => cfg!(feature = "f16"),
+            Precision::F32 => cfg!(feature = "f32"),
+        };
+        if !built {
+            return Err(Error::PrecisionNotBuilt { precision });
+        }
         if u16_at(blob, hdr::FLAGS, "flags")? != 0 {
             return Err(Error::BadHeader { field: "flags" });
         }

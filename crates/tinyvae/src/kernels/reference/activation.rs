@@ -5,6 +5,8 @@ use crate::format::ActKind;
 
 /// Applies `act` elementwise; `alpha` is the leaky-ReLU slope.
 pub fn activation_f32(act: ActKind, alpha: f32, x: &[f32], out: &mut [f32]) {
+    // Only float graphs have Activation nodes; see `dense_f32` on leaving bodies out.
+    #[cfg(any(feature = "f32", feature = "f16"))]
     for (y, &v) in out.iter_mut().zip(x) {
         *y = match act {
             ActKind::None => v,
@@ -20,4 +22,6 @@ pub fn activation_f32(act: ActKind, alpha: f32, x: &[f32], out: &mut [f32]) {
             ActKind::Tanh => libm::tanhf(v),
         };
     }
+    #[cfg(not(any(feature = "f32", feature = "f16")))]
+    let _ = (act, alpha, x, out);
 }

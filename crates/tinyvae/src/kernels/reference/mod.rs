@@ -22,6 +22,7 @@ pub(crate) fn le_i32(bytes: &[u8], i: usize) -> i32 {
 }
 
 /// Little-endian f32 at element `i` of a byte array (0 past the end).
+#[cfg(any(feature = "f32", feature = "f16"))]
 #[inline]
 pub(crate) fn le_f32(bytes: &[u8], i: usize) -> f32 {
     crate::format::read_f32(bytes, i * 4).unwrap_or(0.0)
