@@ -1,8 +1,290 @@
-//! Optimized kernels for x86_64 (work in progress: none yet, so the scalar reference runs).
+//! Optimized kernels for x86_64, one kernel per file, grouped into tables by instruction set.
+//!
+//! | table              | int8 Dense            | f16 / f32 Dense          | LUT          | weight stream |
+//! |--------------------|-----------------------|--------------------------|--------------|---------------|
+//! | `avx512-vnni-vbmi` | zmm `vpdpbusd`        | zmm `vcvtph2ps` + FMA    | `vpermi2b`   | zmm `vpsadbw` |
+//! | `avx512-vnni`      | zmm `vpdpbusd`        | zmm `vcvtph2ps` + FMA    | scalar       | zmm `vpsadbw` |
+//! | `avx-vnni`         | ymm `vpdpbusd` (VEX)  | F16C + FMA (ymm)         | scalar       | ymm `vpsadbw` |
+//! | `avx2`             | `vpmaddubsw`/`vpmaddwd` | F16C + FMA (ymm)       | scalar       | ymm `vpsadbw` |
+//!
+//! Dispatch: with `std`, the CPU is probed once at run time (`is_x86_feature_detected!`);
+//! without, the target features the crate was compiled with decide (`-C target-cpu=...`).
+//! Every kernel also re-checks its own features (one cached load) and falls back to the scalar
+//! reference when they are missing, so calling a table directly on an older CPU is still safe.
+//! The AVX-512 tables need Rust 1.89 or later (stable AVX-512 intrinsics).
+#![allow(unsafe_code)]
 
-use crate::kernels::Kernels;
+mod dense_float_avx512;
+mod dense_float_fma;
+mod dense_i8_avx2;
+mod dense_i8_avx512vnni;
+mod dense_i8_avxvnni;
+mod lut_i8_avx512vbmi;
+mod requantize_avx2;
+mod requantize_avx512;
+mod weight_stream_avx2;
+mod weight_stream_avx512;
+
+use crate::kernels::{DenseFloat, DenseI8, Kernels, REFERENCE};
+
+/// AVX-512 F/BW/VL + VNNI int8 Dense, 16-wide float Dense and a VBMI byte-permute LUT
+/// (Ice Lake, Sapphire Rapids, Zen 4 and later).
+pub static AVX512_VNNI_VBMI: Kernels = Kernels {
+    name: "avx512-vnni-vbmi",
+    dense_i8: dense_i8_avx512vnni::dense_i8,
+    dense_f16: dense_float_avx512::dense_f16,
+    dense_f32: dense_float_avx512::dense_f32,
+    lut_i8: lut_i8_avx512vbmi::lut_i8,
+    weight_stream: weight_stream_avx512::weight_stream,
+};
+
+/// AVX-512 VNNI without VBMI (Cascade Lake): everything of [`AVX512_VNNI_VBMI`] but the LUT.
+pub static AVX512_VNNI: Kernels = Kernels { name: "avx512-vnni", lut_i8: REFERENCE.lut_i8, ..AVX512_VNNI_VBMI };
+
+/// 256-bit VEX `vpdpbusd` (Alder Lake and later, Zen 4 and later) with F16C/FMA floats.
+pub static AVX_VNNI: Kernels = Kernels { name: "avx-vnni", dense_i8: dense_i8_avxvnni::dense_i8, ..AVX2 };
+
+/// AVX2 + FMA + F16C (Haswell / Zen 1 and later).
+pub static AVX2: Kernels = Kernels {
+    name: "avx2",
+    dense_i8: dense_i8_avx2::dense_i8,
+    dense_f16: dense_float_fma::dense_f16,
+    dense_f32: dense_float_fma::dense_f32,
+    lut_i8: REFERENCE.lut_i8,
+    weight_stream: weight_stream_avx2::weight_stream,
+};
+
+/// Instruction-set levels the tables need, as bits of one detection word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Level {
+    /// AVX2, FMA and F16C.
+    Avx2 = 1,
+    /// [`Level::Avx2`] plus AVX-VNNI.
+    AvxVnni = 2,
+    /// AVX-512 F, BW, VL and VNNI (plus AVX2, FMA, F16C, which every such CPU has).
+    Avx512Vnni = 4,
+    /// AVX-512 VBMI (byte permutes).
+    Avx512Vbmi = 8,
+}
+
+/// The levels fixed at compile time (the only source of truth without `std`).
+const COMPILED: u8 = {
+    let avx2 = cfg!(all(target_feature = "avx2", target_feature = "fma", target_feature = "f16c"));
+    let avxvnni = avx2 && cfg!(target_feature = "avxvnni");
+    let avx512 = avx2
+        && cfg!(all(
+            target_feature = "avx512f",
+            target_feature = "avx512bw",
+            target_feature = "avx512vl",
+            target_feature = "avx512vnni"
+        ));
+    let vbmi = avx512 && cfg!(target_feature = "avx512vbmi");
+    levels(avx2, avxvnni, avx512, vbmi)
+};
+
+/// The detection word for these answers.
+const fn levels(avx2: bool, avxvnni: bool, avx512: bool, vbmi: bool) -> u8 {
+    const fn bit(yes: bool, level: Level) -> u8 {
+        if yes {
+            level as u8
+        } else {
+            0
+        }
+    }
+    bit(avx2, Level::Avx2)
+        | bit(avxvnni, Level::AvxVnni)
+        | bit(avx512, Level::Avx512Vnni)
+        | bit(vbmi, Level::Avx512Vbmi)
+}
+
+/// The levels this CPU supports, probed once. Out of line, so that no other crate's inlined
+/// copy of [`has`] refers to the cache directly.
+#[cfg(feature = "std")]
+#[inline(never)]
+fn detected() -> u8 {
+    static LEVELS: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
+    *LEVELS.get_or_init(|| {
+        use std::is_x86_feature_detected as has;
+        let avx2 = has!("avx2") && has!("fma") && has!("f16c");
+        let avxvnni = avx2 && has!("avxvnni");
+        let avx512 = avx2 && has!("avx512f") && has!("avx512bw") && has!("avx512vl") && has!("avx512vnni");
+        let vbmi = avx512 && has!("avx512vbmi");
+        // Whatever the compiler was told to assume is there too.
+        COMPILED | levels(avx2, avxvnni, avx512, vbmi)
+    })
+}
+
+#[cfg(not(feature = "std"))]
+fn detected() -> u8 {
+    COMPILED
+}
+
+/// True when this CPU has every instruction of `level`. Kernels call it before running their
+/// `#[target_feature]` code: that check is what makes them safe functions.
+#[inline]
+pub(crate) fn has(level: Level) -> bool {
+    detected() & level as u8 != 0
+}
+
+/// The usable tables, fastest first, for a detection word.
+struct Usable {
+    tables: [&'static Kernels; 3],
+    len: usize,
+}
+
+impl Usable {
+    const fn for_levels(levels: u8) -> Usable {
+        let mut tables = [&REFERENCE; 3];
+        let mut len = 0;
+        if levels & Level::Avx512Vnni as u8 != 0 {
+            tables[len] = if levels & Level::Avx512Vbmi as u8 != 0 { &AVX512_VNNI_VBMI } else { &AVX512_VNNI };
+            len += 1;
+        }
+        if levels & Level::AvxVnni as u8 != 0 {
+            tables[len] = &AVX_VNNI;
+            len += 1;
+        }
+        if levels & Level::Avx2 as u8 != 0 {
+            tables[len] = &AVX2;
+            len += 1;
+        }
+        Usable { tables, len }
+    }
+
+    fn as_slice(&'static self) -> &'static [&'static Kernels] {
+        self.tables.get(..self.len).unwrap_or(&[])
+    }
+}
 
 /// Tables usable on this CPU, fastest first.
 pub fn usable() -> &'static [&'static Kernels] {
-    &[]
+    #[cfg(feature = "std")]
+    {
+        static USABLE: std::sync::OnceLock<Usable> = std::sync::OnceLock::new();
+        USABLE.get_or_init(|| Usable::for_levels(detected())).as_slice()
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        static USABLE: Usable = Usable::for_levels(COMPILED);
+        USABLE.as_slice()
+    }
+}
+
+/// Every x86_64 table, usable here or not (their kernels fall back to the reference on a CPU
+/// that lacks their instructions), for tests that want to name one.
+pub fn all() -> [&'static Kernels; 4] {
+    [&AVX512_VNNI_VBMI, &AVX512_VNNI, &AVX_VNNI, &AVX2]
+}
+
+/// True when every buffer of an int8 Dense call covers its shape, so kernels can index with
+/// raw pointers; a kernel given anything less does nothing (the blob parser never lets that
+/// happen, and a partial answer would differ from the reference's anyway).
+fn dense_i8_fits(p: &DenseI8<'_>, x: &[i8], batch: usize, out: &[i8]) -> bool {
+    let (Some(weights), Some(params), Some(inputs), Some(outputs)) =
+        (p.rows.checked_mul(p.cols), p.rows.checked_mul(4), batch.checked_mul(p.cols), batch.checked_mul(p.rows))
+    else {
+        return false;
+    };
+    match p.layout {
+        crate::format::WeightLayout::RowMajor => {}
+    }
+    p.rows > 0
+        && p.cols > 0
+        && batch > 0
+        && p.weights.len() >= weights
+        && p.bias.len() >= params
+        && p.multipliers.len() >= params
+        && p.shifts.len() >= params
+        && p.weight_sums.len() >= params
+        && x.len() >= inputs
+        && out.len() >= outputs
+}
+
+/// As [`dense_i8_fits`] for float Dense with `weight_size`-byte weights.
+fn dense_float_fits(p: &DenseFloat<'_>, weight_size: usize, x: &[f32], batch: usize, out: &[f32]) -> bool {
+    let (Some(weights), Some(bias), Some(inputs), Some(outputs)) = (
+        p.rows.checked_mul(p.cols).and_then(|n| n.checked_mul(weight_size)),
+        p.rows.checked_mul(4),
+        batch.checked_mul(p.cols),
+        batch.checked_mul(p.rows),
+    ) else {
+        return false;
+    };
+    p.rows > 0
+        && p.cols > 0
+        && batch > 0
+        && p.weights.len() >= weights
+        && p.bias.len() >= bias
+        && x.len() >= inputs
+        && out.len() >= outputs
+}
+
+/// Little-endian i32 number `i` of a parameter array, 0 past its end. `reference::le_i32`
+/// does the same, but is not inlined into the large `#[target_feature]` kernels, and a call
+/// there costs a `vzeroupper` and spills every vector register.
+#[inline(always)]
+fn param(bytes: &[u8], i: usize) -> i32 {
+    match bytes.get(4 * i..4 * i + 4) {
+        Some(&[a, b, c, d]) => i32::from_le_bytes([a, b, c, d]),
+        _ => 0,
+    }
+}
+
+/// The `n` (< 4) bytes at `p` as the low bytes of a little-endian word, upper bytes zero,
+/// each passed through `map`. Spelled out because a variable-length copy becomes a `memcpy`
+/// call.
+///
+/// # Safety
+/// `p .. p + n` is readable.
+#[inline(always)]
+unsafe fn partial_word(p: *const u8, n: usize, map: impl Fn(u8) -> u8) -> u32 {
+    // SAFETY: each read is at an offset below n (caller's contract).
+    let byte = |i: usize| if i < n { map(unsafe { p.add(i).read() }) as u32 } else { 0 };
+    byte(0) | byte(1) << 8 | byte(2) << 16
+}
+
+/// Where the blocks of a blocked loop over `0..n` start: every `step`, the last one pulled
+/// back to `n - step` so that no block runs past the end. Blocks may overlap (outputs in the
+/// overlap are computed twice, identically), which keeps every block full-width and its
+/// addressing regular. Needs `n >= step`.
+fn block_starts(n: usize, step: usize) -> impl Iterator<Item = usize> {
+    (0..n.div_ceil(step)).map(move |i| (i * step).min(n - step))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_starts_cover_everything_without_running_past_the_end() {
+        for n in 4..40 {
+            let starts: alloc::vec::Vec<usize> = block_starts(n, 4).collect();
+            let mut seen = alloc::vec![false; n];
+            for &s in &starts {
+                assert!(s + 4 <= n);
+                seen[s..s + 4].iter_mut().for_each(|b| *b = true);
+            }
+            assert!(seen.iter().all(|&b| b), "{n}: {starts:?}");
+        }
+    }
+
+    #[test]
+    fn every_table_matches_the_reference_even_when_not_usable_here() {
+        for k in all() {
+            if let Err(m) = crate::kernels::suite::check_kernels(k, 200, 0xC0FFEE) {
+                panic!("{}: {m:?}", k.name);
+            }
+        }
+    }
+
+    #[test]
+    fn usable_tables_are_ordered_fastest_first() {
+        let names: alloc::vec::Vec<&str> = usable().iter().map(|k| k.name).collect();
+        let rank = |n: &str| ["avx512-vnni-vbmi", "avx512-vnni", "avx-vnni", "avx2"].iter().position(|&x| x == n);
+        assert!(names.windows(2).all(|w| rank(w[0]) < rank(w[1])), "{names:?}");
+        if has(Level::Avx512Vnni) {
+            assert!(names[0].starts_with("avx512"), "{names:?}");
+        }
+    }
 }

@@ -1,0 +1,359 @@
+//! The int8 Dense epilogue, 16 outputs at a time with AVX-512: reduces 16 dot-product
+//! accumulators together, adds the bias (and removes `vpdpbusd`'s `128 * weight_sum` offset),
+//! and requantizes bit for bit like [`crate::quant::requantize`].
+//!
+//! The vector requantization relies on two identities of the scalar definition:
+//! - gemmlowp's `SaturatingRoundingDoublingHighMul` (nudge, then divide truncating toward zero)
+//!   equals `floor((a * b + 2^30) / 2^31)` for every product: for a negative product the nudge
+//!   `1 - 2^30` and the truncation's `2^31 - 1` add up to the positive nudge `2^30`. So the high
+//!   half needs no sign handling, and its low 32 bits are bits 31..62 of `a * b + 2^30`.
+//! - With the output zero point in -128..=127 and `act_min <= act_max`, clamping the scaled
+//!   value to +-2^16 before adding the zero point changes no clamped result and rules out the
+//!   overflow that `saturating_add` guards against.
+//!
+//! Parameters outside the blob parser's ranges (negative multipliers, shifts outside -31..=30,
+//! odd zero points or clamps) take the scalar [`crate::quant::requantize`] instead, so even a
+//! hand-made `DenseI8` gets the reference's bytes.
+
+use core::arch::x86_64::*;
+
+use super::param;
+use crate::kernels::DenseI8;
+use crate::quant::requantize;
+
+/// Per-call epilogue state: the layer's parameters and whether the vector path applies.
+pub(super) struct Epilogue<'a> {
+    p: &'a DenseI8<'a>,
+    /// Subtract `128 * weight_sums[o]` (kernels that feed `x ^ 0x80` as unsigned bytes).
+    unsigned_input: bool,
+    /// Zero point and clamps are in the range the vector path handles exactly.
+    vector_ok: bool,
+}
+
+impl<'a> Epilogue<'a> {
+    pub(super) fn new(p: &'a DenseI8<'a>, unsigned_input: bool) -> Self {
+        let vector_ok = (-128..=127).contains(&p.out_zero_point) && p.act_min <= p.act_max;
+        Epilogue { p, unsigned_input, vector_ok }
+    }
+
+    /// Loads and checks the parameters of rows `o..o + 16`, once for every sample that uses
+    /// them.
+    ///
+    /// # Safety
+    /// AVX-512 F/BW/VL must be available, and `o + 16 <= rows` with every parameter array
+    /// holding `rows` entries (as `dense_i8_fits` checks).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    #[inline]
+    pub(super) unsafe fn params16(&self, o: usize) -> Rows16 {
+        let at = |bytes: &[u8]| {
+            // SAFETY: bytes 4*o .. 4*(o+16) lie inside `bytes` (caller's contract); loadu has no
+            // alignment requirement.
+            unsafe { _mm512_loadu_si512(bytes.as_ptr().add(4 * o).cast()) }
+        };
+        let mut offset = at(self.p.bias);
+        if self.unsigned_input {
+            // (x + 128) . w = x . w + 128 * sum(w), all mod 2^32 like the reference's wrapping sum.
+            offset = _mm512_sub_epi32(offset, _mm512_slli_epi32::<7>(at(self.p.weight_sums)));
+        }
+        let (multiplier, shift) = (at(self.p.multipliers), at(self.p.shifts));
+        let out_of_range = _mm512_cmplt_epi32_mask(multiplier, _mm512_setzero_si512())
+            | _mm512_cmpgt_epi32_mask(shift, _mm512_set1_epi32(30))
+            | _mm512_cmplt_epi32_mask(shift, _mm512_set1_epi32(-31));
+        let path = if !self.vector_ok || out_of_range != 0 {
+            Path::Scalar
+        } else if _mm512_cmpgt_epi32_mask(shift, _mm512_setzero_si512()) == 0 {
+            Path::RightShifts
+        } else {
+            Path::AnyShifts
+        };
+        Rows16 { first_row: o, offset, multiplier, shift, path }
+    }
+
+    /// Requantizes `sums` (lane `i` is row `first_row + i` of one sample) with loaded
+    /// parameters.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    #[inline]
+    pub(super) fn apply16(&self, r: &Rows16, sums: __m512i) -> __m512i {
+        let acc = _mm512_add_epi32(sums, r.offset);
+        let (zp, lo, hi) = (
+            _mm512_set1_epi32(self.p.out_zero_point),
+            _mm512_set1_epi32(self.p.act_min as i32),
+            _mm512_set1_epi32(self.p.act_max as i32),
+        );
+        match r.path {
+            Path::RightShifts => {
+                requantize16_right(acc, r.multiplier, _mm512_sub_epi32(_mm512_setzero_si512(), r.shift), zp, lo, hi)
+            }
+            Path::AnyShifts => requantize16(acc, r.multiplier, r.shift, zp, lo, hi),
+            Path::Scalar => {
+                let mut lanes = [0i32; 16];
+                // SAFETY: `lanes` is 64 writable, then readable bytes.
+                unsafe {
+                    _mm512_storeu_si512(lanes.as_mut_ptr().cast(), acc);
+                    self.scalar_lanes(&mut lanes, |i| r.first_row + i);
+                    _mm512_loadu_si512(lanes.as_ptr().cast())
+                }
+            }
+        }
+    }
+
+    /// The scalar definition on each lane (lane `i` is row `row_of_lane(i)`). Out of line and
+    /// cold: inlined, its calls would make the vector path spill every register around it.
+    #[cold]
+    #[inline(never)]
+    fn scalar_lanes(&self, lanes: &mut [i32; 16], row_of_lane: impl Fn(usize) -> usize) {
+        for (i, lane) in lanes.iter_mut().enumerate() {
+            let o = row_of_lane(i);
+            let (m, s) = (param(self.p.multipliers, o), param(self.p.shifts, o));
+            *lane = requantize(*lane, m, s, self.p.out_zero_point, self.p.act_min, self.p.act_max) as i32;
+        }
+    }
+}
+
+/// How a block of rows requantizes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Path {
+    /// Every shift in -31..=0 (scales below 1, the usual case): no saturating left shift.
+    RightShifts,
+    /// Shifts in -31..=30.
+    AnyShifts,
+    /// Parameters outside the parser's ranges: the scalar definition, lane by lane.
+    Scalar,
+}
+
+/// The parameters of 16 consecutive rows, loaded and checked once.
+pub(super) struct Rows16 {
+    first_row: usize,
+    /// `bias - 128 * weight_sum` (or just the bias).
+    offset: __m512i,
+    multiplier: __m512i,
+    shift: __m512i,
+    path: Path,
+}
+
+/// `quant::requantize` on 16 lanes, for multipliers >= 0, shifts in -31..=30, a zero point in
+/// -128..=127 and `lo <= hi` (see the module documentation for why it is exact).
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn requantize16(
+    acc: __m512i,
+    multiplier: __m512i,
+    shift: __m512i,
+    zero_point: __m512i,
+    lo: __m512i,
+    hi: __m512i,
+) -> __m512i {
+    let zero = _mm512_setzero_si512();
+    let one = _mm512_set1_epi32(1);
+    let left = _mm512_max_epi32(shift, zero);
+    let right = _mm512_max_epi32(_mm512_sub_epi32(zero, shift), zero);
+
+    // acc.saturating_mul(1 << left): the shift overflowed iff shifting back loses bits.
+    let shifted = _mm512_sllv_epi32(acc, left);
+    let overflowed = _mm512_cmpneq_epi32_mask(_mm512_srav_epi32(shifted, left), acc);
+    let saturated = _mm512_xor_si512(_mm512_srai_epi32::<31>(acc), _mm512_set1_epi32(i32::MAX));
+    let scaled = _mm512_mask_mov_epi32(shifted, overflowed, saturated);
+
+    let high = high_mul(scaled, multiplier);
+
+    // Rounding divide by 2^right, ties away from zero (gemmlowp's RoundingDivideByPOT).
+    let mask = _mm512_sub_epi32(_mm512_sllv_epi32(one, right), one);
+    let remainder = _mm512_and_si512(high, mask);
+    let threshold = _mm512_add_epi32(_mm512_srai_epi32::<1>(mask), _mm512_srli_epi32::<31>(high));
+    let quotient = _mm512_srav_epi32(high, right);
+    let round_up = _mm512_cmpgt_epi32_mask(remainder, threshold);
+    clamp(_mm512_mask_add_epi32(quotient, round_up, quotient, one), zero_point, lo, hi)
+}
+
+/// [`requantize16`] when every shift is <= 0 (`right = -shift`, the usual case: scales below
+/// 1), which needs no saturating left shift.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn requantize16_right(
+    acc: __m512i,
+    multiplier: __m512i,
+    right: __m512i,
+    zero_point: __m512i,
+    lo: __m512i,
+    hi: __m512i,
+) -> __m512i {
+    let one = _mm512_set1_epi32(1);
+    let high = high_mul(acc, multiplier);
+    let mask = _mm512_sub_epi32(_mm512_sllv_epi32(one, right), one);
+    let remainder = _mm512_and_si512(high, mask);
+    let threshold = _mm512_add_epi32(_mm512_srai_epi32::<1>(mask), _mm512_srli_epi32::<31>(high));
+    let quotient = _mm512_srav_epi32(high, right);
+    let round_up = _mm512_cmpgt_epi32_mask(remainder, threshold);
+    clamp(_mm512_mask_add_epi32(quotient, round_up, quotient, one), zero_point, lo, hi)
+}
+
+/// gemmlowp's `SaturatingRoundingDoublingHighMul` for multipliers >= 0: `floor((a b + 2^30) /
+/// 2^31)`, even and odd lanes through 64-bit products.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn high_mul(a: __m512i, multiplier: __m512i) -> __m512i {
+    let half = _mm512_set1_epi64(1 << 30);
+    let even = _mm512_add_epi64(_mm512_mul_epi32(a, multiplier), half);
+    let odd = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64::<32>(a), _mm512_srli_epi64::<32>(multiplier)), half);
+    _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64::<31>(even), _mm512_slli_epi64::<1>(odd))
+}
+
+/// Adds the zero point and clamps; bounding to +-2^16 first stands in for `saturating_add`.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn clamp(scaled: __m512i, zero_point: __m512i, lo: __m512i, hi: __m512i) -> __m512i {
+    let bounded = _mm512_max_epi32(_mm512_min_epi32(scaled, _mm512_set1_epi32(1 << 16)), _mm512_set1_epi32(-(1 << 16)));
+    _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(bounded, zero_point), lo), hi)
+}
+
+/// Horizontal sums of 16 vectors at once: lane `i` of the result is the sum of `v[i]`'s 16
+/// lanes. A transposing tree (45 instructions) instead of 16 separate reductions.
+#[target_feature(enable = "avx512f")]
+#[inline]
+pub(super) fn reduce16(v: &[__m512i; 16]) -> __m512i {
+    // Per 128-bit lane: [a0+a2, b0+b2, a1+a3, b1+b3].
+    let pair = |a: __m512i, b: __m512i| _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
+    // Per 128-bit lane: one partial sum of each of the four rows.
+    let quad = |a: __m512i, b: __m512i| _mm512_add_epi32(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b));
+    // Adds 128-bit lanes 0+1 and 2+3 of `a`, then of `b`.
+    let lanes = |a: __m512i, b: __m512i| {
+        _mm512_add_epi32(_mm512_shuffle_i32x4::<0b10_00_10_00>(a, b), _mm512_shuffle_i32x4::<0b11_01_11_01>(a, b))
+    };
+    let q0 = quad(pair(v[0], v[1]), pair(v[2], v[3]));
+    let q1 = quad(pair(v[4], v[5]), pair(v[6], v[7]));
+    let q2 = quad(pair(v[8], v[9]), pair(v[10], v[11]));
+    let q3 = quad(pair(v[12], v[13]), pair(v[14], v[15]));
+    lanes(lanes(q0, q1), lanes(q2, q3))
+}
+
+/// Transposes a 16 x 16 matrix of dwords held one row per vector: lane `j` of result `i` is
+/// lane `i` of `v[j]` (64 shuffles).
+#[target_feature(enable = "avx512f")]
+#[inline]
+pub(super) fn transpose16(v: &[__m512i; 16]) -> [__m512i; 16] {
+    // Within each 128-bit lane: 4 x 4 transposes of rows 4g..4g+4, by unpacking dwords then
+    // qwords. u[4g + j] lane L then holds column 4L + j of rows 4g..4g+4.
+    let t: [__m512i; 16] = core::array::from_fn(|i| {
+        let (a, b) = (v[i & !1], v[i | 1]);
+        if i % 2 == 0 {
+            _mm512_unpacklo_epi32(a, b)
+        } else {
+            _mm512_unpackhi_epi32(a, b)
+        }
+    });
+    let u: [__m512i; 16] = core::array::from_fn(|i| {
+        let (g, j) = (i / 4, i % 4);
+        let (a, b) = (t[4 * g + (j / 2)], t[4 * g + 2 + (j / 2)]);
+        if j % 2 == 0 {
+            _mm512_unpacklo_epi64(a, b)
+        } else {
+            _mm512_unpackhi_epi64(a, b)
+        }
+    });
+    // Then a 4 x 4 transpose of 128-bit lanes across the row groups, for each j.
+    let mut out = [_mm512_setzero_si512(); 16];
+    for j in 0..4 {
+        let w0 = _mm512_shuffle_i32x4::<0b01_00_01_00>(u[j], u[4 + j]);
+        let w1 = _mm512_shuffle_i32x4::<0b11_10_11_10>(u[j], u[4 + j]);
+        let w2 = _mm512_shuffle_i32x4::<0b01_00_01_00>(u[8 + j], u[12 + j]);
+        let w3 = _mm512_shuffle_i32x4::<0b11_10_11_10>(u[8 + j], u[12 + j]);
+        out[j] = _mm512_shuffle_i32x4::<0b10_00_10_00>(w0, w2);
+        out[4 + j] = _mm512_shuffle_i32x4::<0b11_01_11_01>(w0, w2);
+        out[8 + j] = _mm512_shuffle_i32x4::<0b10_00_10_00>(w1, w3);
+        out[12 + j] = _mm512_shuffle_i32x4::<0b11_01_11_01>(w1, w3);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::requantize;
+    use crate::rng::Rng;
+
+    #[test]
+    fn transpose16_transposes() {
+        if !super::super::has(super::super::Level::Avx512Vnni) {
+            return;
+        }
+        let m: [[i32; 16]; 16] = core::array::from_fn(|i| core::array::from_fn(|j| (16 * i + j) as i32));
+        // SAFETY: AVX-512 checked above; 64-byte local arrays.
+        let t = unsafe {
+            let v: [__m512i; 16] = core::array::from_fn(|i| _mm512_loadu_si512(m[i].as_ptr().cast()));
+            let t = transpose16(&v);
+            let mut back = [[0i32; 16]; 16];
+            for i in 0..16 {
+                _mm512_storeu_si512(back[i].as_mut_ptr().cast(), t[i]);
+            }
+            back
+        };
+        for i in 0..16 {
+            for j in 0..16 {
+                assert_eq!(t[i][j], m[j][i], "({i}, {j})");
+            }
+        }
+    }
+
+    #[test]
+    fn vector_requantize_is_the_scalar_one() {
+        if !super::super::has(super::super::Level::Avx512Vnni) {
+            return;
+        }
+        let mut rng = Rng::new(11);
+        let specials = [0, 1, -1, i32::MAX, i32::MIN, 1 << 30, -(1 << 30), (1 << 30) + 1, 12345, -12345];
+        for round in 0..20_000 {
+            let mut acc = [0i32; 16];
+            let mut m = [0i32; 16];
+            let mut s = [0i32; 16];
+            for i in 0..16 {
+                acc[i] = match rng.below(4) {
+                    0 => specials[rng.below(specials.len() as u32) as usize],
+                    1 => rng.next_u64() as i32,
+                    _ => (rng.next_u64() as i32) >> rng.below(31),
+                };
+                m[i] = match rng.below(5) {
+                    0 => 0,
+                    1 => i32::MAX,
+                    2 => 1 << 30,
+                    _ => (1 << 30) + (rng.next_u64() as u32 >> 2) as i32,
+                };
+                s[i] = rng.below(62) as i32 - 31;
+            }
+            let zp = rng.below(256) as i32 - 128;
+            let (lo, hi) = if round % 2 == 0 { (-128i8, 127i8) } else { (zp as i8, 127) };
+            let mut got = [0i32; 16];
+            // SAFETY: AVX-512 checked above; all pointers are to 64-byte local arrays.
+            unsafe {
+                let load = |a: &[i32; 16]| _mm512_loadu_si512(a.as_ptr().cast());
+                let r = requantize16(
+                    load(&acc),
+                    load(&m),
+                    load(&s),
+                    _mm512_set1_epi32(zp),
+                    _mm512_set1_epi32(lo as i32),
+                    _mm512_set1_epi32(hi as i32),
+                );
+                _mm512_storeu_si512(got.as_mut_ptr().cast(), r);
+            }
+            for i in 0..16 {
+                let want = requantize(acc[i], m[i], s[i], zp, lo, hi) as i32;
+                assert_eq!(got[i], want, "acc {} m {} s {} zp {zp}", acc[i], m[i], s[i]);
+            }
+            // The path for shifts that are all <= 0.
+            let right: [i32; 16] = core::array::from_fn(|i| s[i].min(0));
+            let mut right_only = [0i32; 16];
+            // SAFETY: as above.
+            unsafe {
+                let load = |a: &[i32; 16]| _mm512_loadu_si512(a.as_ptr().cast());
+                let neg = _mm512_sub_epi32(_mm512_setzero_si512(), load(&right));
+                let (zp, lo, hi) = (_mm512_set1_epi32(zp), _mm512_set1_epi32(lo as i32), _mm512_set1_epi32(hi as i32));
+                let r = requantize16_right(load(&acc), load(&m), neg, zp, lo, hi);
+                _mm512_storeu_si512(right_only.as_mut_ptr().cast(), r);
+            }
+            for i in 0..16 {
+                let want = requantize(acc[i], m[i], right[i], zp, lo, hi) as i32;
+                assert_eq!(right_only[i], want, "right: acc {} m {} s {}", acc[i], m[i], right[i]);
+            }
+        }
+    }
+}
