@@ -122,6 +122,8 @@ pub struct ModelInfo {
 pub struct Checkpoint {
     /// Its sidecar.
     pub info: CheckpointInfo,
+    /// The directory holding it (and the run's `best.*` model, if any).
+    pub dir: PathBuf,
     /// The weights that are evaluated and exported (the average when EMA is on).
     pub model: Vae,
     /// The raw optimised weights.
@@ -294,7 +296,8 @@ pub fn load_checkpoint(path: &Path) -> Result<Checkpoint, TrainError> {
         Some(e) => vae_with_values(&raw, &e.values)?,
         None => raw.deep_clone()?,
     };
-    Ok(Checkpoint { info, model, raw, adam, ema })
+    let dir = sidecar.parent().unwrap_or(Path::new(".")).to_path_buf();
+    Ok(Checkpoint { info, dir, model, raw, adam, ema })
 }
 
 /// Writes a model (`dir/<stem>.safetensors` then `dir/<stem>.json`); returns the sidecar path.

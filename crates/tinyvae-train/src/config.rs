@@ -54,6 +54,11 @@ impl VaeConfig {
         Self::mlp(&[400], 20)
     }
 
+    /// The 2-D latent model for the manifold figure: 784-400-2 encoder, 2-400-784 decoder.
+    pub fn mnist_z2() -> Self {
+        Self::mlp(&[400], 2)
+    }
+
     /// Checks the sizes, naming the bad field.
     pub fn validate(&self) -> Result<(), TrainError> {
         let bad = |m: String| Err(TrainError::Config(m));
@@ -164,14 +169,17 @@ impl TrainConfig {
         TrainConfig { data_dir: data_dir.into(), out_dir: out_dir.into(), ..Self::default() }
     }
 
-    /// The recipe of the shipped z20 MNIST model (see the crate docs for its numbers).
+    /// The recipe of the shipped MNIST models (z20 and z2), chosen on 1,000 held-out training
+    /// images and then trained on all 10,000: Adam 2e-3, batch 128, 300 epochs, cosine decay to
+    /// 2 % of the learning rate, weight average 0.999, and half the images shifted by up to one
+    /// pixel. The z20 model reaches about 103 nats on the MNIST test split (see the crate
+    /// README for the measurements).
     pub fn mnist_recipe(data_dir: impl Into<PathBuf>, out_dir: impl Into<PathBuf>) -> Self {
         TrainConfig {
             epochs: 300,
             batch_size: 128,
-            lr: 1e-3,
-            lr_schedule: LrSchedule::Cosine { final_fraction: 0.05 },
-            kl_warmup_epochs: 10.0,
+            lr: 2e-3,
+            lr_schedule: LrSchedule::Cosine { final_fraction: 0.02 },
             translate_px: 1,
             translate_prob: 0.5,
             ema_decay: Some(0.999),
@@ -202,7 +210,7 @@ impl TrainConfig {
         if !(0.0..=1.0).contains(&self.translate_prob) {
             return bad("translate_prob must be in [0, 1]");
         }
-        if !(self.kl_warmup_epochs >= 0.0) {
+        if self.kl_warmup_epochs.is_nan() || self.kl_warmup_epochs < 0.0 {
             return bad("kl_warmup_epochs must be >= 0");
         }
         if self.encoder_weight_decay < 0.0 || self.decoder_weight_decay < 0.0 {

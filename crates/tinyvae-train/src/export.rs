@@ -111,7 +111,7 @@ pub fn export_discrepancy(model: &Vae, samples: usize) -> Result<f32, TrainError
 /// `out_dir/encoder.onnx` and `out_dir/decoder.onnx`; returns their paths.
 pub fn export_onnx(model: &Vae, out_dir: &Path) -> Result<(PathBuf, PathBuf), TrainError> {
     let worst = export_discrepancy(model, 16)?;
-    if !(worst <= EXPORT_TOLERANCE) {
+    if worst.is_nan() || worst > EXPORT_TOLERANCE {
         return Err(TrainError::Export(format!(
             "the IR graphs differ from the candle model by {worst} (tolerance {EXPORT_TOLERANCE})"
         )));

@@ -312,6 +312,18 @@ impl Session {
             (Some(d), None) => Some(Ema::new(d, &ck.raw.parameters())?),
             (None, _) => None,
         };
+        // Keep the best-validation model of the earlier sessions next to the new checkpoints.
+        let same_dir = match (ck.dir.canonicalize(), cfg.out_dir.canonicalize()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        };
+        if ck.info.best.is_some() && !same_dir {
+            for name in ["best.safetensors", "best.json"] {
+                let (from, to) = (ck.dir.join(name), cfg.out_dir.join(name));
+                let bytes = std::fs::read(&from).map_err(|e| TrainError::io(&from, e))?;
+                tinyvae_compiler::write_atomic(&to, &bytes).map_err(|e| TrainError::io(&to, e))?;
+            }
+        }
         let mut info = ck.info;
         info.train = TrainConfig { resume: None, ..cfg.clone() };
         info.has_ema = ema.is_some();

@@ -97,9 +97,11 @@ fn resume_mid_epoch_continues_exactly() {
     let ck = load_checkpoint(&part_dir).unwrap();
     assert_eq!((ck.info.global_step, ck.info.step_in_epoch, ck.info.epochs_completed), (7, 2, 1));
 
+    // Resume into another directory (the best-validation model so far comes along).
+    let next_dir = out_dir("resume-next");
     let resumed = train_on(
         &small_vae(),
-        &TrainConfig { resume: Some(part_dir.join("checkpoint.json")), ..small_cfg(&part_dir) },
+        &TrainConfig { resume: Some(part_dir.join("checkpoint.json")), ..small_cfg(&next_dir) },
         &data(),
     )
     .unwrap();
@@ -111,10 +113,10 @@ fn resume_mid_epoch_continues_exactly() {
     assert_eq!(complete.iter().map(strip).collect::<Vec<_>>(), full.history.iter().map(strip).collect::<Vec<_>>());
     assert_eq!(
         std::fs::read(full_dir.join("model.safetensors")).unwrap(),
-        std::fs::read(part_dir.join("model.safetensors")).unwrap()
+        std::fs::read(next_dir.join("model.safetensors")).unwrap()
     );
     // The log on disk is the whole history, one JSON object per line.
-    let log = std::fs::read_to_string(part_dir.join("train_log.jsonl")).unwrap();
+    let log = std::fs::read_to_string(next_dir.join("train_log.jsonl")).unwrap();
     assert_eq!(log.lines().count(), 5);
     for line in log.lines() {
         serde_json::from_str::<serde_json::Value>(line).unwrap();
