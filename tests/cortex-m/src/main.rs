@@ -4,14 +4,17 @@
 //! 1. Checks that dispatch picks the DSP table on this target.
 //! 2. Runs the generic kernel suite on it against the scalar reference.
 //! 3. Checks exactness on fixed shapes: the z20 decoder's 400x20 and 784x400 layers and the
-//!    encoder's 400x784, with weights in flash; odd shapes around the kernel's block, chunk and
-//!    tile sizes; extreme values; a wrapping accumulator; misaligned rows; and slices too short
-//!    for their shapes.
-//! 4. Runs shapes whose weights end right before an MPU no-access region, so that a read past
+//!    encoder's 400x784, with weights in flash; every short row (1 to 40 columns) at several
+//!    row counts; odd shapes around the kernel's block, chunk and tile sizes; extreme values; a
+//!    wrapping accumulator; misaligned rows; and slices too short for their shapes.
+//! 4. Checks the kernel's requantization against `quant::requantize` on exact accumulators
+//!    (zero weights, so the accumulator is the bias): extremes, rounding ties, every shift,
+//!    multipliers across their range, and parameters outside it.
+//! 5. Runs shapes whose weights end right before an MPU no-access region, so that a read past
 //!    the weight slice faults instead of passing unnoticed. Last of all it checks that the
 //!    region does fault.
-//! 5. Checks the opt-in int16-weight kernel the same way.
-//! 6. Counts instructions per MAC for the reference, the DSP kernel and the int16 variant.
+//! 6. Checks the opt-in int16-weight kernel the same way.
+//! 7. Counts instructions per MAC for the reference, the DSP kernel and the int16 variant.
 //!
 //! Instructions are counted with `-icount shift=0`. QEMU then advances the virtual clock by
 //! exactly 1 ns per executed instruction, and SysTick, clocked by the core, reads that clock. A
@@ -38,7 +41,7 @@ use embedded_alloc::LlffHeap as Heap;
 use tinyvae::format::WeightLayout;
 use tinyvae::kernels::armv7em::dense_i8_w16::dense_i8_w16;
 use tinyvae::kernels::{self, suite, DenseI8, Kernels, REFERENCE};
-use tinyvae::quant::quantize_multiplier;
+use tinyvae::quant::{quantize_multiplier, requantize};
 use tinyvae::Rng;
 
 /// `hprintln!` with inline format arguments (its `concat!` hides the captured names).
@@ -86,17 +89,20 @@ fn main() -> ! {
     }
 
     let fixed = fixed_shapes(dsp);
+    let rows_short = short_rows(dsp);
     let fuzz = fuzz(dsp, 400, 0xC0FFEE);
     let extremes = extremes(dsp);
     let short = short_slices(dsp);
+    let (requant, requant_rows) = requantization(dsp);
     let guarded = guarded_reads(dsp, &mpu);
-    say!("exact: {fixed} fixed-shape, {fuzz} random-shape, {extremes} extreme-value, {short} short-slice and {guarded} guarded-weights checks match");
+    say!("exact: {fixed} fixed-shape, {rows_short} short-row, {fuzz} random-shape, {extremes} extreme-value, {short} short-slice and {guarded} guarded-weights checks match");
+    say!("exact: {requant} requantization checks ({requant_rows} rows) match quant::requantize");
     let wide = int16_weights();
     say!("exact: {wide} checks of the opt-in int16-weight kernel match");
 
     instruction_counts(&counter, dsp);
 
-    let checks = 2 + cases + fixed + fuzz + extremes + short + guarded + wide;
+    let checks = 2 + cases + fixed + rows_short + fuzz + extremes + short + requant + guarded + wide;
     // SAFETY: single-threaded; the HardFault handler reads it only after the fault below.
     unsafe { (&raw mut PASSED_BEFORE_GUARD_CHECK).write_volatile(checks) };
     check_guard_faults();
@@ -136,7 +142,7 @@ fn finish() -> ! {
 /// before them fault on any read past their end.
 #[repr(C, align(1024))]
 struct Guarded([u8; GUARDED]);
-const GUARDED: usize = 16 * 1024;
+const GUARDED: usize = 80 * 1024;
 const GUARD: usize = 32;
 static mut GUARDED_BUF: Guarded = Guarded([0; GUARDED]);
 
@@ -146,8 +152,9 @@ fn guard_start() -> *const u8 {
 }
 
 /// Kernels on weights that end right before an MPU no-access region, for shapes whose rows
-/// end off the block grid, odd row counts, and inputs past the scratch's chunk. A read past
-/// the weights is a MemManage fault, reported by the HardFault handler.
+/// end off the block grid, odd row counts, every short row (1 to 40 columns), and inputs
+/// around and past the scratch's chunk (512 columns). A read past the weights is a MemManage
+/// fault, reported by the HardFault handler.
 fn guarded_reads(dsp: &Kernels, mpu: &cortex_m::peripheral::MPU) -> usize {
     let guard = guard_start() as u32;
     // SAFETY: MPU region 0 (32 bytes, no access, never executed) covers the guard alone; the
@@ -161,7 +168,7 @@ fn guarded_reads(dsp: &Kernels, mpu: &cortex_m::peripheral::MPU) -> usize {
     cortex_m::asm::dsb();
     cortex_m::asm::isb();
     let mut rng = Rng::new(19);
-    let shapes = [
+    let fixed = [
         (1, 1),
         (1, 7),
         (2, 9),
@@ -170,13 +177,20 @@ fn guarded_reads(dsp: &Kernels, mpu: &cortex_m::peripheral::MPU) -> usize {
         (7, 33),
         (4, 400),
         (3, 13),
+        (2, 511),
+        (3, 512),
+        (5, 513),
         (2, 1024),
         (1, 1031),
         (9, 1100),
         (65, 1030),
+        (67, 1027),
     ];
-    for &(rows, cols) in &shapes {
+    let short = (1..=40).flat_map(|cols| [1, 2, 3, 5, 8].map(|rows| (rows, cols)));
+    let mut n_shapes = 0;
+    for (rows, cols) in fixed.into_iter().chain(short) {
         let n = rows * cols;
+        check(n + GUARD <= GUARDED, "guarded weights fit their buffer");
         // SAFETY: single-threaded, and no other reference to the buffer exists; the `n` bytes
         // (n < GUARDED - GUARD) lie inside the static and end right before the guard.
         let w: &[u8] = unsafe {
@@ -189,8 +203,9 @@ fn guarded_reads(dsp: &Kernels, mpu: &cortex_m::peripheral::MPU) -> usize {
         let layer = Layer::new(rows, cols, w, &mut rng, true);
         let x = random_i8s(&mut rng, 2 * cols);
         same(dsp, &layer.params(), &x, 2, format_args!("guarded {rows}x{cols}"));
+        n_shapes += 1;
     }
-    shapes.len()
+    n_shapes
 }
 
 /// An int8 Dense problem: the weights are borrowed (flash or heap), the rest is generated.
@@ -297,8 +312,116 @@ fn fixed_shapes(dsp: &Kernels) -> usize {
     n
 }
 
-/// Random shapes around the kernel's block (8), unroll (32 columns), chunk (1024 columns) and
-/// tile (64 rows) sizes, with weights at every alignment.
+/// Every short row, 1 to 40 columns (one to five blocks, so every entry point into the
+/// kernel's unrolled loop), at row counts around its pairs of rows, with weights at every
+/// alignment, batches 1 and 2, realistic and saturating requantization.
+fn short_rows(dsp: &Kernels) -> usize {
+    let mut rng = Rng::new(29);
+    let mut n = 0;
+    for cols in 1..=40 {
+        for rows in [1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 31, 40] {
+            let offset = n % 4;
+            let w: Vec<u8> = (0..offset + rows * cols).map(|_| (rng.below(255) as i32 - 127) as u8).collect();
+            let layer = Layer::new(rows, cols, &w[offset..], &mut rng, n % 3 != 0);
+            let batch = 1 + n % 2;
+            let x = random_i8s(&mut rng, batch * cols);
+            same(
+                dsp,
+                &layer.params(),
+                &x,
+                batch,
+                format_args!("short row {rows}x{cols} offset {offset} batch {batch}"),
+            );
+            n += 1;
+        }
+    }
+    n
+}
+
+/// The kernel's requantization on exact accumulators: zero weights, so each row's accumulator
+/// is its bias. Rows mix accumulator extremes and rounding ties with every shift from -31 to
+/// 30, multipliers at and between the ends of their range, and parameters no valid blob holds
+/// (shifts below -31, negative multipliers), so that pairs of rows mix the kernel's fast path
+/// with its fallback. Each set runs with several zero points and clamps, empty ones included.
+/// Returns the number of checks and of rows checked.
+fn requantization(dsp: &Kernels) -> (usize, usize) {
+    let mut rng = Rng::new(31);
+    let mut shifts: Vec<i32> = (-31..=30).collect();
+    shifts.extend([-32, -33, -40, 31, 40, i32::MIN, i32::MAX]);
+    let mut mults =
+        vec![0, 1, 2, 0x1234_5678, 1 << 30, (1 << 30) + 1, 0x5A5A_5A5A, i32::MAX - 1, i32::MAX, -1, i32::MIN];
+    for _ in 0..4 {
+        mults.push((1 << 30) + (rng.next_u64() as u32 >> 2) as i32);
+    }
+    let mut rows: Vec<(i32, i32, i32)> = Vec::new(); // (accumulator, multiplier, shift)
+    for &shift in &shifts {
+        for &m in &mults {
+            let mut accs = vec![i32::MIN, i32::MIN + 1, -(1 << 30) - 1, -(1 << 30), -3, -2, -1, 0, 1, 2, 3];
+            accs.extend([(1 << 30) - 1, 1 << 30, i32::MAX - 1, i32::MAX]);
+            // Ties of the second rounding: with m = 2^30 the first gives acc / 4, so these put
+            // y at +-(j + 1/2) * 2^e, and one off either side.
+            let e = shift.clamp(-31, 0).unsigned_abs();
+            for j in [0i64, 1, 5] {
+                let tie = 4 * ((2 * j + 1) << e.saturating_sub(1));
+                for d in [-4i64, -2, -1, 0, 1, 2, 4] {
+                    for v in [tie + d, -tie + d] {
+                        if let Ok(v) = i32::try_from(v) {
+                            accs.push(v);
+                        }
+                    }
+                }
+            }
+            for k in 0..6 {
+                accs.push((rng.next_u64() as i32) >> (k * 5));
+            }
+            rows.extend(accs.into_iter().map(|acc| (acc, m, shift)));
+        }
+    }
+    // Shuffled, so that pairs of rows mix parameters.
+    for i in (1..rows.len()).rev() {
+        rows.swap(i, rng.below(i as u32 + 1) as usize);
+    }
+    let clamps = [(0, -128, 127), (-128, -128, 127), (5, 5, 127), (127, -128, 127), (-7, -20, 20), (3, 10, -10)];
+    let extreme_zero_points = [(i32::MAX, -128, 127), (i32::MIN, -128, 127), (1000, -128, 127)];
+    let (cols, chunk) = (8, 2000);
+    let zeros = vec![0u8; chunk * cols];
+    let x = random_i8s(&mut rng, cols);
+    let mut n = 0;
+    for part in rows.chunks(chunk) {
+        let le = |f: fn(&(i32, i32, i32)) -> i32| -> Vec<u8> { part.iter().flat_map(|r| f(r).to_le_bytes()).collect() };
+        let (bias, multipliers, shifts) = (le(|r| r.0), le(|r| r.1), le(|r| r.2));
+        for &(zero_point, act_min, act_max) in clamps.iter().chain(&extreme_zero_points) {
+            let p = DenseI8 {
+                rows: part.len(),
+                cols,
+                layout: WeightLayout::RowMajor,
+                weights: &zeros[..part.len() * cols],
+                bias: &bias,
+                multipliers: &multipliers,
+                shifts: &shifts,
+                weight_sums: &[],
+                out_zero_point: zero_point,
+                act_min,
+                act_max,
+            };
+            let mut got = vec![0x5Ai8; part.len()];
+            (dsp.dense_i8)(&p, &x, 1, &mut got);
+            for (&(acc, m, shift), &g) in part.iter().zip(&got) {
+                let want = requantize(acc, m, shift, zero_point, act_min, act_max);
+                if g != want {
+                    fail(format_args!(
+                        "requantize({acc}, {m}, {shift}, zp {zero_point}, [{act_min}, {act_max}]): kernel {g}, reference {want}"
+                    ));
+                }
+            }
+            n += 1;
+        }
+    }
+    (n, rows.len())
+}
+
+/// Random shapes around the kernel's block (8 columns), unroll (64 columns), chunk (512
+/// columns) and tile (64 rows) sizes, with weights at every alignment.
 fn fuzz(dsp: &Kernels, cases: usize, seed: u64) -> usize {
     let mut rng = Rng::new(seed);
     for case in 0..cases {
@@ -306,6 +429,7 @@ fn fuzz(dsp: &Kernels, cases: usize, seed: u64) -> usize {
         let cols = match case % 4 {
             0 => 1 + rng.below(64) as usize,
             1 => 1 + rng.below(500) as usize,
+            2 if case % 8 == 2 => 500 + rng.below(30) as usize,
             2 => 1000 + rng.below(60) as usize,
             _ => 1 + rng.below(2600) as usize,
         };
@@ -338,6 +462,9 @@ fn extremes(dsp: &Kernels) -> usize {
         (4, 32),
         (9, 33),
         (2, 40),
+        (4, 511),
+        (3, 512),
+        (5, 513),
         (6, 1023),
         (3, 1024),
         (5, 1025),
