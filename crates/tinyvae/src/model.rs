@@ -874,10 +874,10 @@ impl<'a> Model<'a> {
     }
 }
 
-/// `round(255 * clamp(v, 0, 1))`; NaN gives 0.
+/// `round(255 * clamp(v, 0, 1))`, ties away from zero; NaN gives 0.
 pub fn to_pixel(v: f32) -> u8 {
     let v = if v.is_nan() { 0.0 } else { v.clamp(0.0, 1.0) };
-    libm::roundf(v * 255.0) as u8
+    crate::quant::round_half_away_small(v * 255.0) as u8
 }
 
 /// Bytes of tensor `t` in the working arena for `batch` samples.

@@ -99,22 +99,25 @@ fn round_half_away(x: f64) -> f64 {
     libm::round(x)
 }
 
+/// Rounds half away from zero (C's `round`) for `|v| <= 2^23`, with integer operations that
+/// vectorize: truncate, then step away from zero when the exact remainder is at least 0.5.
+/// (`v - trunc(v)` is exact below 2^23, so there is no double rounding.) NaN gives 0.
+#[inline]
+pub fn round_half_away_small(v: f32) -> i32 {
+    let t = v as i32;
+    let d = v - t as f32;
+    t + (d >= 0.5) as i32 - (d <= -0.5) as i32
+}
+
 /// Quantizes a real value to int8: `clamp(round(x / scale) + zero_point, -128, 127)`, ties away
 /// from zero. The division (not a multiplication by a reciprocal) is part of the definition: it
 /// is correctly rounded on every IEEE-754 target, so inputs quantize identically everywhere.
+/// NaN maps to the zero point.
 #[inline]
 pub fn quantize_i8(x: f32, scale: f32, zero_point: i32) -> i8 {
-    let q = libm::roundf(x / scale);
-    // NaN maps to the zero point; the clamp below handles infinities.
-    let q = if q.is_nan() { 0.0 } else { q };
-    let v = if q >= 255.0 {
-        255
-    } else if q <= -256.0 {
-        -256
-    } else {
-        q as i32
-    };
-    (v + zero_point).clamp(-128, 127) as i8
+    // Past +-300 every zero point clamps the same way, and the rounding helper stays exact.
+    let v = (x / scale).clamp(-300.0, 300.0);
+    (round_half_away_small(v) + zero_point).clamp(-128, 127) as i8
 }
 
 /// The real value an int8 code stands for.
@@ -198,6 +201,44 @@ mod tests {
         assert_eq!(quantize_multiplier(0.0), Some((0, 0)));
         assert_eq!(quantize_multiplier(-1.0), None);
         assert_eq!(quantize_multiplier(f64::NAN), None);
+    }
+
+    /// The definition the fast rounding must equal: C's `round`, clamped.
+    fn quantize_i8_spec(x: f32, scale: f32, zero_point: i32) -> i8 {
+        let q = libm::roundf(x / scale);
+        let q = if q.is_nan() { 0.0 } else { q };
+        let v = if q >= 255.0 { 255 } else if q <= -256.0 { -256 } else { q as i32 };
+        (v + zero_point).clamp(-128, 127) as i8
+    }
+
+    #[test]
+    fn fast_quantize_equals_round_half_away() {
+        let mut rng = crate::Rng::new(5);
+        let scales = [1.0f32, 1.0 / 255.0, 0.0366, 3.3e-3, 0.5, 7.25];
+        for &scale in &scales {
+            for zp in [-128, -1, 0, 37, 127] {
+                // Every representable value near each half-step boundary, and random ones.
+                for k in -300i32..=300 {
+                    let mut x = (k as f32 + 0.5) * scale;
+                    for _ in 0..8 {
+                        x = f32::from_bits(x.to_bits().wrapping_sub(4));
+                        for _ in 0..8 {
+                            assert_eq!(quantize_i8(x, scale, zp), quantize_i8_spec(x, scale, zp), "{x} {scale} {zp}");
+                            x = f32::from_bits(x.to_bits() + 1);
+                        }
+                    }
+                }
+                for _ in 0..20_000 {
+                    let x = f32::from_bits(rng.next_u64() as u32);
+                    assert_eq!(quantize_i8(x, scale, zp), quantize_i8_spec(x, scale, zp), "{x:e} {scale} {zp}");
+                    let y = (rng.gaussian() * 100.0) * scale;
+                    assert_eq!(quantize_i8(y, scale, zp), quantize_i8_spec(y, scale, zp), "{y} {scale} {zp}");
+                }
+            }
+        }
+        for x in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 0.0, -0.0, f32::MAX, f32::MIN, f32::MIN_POSITIVE] {
+            assert_eq!(quantize_i8(x, 0.1, 3), quantize_i8_spec(x, 0.1, 3), "{x}");
+        }
     }
 
     #[test]
