@@ -37,8 +37,24 @@ fn train_export_quantize_validate_sample() {
     let dir = scratch("pipeline");
     let data = data_dir();
     let out = ok(&[
-        "train", "--data", s(&data), "--out", s(&dir), "--latent", "8", "--hidden", "128", "--max-steps", "300",
-        "--epochs", "50", "--batch-size", "64", "--seed", "3", "--quiet",
+        "train",
+        "--data",
+        s(&data),
+        "--out",
+        s(&dir),
+        "--latent",
+        "8",
+        "--hidden",
+        "128",
+        "--max-steps",
+        "300",
+        "--epochs",
+        "50",
+        "--batch-size",
+        "64",
+        "--seed",
+        "3",
+        "--quiet",
     ]);
     assert!(out.contains("test negative ELBO"), "{out}");
     let nelbo: f64 = out

@@ -20,11 +20,14 @@ fn repo() -> PathBuf {
 
 /// The shipped decoder's (weight out x in, bias) pairs, in order.
 fn shipped_layers() -> Vec<(Vec<f32>, Vec<f32>, usize, usize)> {
-    let g = tinyvae_compiler::onnx::import_file(&repo().join("models/mnist-vae-z20/decoder.onnx")).expect("shipped decoder");
+    let g = tinyvae_compiler::onnx::import_file(&repo().join("models/mnist-vae-z20/decoder.onnx"))
+        .expect("shipped decoder");
     g.nodes
         .iter()
         .filter_map(|n| match &n.op {
-            Op::Dense { weight, bias } => Some((weight.iter().copied().collect(), bias.to_vec(), weight.nrows(), weight.ncols())),
+            Op::Dense { weight, bias } => {
+                Some((weight.iter().copied().collect(), bias.to_vec(), weight.nrows(), weight.ncols()))
+            }
             _ => None,
         })
         .collect()
@@ -40,7 +43,13 @@ fn torch_gemm(layers: &[(Vec<f32>, Vec<f32>, usize, usize)]) -> pb::ModelProto {
         node: vec![
             pnode("Gemm", "/fc1/Gemm", &["z", "fc1.weight", "fc1.bias"], &["/fc1/Gemm_output_0"], torch_gemm_attrs()),
             pnode("Relu", "/relu/Relu", &["/fc1/Gemm_output_0"], &["/relu/Relu_output_0"], vec![]),
-            pnode("Gemm", "/fc2/Gemm", &["/relu/Relu_output_0", "onnx::Gemm_12", "fc2.bias"], &["/fc2/Gemm_output_0"], torch_gemm_attrs()),
+            pnode(
+                "Gemm",
+                "/fc2/Gemm",
+                &["/relu/Relu_output_0", "onnx::Gemm_12", "fc2.bias"],
+                &["/fc2/Gemm_output_0"],
+                torch_gemm_attrs(),
+            ),
             pnode("Sigmoid", "/sigmoid/Sigmoid", &["/fc2/Gemm_output_0"], &["output"], vec![]),
         ],
         initializer: vec![

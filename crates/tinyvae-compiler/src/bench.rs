@@ -73,7 +73,8 @@ pub struct Candidate {
 pub fn candidates(graph: &Graph, data: Option<&Path>) -> Result<Vec<Candidate>, QuantizeError> {
     let mut out = Vec::new();
     for precision in [Precision::Int8, Precision::F16, Precision::F32] {
-        let settings = Settings { precision, data: data.map(Path::to_path_buf), eval_samples: 1, ..Settings::default() };
+        let settings =
+            Settings { precision, data: data.map(Path::to_path_buf), eval_samples: 1, ..Settings::default() };
         let prepared = crate::quantize::prepare(graph, true)?;
         let ranges = if precision == Precision::Int8 {
             let (calib, _) = pipeline::model_inputs(graph, Purpose::Calibration, settings.calib_samples, 0, data)?;
@@ -86,7 +87,11 @@ pub fn candidates(graph: &Graph, data: Option<&Path>) -> Result<Vec<Candidate>, 
             let best = std::ptr::eq(k, tinyvae::kernels::best());
             // Every kernel table for int8 (that is where tables differ most); the best for floats.
             if precision == Precision::Int8 || best {
-                out.push(Candidate { name: format!("runtime {precision} ({})", k.name), blob: blob.clone(), kernels: k });
+                out.push(Candidate {
+                    name: format!("runtime {precision} ({})", k.name),
+                    blob: blob.clone(),
+                    kernels: k,
+                });
             }
         }
     }
@@ -94,14 +99,20 @@ pub fn candidates(graph: &Graph, data: Option<&Path>) -> Result<Vec<Candidate>, 
 }
 
 /// Times a blob at `batch` on `inputs` (the first `batch` rows are used).
-pub fn time_blob(c: &Candidate, inputs: &[Array2<f32>], batch: usize, budget: Duration) -> Result<(f64, (f64, f64), usize), QuantizeError> {
+pub fn time_blob(
+    c: &Candidate,
+    inputs: &[Array2<f32>],
+    batch: usize,
+    budget: Duration,
+) -> Result<(f64, (f64, f64), usize), QuantizeError> {
     let model = Model::parse(&c.blob).map_err(qerr)?;
     let mut arena = vec![0u8; model.arena_size_for_batch(batch).unwrap_or(0)];
     let x: Vec<f32> = inputs[0].rows().into_iter().take(batch).flat_map(|r| r.to_vec()).collect();
     match model.kind() {
         ModelKind::Decoder => {
             let d = Decoder::new(&model).map_err(qerr)?.with_kernels(c.kernels);
-            let labels: Option<Vec<u32>> = (d.classes() > 0).then(|| (0..batch as u32).map(|i| i % d.classes() as u32).collect());
+            let labels: Option<Vec<u32>> =
+                (d.classes() > 0).then(|| (0..batch as u32).map(|i| i % d.classes() as u32).collect());
             let mut px = vec![0u8; batch * d.output_len()];
             d.decode_batch(&x, labels.as_deref(), batch, &mut arena, &mut px).map_err(qerr)?;
             Ok(time_it(batch, budget, || {
@@ -122,9 +133,13 @@ pub fn time_blob(c: &Candidate, inputs: &[Array2<f32>], batch: usize, budget: Du
     }
 }
 
-
 /// Times tract f32 on the ONNX file at `batch`.
-pub fn time_tract(onnx: &Path, inputs: &[Array2<f32>], batch: usize, budget: Duration) -> Result<(f64, (f64, f64), usize), QuantizeError> {
+pub fn time_tract(
+    onnx: &Path,
+    inputs: &[Array2<f32>],
+    batch: usize,
+    budget: Duration,
+) -> Result<(f64, (f64, f64), usize), QuantizeError> {
     let tract = TractModel::load(onnx).map_err(qerr)?;
     let mut run = tract.prepare(batch).map_err(qerr)?;
     let rows: Vec<Array2<f32>> = inputs.iter().map(|a| a.slice(ndarray::s![..batch, ..]).to_owned()).collect();
@@ -137,17 +152,37 @@ pub fn time_tract(onnx: &Path, inputs: &[Array2<f32>], batch: usize, budget: Dur
 }
 
 /// The whole comparison: tract f32 first, then each runtime engine, at each batch size.
-pub fn compare(onnx: &Path, graph: &Graph, data: Option<&Path>, batches: &[usize], budget: Duration) -> Result<Vec<Timing>, QuantizeError> {
+pub fn compare(
+    onnx: &Path,
+    graph: &Graph,
+    data: Option<&Path>,
+    batches: &[usize],
+    budget: Duration,
+) -> Result<Vec<Timing>, QuantizeError> {
     let max_batch = batches.iter().copied().max().unwrap_or(1);
     let (inputs, _) = pipeline::model_inputs(graph, Purpose::Evaluation, max_batch, 1, data)?;
     let candidates = candidates(graph, data)?;
     let mut out = Vec::new();
     for &batch in batches {
         let (t_us, t_spread, t_calls) = time_tract(onnx, &inputs, batch, budget)?;
-        out.push(Timing { engine: "tract f32".into(), batch, us_per_sample: t_us, p10_p90: t_spread, calls: t_calls, speedup_vs_tract: 1.0 });
+        out.push(Timing {
+            engine: "tract f32".into(),
+            batch,
+            us_per_sample: t_us,
+            p10_p90: t_spread,
+            calls: t_calls,
+            speedup_vs_tract: 1.0,
+        });
         for c in &candidates {
             let (us, spread, calls) = time_blob(c, &inputs, batch, budget)?;
-            out.push(Timing { engine: c.name.clone(), batch, us_per_sample: us, p10_p90: spread, calls, speedup_vs_tract: t_us / us });
+            out.push(Timing {
+                engine: c.name.clone(),
+                batch,
+                us_per_sample: us,
+                p10_p90: spread,
+                calls,
+                speedup_vs_tract: t_us / us,
+            });
         }
     }
     Ok(out)

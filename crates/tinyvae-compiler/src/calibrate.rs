@@ -48,8 +48,12 @@ pub fn calibrate(graph: &Graph, inputs: &[Array2<f32>], method: Method) -> Resul
         .into_iter()
         .map(|(name, a)| {
             let range = match method {
-                Method::MinMax => a.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v))),
-                Method::Percentile(p) => percentile_range(a.as_slice().map(|s| s.to_vec()).unwrap_or_else(|| a.iter().copied().collect()), p),
+                Method::MinMax => {
+                    a.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)))
+                }
+                Method::Percentile(p) => {
+                    percentile_range(a.as_slice().map(|s| s.to_vec()).unwrap_or_else(|| a.iter().copied().collect()), p)
+                }
             };
             (name, range)
         })

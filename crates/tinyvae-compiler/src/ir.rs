@@ -138,7 +138,11 @@ impl Graph {
             let mut ins = Vec::new();
             for v in &n.inputs {
                 let len = lens.get(v).copied().ok_or_else(|| {
-                    GraphError(format!("node `{}` ({}) reads `{v}`, which is not computed before it", n.name, n.op.name()))
+                    GraphError(format!(
+                        "node `{}` ({}) reads `{v}`, which is not computed before it",
+                        n.name,
+                        n.op.name()
+                    ))
                 })?;
                 ins.push(len);
             }
@@ -207,7 +211,12 @@ impl Graph {
         let mut values: HashMap<String, Array2<f32>> = HashMap::new();
         for (spec, x) in self.inputs.iter().zip(inputs) {
             if x.ncols() != spec.len {
-                return Err(GraphError(format!("input `{}` needs {} features, got {}", spec.name, spec.len, x.ncols())));
+                return Err(GraphError(format!(
+                    "input `{}` needs {} features, got {}",
+                    spec.name,
+                    spec.len,
+                    x.ncols()
+                )));
             }
             values.insert(spec.name.clone(), x.to_owned());
         }

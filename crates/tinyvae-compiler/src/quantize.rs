@@ -76,7 +76,9 @@ pub fn prepare(graph: &Graph, fuse_heads: bool) -> Result<Prepared, QuantizeErro
         return Ok(Prepared { graph: graph.clone(), head: EncoderHead::Separate });
     }
     let (a, b) = (producer(mu).unwrap(), producer(lv).unwrap());
-    let (Op::Dense { weight: wa, bias: ba }, Op::Dense { weight: wb, bias: bb }) = (&graph.nodes[a].op, &graph.nodes[b].op) else {
+    let (Op::Dense { weight: wa, bias: ba }, Op::Dense { weight: wb, bias: bb }) =
+        (&graph.nodes[a].op, &graph.nodes[b].op)
+    else {
         unreachable!("checked above")
     };
     let fused = Node {
@@ -140,7 +142,14 @@ fn lower(g: &Graph) -> Result<Vec<Lowered<'_>>, QuantizeError> {
                     }
                     None => n.output.as_str(),
                 };
-                out.push(Lowered::Dense { name: &n.name, input: &n.inputs[0], output, weight, bias, relu: fuse.is_some() });
+                out.push(Lowered::Dense {
+                    name: &n.name,
+                    input: &n.inputs[0],
+                    output,
+                    weight,
+                    bias,
+                    relu: fuse.is_some(),
+                });
             }
             Op::Concat => {
                 if n.inputs.len() != 2 {
@@ -219,10 +228,13 @@ fn apply_act(op: &Op, x: f64) -> f64 {
     }
 }
 
-fn choose_params(g: &Graph, lowered: &[Lowered<'_>], ranges: &Ranges) -> Result<HashMap<String, QParams>, QuantizeError> {
-    let range = |v: &str| {
-        ranges.get(v).copied().ok_or_else(|| QuantizeError(format!("no calibration range for value `{v}`")))
-    };
+fn choose_params(
+    g: &Graph,
+    lowered: &[Lowered<'_>],
+    ranges: &Ranges,
+) -> Result<HashMap<String, QParams>, QuantizeError> {
+    let range =
+        |v: &str| ranges.get(v).copied().ok_or_else(|| QuantizeError(format!("no calibration range for value `{v}`")));
     let mut params: HashMap<String, QParams> = HashMap::new();
     let is_encoder = matches!(g.role, Role::Encoder { .. });
     for inp in &g.inputs {
@@ -236,7 +248,9 @@ fn choose_params(g: &Graph, lowered: &[Lowered<'_>], ranges: &Ranges) -> Result<
         let p = match n {
             Lowered::Act { op: Op::Sigmoid, .. } => QParams::PIXELS,
             Lowered::Act { op: Op::Tanh, .. } => QParams::TANH,
-            Lowered::Dense { relu: true, .. } | Lowered::Act { op: Op::Relu, .. } => QParams::asymmetric(0.0, range(out)?.1),
+            Lowered::Dense { relu: true, .. } | Lowered::Act { op: Op::Relu, .. } => {
+                QParams::asymmetric(0.0, range(out)?.1)
+            }
             _ => {
                 let (mut lo, mut hi) = range(out)?;
                 let readers: Vec<_> = lowered.iter().filter(|m| m.inputs().contains(&out)).collect();
@@ -307,7 +321,11 @@ pub fn quantize(prepared: &Prepared, ranges: Option<&Ranges>, precision: Precisi
     let mut names: Vec<&str> = g.inputs.iter().map(|i| i.name.as_str()).collect();
     names.extend(lowered.iter().map(|n| n.output()));
     let id = |v: &str| -> Result<u16, QuantizeError> {
-        names.iter().position(|&n| n == v).map(|p| p as u16).ok_or_else(|| QuantizeError(format!("value `{v}` is never computed")))
+        names
+            .iter()
+            .position(|&n| n == v)
+            .map(|p| p as u16)
+            .ok_or_else(|| QuantizeError(format!("value `{v}` is never computed")))
     };
     if names.len() > tinyvae::format::MAX_TENSORS {
         return err(format!("{} tensors exceed the runtime's limit of {}", names.len(), tinyvae::format::MAX_TENSORS));
@@ -320,7 +338,13 @@ pub fn quantize(prepared: &Prepared, ranges: Option<&Ranges>, precision: Precisi
         .enumerate()
         .map(|(t, &v)| {
             let first = if t < g.inputs.len() { -1 } else { (t - g.inputs.len()) as i64 };
-            let mut last = lowered.iter().enumerate().filter(|(_, n)| n.inputs().contains(&v)).map(|(i, _)| i as i64).max().unwrap_or(first);
+            let mut last = lowered
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| n.inputs().contains(&v))
+                .map(|(i, _)| i as i64)
+                .max()
+                .unwrap_or(first);
             if g.outputs.iter().any(|o| o == v) {
                 last = steps;
             }
@@ -354,7 +378,13 @@ pub fn quantize(prepared: &Prepared, ranges: Option<&Ranges>, precision: Precisi
         .zip(&offsets)
         .map(|(&v, &off)| {
             let p = params.get(v).copied().unwrap_or(QParams { scale: 0.0, zero_point: 0 });
-            TensorSpec { dtype, len: lens[v] as u32, arena_offset: off as u32, scale: p.scale, zero_point: p.zero_point }
+            TensorSpec {
+                dtype,
+                len: lens[v] as u32,
+                arena_offset: off as u32,
+                scale: p.scale,
+                zero_point: p.zero_point,
+            }
         })
         .collect();
 
@@ -380,10 +410,24 @@ pub fn quantize(prepared: &Prepared, ranges: Option<&Ranges>, precision: Precisi
                 let f32_bias: Vec<u8> = bias.iter().flat_map(|v| v.to_le_bytes()).collect();
                 let act = if *relu { ActKind::Relu } else { ActKind::None };
                 match precision {
-                    Precision::F32 => base(DType::F32, weight.iter().flat_map(|v| v.to_le_bytes()).collect(), f32_bias, vec![], act, 0, 0),
-                    Precision::F16 => {
-                        base(DType::F16, weight.iter().flat_map(|&v| f16::from_f32(v).to_le_bytes()).collect(), f32_bias, vec![], act, 0, 0)
-                    }
+                    Precision::F32 => base(
+                        DType::F32,
+                        weight.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                        f32_bias,
+                        vec![],
+                        act,
+                        0,
+                        0,
+                    ),
+                    Precision::F16 => base(
+                        DType::F16,
+                        weight.iter().flat_map(|&v| f16::from_f32(v).to_le_bytes()).collect(),
+                        f32_bias,
+                        vec![],
+                        act,
+                        0,
+                        0,
+                    ),
                     Precision::Int8 => {
                         let q = quantize_dense(name, weight, bias, params[*input], params[*output])?;
                         let zp = params[*output].zero_point as i8;
@@ -433,7 +477,8 @@ pub fn quantize(prepared: &Prepared, ranges: Option<&Ranges>, precision: Precisi
     };
     let blob = write::write(&spec);
     // The runtime's parser is the judge of what is a valid blob.
-    tinyvae::Model::parse(&blob).map_err(|e| QuantizeError(format!("internal error: the blob written does not parse: {e}")))?;
+    tinyvae::Model::parse(&blob)
+        .map_err(|e| QuantizeError(format!("internal error: the blob written does not parse: {e}")))?;
     Ok(blob)
 }
 
@@ -446,7 +491,13 @@ struct Int8Dense {
 
 /// int8 weights (symmetric per output channel), int32 bias with the input zero point folded
 /// in, and the planar aux array: per-channel fixed-point multipliers, shifts, weight sums.
-fn quantize_dense(name: &str, weight: &Array2<f32>, bias: &Array1<f32>, pin: QParams, pout: QParams) -> Result<Int8Dense, QuantizeError> {
+fn quantize_dense(
+    name: &str,
+    weight: &Array2<f32>,
+    bias: &Array1<f32>,
+    pin: QParams,
+    pout: QParams,
+) -> Result<Int8Dense, QuantizeError> {
     let mut w = Vec::with_capacity(weight.len());
     let mut b = Vec::new();
     let (mut mults, mut shifts, mut sums) = (Vec::new(), Vec::new(), Vec::new());
@@ -458,7 +509,8 @@ fn quantize_dense(name: &str, weight: &Array2<f32>, bias: &Array1<f32>, pin: QPa
         let s_w = if max > 0.0 { max as f64 / 127.0 } else { 1.0 };
         let codes: Vec<i32> = row.iter().map(|&v| (v as f64 / s_w).round().clamp(-127.0, 127.0) as i32).collect();
         let acc_scale = pin.scale as f64 * s_w;
-        let folded = (bias[o] as f64 / acc_scale).round() as i64 - pin.zero_point as i64 * codes.iter().map(|&c| c as i64).sum::<i64>();
+        let folded = (bias[o] as f64 / acc_scale).round() as i64
+            - pin.zero_point as i64 * codes.iter().map(|&c| c as i64).sum::<i64>();
         let folded = i32::try_from(folded).map_err(|_| {
             QuantizeError(format!("node `{name}`: bias of output channel {o} overflows int32 at this input scale"))
         })?;
@@ -474,7 +526,11 @@ fn quantize_dense(name: &str, weight: &Array2<f32>, bias: &Array1<f32>, pin: QPa
     Ok(Int8Dense { weights: w, bias: b, aux: [mults, shifts, sums].concat() })
 }
 
-fn meta_for(g: &Graph, head: EncoderHead, lens: &HashMap<String, usize>) -> Result<(ModelKind, MetaSpec), QuantizeError> {
+fn meta_for(
+    g: &Graph,
+    head: EncoderHead,
+    lens: &HashMap<String, usize>,
+) -> Result<(ModelKind, MetaSpec), QuantizeError> {
     let image = |len: usize| {
         let side = (len as f64).sqrt().round() as usize;
         if side * side == len && side <= u16::MAX as usize {
@@ -515,7 +571,14 @@ fn meta_for(g: &Graph, head: EncoderHead, lens: &HashMap<String, usize>) -> Resu
         }
         Role::Generic => (
             ModelKind::Generic,
-            MetaSpec { latent: 0, classes: 0, width: 0, height: 0, output_kind: OutputKind::Raw, head: EncoderHead::None },
+            MetaSpec {
+                latent: 0,
+                classes: 0,
+                width: 0,
+                height: 0,
+                output_kind: OutputKind::Raw,
+                head: EncoderHead::None,
+            },
         ),
     })
 }

@@ -13,13 +13,19 @@ pub const CHUNK: usize = 64;
 fn labels_of(one_hot: &Array2<f32>) -> Vec<u32> {
     one_hot
         .outer_iter()
-        .map(|r| r.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0 as u32)
+        .map(|r| {
+            r.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0 as u32
+        })
         .collect()
 }
 
 /// Runs a decoder or encoder blob. Decoders take `[z]` or `[z, one_hot_label]` and give
 /// `[x]`; encoders take `[x]` and give `[mu, logvar]`.
-pub fn run_blob(blob: &[u8], inputs: &[Array2<f32>], kernels: &'static Kernels) -> Result<Vec<Array2<f32>>, tinyvae::Error> {
+pub fn run_blob(
+    blob: &[u8],
+    inputs: &[Array2<f32>],
+    kernels: &'static Kernels,
+) -> Result<Vec<Array2<f32>>, tinyvae::Error> {
     let model = Model::parse(blob)?;
     let n = inputs.first().map(|a| a.nrows()).unwrap_or(0);
     let mut arena = vec![0u8; model.arena_size_for_batch(CHUNK).unwrap_or(0)];
@@ -34,7 +40,8 @@ pub fn run_blob(blob: &[u8], inputs: &[Array2<f32>], kernels: &'static Kernels) 
                 let mut y = vec![0f32; (end - start) * d.output_len()];
                 let lab = labels.as_ref().map(|l| &l[start..end]);
                 d.decode_batch_f32(z.as_slice().unwrap_or(&[]), lab, end - start, &mut arena, &mut y)?;
-                out.slice_mut(s![start..end, ..]).assign(&Array2::from_shape_vec((end - start, d.output_len()), y).expect("shape"));
+                out.slice_mut(s![start..end, ..])
+                    .assign(&Array2::from_shape_vec((end - start, d.output_len()), y).expect("shape"));
             }
             Ok(vec![out])
         }

@@ -17,7 +17,7 @@ use ndarray::{Array2, ArrayView2};
 use prost::Message;
 use tract_onnx::pb;
 use tract_onnx::prelude::{
-    tvec, Datum, Framework, InferenceFact, InferenceModelExt, IntoRunnable, TDim, TVec, TValue, Tensor, ToDim,
+    tvec, Datum, Framework, InferenceFact, InferenceModelExt, IntoRunnable, TDim, TValue, TVec, Tensor, ToDim,
     TractError, TypedRunnableModel, TypedSimpleState,
 };
 
@@ -263,7 +263,11 @@ fn check_inputs(source: &str, specs: &[InputSpec], inputs: &[ArrayView2<'_, f32>
             return Err(usage(format!("input `{}` needs {} features, got {}", spec.name, spec.len(), x.ncols())));
         }
         if x.nrows() != batch {
-            return Err(usage(format!("input `{}` has {} rows where the first input has {batch}", spec.name, x.nrows())));
+            return Err(usage(format!(
+                "input `{}` has {} rows where the first input has {batch}",
+                spec.name,
+                x.nrows()
+            )));
         }
     }
     if batch == 0 {
@@ -272,7 +276,11 @@ fn check_inputs(source: &str, specs: &[InputSpec], inputs: &[ArrayView2<'_, f32>
     Ok(batch)
 }
 
-fn to_tvalues(source: &str, specs: &[InputSpec], inputs: &[ArrayView2<'_, f32>]) -> Result<TVec<TValue>, TractRefError> {
+fn to_tvalues(
+    source: &str,
+    specs: &[InputSpec],
+    inputs: &[ArrayView2<'_, f32>],
+) -> Result<TVec<TValue>, TractRefError> {
     specs
         .iter()
         .zip(inputs)

@@ -34,17 +34,27 @@ fn qerr(e: impl std::fmt::Display) -> QuantizeError {
 
 /// Runs `onnx` in tract and `blob` in the runtime on `samples` inputs: prior samples from
 /// `seed` for decoders, the first test images of `data` for encoders.
-pub fn validate(onnx: &Path, blob: &[u8], samples: usize, seed: u64, data: Option<PathBuf>) -> Result<Validation, QuantizeError> {
+pub fn validate(
+    onnx: &Path,
+    blob: &[u8],
+    samples: usize,
+    seed: u64,
+    data: Option<PathBuf>,
+) -> Result<Validation, QuantizeError> {
     let model = Model::parse(blob).map_err(qerr)?;
     let meta = model.meta();
     let mut graph = crate::onnx::import_file(onnx).map_err(qerr)?;
     // The blob says what it is; the ONNX file may carry no metadata at all.
     graph.role = match model.kind() {
-        ModelKind::Decoder => {
-            Role::Decoder { latent: meta.latent, classes: meta.classes, bernoulli: meta.output_kind == OutputKind::Bernoulli }
-        }
+        ModelKind::Decoder => Role::Decoder {
+            latent: meta.latent,
+            classes: meta.classes,
+            bernoulli: meta.output_kind == OutputKind::Bernoulli,
+        },
         ModelKind::Encoder => Role::Encoder { latent: meta.latent, classes: meta.classes },
-        ModelKind::Generic => return Err(QuantizeError("generic blobs have no input generator to validate with".into())),
+        ModelKind::Generic => {
+            return Err(QuantizeError("generic blobs have no input generator to validate with".into()))
+        }
     };
     let (inputs, desc) = pipeline::model_inputs(&graph, Purpose::Evaluation, samples, seed, data.as_deref())?;
 

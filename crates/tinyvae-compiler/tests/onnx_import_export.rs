@@ -83,7 +83,12 @@ fn export_writes_the_promised_header() {
     let meta: Vec<(&str, &str)> = m.metadata_props.iter().map(|p| (p.key.as_str(), p.value.as_str())).collect();
     assert_eq!(
         meta,
-        [("tinyvae.role", "decoder"), ("tinyvae.latent", "20"), ("tinyvae.classes", "0"), ("tinyvae.output", "bernoulli")]
+        [
+            ("tinyvae.role", "decoder"),
+            ("tinyvae.latent", "20"),
+            ("tinyvae.classes", "0"),
+            ("tinyvae.output", "bernoulli")
+        ]
     );
 }
 
@@ -283,7 +288,8 @@ fn initializer_encodings_decode_to_the_same_graph() {
         t.data_type = DataType::Float16 as i32;
     });
     assert_eq!(g16a, g16b);
-    let (Op::Dense { weight: w16, .. }, Op::Dense { weight: w32, .. }) = (&g16a.nodes[0].op, &reference.nodes[0].op) else {
+    let (Op::Dense { weight: w16, .. }, Op::Dense { weight: w32, .. }) = (&g16a.nodes[0].op, &reference.nodes[0].op)
+    else {
         panic!()
     };
     for (a, b) in w16.iter().zip(w32.iter()) {
@@ -427,8 +433,7 @@ fn decode_and_external_data_errors_are_clear() {
     let t = &mut m.graph.as_mut().unwrap().initializer[2];
     t.raw_data.clear();
     t.data_location = Some(pb::tensor_proto::DataLocation::External as i32);
-    t.external_data =
-        vec![pb::StringStringEntryProto { key: "location".into(), value: "decoder.onnx.data".into() }];
+    t.external_data = vec![pb::StringStringEntryProto { key: "location".into(), value: "decoder.onnx.data".into() }];
     let e = import_err(&m);
     assert!(e.contains("onnx::Gemm_12") && e.contains("external") && e.contains("decoder.onnx.data"), "{e}");
 

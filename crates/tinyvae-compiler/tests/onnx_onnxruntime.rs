@@ -35,7 +35,9 @@ fn onnxruntime_available() -> bool {
         if std::env::var("TINYVAE_REQUIRE_ORT").is_ok_and(|v| v == "1") {
             panic!("TINYVAE_REQUIRE_ORT=1 but `{} -c \"import onnxruntime\"` fails; pip install onnxruntime", python());
         }
-        println!("skipped: onnxruntime not installed (pip install onnxruntime; TINYVAE_REQUIRE_ORT=1 makes this a failure)");
+        println!(
+            "skipped: onnxruntime not installed (pip install onnxruntime; TINYVAE_REQUIRE_ORT=1 makes this a failure)"
+        );
     }
     ok
 }

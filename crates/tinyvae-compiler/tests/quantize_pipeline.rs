@@ -33,7 +33,12 @@ fn decoder(seed: u64, latent: usize, classes: usize) -> Graph {
     let mut first = "z";
     if classes > 0 {
         inputs.push(Input { name: "label".into(), len: classes });
-        nodes.push(Node { name: "cat".into(), op: Op::Concat, inputs: vec!["z".into(), "label".into()], output: "zy".into() });
+        nodes.push(Node {
+            name: "cat".into(),
+            op: Op::Concat,
+            inputs: vec!["z".into(), "label".into()],
+            output: "zy".into(),
+        });
         first = "zy";
     }
     nodes.push(dense(&mut rng, "fc1", first, "h", 64, latent + classes, 2.0));

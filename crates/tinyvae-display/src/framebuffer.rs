@@ -231,7 +231,11 @@ mod tests {
     fn mono_fill_solid_matches_pixel_by_pixel() {
         let mut fast = MonoFramebuffer::<9, 3>::new();
         let mut slow = fast.clone();
-        for (i, (x, y, w, h)) in [(-3, -2, 5, 4), (5, 3, 9, 30), (2, 1, 3, 2), (0, 7, 9, 2), (1, 8, 3, 8), (-9, -9, 3, 3)].into_iter().enumerate() {
+        for (i, (x, y, w, h)) in
+            [(-3, -2, 5, 4), (5, 3, 9, 30), (2, 1, 3, 2), (0, 7, 9, 2), (1, 8, 3, 8), (-9, -9, 3, 3)]
+                .into_iter()
+                .enumerate()
+        {
             let color = BinaryColor::from(i % 3 != 2);
             let r = Rectangle::new(Point::new(x, y), Size::new(w, h));
             fast.fill_solid(&r, color).unwrap();

@@ -186,7 +186,10 @@ impl<C: Shade> Drawable for DigitPanel<'_, C> {
         let style = TextStyleBuilder::new().alignment(align).baseline(Baseline::Top).build();
         let line_h = (FONT.character_size.height + LINE_GAP) as i32;
         let mut at = origin + layout.caption;
-        for line in [Line::format(format_args!("#{}", self.caption.index)), Line::format(format_args!("seed {}", self.caption.seed))] {
+        for line in [
+            Line::format(format_args!("#{}", self.caption.index)),
+            Line::format(format_args!("seed {}", self.caption.seed)),
+        ] {
             Text::with_text_style(line.as_str(), at, ink, style).draw(target)?;
             at.y += line_h;
         }
@@ -247,7 +250,13 @@ mod tests {
     fn layouts_fit_common_panels() {
         let d = digit();
         let p = DigitPanel::<BinaryColor>::new(&d, 28, 28, Caption::new(7, 1));
-        for (size, scale, beside) in [((128, 64), 2, true), ((160, 128), 4, true), ((240, 240), 7, false), ((128, 160), 4, false), ((128, 128), 3, false)] {
+        for (size, scale, beside) in [
+            ((128, 64), 2, true),
+            ((160, 128), 4, true),
+            ((240, 240), 7, false),
+            ((128, 160), 4, false),
+            ((128, 128), 3, false),
+        ] {
             let area = Rectangle::new(Point::zero(), Size::new(size.0, size.1));
             let l = p.layout(area.size);
             assert_eq!((l.scale, l.caption_beside), (scale, beside), "{size:?}");

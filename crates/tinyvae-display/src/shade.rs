@@ -67,7 +67,8 @@ mod tests {
     #[test]
     fn dither_density_follows_the_level() {
         let on = |luma| {
-            (0..4).flat_map(|y| (0..4).map(move |x| Point::new(x, y)))
+            (0..4)
+                .flat_map(|y| (0..4).map(move |x| Point::new(x, y)))
                 .filter(|&p| BinaryColor::shade(luma, p, Monochrome::Dither).is_on())
                 .count()
         };

@@ -18,10 +18,11 @@ fn main() {
     let run: Run = serde_json::from_str(&text).expect("parse run file");
     match train(&run.vae, &run.train) {
         Ok(r) => {
-            let best_test = r.history.iter().filter_map(|h| h.test.map(|t| (h.epoch, t.nelbo))).fold(
-                (0, f64::INFINITY),
-                |a, b| if b.1 < a.1 { b } else { a },
-            );
+            let best_test = r
+                .history
+                .iter()
+                .filter_map(|h| h.test.map(|t| (h.epoch, t.nelbo)))
+                .fold((0, f64::INFINITY), |a, b| if b.1 < a.1 { b } else { a });
             println!(
                 "final model: epoch {} test {:?} validation {:?}\nsteps {} seconds {:.1} (lowest test in log: epoch {} {:.3})",
                 r.model_epoch, r.test, r.validation, r.global_step, r.elapsed_seconds, best_test.0, best_test.1

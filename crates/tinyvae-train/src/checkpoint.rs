@@ -198,7 +198,11 @@ pub(crate) struct StateRef<'a> {
 
 /// Writes `dir/checkpoint-<step>.safetensors`, then `dir/checkpoint.json`, then removes older
 /// `checkpoint-*.safetensors` files. Returns the sidecar path.
-pub(crate) fn save_checkpoint(dir: &Path, info: &mut CheckpointInfo, state: StateRef<'_>) -> Result<PathBuf, TrainError> {
+pub(crate) fn save_checkpoint(
+    dir: &Path,
+    info: &mut CheckpointInfo,
+    state: StateRef<'_>,
+) -> Result<PathBuf, TrainError> {
     let mut tensors = HashMap::new();
     let params = state.raw.parameters();
     for (k, p) in params.iter().enumerate() {
@@ -274,7 +278,9 @@ pub fn load_checkpoint(path: &Path) -> Result<Checkpoint, TrainError> {
             .iter()
             .map(|p| {
                 let key = format!("{prefix}{}", p.name);
-                let t = all.get(&key).ok_or_else(|| TrainError::checkpoint(&wpath, format!("tensor `{key}` is missing")))?;
+                let t = all
+                    .get(&key)
+                    .ok_or_else(|| TrainError::checkpoint(&wpath, format!("tensor `{key}` is missing")))?;
                 if t.elem_count() != p.var.elem_count() {
                     return Err(TrainError::checkpoint(&wpath, format!("tensor `{key}` has the wrong size")));
                 }
@@ -341,7 +347,8 @@ pub fn load_model(path: &Path) -> Result<(Vae, ModelInfo), TrainError> {
                 .map_err(|e| TrainError::checkpoint(&sidecar, format!("bad sidecar JSON: {e}")))?;
             let wpath = sidecar.parent().unwrap_or(Path::new(".")).join(&info.weights_file);
             let all = load_tensors(&wpath)?;
-            let model = Vae::from_weights(&info.vae, info.input_len, &all).map_err(|r| TrainError::checkpoint(&wpath, r))?;
+            let model =
+                Vae::from_weights(&info.vae, info.input_len, &all).map_err(|r| TrainError::checkpoint(&wpath, r))?;
             Ok((model, info))
         }
         other => Err(TrainError::checkpoint(&sidecar, format!("unknown format {other:?}"))),

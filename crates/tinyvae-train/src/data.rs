@@ -31,7 +31,12 @@ pub struct ImageSet {
 impl ImageSet {
     /// Converts 0..=255 bytes to [0, 1] (divides by 255).
     pub fn from_dataset(d: &Dataset) -> Self {
-        ImageSet { count: d.count, rows: d.rows, cols: d.cols, pixels: d.pixels.iter().map(|&p| p as f32 / 255.0).collect() }
+        ImageSet {
+            count: d.count,
+            rows: d.rows,
+            cols: d.cols,
+            pixels: d.pixels.iter().map(|&p| p as f32 / 255.0).collect(),
+        }
     }
 
     /// Reads one split of an IDX directory, keeping the first `limit` images if given.

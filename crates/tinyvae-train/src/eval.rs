@@ -50,12 +50,7 @@ pub fn evaluate(model: &Vae, images: &ImageSet, seed: u64) -> Result<Nelbo, Trai
         start = end;
     }
     let n = images.count.max(1) as f64;
-    Ok(Nelbo {
-        nelbo: (recon_sum + kl_sum) / n,
-        reconstruction: recon_sum / n,
-        kl: kl_sum / n,
-        images: images.count,
-    })
+    Ok(Nelbo { nelbo: (recon_sum + kl_sum) / n, reconstruction: recon_sum / n, kl: kl_sum / n, images: images.count })
 }
 
 /// [`evaluate`] on a split of an IDX directory (first `limit` images if given).

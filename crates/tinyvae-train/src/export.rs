@@ -94,13 +94,15 @@ pub fn export_discrepancy(model: &Vae, samples: usize) -> Result<f32, TrainError
     let graph_err = |e: tinyvae_compiler::ir::GraphError| TrainError::Export(e.to_string());
 
     let z: Vec<f32> = (0..samples * model.latent()).map(|_| rng.gaussian()).collect();
-    let z_arr = Array2::from_shape_vec((samples, model.latent()), z.clone()).map_err(|e| TrainError::Export(e.to_string()))?;
+    let z_arr =
+        Array2::from_shape_vec((samples, model.latent()), z.clone()).map_err(|e| TrainError::Export(e.to_string()))?;
     let ir = decoder_graph(model)?.eval(&[z_arr.view()]).map_err(graph_err)?;
     let candle = model.decode(&Tensor::from_vec(z, (samples, model.latent()), &Device::Cpu)?)?;
     let mut worst = max_abs_diff(&ir[0], &candle)?;
 
     let x: Vec<f32> = (0..samples * model.input_len()).map(|_| rng.uniform()).collect();
-    let x_arr = Array2::from_shape_vec((samples, model.input_len()), x.clone()).map_err(|e| TrainError::Export(e.to_string()))?;
+    let x_arr = Array2::from_shape_vec((samples, model.input_len()), x.clone())
+        .map_err(|e| TrainError::Export(e.to_string()))?;
     let ir = encoder_graph(model)?.eval(&[x_arr.view()]).map_err(graph_err)?;
     let (mu, logvar) = model.encode(&Tensor::from_vec(x, (samples, model.input_len()), &Device::Cpu)?)?;
     worst = worst.max(max_abs_diff(&ir[0], &mu)?).max(max_abs_diff(&ir[1], &logvar)?);

@@ -219,7 +219,12 @@ impl Vae {
         let mut out = Vec::new();
         for l in self.all_layers() {
             let in_encoder = l.name.starts_with("encoder");
-            out.push(Parameter { name: format!("{}.weight", l.name), var: l.weight.clone(), in_encoder, is_matrix: true });
+            out.push(Parameter {
+                name: format!("{}.weight", l.name),
+                var: l.weight.clone(),
+                in_encoder,
+                is_matrix: true,
+            });
             out.push(Parameter { name: format!("{}.bias", l.name), var: l.bias.clone(), in_encoder, is_matrix: false });
         }
         out
@@ -247,7 +252,11 @@ impl Vae {
     }
 
     /// `encode` with a dropout mask (already scaled by 1/keep) multiplied into each hidden layer.
-    pub(crate) fn encode_with_masks(&self, x: &Tensor, masks: Option<&[Tensor]>) -> Result<(Tensor, Tensor), TrainError> {
+    pub(crate) fn encode_with_masks(
+        &self,
+        x: &Tensor,
+        masks: Option<&[Tensor]>,
+    ) -> Result<(Tensor, Tensor), TrainError> {
         let mut h = x.clone();
         for (i, l) in self.encoder.iter().enumerate() {
             h = l.forward(&h)?.relu()?;
@@ -380,7 +389,8 @@ mod tests {
                 let (l, x) = (logits[row * 4 + j] as f64, target[row * 4 + j] as f64);
                 let p = 1.0 / (1.0 + (-l).exp());
                 // Direct formula (f64 keeps ln(1-p) meaningful except at the saturated ends).
-                let (lp, l1p) = if l.abs() > 20.0 { (-(-l).exp().ln_1p(), -l.exp().ln_1p()) } else { (p.ln(), (1.0 - p).ln()) };
+                let (lp, l1p) =
+                    if l.abs() > 20.0 { (-(-l).exp().ln_1p(), -l.exp().ln_1p()) } else { (p.ln(), (1.0 - p).ln()) };
                 want -= x * lp + (1.0 - x) * l1p;
             }
             assert!((got[row] as f64 - want).abs() < 1e-4 * want.max(1.0), "row {row}: {} vs {want}", got[row]);

@@ -38,7 +38,13 @@ impl Adam {
 
     /// One update: `grads[k]` is the flattened gradient of `params[k]`, `decay[k]` its
     /// decoupled weight decay.
-    pub fn update(&mut self, params: &[Parameter], grads: &[Vec<f32>], lr: f64, decay: &[f64]) -> Result<(), TrainError> {
+    pub fn update(
+        &mut self,
+        params: &[Parameter],
+        grads: &[Vec<f32>],
+        lr: f64,
+        decay: &[f64],
+    ) -> Result<(), TrainError> {
         self.step += 1;
         let t = self.step as i32;
         let bc1 = 1.0 - BETA1.powi(t);

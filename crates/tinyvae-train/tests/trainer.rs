@@ -141,7 +141,8 @@ fn checkpoint_and_model_files_round_trip() {
     let seed = small_cfg(&dir).eval_seed;
     assert_eq!(evaluate(&model, d.test.as_ref().unwrap(), seed).unwrap(), r.test.unwrap());
     // The best-validation model is the final one; the checkpoint's averaged weights are the last epoch's.
-    let best = r.history.iter().min_by(|a, b| a.validation.unwrap().nelbo.total_cmp(&b.validation.unwrap().nelbo)).unwrap();
+    let best =
+        r.history.iter().min_by(|a, b| a.validation.unwrap().nelbo.total_cmp(&b.validation.unwrap().nelbo)).unwrap();
     assert_eq!(r.model_epoch, best.epoch);
     let (from_ck, _) = load_model(&r.checkpoint_path).unwrap();
     assert_eq!(
@@ -184,7 +185,10 @@ fn divergence_is_an_error_naming_epoch_and_step() {
 fn ir_graphs_match_candle_and_export_to_onnx() {
     for (cfg, likelihood) in [
         (VaeConfig::mlp(&[16], 3), Likelihood::Bernoulli),
-        (VaeConfig { encoder_hidden: vec![24, 12], decoder_hidden: vec![10], ..VaeConfig::mlp(&[], 2) }, Likelihood::Gaussian),
+        (
+            VaeConfig { encoder_hidden: vec![24, 12], decoder_hidden: vec![10], ..VaeConfig::mlp(&[], 2) },
+            Likelihood::Gaussian,
+        ),
     ] {
         let cfg = VaeConfig { likelihood, mc_samples: 2, ..cfg };
         let dir = out_dir(&format!("export-{likelihood:?}"));
@@ -194,11 +198,23 @@ fn ir_graphs_match_candle_and_export_to_onnx() {
         let enc_g = tinyvae_compiler::onnx::import_file(&enc).unwrap();
         let dec_g = tinyvae_compiler::onnx::import_file(&dec).unwrap();
         assert_eq!(enc_g.outputs.len(), 2);
-        assert_eq!(dec_g.role, tinyvae_compiler::ir::Role::Decoder { latent: cfg.latent, classes: 0, bernoulli: likelihood == Likelihood::Bernoulli });
+        assert_eq!(
+            dec_g.role,
+            tinyvae_compiler::ir::Role::Decoder {
+                latent: cfg.latent,
+                classes: 0,
+                bernoulli: likelihood == Likelihood::Bernoulli
+            }
+        );
         // The re-imported decoder computes what the model computes.
         let z = ndarray::Array2::from_shape_fn((4, cfg.latent), |(i, j)| (i as f32 - 1.5) * 0.7 + j as f32 * 0.3);
         let got = dec_g.eval(&[z.view()]).unwrap().remove(0);
-        let zt = candle_core::Tensor::from_vec(z.iter().copied().collect::<Vec<f32>>(), (4, cfg.latent), &candle_core::Device::Cpu).unwrap();
+        let zt = candle_core::Tensor::from_vec(
+            z.iter().copied().collect::<Vec<f32>>(),
+            (4, cfg.latent),
+            &candle_core::Device::Cpu,
+        )
+        .unwrap();
         let want: Vec<f32> = r.model.decode(&zt).unwrap().flatten_all().unwrap().to_vec1().unwrap();
         let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         assert!(worst <= 1e-5, "{worst}");

@@ -144,7 +144,13 @@ impl<'m, 'a> Decoder<'m, 'a> {
     }
 
     /// Draws z ~ N(0, I) and decodes it with a label (conditional decoders).
-    pub fn sample_conditional(&self, rng: &mut Rng, label: u32, arena: &mut [u8], pixels: &mut [u8]) -> Result<(), Error> {
+    pub fn sample_conditional(
+        &self,
+        rng: &mut Rng,
+        label: u32,
+        arena: &mut [u8],
+        pixels: &mut [u8],
+    ) -> Result<(), Error> {
         check_len("pixels", self.output_len(), pixels.len())?;
         self.run(|_| rng.gaussian(), Some(&[label]), 1, arena)?;
         self.finish_pixels(arena, 1, pixels)
@@ -210,7 +216,14 @@ impl<'m, 'a> Encoder<'m, 'a> {
     }
 
     /// Encodes `batch` images given as [0, 1] values (`x.len() == batch * input_len`).
-    pub fn encode_batch(&self, x: &[f32], batch: usize, arena: &mut [u8], mu: &mut [f32], logvar: &mut [f32]) -> Result<(), Error> {
+    pub fn encode_batch(
+        &self,
+        x: &[f32],
+        batch: usize,
+        arena: &mut [u8],
+        mu: &mut [f32],
+        logvar: &mut [f32],
+    ) -> Result<(), Error> {
         check_len("x", batch * self.input_len(), x.len())?;
         let work = self.model.working_arena(arena, batch)?;
         self.model.stage_input(work, 0, batch, |i| x[i])?;

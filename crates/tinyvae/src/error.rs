@@ -119,14 +119,12 @@ impl fmt::Display for Error {
                 "blob format version {found} is not supported (this runtime reads version {})",
                 crate::format::VERSION
             ),
-            Error::LengthMismatch { header, actual } => write!(
-                f,
-                "blob length mismatch: header says {header} bytes, got {actual} (truncated or padded?)"
-            ),
-            Error::ChecksumMismatch { stored, computed } => write!(
-                f,
-                "blob checksum mismatch: stored {stored:#010x}, computed {computed:#010x} (corrupted?)"
-            ),
+            Error::LengthMismatch { header, actual } => {
+                write!(f, "blob length mismatch: header says {header} bytes, got {actual} (truncated or padded?)")
+            }
+            Error::ChecksumMismatch { stored, computed } => {
+                write!(f, "blob checksum mismatch: stored {stored:#010x}, computed {computed:#010x} (corrupted?)")
+            }
             Error::BadHeader { field } => write!(f, "invalid blob header field `{field}`"),
             Error::BadSection { section } => {
                 write!(f, "blob section `{section}` is out of bounds, overlapping or misaligned")

@@ -8,10 +8,9 @@ use core::ops::Range;
 
 use crate::error::Error;
 use crate::format::{
-    self, crc32, hdr, mrec, nrec, read_f32, read_i32, read_u16, read_u32, trec, ActKind, DType,
-    EncoderHead, ModelKind, OpCode, OutputKind, Precision, WeightLayout, ALIGN, HEADER_LEN,
-    MAX_IO, MAX_NODES, MAX_TENSORS, MAX_TENSOR_LEN, META_RECORD_LEN, NODE_RECORD_LEN, NO_TENSOR,
-    TENSOR_RECORD_LEN,
+    self, crc32, hdr, mrec, nrec, read_f32, read_i32, read_u16, read_u32, trec, ActKind, DType, EncoderHead, ModelKind,
+    OpCode, OutputKind, Precision, WeightLayout, ALIGN, HEADER_LEN, MAX_IO, MAX_NODES, MAX_TENSORS, MAX_TENSOR_LEN,
+    META_RECORD_LEN, NODE_RECORD_LEN, NO_TENSOR, TENSOR_RECORD_LEN,
 };
 use crate::kernels::{reference::activation_f32, DenseFloat, DenseI8, Kernels};
 use crate::quant::{dequantize_i8, quantize_i8};
@@ -179,8 +178,7 @@ impl<'a> Model<'a> {
         }
 
         let kind = ModelKind::from_code(blob[hdr::KIND]).ok_or(Error::BadHeader { field: "kind" })?;
-        let precision = Precision::from_code(blob[hdr::PRECISION])
-            .ok_or(Error::BadHeader { field: "precision" })?;
+        let precision = Precision::from_code(blob[hdr::PRECISION]).ok_or(Error::BadHeader { field: "precision" })?;
         let built = match precision {
             Precision::Int8 => true,
             Precision::F16 => cfg!(feature = "f16"),
@@ -215,20 +213,11 @@ impl<'a> Model<'a> {
         let len = blob.len();
         let meta_s = section(u32_at(blob, hdr::META_OFF, "meta_off")?, META_RECORD_LEN, len, "meta")?;
         let io_s = section(u32_at(blob, hdr::IO_OFF, "io_off")?, 2 * (n_inputs + n_outputs), len, "io")?;
-        let tensors_s = section(
-            u32_at(blob, hdr::TENSORS_OFF, "tensors_off")?,
-            n_tensors * TENSOR_RECORD_LEN,
-            len,
-            "tensors",
-        )?;
-        let nodes_s =
-            section(u32_at(blob, hdr::NODES_OFF, "nodes_off")?, n_nodes * NODE_RECORD_LEN, len, "nodes")?;
-        let data_s = section(
-            u32_at(blob, hdr::DATA_OFF, "data_off")?,
-            u32_at(blob, hdr::DATA_LEN, "data_len")?,
-            len,
-            "data",
-        )?;
+        let tensors_s =
+            section(u32_at(blob, hdr::TENSORS_OFF, "tensors_off")?, n_tensors * TENSOR_RECORD_LEN, len, "tensors")?;
+        let nodes_s = section(u32_at(blob, hdr::NODES_OFF, "nodes_off")?, n_nodes * NODE_RECORD_LEN, len, "nodes")?;
+        let data_s =
+            section(u32_at(blob, hdr::DATA_OFF, "data_off")?, u32_at(blob, hdr::DATA_LEN, "data_len")?, len, "data")?;
         let all = [&meta_s, &io_s, &tensors_s, &nodes_s, &data_s];
         for (i, a) in all.iter().enumerate() {
             for b in &all[i + 1..] {
@@ -684,11 +673,7 @@ impl<'a> Model<'a> {
 
     /// Multiply-accumulates per sample (Dense nodes).
     pub fn macs(&self) -> usize {
-        (0..self.n_nodes)
-            .filter_map(|i| self.node(i))
-            .filter(|n| n.op == Op::Dense)
-            .map(|n| n.rows * n.cols)
-            .sum()
+        (0..self.n_nodes).filter_map(|i| self.node(i)).filter(|n| n.op == Op::Dense).map(|n| n.rows * n.cols).sum()
     }
 
     /// The aligned, batch-sized working part of a caller's arena.
@@ -784,11 +769,14 @@ impl<'a> Model<'a> {
                 }
                 Op::Lut => {
                     let table = &self.blob[n.aux.clone()];
-                    let run = |x: &[u8], y: &mut [u8]| (kernels.lut_i8)(table, crate::cast::i8s(x), crate::cast::i8s_mut(y));
+                    let run =
+                        |x: &[u8], y: &mut [u8]| (kernels.lut_i8)(table, crate::cast::i8s(x), crate::cast::i8s_mut(y));
                     elementwise(arena, arena_range(&t_in, batch), out_r, run).ok_or(lost)?;
                 }
                 Op::Activation => {
-                    let run = |x: &[u8], y: &mut [u8]| activation_f32(n.act, n.alpha, crate::cast::f32s(x), crate::cast::f32s_mut(y));
+                    let run = |x: &[u8], y: &mut [u8]| {
+                        activation_f32(n.act, n.alpha, crate::cast::f32s(x), crate::cast::f32s_mut(y))
+                    };
                     elementwise(arena, arena_range(&t_in, batch), out_r, run).ok_or(lost)?;
                 }
                 Op::Concat => {
@@ -889,7 +877,12 @@ fn arena_range(t: &TensorInfo, batch: usize) -> Range<usize> {
 /// Runs an elementwise function from `input` to `output`, which are either disjoint or the same
 /// bytes. In place, the values pass through a small stack buffer, so the kernels keep one
 /// signature (separate input and output) and the arena needs no second copy of the tensor.
-fn elementwise(arena: &mut [u8], input: Range<usize>, output: Range<usize>, mut f: impl FnMut(&[u8], &mut [u8])) -> Option<()> {
+fn elementwise(
+    arena: &mut [u8],
+    input: Range<usize>,
+    output: Range<usize>,
+    mut f: impl FnMut(&[u8], &mut [u8]),
+) -> Option<()> {
     if input != output {
         let (x, y) = split(arena, input, output)?;
         f(x, y);

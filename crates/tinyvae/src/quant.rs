@@ -207,7 +207,13 @@ mod tests {
     fn quantize_i8_spec(x: f32, scale: f32, zero_point: i32) -> i8 {
         let q = libm::roundf(x / scale);
         let q = if q.is_nan() { 0.0 } else { q };
-        let v = if q >= 255.0 { 255 } else if q <= -256.0 { -256 } else { q as i32 };
+        let v = if q >= 255.0 {
+            255
+        } else if q <= -256.0 {
+            -256
+        } else {
+            q as i32
+        };
         (v + zero_point).clamp(-128, 127) as i8
     }
 

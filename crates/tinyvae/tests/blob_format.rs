@@ -188,10 +188,7 @@ fn api_checks_buffers_kinds_and_labels() {
     assert!(matches!(d.decode(&[0.0], &mut arena, &mut px), Err(Error::BufferLength { what: "z", .. })));
     assert!(matches!(d.decode_conditional(&[0.0, 0.0], 1, &mut arena, &mut px), Err(Error::BadLabel { .. })));
     assert!(matches!(tinyvae::Encoder::new(&m), Err(Error::WrongKind { .. })));
-    assert!(matches!(
-        d.decode_batch(&[], None, 0, &mut arena, &mut []),
-        Err(Error::BadBatch { batch: 0 })
-    ));
+    assert!(matches!(d.decode_batch(&[], None, 0, &mut arena, &mut []), Err(Error::BadBatch { batch: 0 })));
 }
 
 #[test]

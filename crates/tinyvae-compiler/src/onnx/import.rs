@@ -167,7 +167,10 @@ impl Const {
 #[derive(Clone, Debug)]
 enum Val {
     /// Computed at run time: IR value `ir`, each sample of shape `dims` (batch axis excluded).
-    Act { ir: String, dims: Vec<usize> },
+    Act {
+        ir: String,
+        dims: Vec<usize>,
+    },
     Const(Const),
 }
 
@@ -659,7 +662,9 @@ impl<'a> Importer<'a> {
             total += len;
         }
         if norm_axis(axis, 2)? != 1 {
-            return Err(format!("axis {axis} would join along the batch; tinyvae concatenates features (axis 1 or -1)"));
+            return Err(format!(
+                "axis {axis} would join along the batch; tinyvae concatenates features (axis 1 or -1)"
+            ));
         }
         let out = Self::out(n, 0)?.to_string();
         self.emit(name, Op::Concat, parts, &out, vec![total]);
@@ -669,7 +674,14 @@ impl<'a> Importer<'a> {
     /// Picks features `range` of a Dense output as a new Dense over the same input. The IR has
     /// no slicing op, but slicing a linear layer's output is the same as slicing its rows,
     /// which is how `mu, logvar = h.chunk(2, dim=1)` encoders are imported.
-    fn dense_rows(&mut self, n: &pb::NodeProto, name: &str, ir: &str, range: std::ops::Range<usize>, out: &str) -> NodeResult {
+    fn dense_rows(
+        &mut self,
+        n: &pb::NodeProto,
+        name: &str,
+        ir: &str,
+        range: std::ops::Range<usize>,
+        out: &str,
+    ) -> NodeResult {
         let Some((idx, weight, bias)) = self.dense_of(ir) else {
             return Err(format!(
                 "tinyvae can only split the output of a Gemm/MatMul (+ bias), and `{}` is not one",
@@ -677,7 +689,10 @@ impl<'a> Importer<'a> {
             ));
         };
         let rows = ndarray::s![range.clone(), ..];
-        let op = Op::Dense { weight: weight.slice(rows).to_owned(), bias: bias.slice(ndarray::s![range.clone()]).to_owned() };
+        let op = Op::Dense {
+            weight: weight.slice(rows).to_owned(),
+            bias: bias.slice(ndarray::s![range.clone()]).to_owned(),
+        };
         let input = self.nodes[idx].inputs.clone();
         self.emit(name, op, input, out, vec![range.len()]);
         Ok(())
@@ -772,7 +787,10 @@ impl<'a> Importer<'a> {
         // Flatten's axis may also equal the rank, unlike most ops.
         let norm = |rank: usize| -> Result<usize, String> {
             let a = if axis < 0 { axis + rank as i64 } else { axis };
-            usize::try_from(a).ok().filter(|&a| a <= rank).ok_or_else(|| format!("axis {axis} is out of range for rank {rank}"))
+            usize::try_from(a)
+                .ok()
+                .filter(|&a| a <= rank)
+                .ok_or_else(|| format!("axis {axis} is out of range for rank {rank}"))
         };
         match &v {
             Val::Const(c) => {
@@ -842,12 +860,10 @@ impl<'a> Importer<'a> {
                         }
                         IntDim::Val(0) if !allow_zero => rest.push(*dims.get(k - 1).ok_or("copies a missing axis")?),
                         IntDim::Val(v) if v > 0 => rest.push(v as usize),
-                        _ => {
-                            return Err(format!(
-                                "target shape {} is not supported: tinyvae needs [batch, features...] with fixed features",
-                                show_shape(&target)
-                            ))
-                        }
+                        _ => return Err(format!(
+                            "target shape {} is not supported: tinyvae needs [batch, features...] with fixed features",
+                            show_shape(&target)
+                        )),
                     }
                 }
                 let ok = match (first, infer) {
@@ -963,7 +979,9 @@ impl<'a> Importer<'a> {
         let int = [DataType::Int64, DataType::Int32].map(|t| t as i32);
         let out = match v {
             Val::Act { .. } if to == DataType::Float as i32 => v,
-            Val::Act { .. } => return Err(format!("casts a computed value to {}; tinyvae computes in FLOAT", type_name(to))),
+            Val::Act { .. } => {
+                return Err(format!("casts a computed value to {}; tinyvae computes in FLOAT", type_name(to)))
+            }
             Val::Const(c) if float.contains(&to) => {
                 let data = match &c.data {
                     Data::F32(v) => Data::F32(v.clone()),
@@ -1120,10 +1138,15 @@ impl<'a> Importer<'a> {
         }
         let nodes = dead_code_elimination(self.nodes, &outputs);
         let last_op = |k: usize| nodes.iter().find(|nd| nd.output == outputs[k]).map(|nd| &nd.op);
-        let meta: HashMap<&str, &str> = model.metadata_props.iter().map(|p| (p.key.as_str(), p.value.as_str())).collect();
+        let meta: HashMap<&str, &str> =
+            model.metadata_props.iter().map(|p| (p.key.as_str(), p.value.as_str())).collect();
         let number = |key: &str| -> Result<Option<usize>, ImportError> {
             meta.get(key)
-                .map(|v| v.trim().parse::<usize>().map_err(|_| model_err(format!("metadata `{key}` = `{v}` is not a number"))))
+                .map(|v| {
+                    v.trim()
+                        .parse::<usize>()
+                        .map_err(|_| model_err(format!("metadata `{key}` = `{v}` is not a number")))
+                })
                 .transpose()
         };
         let inputs = self.inputs;
@@ -1134,7 +1157,9 @@ impl<'a> Importer<'a> {
                     Some("bernoulli") => true,
                     Some("gaussian") => false,
                     None => matches!(last_op(0), Some(Op::Sigmoid)),
-                    Some(o) => return Err(model_err(format!("metadata `{META_OUTPUT}` = `{o}` is not bernoulli or gaussian"))),
+                    Some(o) => {
+                        return Err(model_err(format!("metadata `{META_OUTPUT}` = `{o}` is not bernoulli or gaussian")))
+                    }
                 };
                 let latent = number(META_LATENT)?.unwrap_or(inputs[0].len);
                 let classes = number(META_CLASSES)?.unwrap_or(second_input);
@@ -1163,7 +1188,9 @@ impl<'a> Importer<'a> {
                 Role::Encoder { latent, classes }
             }
             Some("generic") => Role::Generic,
-            Some(r) => return Err(model_err(format!("metadata `{META_ROLE}` = `{r}` is not decoder, encoder or generic"))),
+            Some(r) => {
+                return Err(model_err(format!("metadata `{META_ROLE}` = `{r}` is not decoder, encoder or generic")))
+            }
             None => {
                 if out_lens.len() == 2 && out_lens[0] == out_lens[1] {
                     Role::Encoder { latent: out_lens[0], classes: if inputs.len() == 2 { second_input } else { 0 } }
@@ -1183,8 +1210,11 @@ impl<'a> Importer<'a> {
 /// Drops nodes nothing reads: a Dense whose output was only split or re-biased into copies.
 fn dead_code_elimination(mut nodes: Vec<Node>, outputs: &[String]) -> Vec<Node> {
     loop {
-        let read: HashSet<&str> =
-            nodes.iter().flat_map(|n| n.inputs.iter().map(String::as_str)).chain(outputs.iter().map(String::as_str)).collect();
+        let read: HashSet<&str> = nodes
+            .iter()
+            .flat_map(|n| n.inputs.iter().map(String::as_str))
+            .chain(outputs.iter().map(String::as_str))
+            .collect();
         let keep: Vec<bool> = nodes.iter().map(|n| read.contains(n.output.as_str())).collect();
         if keep.iter().all(|&k| k) {
             return nodes;
@@ -1228,7 +1258,9 @@ fn input_shape(vi: &pb::ValueInfoProto) -> Result<(Vec<usize>, Option<i64>), Str
         .enumerate()
         .map(|(k, d)| match &d.value {
             Some(D::DimValue(v)) if *v > 0 => Ok(*v as usize),
-            Some(D::DimParam(p)) => Err(format!("has a symbolic dimension `{p}` at axis {}; only the batch axis may be symbolic", k + 1)),
+            Some(D::DimParam(p)) => {
+                Err(format!("has a symbolic dimension `{p}` at axis {}; only the batch axis may be symbolic", k + 1))
+            }
             _ => Err(format!("has an unknown or empty dimension at axis {}", k + 1)),
         })
         .collect::<Result<Vec<_>, _>>()?;

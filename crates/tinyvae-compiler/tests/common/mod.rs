@@ -180,7 +180,12 @@ pub fn a_i(name: &str, i: i64) -> pb::AttributeProto {
 }
 
 pub fn a_ints(name: &str, ints: &[i64]) -> pb::AttributeProto {
-    pb::AttributeProto { name: name.into(), r#type: AttributeType::Ints as i32, ints: ints.to_vec(), ..Default::default() }
+    pb::AttributeProto {
+        name: name.into(),
+        r#type: AttributeType::Ints as i32,
+        ints: ints.to_vec(),
+        ..Default::default()
+    }
 }
 
 pub fn a_t(name: &str, t: pb::TensorProto) -> pb::AttributeProto {
@@ -257,7 +262,13 @@ pub fn torch_gemm_decoder(rng: &mut Rng) -> pb::ModelProto {
         node: vec![
             pnode("Gemm", "/fc1/Gemm", &["z", "fc1.weight", "fc1.bias"], &["/fc1/Gemm_output_0"], torch_gemm_attrs()),
             pnode("Relu", "/relu/Relu", &["/fc1/Gemm_output_0"], &["/relu/Relu_output_0"], vec![]),
-            pnode("Gemm", "/fc2/Gemm", &["/relu/Relu_output_0", "onnx::Gemm_12", "fc2.bias"], &["/fc2/Gemm_output_0"], torch_gemm_attrs()),
+            pnode(
+                "Gemm",
+                "/fc2/Gemm",
+                &["/relu/Relu_output_0", "onnx::Gemm_12", "fc2.bias"],
+                &["/fc2/Gemm_output_0"],
+                torch_gemm_attrs(),
+            ),
             pnode("Sigmoid", "/sigmoid/Sigmoid", &["/fc2/Gemm_output_0"], &["output"], vec![]),
         ],
         initializer: vec![
@@ -319,10 +330,22 @@ pub fn torch_flatten_encoder(rng: &mut Rng) -> pb::ModelProto {
         name: "main_graph".into(),
         node: vec![
             pnode("Flatten", "/flatten/Flatten", &["input.1"], &["/flatten/Flatten_output_0"], vec![a_i("axis", 1)]),
-            pnode("Gemm", "/fc1/Gemm", &["/flatten/Flatten_output_0", "fc1.weight", "fc1.bias"], &["/fc1/Gemm_output_0"], torch_gemm_attrs()),
+            pnode(
+                "Gemm",
+                "/fc1/Gemm",
+                &["/flatten/Flatten_output_0", "fc1.weight", "fc1.bias"],
+                &["/fc1/Gemm_output_0"],
+                torch_gemm_attrs(),
+            ),
             pnode("Relu", "/Relu", &["/fc1/Gemm_output_0"], &["/Relu_output_0"], vec![]),
             pnode("Gemm", "/fc21/Gemm", &["/Relu_output_0", "fc21.weight", "fc21.bias"], &["mu"], torch_gemm_attrs()),
-            pnode("Gemm", "/fc22/Gemm", &["/Relu_output_0", "fc22.weight", "fc22.bias"], &["logvar"], torch_gemm_attrs()),
+            pnode(
+                "Gemm",
+                "/fc22/Gemm",
+                &["/Relu_output_0", "fc22.weight", "fc22.bias"],
+                &["logvar"],
+                torch_gemm_attrs(),
+            ),
         ],
         initializer: vec![
             init_f32("fc1.weight", &[64, 784], &w1),
@@ -354,18 +377,60 @@ pub fn torch_idioms_encoder(rng: &mut Rng) -> pb::ModelProto {
         node: vec![
             pnode("Shape", "/Shape", &["x"], &["/Shape_output_0"], vec![]),
             const_i64_scalar("/Constant", "/Constant_output_0", 0),
-            pnode("Gather", "/Gather", &["/Shape_output_0", "/Constant_output_0"], &["/Gather_output_0"], vec![a_i("axis", 0)]),
+            pnode(
+                "Gather",
+                "/Gather",
+                &["/Shape_output_0", "/Constant_output_0"],
+                &["/Gather_output_0"],
+                vec![a_i("axis", 0)],
+            ),
             const_i64("/Constant_1", "/Constant_1_output_0", &[0]),
-            pnode("Unsqueeze", "/Unsqueeze", &["/Gather_output_0", "/Constant_1_output_0"], &["/Unsqueeze_output_0"], vec![]),
+            pnode(
+                "Unsqueeze",
+                "/Unsqueeze",
+                &["/Gather_output_0", "/Constant_1_output_0"],
+                &["/Unsqueeze_output_0"],
+                vec![],
+            ),
             const_i64("/Constant_2", "/Constant_2_output_0", &[-1]),
-            pnode("Concat", "/Concat", &["/Unsqueeze_output_0", "/Constant_2_output_0"], &["/Concat_output_0"], vec![a_i("axis", 0)]),
+            pnode(
+                "Concat",
+                "/Concat",
+                &["/Unsqueeze_output_0", "/Constant_2_output_0"],
+                &["/Concat_output_0"],
+                vec![a_i("axis", 0)],
+            ),
             pnode("Reshape", "/Reshape", &["x", "/Concat_output_0"], &["/Reshape_output_0"], vec![]),
             pnode("Concat", "/Concat_1", &["/Reshape_output_0", "y"], &["/Concat_1_output_0"], vec![a_i("axis", 1)]),
-            pnode("Gemm", "/fc1/Gemm", &["/Concat_1_output_0", "fc1.weight", "fc1.bias"], &["/fc1/Gemm_output_0"], torch_gemm_attrs()),
-            pnode("LeakyRelu", "/act/LeakyRelu", &["/fc1/Gemm_output_0"], &["/act/LeakyRelu_output_0"], vec![a_f("alpha", 0.1)]),
+            pnode(
+                "Gemm",
+                "/fc1/Gemm",
+                &["/Concat_1_output_0", "fc1.weight", "fc1.bias"],
+                &["/fc1/Gemm_output_0"],
+                torch_gemm_attrs(),
+            ),
+            pnode(
+                "LeakyRelu",
+                "/act/LeakyRelu",
+                &["/fc1/Gemm_output_0"],
+                &["/act/LeakyRelu_output_0"],
+                vec![a_f("alpha", 0.1)],
+            ),
             pnode("Dropout", "/drop/Dropout", &["/act/LeakyRelu_output_0"], &["/drop/Dropout_output_0"], vec![]),
-            pnode("Gemm", "/fc2/Gemm", &["/drop/Dropout_output_0", "fc2.weight", "fc2.bias"], &["/fc2/Gemm_output_0"], torch_gemm_attrs()),
-            pnode("Split", "/Split", &["/fc2/Gemm_output_0", "onnx::Split_30"], &["mu", "logvar"], vec![a_i("axis", 1)]),
+            pnode(
+                "Gemm",
+                "/fc2/Gemm",
+                &["/drop/Dropout_output_0", "fc2.weight", "fc2.bias"],
+                &["/fc2/Gemm_output_0"],
+                torch_gemm_attrs(),
+            ),
+            pnode(
+                "Split",
+                "/Split",
+                &["/fc2/Gemm_output_0", "onnx::Split_30"],
+                &["mu", "logvar"],
+                vec![a_i("axis", 1)],
+            ),
         ],
         initializer: vec![
             init_f32("fc1.weight", &[64, 794], &w1),
@@ -398,7 +463,13 @@ pub fn torch_image_decoder(rng: &mut Rng) -> pb::ModelProto {
             pnode("Concat", "/Concat", &["z", "label"], &["/Concat_output_0"], vec![a_i("axis", -1)]),
             pnode("MatMul", "/fc1/MatMul", &["/Concat_output_0", "onnx::MatMul_21"], &["/fc1/MatMul_output_0"], vec![]),
             pnode("Tanh", "/Tanh", &["/fc1/MatMul_output_0"], &["/Tanh_output_0"], vec![]),
-            pnode("Gemm", "/fc2/Gemm", &["/Tanh_output_0", "fc2.weight", "fc2.bias"], &["/fc2/Gemm_output_0"], torch_gemm_attrs()),
+            pnode(
+                "Gemm",
+                "/fc2/Gemm",
+                &["/Tanh_output_0", "fc2.weight", "fc2.bias"],
+                &["/fc2/Gemm_output_0"],
+                torch_gemm_attrs(),
+            ),
             pnode("Sigmoid", "/Sigmoid", &["/fc2/Gemm_output_0"], &["/Sigmoid_output_0"], vec![]),
             pnode("Reshape", "/Reshape", &["/Sigmoid_output_0", "/Constant_output_0"], &["recon"], vec![]),
         ],
@@ -459,4 +530,5 @@ pub fn dynamo_style_encoder(rng: &mut Rng) -> pb::ModelProto {
     let mut m = torch_model(graph);
     m.ir_version = 10;
     m.opset_import[0].version = 18;
-    m}
+    m
+}

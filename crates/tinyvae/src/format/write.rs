@@ -5,9 +5,8 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use super::{
-    align_up, crc32, hdr, mrec, nrec, trec, ActKind, DType, EncoderHead, ModelKind, OpCode,
-    OutputKind, Precision, WeightLayout, HEADER_LEN, MAGIC, META_RECORD_LEN, NODE_RECORD_LEN,
-    NO_TENSOR, TENSOR_RECORD_LEN, VERSION,
+    align_up, crc32, hdr, mrec, nrec, trec, ActKind, DType, EncoderHead, ModelKind, OpCode, OutputKind, Precision,
+    WeightLayout, HEADER_LEN, MAGIC, META_RECORD_LEN, NODE_RECORD_LEN, NO_TENSOR, TENSOR_RECORD_LEN, VERSION,
 };
 
 /// A tensor to write.
@@ -159,7 +158,20 @@ pub fn write(spec: &BlobSpec) -> Vec<u8> {
         let r = &mut node_bytes[i * NODE_RECORD_LEN..(i + 1) * NODE_RECORD_LEN];
         put_u16(r, nrec::IN1, NO_TENSOR);
         match node {
-            NodeSpec::Dense { input, output, rows, cols, weight_dtype, layout, weights, bias, requant, act, act_min, act_max } => {
+            NodeSpec::Dense {
+                input,
+                output,
+                rows,
+                cols,
+                weight_dtype,
+                layout,
+                weights,
+                bias,
+                requant,
+                act,
+                act_min,
+                act_max,
+            } => {
                 r[nrec::OP] = OpCode::Dense.code();
                 r[nrec::ACT] = act.code();
                 r[nrec::WDTYPE] = weight_dtype.code();
@@ -302,12 +314,7 @@ pub fn example_decoder() -> Vec<u8> {
         kind: ModelKind::Decoder,
         precision: Precision::Int8,
         arena_bytes: 48,
-        tensors: vec![
-            t(2, 0, 0.03, 0),
-            t(8, 16, 0.05, -128),
-            t(16, 32, 0.05, 0),
-            t(16, 0, 1.0 / 255.0, -128),
-        ],
+        tensors: vec![t(2, 0, 0.03, 0), t(8, 16, 0.05, -128), t(16, 32, 0.05, 0), t(16, 0, 1.0 / 255.0, -128)],
         nodes,
         inputs: vec![0],
         outputs: vec![3],

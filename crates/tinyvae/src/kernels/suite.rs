@@ -87,11 +87,7 @@ impl DenseI8Case {
         }
         let requant = [mults, shifts, sums].concat();
         let out_zero_point = rng.below(256) as i32 - 128;
-        let (act_min, act_max) = if rng.below(2) == 0 {
-            (-128, 127)
-        } else {
-            (out_zero_point as i8, 127)
-        };
+        let (act_min, act_max) = if rng.below(2) == 0 { (-128, 127) } else { (out_zero_point as i8, 127) };
         DenseI8Case { rows, cols, batch, weights, bias, requant, out_zero_point, act_min, act_max, x }
     }
 

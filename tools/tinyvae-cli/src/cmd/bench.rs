@@ -34,8 +34,14 @@ pub fn run(a: Args) -> Result<ExitCode> {
         anyhow::bail!("batch sizes must be at least 1");
     }
     let graph = a.role.load(&a.model)?;
-    let timings = tinyvae_compiler::bench::compare(&a.model, &graph, a.data.as_deref(), &a.batch, Duration::from_millis(a.time_ms))
-        .map_err(|e| anyhow::anyhow!("{}: {e}", a.model.display()))?;
+    let timings = tinyvae_compiler::bench::compare(
+        &a.model,
+        &graph,
+        a.data.as_deref(),
+        &a.batch,
+        Duration::from_millis(a.time_ms),
+    )
+    .map_err(|e| anyhow::anyhow!("{}: {e}", a.model.display()))?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&timings)?);
         return Ok(ExitCode::SUCCESS);

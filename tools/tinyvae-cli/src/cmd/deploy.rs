@@ -28,7 +28,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
         .blob
         .file_name()
         .and_then(|n| n.to_str())
-        .with_context(|| format!("{}: the blob's file name must be UTF-8 to be named in include_bytes!", a.blob.display()))?
+        .with_context(|| {
+            format!("{}: the blob's file name must be UTF-8 to be named in include_bytes!", a.blob.display())
+        })?
         .to_string();
     std::fs::create_dir_all(&a.output).with_context(|| format!("cannot create {}", a.output.display()))?;
 

@@ -20,7 +20,11 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let meta = m.meta();
     println!("{}: tinyvae blob v{}, checksum ok", a.blob.display(), tinyvae::format::VERSION);
     println!("  kind        {} ({})", m.kind(), m.precision());
-    println!("  latent      {}{}", meta.latent, if meta.classes > 0 { format!(", {} label classes", meta.classes) } else { String::new() });
+    println!(
+        "  latent      {}{}",
+        meta.latent,
+        if meta.classes > 0 { format!(", {} label classes", meta.classes) } else { String::new() }
+    );
     if meta.width * meta.height > 0 {
         println!("  image       {} x {} ({})", meta.width, meta.height, meta.output_kind);
     }
@@ -28,7 +32,12 @@ pub fn run(a: Args) -> Result<ExitCode> {
         println!("  heads       {}", meta.head);
     }
     println!("  blob        {} bytes, of which {} weights/biases/tables", bytes.len(), m.weight_bytes());
-    println!("  arena       {} bytes per sample (batch B: {} * B + {})", m.arena_size(), m.arena_size() - tinyvae::format::ALIGN, tinyvae::format::ALIGN);
+    println!(
+        "  arena       {} bytes per sample (batch B: {} * B + {})",
+        m.arena_size(),
+        m.arena_size() - tinyvae::format::ALIGN,
+        tinyvae::format::ALIGN
+    );
     println!("  MACs        {} per sample", m.macs());
     println!("  tensors:");
     for t in 0..m.tensor_count() as u16 {

@@ -26,7 +26,8 @@ pub struct RoleArgs {
 impl RoleArgs {
     /// Imports an ONNX file and applies the override.
     pub fn load(&self, path: &Path) -> Result<Graph> {
-        let mut g = tinyvae_compiler::onnx::import_file(path).with_context(|| format!("cannot import {}", path.display()))?;
+        let mut g =
+            tinyvae_compiler::onnx::import_file(path).with_context(|| format!("cannot import {}", path.display()))?;
         let len = |k: usize| g.inputs.get(k).map(|i| i.len).unwrap_or(0);
         match self.role.as_deref() {
             Some("decoder") => g.role = Role::Decoder { latent: len(0), classes: len(1), bernoulli: !self.gaussian },

@@ -64,8 +64,18 @@ pub fn run(a: Args) -> Result<ExitCode> {
         j["failures"] = serde_json::to_value(&failures)?;
         println!("{}", serde_json::to_string_pretty(&j)?);
     } else {
-        println!("{} ({} {}) vs {} in tract f32, on {}:", a.blob.display(), v.precision, v.kind, a.model.display(), v.inputs);
-        println!("  max abs {:.3e}   mean abs {:.3e}   PSNR {:.2} dB (peak {})", f.max_abs, f.mean_abs, f.psnr_db, f.peak);
+        println!(
+            "{} ({} {}) vs {} in tract f32, on {}:",
+            a.blob.display(),
+            v.precision,
+            v.kind,
+            a.model.display(),
+            v.inputs
+        );
+        println!(
+            "  max abs {:.3e}   mean abs {:.3e}   PSNR {:.2} dB (peak {})",
+            f.max_abs, f.mean_abs, f.psnr_db, f.peak
+        );
         for msg in &failures {
             println!("  FAIL: {msg}");
         }

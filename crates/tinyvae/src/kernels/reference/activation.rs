@@ -19,9 +19,7 @@ pub fn exp_fast(x: f32) -> f32 {
     let n = crate::quant::round_half_away_small(x * LOG2E);
     let nf = n as f32;
     let r = x - nf * LN2_HI - nf * LN2_LO;
-    let p = 1.0
-        + r * (1.0
-            + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
     p * f32::from_bits(((n + 127) as u32) << 23)
 }
 

@@ -245,14 +245,30 @@ unsafe fn rows16_dot<const N: usize, const ACCUMULATE: bool>(
             6 => pass!(0 "a", 1 "b", 2 "a", 3 "b", 4 "a", 5 "b"; "vpaddd {a}, {a}, zmmword ptr [{out}]"),
             7 => pass!(0 "a", 1 "b", 2 "a", 3 "b", 4 "a", 5 "b", 6 "a"; "vpaddd {a}, {a}, zmmword ptr [{out}]"),
             8 => pass!(0 "a", 1 "b", 2 "a", 3 "b", 4 "a", 5 "b", 6 "a", 7 "b"; "vpaddd {a}, {a}, zmmword ptr [{out}]"),
-            9 => pass!(0 "a", 1 "b", 2 "a", 3 "b", 4 "a", 5 "b", 6 "a", 7 "b", 8 "a"; "vpaddd {a}, {a}, zmmword ptr [{out}]"),
-            10 => pass!(0 "a", 1 "b", 2 "a", 3 "b", 4 "a", 5 "b", 6 "a", 7 "b", 8 "a", 9 "b"; "vpaddd {a}, {a}, zmmword ptr [{out}]"),
-            11 => pass!(0 "a", 1 "b", 2 "a", 3 "b", 4 "a", 5 "b", 6 "a", 7 "b", 8 "a", 9 "b", 10 "a"; "vpaddd {a}, {a}, zmmword ptr [{out}]"),
-            12 => pass!(0 "a", 1 "b", 2 "a", 3 "b", 4 "a", 5 "b", 6 "a", 7 "b", 8 "a", 9 "b", 10 "a", 11 "b"; "vpaddd {a}, {a}, zmmword ptr [{out}]"),
-            13 => pass!(0 "a", 1 "b", 2 "a", 3 "b", 4 "a", 5 "b", 6 "a", 7 "b", 8 "a", 9 "b", 10 "a", 11 "b", 12 "a"; "vpaddd {a}, {a}, zmmword ptr [{out}]"),
-            14 => pass!(0 "a", 1 "b", 2 "a", 3 "b", 4 "a", 5 "b", 6 "a", 7 "b", 8 "a", 9 "b", 10 "a", 11 "b", 12 "a", 13 "b"; "vpaddd {a}, {a}, zmmword ptr [{out}]"),
-            15 => pass!(0 "a", 1 "b", 2 "a", 3 "b", 4 "a", 5 "b", 6 "a", 7 "b", 8 "a", 9 "b", 10 "a", 11 "b", 12 "a", 13 "b", 14 "a"; "vpaddd {a}, {a}, zmmword ptr [{out}]"),
-            _ => pass!(0 "a", 1 "b", 2 "a", 3 "b", 4 "a", 5 "b", 6 "a", 7 "b", 8 "a", 9 "b", 10 "a", 11 "b", 12 "a", 13 "b", 14 "a", 15 "b"; "vpaddd {a}, {a}, zmmword ptr [{out}]"),
+            9 => {
+                pass!(0 "a", 1 "b", 2 "a", 3 "b", 4 "a", 5 "b", 6 "a", 7 "b", 8 "a"; "vpaddd {a}, {a}, zmmword ptr [{out}]")
+            }
+            10 => {
+                pass!(0 "a", 1 "b", 2 "a", 3 "b", 4 "a", 5 "b", 6 "a", 7 "b", 8 "a", 9 "b"; "vpaddd {a}, {a}, zmmword ptr [{out}]")
+            }
+            11 => {
+                pass!(0 "a", 1 "b", 2 "a", 3 "b", 4 "a", 5 "b", 6 "a", 7 "b", 8 "a", 9 "b", 10 "a"; "vpaddd {a}, {a}, zmmword ptr [{out}]")
+            }
+            12 => {
+                pass!(0 "a", 1 "b", 2 "a", 3 "b", 4 "a", 5 "b", 6 "a", 7 "b", 8 "a", 9 "b", 10 "a", 11 "b"; "vpaddd {a}, {a}, zmmword ptr [{out}]")
+            }
+            13 => {
+                pass!(0 "a", 1 "b", 2 "a", 3 "b", 4 "a", 5 "b", 6 "a", 7 "b", 8 "a", 9 "b", 10 "a", 11 "b", 12 "a"; "vpaddd {a}, {a}, zmmword ptr [{out}]")
+            }
+            14 => {
+                pass!(0 "a", 1 "b", 2 "a", 3 "b", 4 "a", 5 "b", 6 "a", 7 "b", 8 "a", 9 "b", 10 "a", 11 "b", 12 "a", 13 "b"; "vpaddd {a}, {a}, zmmword ptr [{out}]")
+            }
+            15 => {
+                pass!(0 "a", 1 "b", 2 "a", 3 "b", 4 "a", 5 "b", 6 "a", 7 "b", 8 "a", 9 "b", 10 "a", 11 "b", 12 "a", 13 "b", 14 "a"; "vpaddd {a}, {a}, zmmword ptr [{out}]")
+            }
+            _ => {
+                pass!(0 "a", 1 "b", 2 "a", 3 "b", 4 "a", 5 "b", 6 "a", 7 "b", 8 "a", 9 "b", 10 "a", 11 "b", 12 "a", 13 "b", 14 "a", 15 "b"; "vpaddd {a}, {a}, zmmword ptr [{out}]")
+            }
         }
     } else {
         match N {
@@ -270,9 +286,15 @@ unsafe fn rows16_dot<const N: usize, const ACCUMULATE: bool>(
             11 => pass!(0 "a", 1 "b", 2 "a", 3 "b", 4 "a", 5 "b", 6 "a", 7 "b", 8 "a", 9 "b", 10 "a";),
             12 => pass!(0 "a", 1 "b", 2 "a", 3 "b", 4 "a", 5 "b", 6 "a", 7 "b", 8 "a", 9 "b", 10 "a", 11 "b";),
             13 => pass!(0 "a", 1 "b", 2 "a", 3 "b", 4 "a", 5 "b", 6 "a", 7 "b", 8 "a", 9 "b", 10 "a", 11 "b", 12 "a";),
-            14 => pass!(0 "a", 1 "b", 2 "a", 3 "b", 4 "a", 5 "b", 6 "a", 7 "b", 8 "a", 9 "b", 10 "a", 11 "b", 12 "a", 13 "b";),
-            15 => pass!(0 "a", 1 "b", 2 "a", 3 "b", 4 "a", 5 "b", 6 "a", 7 "b", 8 "a", 9 "b", 10 "a", 11 "b", 12 "a", 13 "b", 14 "a";),
-            _ => pass!(0 "a", 1 "b", 2 "a", 3 "b", 4 "a", 5 "b", 6 "a", 7 "b", 8 "a", 9 "b", 10 "a", 11 "b", 12 "a", 13 "b", 14 "a", 15 "b";),
+            14 => {
+                pass!(0 "a", 1 "b", 2 "a", 3 "b", 4 "a", 5 "b", 6 "a", 7 "b", 8 "a", 9 "b", 10 "a", 11 "b", 12 "a", 13 "b";)
+            }
+            15 => {
+                pass!(0 "a", 1 "b", 2 "a", 3 "b", 4 "a", 5 "b", 6 "a", 7 "b", 8 "a", 9 "b", 10 "a", 11 "b", 12 "a", 13 "b", 14 "a";)
+            }
+            _ => {
+                pass!(0 "a", 1 "b", 2 "a", 3 "b", 4 "a", 5 "b", 6 "a", 7 "b", 8 "a", 9 "b", 10 "a", 11 "b", 12 "a", 13 "b", 14 "a", 15 "b";)
+            }
         }
     }
 }
