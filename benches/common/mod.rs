@@ -262,9 +262,9 @@ pub fn bench(c: &mut Criterion, p: &Prepared) {
                     let e = Encoder::new(&model).expect("an encoder").with_kernels(kernels);
                     let l = e.latent_dim();
                     let (mut mu, mut lv) = (vec![0f32; batch * l], vec![0f32; batch * l]);
-                    e.encode_batch(&x, batch, &mut arena, &mut mu, &mut lv).expect("the encoder runs");
+                    e.encode_batch(&x, None, batch, &mut arena, &mut mu, &mut lv).expect("the encoder runs");
                     group.bench_function(BenchmarkId::new(name.as_str(), batch), |b| {
-                        b.iter(|| e.encode_batch(black_box(&x), batch, &mut arena, &mut mu, &mut lv).ok())
+                        b.iter(|| e.encode_batch(black_box(&x), None, batch, &mut arena, &mut mu, &mut lv).ok())
                     });
                 }
             }

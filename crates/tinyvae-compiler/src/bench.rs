@@ -124,9 +124,9 @@ pub fn time_blob(
             let e = Encoder::new(&model).map_err(qerr)?.with_kernels(c.kernels);
             let l = e.latent_dim();
             let (mut mu, mut lv) = (vec![0f32; batch * l], vec![0f32; batch * l]);
-            e.encode_batch(&x, batch, &mut arena, &mut mu, &mut lv).map_err(qerr)?;
+            e.encode_batch(&x, None, batch, &mut arena, &mut mu, &mut lv).map_err(qerr)?;
             Ok(time_it(batch, budget, || {
-                e.encode_batch(black_box(&x), batch, &mut arena, &mut mu, &mut lv).ok();
+                e.encode_batch(black_box(&x), None, batch, &mut arena, &mut mu, &mut lv).ok();
                 black_box(&mu);
             }))
         }

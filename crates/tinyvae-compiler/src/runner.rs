@@ -20,7 +20,7 @@ fn labels_of(one_hot: &Array2<f32>) -> Vec<u32> {
 }
 
 /// Runs a decoder or encoder blob. Decoders take `[z]` or `[z, one_hot_label]` and give
-/// `[x]`; encoders take `[x]` and give `[mu, logvar]`.
+/// `[x]`; encoders take `[x]` or `[x, one_hot_label]` and give `[mu, logvar]`.
 pub fn run_blob(
     blob: &[u8],
     inputs: &[Array2<f32>],
@@ -47,13 +47,15 @@ pub fn run_blob(
         }
         _ => {
             let e = Encoder::new(&model)?.with_kernels(kernels);
+            let labels = inputs.get(1).map(labels_of);
             let l = e.latent_dim();
             let (mut mu, mut lv) = (Array2::zeros((n, l)), Array2::zeros((n, l)));
             for start in (0..n).step_by(CHUNK) {
                 let end = (start + CHUNK).min(n);
                 let x = inputs[0].slice(s![start..end, ..]).to_owned();
                 let (mut m, mut v) = (vec![0f32; (end - start) * l], vec![0f32; (end - start) * l]);
-                e.encode_batch(x.as_slice().unwrap_or(&[]), end - start, &mut arena, &mut m, &mut v)?;
+                let lab = labels.as_ref().map(|l| &l[start..end]);
+                e.encode_batch(x.as_slice().unwrap_or(&[]), lab, end - start, &mut arena, &mut m, &mut v)?;
                 mu.slice_mut(s![start..end, ..]).assign(&Array2::from_shape_vec((end - start, l), m).expect("shape"));
                 lv.slice_mut(s![start..end, ..]).assign(&Array2::from_shape_vec((end - start, l), v).expect("shape"));
             }

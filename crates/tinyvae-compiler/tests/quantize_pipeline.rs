@@ -63,16 +63,41 @@ fn encoder(seed: u64) -> Graph {
     }
 }
 
+/// A conditional encoder q(z | x, y): image and one-hot label concatenated.
+fn conditional_encoder(seed: u64) -> Graph {
+    let mut rng = tinyvae::Rng::new(seed);
+    Graph {
+        inputs: vec![Input { name: "x".into(), len: 784 }, Input { name: "y".into(), len: 10 }],
+        nodes: vec![
+            Node { name: "cat".into(), op: Op::Concat, inputs: vec!["x".into(), "y".into()], output: "xy".into() },
+            dense(&mut rng, "fc1", "xy", "h", 64, 794, 3.0),
+            act("relu", Op::Relu, "h", "h_r"),
+            dense(&mut rng, "mu", "h_r", "mu", 4, 64, 1.0),
+            dense(&mut rng, "lv", "h_r", "logvar", 4, 64, 1.0),
+        ],
+        outputs: vec!["mu".into(), "logvar".into()],
+        role: Role::Encoder { latent: 4, classes: 10 },
+    }
+}
+
+/// Inputs shaped for `g`: prior samples for decoders, image-like rows (and labels) for encoders.
+fn inputs(g: &Graph, n: usize, seed: u64) -> Vec<Array2<f32>> {
+    match g.role {
+        Role::Decoder { .. } => calibrate::prior_inputs(g, n, seed).unwrap(),
+        _ => {
+            let mut v = vec![image_like(n, seed)];
+            if g.inputs.len() == 2 {
+                v.push(Array2::from_shape_fn((n, 10), |(i, j)| ((i * 7 + seed as usize) % 10 == j) as u8 as f32));
+            }
+            v
+        }
+    }
+}
+
 fn blob_fidelity(g: &Graph, precision: Precision, fuse: bool) -> (Vec<u8>, Fidelity) {
     let prepared = prepare(g, fuse).unwrap();
-    let calib = match g.role {
-        Role::Decoder { .. } => calibrate::prior_inputs(g, 500, 0).unwrap(),
-        _ => vec![image_like(500, 1)],
-    };
-    let eval = match g.role {
-        Role::Decoder { .. } => calibrate::prior_inputs(g, 300, 1).unwrap(),
-        _ => vec![image_like(300, 2)],
-    };
+    let calib = inputs(g, 500, 1);
+    let eval = inputs(g, 300, 2);
     let ranges = calibrate::calibrate(&prepared.graph, &calib, Method::MinMax).unwrap();
     let blob = quantize(&prepared, Some(&ranges), precision).unwrap();
     let f = measure(g, &blob, &eval).unwrap();
@@ -115,6 +140,17 @@ fn encoder_heads_fuse_and_match() {
         let (_, f32_) = blob_fidelity(&g, Precision::F32, fuse);
         assert!(f32_.max_abs < 1e-5);
     }
+}
+
+#[test]
+fn conditional_encoder_runs_with_labels() {
+    let g = conditional_encoder(8);
+    let (b, f) = blob_fidelity(&g, Precision::Int8, true);
+    let m = Model::parse(&b).unwrap();
+    assert_eq!((m.input_count(), m.meta().classes), (2, 10));
+    assert!(f.psnr_db > 30.0, "{f:?}");
+    let (_, f) = blob_fidelity(&g, Precision::F32, true);
+    assert!(f.max_abs < 1e-5, "{f:?}");
 }
 
 #[test]

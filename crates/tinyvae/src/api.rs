@@ -15,6 +15,24 @@ fn check_len(what: &'static str, expected: usize, got: usize) -> Result<(), Erro
     }
 }
 
+/// Checks `labels` against a model's class count (`Some` exactly for conditional models) and
+/// writes them one-hot into graph input 1.
+fn stage_labels(model: &Model<'_>, work: &mut [u8], labels: Option<&[u32]>, batch: usize) -> Result<(), Error> {
+    let classes = model.meta().classes;
+    match (labels, classes) {
+        (None, 0) => Ok(()),
+        (Some(_), 0) => Err(Error::BadLabel { label: 0, classes: 0 }),
+        (None, c) => Err(Error::BadLabel { label: u32::MAX, classes: c as u32 }),
+        (Some(labels), _) => {
+            check_len("labels", batch, labels.len())?;
+            if let Some(&bad) = labels.iter().find(|&&l| l as usize >= classes) {
+                return Err(Error::BadLabel { label: bad, classes: classes as u32 });
+            }
+            model.stage_input(work, 1, batch, |i| (labels[i / classes] as usize == i % classes) as u32 as f32)
+        }
+    }
+}
+
 /// Runs a decoder blob: `z` (and a label for conditional models) to an image.
 #[derive(Debug, Clone, Copy)]
 pub struct Decoder<'m, 'a> {
@@ -64,21 +82,9 @@ impl<'m, 'a> Decoder<'m, 'a> {
         batch: usize,
         arena: &mut [u8],
     ) -> Result<(), Error> {
-        let classes = self.classes();
-        match (labels, classes) {
-            (Some(_), 0) => return Err(Error::BadLabel { label: 0, classes: 0 }),
-            (None, c) if c > 0 => return Err(Error::BadLabel { label: u32::MAX, classes: c as u32 }),
-            _ => {}
-        }
         let work = self.model.working_arena(arena, batch)?;
+        stage_labels(self.model, work, labels, batch)?;
         self.model.stage_input(work, 0, batch, z)?;
-        if let Some(labels) = labels {
-            check_len("labels", batch, labels.len())?;
-            if let Some(&bad) = labels.iter().find(|&&l| l as usize >= classes) {
-                return Err(Error::BadLabel { label: bad, classes: classes as u32 });
-            }
-            self.model.stage_input(work, 1, batch, |i| (labels[i / classes] as usize == i % classes) as u32 as f32)?;
-        }
         self.model.execute(self.kernels, work, batch)
     }
 
@@ -215,10 +221,17 @@ impl<'m, 'a> Encoder<'m, 'a> {
         }
     }
 
-    /// Encodes `batch` images given as [0, 1] values (`x.len() == batch * input_len`).
+    /// Number of label classes (0 for unconditional encoders such as the VAE's).
+    pub fn classes(&self) -> usize {
+        self.model.meta().classes
+    }
+
+    /// Encodes `batch` images given as [0, 1] values (`x.len() == batch * input_len`), with one
+    /// label each for conditional encoders (`labels` is `Some` exactly for those).
     pub fn encode_batch(
         &self,
         x: &[f32],
+        labels: Option<&[u32]>,
         batch: usize,
         arena: &mut [u8],
         mu: &mut [f32],
@@ -226,6 +239,7 @@ impl<'m, 'a> Encoder<'m, 'a> {
     ) -> Result<(), Error> {
         check_len("x", batch * self.input_len(), x.len())?;
         let work = self.model.working_arena(arena, batch)?;
+        stage_labels(self.model, work, labels, batch)?;
         self.model.stage_input(work, 0, batch, |i| x[i])?;
         self.model.execute(self.kernels, work, batch)?;
         self.read_heads(arena, batch, mu, logvar)
@@ -233,13 +247,15 @@ impl<'m, 'a> Encoder<'m, 'a> {
 
     /// Encodes one image given as [0, 1] values.
     pub fn encode(&self, x: &[f32], arena: &mut [u8], mu: &mut [f32], logvar: &mut [f32]) -> Result<(), Error> {
-        self.encode_batch(x, 1, arena, mu, logvar)
+        self.encode_batch(x, None, 1, arena, mu, logvar)
     }
 
-    /// Encodes `batch` images given as 0..=255 pixels (no float work on int8 inputs).
+    /// Encodes `batch` images given as 0..=255 pixels (no float work on int8 inputs), with
+    /// labels for conditional encoders.
     pub fn encode_pixels_batch(
         &self,
         px: &[u8],
+        labels: Option<&[u32]>,
         batch: usize,
         arena: &mut [u8],
         mu: &mut [f32],
@@ -247,6 +263,7 @@ impl<'m, 'a> Encoder<'m, 'a> {
     ) -> Result<(), Error> {
         check_len("pixels", batch * self.input_len(), px.len())?;
         let work = self.model.working_arena(arena, batch)?;
+        stage_labels(self.model, work, labels, batch)?;
         self.model.stage_pixels(work, 0, batch, px)?;
         self.model.execute(self.kernels, work, batch)?;
         self.read_heads(arena, batch, mu, logvar)
@@ -254,7 +271,20 @@ impl<'m, 'a> Encoder<'m, 'a> {
 
     /// Encodes one image given as 0..=255 pixels.
     pub fn encode_pixels(&self, px: &[u8], arena: &mut [u8], mu: &mut [f32], logvar: &mut [f32]) -> Result<(), Error> {
-        self.encode_pixels_batch(px, 1, arena, mu, logvar)
+        self.encode_pixels_batch(px, None, 1, arena, mu, logvar)
+    }
+
+    /// Encodes one image of 0..=255 pixels with its label (conditional encoders, e.g. a CVAE's
+    /// q(z | x, y)).
+    pub fn encode_pixels_conditional(
+        &self,
+        px: &[u8],
+        label: u32,
+        arena: &mut [u8],
+        mu: &mut [f32],
+        logvar: &mut [f32],
+    ) -> Result<(), Error> {
+        self.encode_pixels_batch(px, Some(&[label]), 1, arena, mu, logvar)
     }
 
     /// `z = mu + exp(logvar / 2) * eps`, `eps ~ N(0, I)` from `rng`.

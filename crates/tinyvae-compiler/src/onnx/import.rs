@@ -860,10 +860,12 @@ impl<'a> Importer<'a> {
                         }
                         IntDim::Val(0) if !allow_zero => rest.push(*dims.get(k - 1).ok_or("copies a missing axis")?),
                         IntDim::Val(v) if v > 0 => rest.push(v as usize),
-                        _ => return Err(format!(
+                        _ => {
+                            return Err(format!(
                             "target shape {} is not supported: tinyvae needs [batch, features...] with fixed features",
                             show_shape(&target)
-                        )),
+                        ))
+                        }
                     }
                 }
                 let ok = match (first, infer) {
