@@ -54,7 +54,14 @@ pub fn prepare(graph: &Graph, fuse_heads: bool) -> Result<Prepared, QuantizeErro
         return Ok(Prepared { graph: graph.clone(), head: EncoderHead::None });
     };
     if graph.outputs.len() == 1 {
-        return Ok(Prepared { graph: graph.clone(), head: EncoderHead::Fused });
+        // One output: z itself (autoencoders), or mu and logvar already side by side.
+        let Role::Encoder { latent, .. } = graph.role else { unreachable!("matched above") };
+        let head = if graph.output_len(0).map_err(|e| QuantizeError(e.to_string()))? == latent {
+            EncoderHead::Deterministic
+        } else {
+            EncoderHead::Fused
+        };
+        return Ok(Prepared { graph: graph.clone(), head });
     }
     if graph.outputs.len() != 2 {
         return err(format!("an encoder has outputs mu and logvar; this graph has {}", graph.outputs.len()));

@@ -59,7 +59,8 @@ pub fn run_blob(
                 mu.slice_mut(s![start..end, ..]).assign(&Array2::from_shape_vec((end - start, l), m).expect("shape"));
                 lv.slice_mut(s![start..end, ..]).assign(&Array2::from_shape_vec((end - start, l), v).expect("shape"));
             }
-            Ok(vec![mu, lv])
+            // A deterministic encoder's logvar is -inf by definition: nothing to compare.
+            Ok(if model.meta().head == tinyvae::format::EncoderHead::Deterministic { vec![mu] } else { vec![mu, lv] })
         }
     }
 }
@@ -68,15 +69,24 @@ pub fn run_blob(
 /// `[mu | logvar]` output is split in two.
 pub fn reference_outputs(graph: &Graph, inputs: &[Array2<f32>]) -> Result<Vec<Array2<f32>>, GraphError> {
     let views: Vec<_> = inputs.iter().map(|a| a.view()).collect();
-    let mut outs = graph.eval(&views)?;
-    if let (Role::Encoder { latent, .. }, 1) = (graph.role, outs.len()) {
-        let both = outs.remove(0);
-        if both.ncols() != 2 * latent {
-            return Err(GraphError(format!("encoder output has {} values, expected 2 x {latent}", both.ncols())));
-        }
-        return Ok(vec![both.slice(s![.., ..latent]).to_owned(), both.slice(s![.., latent..]).to_owned()]);
+    let outs = graph.eval(&views)?;
+    if let Role::Encoder { latent, .. } = graph.role {
+        return split_fused(outs, latent).map_err(GraphError);
     }
     Ok(outs)
+}
+
+/// An encoder's outputs in [`run_blob`]'s convention: a fused `[mu | logvar]` output is split
+/// in two; a deterministic encoder's single z output, and separate heads, stay as they are.
+pub fn split_fused(mut outs: Vec<Array2<f32>>, latent: usize) -> Result<Vec<Array2<f32>>, String> {
+    if outs.len() != 1 || outs[0].ncols() == latent {
+        return Ok(outs);
+    }
+    let both = outs.remove(0);
+    if both.ncols() != 2 * latent {
+        return Err(format!("encoder output has {} values, expected {latent} or 2 x {latent}", both.ncols()));
+    }
+    Ok(vec![both.slice(s![.., ..latent]).to_owned(), both.slice(s![.., latent..]).to_owned()])
 }
 
 /// Flattens a list of outputs sample-major into one vector (for metrics).

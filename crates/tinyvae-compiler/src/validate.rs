@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 
-use ndarray::s;
 use serde::Serialize;
 use tinyvae::format::OutputKind;
 use tinyvae::{Model, ModelKind};
@@ -61,9 +60,9 @@ pub fn validate(
     let tract = TractModel::load(onnx).map_err(qerr)?;
     let views: Vec<_> = inputs.iter().map(|a| a.view()).collect();
     let mut reference = tract.run(&views).map_err(qerr)?;
-    if let (Role::Encoder { latent, .. }, 1) = (graph.role, reference.len()) {
-        let both = reference.remove(0);
-        reference = vec![both.slice(s![.., ..latent]).to_owned(), both.slice(s![.., latent..]).to_owned()];
+    if let Role::Encoder { latent, .. } = graph.role {
+        reference =
+            runner::split_fused(reference, latent).map_err(|e| QuantizeError(format!("{}: {e}", onnx.display())))?;
     }
     let got = runner::run_blob(blob, &inputs, tinyvae::kernels::best()).map_err(qerr)?;
     if reference.len() != got.len() || reference.iter().zip(&got).any(|(r, g)| r.dim() != g.dim()) {

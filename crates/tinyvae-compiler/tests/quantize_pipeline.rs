@@ -143,6 +143,25 @@ fn encoder_heads_fuse_and_match() {
 }
 
 #[test]
+fn deterministic_encoders_give_z_with_zero_variance() {
+    // An autoencoder's encoder: one output, z itself.
+    let mut g = encoder(9);
+    g.nodes.pop();
+    g.outputs.pop();
+    let (b, f) = blob_fidelity(&g, Precision::Int8, true);
+    let m = Model::parse(&b).unwrap();
+    assert_eq!(m.meta().head, tinyvae::format::EncoderHead::Deterministic);
+    assert!(f.psnr_db > 30.0, "{f:?}");
+    let e = tinyvae::Encoder::new(&m).unwrap();
+    let mut arena = vec![0u8; m.arena_size()];
+    let (mut mu, mut lv, mut z) = ([0f32; 8], [0f32; 8], [0f32; 8]);
+    e.encode_pixels(&[40u8; 784], &mut arena, &mut mu, &mut lv).unwrap();
+    assert!(lv.iter().all(|&v| v == f32::NEG_INFINITY));
+    tinyvae::Encoder::reparametrize(&mu, &lv, &mut tinyvae::Rng::new(1), &mut z).unwrap();
+    assert_eq!(z, mu);
+}
+
+#[test]
 fn conditional_encoder_runs_with_labels() {
     let g = conditional_encoder(8);
     let (b, f) = blob_fidelity(&g, Precision::Int8, true);

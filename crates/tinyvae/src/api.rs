@@ -210,6 +210,11 @@ impl<'m, 'a> Encoder<'m, 'a> {
                 self.model.read_output(work, 0, batch, mu)?;
                 self.model.read_output(work, 1, batch, logvar)
             }
+            EncoderHead::Deterministic => {
+                // z with zero variance: `reparametrize` then returns z itself.
+                logvar.fill(f32::NEG_INFINITY);
+                self.model.read_output(work, 0, batch, mu)
+            }
             _ => {
                 // One output of [mu | logvar] per sample.
                 for (s, (m, lv)) in mu.chunks_exact_mut(latent).zip(logvar.chunks_exact_mut(latent)).enumerate() {

@@ -512,6 +512,7 @@ impl<'a> Model<'a> {
                 let outs = self.n_inputs;
                 match m.head {
                     EncoderHead::Fused if self.n_outputs == 1 && len_of(outs) == 2 * m.latent => Ok(()),
+                    EncoderHead::Deterministic if self.n_outputs == 1 && len_of(outs) == m.latent => Ok(()),
                     EncoderHead::Separate
                         if self.n_outputs == 2 && len_of(outs) == m.latent && len_of(outs + 1) == m.latent =>
                     {

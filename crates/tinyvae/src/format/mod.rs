@@ -234,6 +234,8 @@ code_enum!(
         Fused = 1 => "fused",
         /// Two outputs: mu, then log-variance.
         Separate = 2 => "separate",
+        /// One output of `latent` values: z itself (autoencoders; a Gaussian of zero variance).
+        Deterministic = 3 => "deterministic",
     }
 );
 
