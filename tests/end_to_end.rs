@@ -83,6 +83,11 @@ fn train_export_quantize_validate_sample() {
     ok(&["validate", s(&dec), s(&d16), "--max-abs", "2e-3"]);
     ok(&["validate", s(&dec), s(&d32), "--max-abs", "1e-5"]);
     ok(&["validate", s(&enc), s(&e8), "--data", s(&data), "--min-psnr", "30"]);
+    // A decoder can also be calibrated and checked on its encoder's codes of real images.
+    let d8e = dir.join("d8e.tvae");
+    let out = ok(&["quantize", s(&dec), "-o", s(&d8e), "--encoder", s(&enc), "--data", s(&data)]);
+    assert!(out.contains("encoder codes of"), "{out}");
+    ok(&["validate", s(&dec), s(&d8e), "--encoder", s(&enc), "--data", s(&data), "--min-psnr", "40"]);
     // A threshold that cannot be met fails the command.
     let strict = tinyvae(&["validate", s(&dec), s(&d8), "--max-abs", "1e-9"]);
     assert_eq!(strict.status.code(), Some(1));

@@ -31,6 +31,9 @@ pub struct Settings {
     pub data: Option<PathBuf>,
     /// Fuse encoder heads.
     pub fuse_heads: bool,
+    /// For decoders whose codes do not follow N(0, I) (autoencoders, AAE with a mixture prior):
+    /// the encoder whose codes (mu, for VAEs) of `data`'s images feed calibration and evaluation.
+    pub encoder: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -43,6 +46,7 @@ impl Default for Settings {
             eval_samples: 1000,
             data: None,
             fuse_heads: true,
+            encoder: None,
         }
     }
 }
@@ -104,11 +108,8 @@ pub fn model_inputs(
             let dir = data.ok_or_else(|| {
                 QuantizeError("an encoder runs on images: pass --data DIR (an MNIST-style IDX directory)".into())
             })?;
-            let (split, what) = match purpose {
-                Purpose::Calibration => (Split::Train, "training"),
-                Purpose::Evaluation => (Split::Test, "test"),
-            };
-            let set = Dataset::load(dir, split).map_err(qerr)?;
+            let what = if purpose == Purpose::Calibration { "training" } else { "test" };
+            let set = Dataset::load(dir, split_for(purpose)).map_err(qerr)?;
             Ok((
                 calibrate::image_inputs(graph, &set, n).map_err(qerr)?,
                 format!("{} {what} images of {}", n.min(set.count), dir.display()),
@@ -120,12 +121,74 @@ pub fn model_inputs(
     }
 }
 
+/// Decoder inputs made by an encoder: the codes (mu for VAEs, z for autoencoders) of the first
+/// `n` images of `data` (training images for calibration, test images for evaluation), with
+/// the images' one-hot labels for conditional decoders.
+pub fn encoded_inputs(
+    decoder: &Graph,
+    encoder: &Graph,
+    purpose: Purpose,
+    n: usize,
+    data: Option<&Path>,
+) -> Result<(Vec<Array2<f32>>, String), QuantizeError> {
+    let Role::Decoder { latent, classes, .. } = decoder.role else {
+        return Err(QuantizeError("--encoder applies to decoders".into()));
+    };
+    let mut encoder = encoder.clone();
+    if !matches!(encoder.role, Role::Encoder { .. }) {
+        encoder.role = Role::Encoder { latent, classes: encoder.inputs.get(1).map(|i| i.len).unwrap_or(0) };
+    }
+    let (images, desc) = model_inputs(&encoder, purpose, n, 0, data)?;
+    let views: Vec<_> = images.iter().map(|a| a.view()).collect();
+    let codes = encoder.eval(&views).map_err(qerr)?.remove(0);
+    if codes.ncols() != latent && codes.ncols() != 2 * latent {
+        return Err(QuantizeError(format!(
+            "the encoder gives {} values per image but the decoder takes z of {latent}",
+            codes.ncols()
+        )));
+    }
+    let z = codes.slice(ndarray::s![.., ..latent]).to_owned();
+    let mut inputs = vec![z];
+    if classes > 0 {
+        let set = Dataset::load(data.unwrap_or(Path::new(".")), split_for(purpose)).map_err(qerr)?;
+        let rows = inputs[0].nrows();
+        inputs.push(Array2::from_shape_fn((rows, classes), |(i, j)| (set.labels[i] as usize == j) as u8 as f32));
+    }
+    Ok((inputs, format!("encoder codes of {desc}")))
+}
+
+fn split_for(purpose: Purpose) -> Split {
+    match purpose {
+        Purpose::Calibration => Split::Train,
+        Purpose::Evaluation => Split::Test,
+    }
+}
+
+/// Inputs for `graph` from prior samples or images, or through `encoder` when given.
+pub fn inputs_for(
+    graph: &Graph,
+    encoder: Option<&Graph>,
+    purpose: Purpose,
+    n: usize,
+    seed: u64,
+    data: Option<&Path>,
+) -> Result<(Vec<Array2<f32>>, String), QuantizeError> {
+    match encoder {
+        Some(e) => encoded_inputs(graph, e, purpose, n, data),
+        None => model_inputs(graph, purpose, n, seed, data),
+    }
+}
+
 /// Quantizes `graph` and measures the blob against it.
 pub fn quantize_and_measure(graph: &Graph, s: &Settings) -> Result<(Vec<u8>, Report), QuantizeError> {
     let prepared = quantize::prepare(graph, s.fuse_heads)?;
     let data = s.data.as_deref();
-    let (calib, calib_desc) = model_inputs(graph, Purpose::Calibration, s.calib_samples, s.seed, data)?;
-    let (eval, eval_desc) = model_inputs(graph, Purpose::Evaluation, s.eval_samples, s.seed + 1, data)?;
+    let encoder = match &s.encoder {
+        Some(p) => Some(crate::onnx::import_file(p).map_err(qerr)?),
+        None => None,
+    };
+    let (calib, calib_desc) = inputs_for(graph, encoder.as_ref(), Purpose::Calibration, s.calib_samples, s.seed, data)?;
+    let (eval, eval_desc) = inputs_for(graph, encoder.as_ref(), Purpose::Evaluation, s.eval_samples, s.seed + 1, data)?;
     let ranges = if s.precision == Precision::Int8 {
         Some(calibrate::calibrate(&prepared.graph, &calib, s.method).map_err(qerr)?)
     } else {

@@ -32,13 +32,15 @@ fn qerr(e: impl std::fmt::Display) -> QuantizeError {
 }
 
 /// Runs `onnx` in tract and `blob` in the runtime on `samples` inputs: prior samples from
-/// `seed` for decoders, the first test images of `data` for encoders.
+/// `seed` for decoders, the first test images of `data` for encoders. With `encoder`, a
+/// decoder is fed the encoder's codes of `data`'s test images instead.
 pub fn validate(
     onnx: &Path,
     blob: &[u8],
     samples: usize,
     seed: u64,
     data: Option<PathBuf>,
+    encoder: Option<&Path>,
 ) -> Result<Validation, QuantizeError> {
     let model = Model::parse(blob).map_err(qerr)?;
     let meta = model.meta();
@@ -55,7 +57,12 @@ pub fn validate(
             return Err(QuantizeError("generic blobs have no input generator to validate with".into()))
         }
     };
-    let (inputs, desc) = pipeline::model_inputs(&graph, Purpose::Evaluation, samples, seed, data.as_deref())?;
+    let encoder = match encoder {
+        Some(p) => Some(crate::onnx::import_file(p).map_err(qerr)?),
+        None => None,
+    };
+    let (inputs, desc) =
+        pipeline::inputs_for(&graph, encoder.as_ref(), Purpose::Evaluation, samples, seed, data.as_deref())?;
 
     let tract = TractModel::load(onnx).map_err(qerr)?;
     let views: Vec<_> = inputs.iter().map(|a| a.view()).collect();

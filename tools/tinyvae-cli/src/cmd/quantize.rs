@@ -67,6 +67,10 @@ pub struct Args {
     /// IDX directory with train and t10k files (required for encoders).
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// Calibrate and evaluate a decoder on this encoder's codes of --data images instead of
+    /// prior samples (for autoencoder and AAE decoders, whose codes are not N(0, I)).
+    #[arg(long)]
+    pub encoder: Option<PathBuf>,
     /// Keep an encoder's mu and logvar heads as two Dense nodes.
     #[arg(long)]
     pub no_fuse_heads: bool,
@@ -88,6 +92,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         eval_samples: a.eval_samples,
         data: a.data.clone(),
         fuse_heads: !a.no_fuse_heads,
+        encoder: a.encoder.clone(),
     };
     let (blob, report) =
         pipeline::quantize_and_measure(&graph, &settings).map_err(|e| anyhow::anyhow!("{}: {e}", a.model.display()))?;

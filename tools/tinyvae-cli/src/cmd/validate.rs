@@ -20,9 +20,12 @@ pub struct Args {
     /// Seed of the prior samples.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// IDX directory (required for encoders).
+    /// IDX directory (required for encoders, and with --encoder).
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// Feed a decoder this encoder's codes of --data's test images instead of prior samples.
+    #[arg(long)]
+    pub encoder: Option<PathBuf>,
     /// Fail when the PSNR is below this (dB).
     #[arg(long)]
     pub min_psnr: Option<f64>,
@@ -39,8 +42,9 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<ExitCode> {
     let blob = util::read_blob(&a.blob)?;
-    let v = tinyvae_compiler::validate::validate(&a.model, &blob, a.samples, a.seed, a.data.clone())
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let v =
+        tinyvae_compiler::validate::validate(&a.model, &blob, a.samples, a.seed, a.data.clone(), a.encoder.as_deref())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
     let f = &v.fidelity;
     let mut failures = Vec::new();
     if let Some(min) = a.min_psnr {
