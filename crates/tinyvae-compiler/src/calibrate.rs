@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use ndarray::{Array2, Axis};
 
-use crate::ir::{Graph, GraphError, Role};
+use crate::ir::{Graph, GraphError, Op, Role};
 
 /// How a value's range is read off its calibration samples.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -37,27 +37,44 @@ impl std::str::FromStr for Method {
     }
 }
 
-/// (min, max) of each named value.
-pub type Ranges = HashMap<String, (f32, f32)>;
+/// What calibration learns about each named value.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Calibration {
+    /// (min, max): the quantizer's range before clipping.
+    pub span: HashMap<String, (f32, f32)>,
+    /// Mean of each feature over the calibration inputs: lets the quantizer correct the bias
+    /// that rounding the weights adds to a layer's output on average.
+    pub mean: HashMap<String, Vec<f32>>,
+    /// `E[x x^T]` of every value a Dense node reads: what error-compensating weight rounding
+    /// ([`crate::rounding::gptq`]) weighs rounding errors by.
+    pub gram: HashMap<String, Array2<f64>>,
+    /// int8 weight codes per Dense node (by node name), when chosen ahead of quantization
+    /// ([`crate::quantize::round_weights`]); otherwise the quantizer rounds to nearest.
+    pub codes: HashMap<String, Array2<i8>>,
+}
 
-/// Runs `graph` on the calibration inputs and returns the range of every value.
-pub fn calibrate(graph: &Graph, inputs: &[Array2<f32>], method: Method) -> Result<Ranges, GraphError> {
+/// Runs `graph` on the calibration inputs and returns the range and mean of every value.
+pub fn calibrate(graph: &Graph, inputs: &[Array2<f32>], method: Method) -> Result<Calibration, GraphError> {
     let views: Vec<_> = inputs.iter().map(|a| a.view()).collect();
     let values = graph.eval_all(&views)?;
-    Ok(values
-        .into_iter()
-        .map(|(name, a)| {
-            let range = match method {
-                Method::MinMax => {
-                    a.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)))
-                }
-                Method::Percentile(p) => {
-                    percentile_range(a.as_slice().map(|s| s.to_vec()).unwrap_or_else(|| a.iter().copied().collect()), p)
-                }
-            };
-            (name, range)
-        })
-        .collect())
+    let mut out = Calibration::default();
+    for (name, a) in values {
+        let range = match method {
+            Method::MinMax => a.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v))),
+            Method::Percentile(p) => {
+                percentile_range(a.as_slice().map(|s| s.to_vec()).unwrap_or_else(|| a.iter().copied().collect()), p)
+            }
+        };
+        let mean = a.mean_axis(Axis(0)).map(|m| m.to_vec()).unwrap_or_default();
+        let read_by_dense = graph.nodes.iter().any(|n| matches!(n.op, Op::Dense { .. }) && n.inputs[0] == name);
+        if read_by_dense && a.nrows() > 0 {
+            let gram = a.t().dot(&a).mapv(|v| v as f64 / a.nrows() as f64);
+            out.gram.insert(name.clone(), gram);
+        }
+        out.span.insert(name.clone(), range);
+        out.mean.insert(name, mean);
+    }
+    Ok(out)
 }
 
 fn percentile_range(mut v: Vec<f32>, p: f64) -> (f32, f32) {

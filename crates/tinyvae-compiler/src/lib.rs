@@ -4,6 +4,8 @@
 
 pub mod bench;
 pub mod calibrate;
+pub mod corrupt;
+pub mod figures;
 pub mod idx;
 pub mod image;
 pub mod ir;
@@ -12,6 +14,7 @@ pub mod onnx;
 pub mod pipeline;
 pub mod plan;
 pub mod quantize;
+pub mod rounding;
 pub mod runner;
 pub mod tract_ref;
 pub mod validate;

@@ -16,9 +16,10 @@ use tinyvae::format::{ActKind, DType, EncoderHead, ModelKind, OutputKind, Weight
 use tinyvae::quant::quantize_multiplier;
 use tinyvae::Precision;
 
-use crate::calibrate::Ranges;
+use crate::calibrate::Calibration;
 use crate::ir::{Graph, Node, Op, Role};
 use crate::plan::{plan_arena, Lifetime};
+use crate::rounding;
 
 /// Why a graph could not be quantized; names the node or value.
 #[derive(Debug, Clone, PartialEq)]
@@ -235,13 +236,49 @@ fn apply_act(op: &Op, x: f64) -> f64 {
     }
 }
 
+/// Chooses every Dense node's int8 weight codes by error-compensating rounding
+/// ([`rounding::gptq`]) on the calibration inputs' second moments, and stores them in
+/// `calibration.codes`, where [`quantize`] takes them from. Done once, ahead of any range
+/// search, because the codes do not depend on activation ranges.
+pub fn round_weights(prepared: &Prepared, calibration: &mut Calibration) {
+    for n in &prepared.graph.nodes {
+        if let (Op::Dense { weight, .. }, Some(gram)) = (&n.op, calibration.gram.get(&n.inputs[0])) {
+            let codes = rounding::gptq(weight, &rounding::row_scales(weight), gram);
+            calibration.codes.insert(n.name.clone(), codes);
+        }
+    }
+}
+
+/// The saturation bound of the activation that alone reads `v` (sigmoid, tanh), when `v` is
+/// not also a graph output: `v`'s range beyond it buys nothing.
+fn read_by_saturating(g: &Graph, lowered: &[Lowered<'_>], v: &str) -> Option<f32> {
+    let readers: Vec<_> = lowered.iter().filter(|m| m.inputs().contains(&v)).collect();
+    match readers.as_slice() {
+        [Lowered::Act { op, .. }] if !g.outputs.iter().any(|o| o == v) => saturation_bound(op),
+        _ => None,
+    }
+}
+
+/// `ranges` with every value read only by a saturating activation clipped to the bound the
+/// quantizer would clip it to anyway; range searches then explore the range that matters.
+pub fn clip_to_saturation(prepared: &Prepared, ranges: &mut Calibration) -> Result<(), QuantizeError> {
+    let lowered = lower(&prepared.graph)?;
+    for (name, span) in ranges.span.iter_mut() {
+        if let Some(b) = read_by_saturating(&prepared.graph, &lowered, name) {
+            *span = (span.0.max(-b), span.1.min(b));
+        }
+    }
+    Ok(())
+}
+
 fn choose_params(
     g: &Graph,
     lowered: &[Lowered<'_>],
-    ranges: &Ranges,
+    ranges: &Calibration,
 ) -> Result<HashMap<String, QParams>, QuantizeError> {
-    let range =
-        |v: &str| ranges.get(v).copied().ok_or_else(|| QuantizeError(format!("no calibration range for value `{v}`")));
+    let range = |v: &str| {
+        ranges.span.get(v).copied().ok_or_else(|| QuantizeError(format!("no calibration range for value `{v}`")))
+    };
     let mut params: HashMap<String, QParams> = HashMap::new();
     let is_encoder = matches!(g.role, Role::Encoder { .. });
     for inp in &g.inputs {
@@ -260,12 +297,9 @@ fn choose_params(
             }
             _ => {
                 let (mut lo, mut hi) = range(out)?;
-                let readers: Vec<_> = lowered.iter().filter(|m| m.inputs().contains(&out)).collect();
-                if let [Lowered::Act { op, .. }] = readers.as_slice() {
-                    if let Some(b) = saturation_bound(op).filter(|_| !g.outputs.iter().any(|o| o == out)) {
-                        lo = lo.max(-b);
-                        hi = hi.min(b);
-                    }
+                if let Some(b) = read_by_saturating(g, lowered, out) {
+                    lo = lo.max(-b);
+                    hi = hi.min(b);
                 }
                 QParams::asymmetric(lo, hi)
             }
@@ -313,7 +347,11 @@ pub struct Quantized {
 
 /// Lowers `prepared` to a blob. `ranges` (from [`crate::calibrate::calibrate`] on
 /// `prepared.graph`) is required for int8 and ignored otherwise.
-pub fn quantize(prepared: &Prepared, ranges: Option<&Ranges>, precision: Precision) -> Result<Vec<u8>, QuantizeError> {
+pub fn quantize(
+    prepared: &Prepared,
+    ranges: Option<&Calibration>,
+    precision: Precision,
+) -> Result<Vec<u8>, QuantizeError> {
     let g = &prepared.graph;
     let lens = g.value_lens().map_err(|e| QuantizeError(e.to_string()))?;
     let lowered = lower(g)?;
@@ -436,7 +474,9 @@ pub fn quantize(prepared: &Prepared, ranges: Option<&Ranges>, precision: Precisi
                         0,
                     ),
                     Precision::Int8 => {
-                        let q = quantize_dense(name, weight, bias, params[*input], params[*output])?;
+                        let input_mean = ranges.and_then(|r| r.mean.get(*input)).map(|m| m.as_slice());
+                        let codes = ranges.and_then(|r| r.codes.get(*name));
+                        let q = quantize_dense(name, weight, bias, codes, input_mean, params[*input], params[*output])?;
                         let zp = params[*output].zero_point as i8;
                         base(DType::I8, q.weights, q.bias, q.aux, act, if *relu { zp } else { -128 }, 127)
                     }
@@ -498,25 +538,43 @@ struct Int8Dense {
 
 /// int8 weights (symmetric per output channel), int32 bias with the input zero point folded
 /// in, and the planar aux array: per-channel fixed-point multipliers, shifts, weight sums.
+///
+/// With the layer's mean input (from calibration), the bias also absorbs the output shift that
+/// rounding the weights causes on average, `sum_k (w~[o][k] - w[o][k]) * mean[k]` (bias
+/// correction, Nagel et al. 2019): rounding errors then cost variance but no systematic offset.
 fn quantize_dense(
     name: &str,
     weight: &Array2<f32>,
     bias: &Array1<f32>,
+    codes: Option<&Array2<i8>>,
+    input_mean: Option<&[f32]>,
     pin: QParams,
     pout: QParams,
 ) -> Result<Int8Dense, QuantizeError> {
+    let scales = rounding::row_scales(weight);
+    let nearest;
+    let codes = match codes {
+        Some(c) if c.dim() == weight.dim() => c,
+        _ => {
+            nearest = rounding::nearest(weight, &scales);
+            &nearest
+        }
+    };
     let mut w = Vec::with_capacity(weight.len());
     let mut b = Vec::new();
     let (mut mults, mut shifts, mut sums) = (Vec::new(), Vec::new(), Vec::new());
-    for (o, row) in weight.outer_iter().enumerate() {
-        let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
-        if !max.is_finite() || !bias[o].is_finite() {
+    for (o, (row, row_codes)) in weight.outer_iter().zip(codes.outer_iter()).enumerate() {
+        let s_w = scales[o];
+        if !s_w.is_finite() || !bias[o].is_finite() || row.iter().any(|v| !v.is_finite()) {
             return err(format!("node `{name}`: output channel {o} has a non-finite weight or bias"));
         }
-        let s_w = if max > 0.0 { max as f64 / 127.0 } else { 1.0 };
-        let codes: Vec<i32> = row.iter().map(|&v| (v as f64 / s_w).round().clamp(-127.0, 127.0) as i32).collect();
+        let codes: Vec<i32> = row_codes.iter().map(|&c| c as i32).collect();
         let acc_scale = pin.scale as f64 * s_w;
-        let folded = (bias[o] as f64 / acc_scale).round() as i64
+        let shift: f64 = input_mean
+            .filter(|m| m.len() == codes.len())
+            .map(|m| row.iter().zip(&codes).zip(m).map(|((&w, &c), &x)| (c as f64 * s_w - w as f64) * x as f64).sum())
+            .unwrap_or(0.0);
+        let folded = ((bias[o] as f64 - shift) / acc_scale).round() as i64
             - pin.zero_point as i64 * codes.iter().map(|&c| c as i64).sum::<i64>();
         let folded = i32::try_from(folded).map_err(|_| {
             QuantizeError(format!("node `{name}`: bias of output channel {o} overflows int32 at this input scale"))

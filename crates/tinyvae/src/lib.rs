@@ -44,7 +44,7 @@ pub use api::{Decoder, Encoder};
 pub use error::Error;
 pub use format::{arena_size_of, DType, ModelKind, Precision};
 pub use kernels::Kernels;
-pub use model::{Meta, Model, NodeView, Op, TensorInfo};
+pub use model::{to_pixel, Meta, Model, NodeView, Op, TensorInfo};
 pub use rng::Rng;
 
 /// Builds a small valid decoder blob for the documentation examples.

@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 use tinyvae::{Decoder, Model};
+use tinyvae_compiler::corrupt::Corruption;
+use tinyvae_compiler::figures;
 use tinyvae_compiler::image::Grid;
 
 use crate::util;
@@ -13,6 +15,103 @@ use crate::util;
 pub enum Figure {
     /// The 2-D latent manifold of a z = 2 decoder: a grid of z over the prior's quantiles.
     Manifold(ManifoldArgs),
+    /// Test images and their reconstructions through encoder/decoder blob pairs (e.g. z = 2, 5, 20).
+    Reconstructions(ReconstructionArgs),
+    /// CVAE analogies: a real digit's style (z from q(z|x,y)) held fixed while the label runs 0..9.
+    Analogies(AnalogyArgs),
+    /// Denoising: corrupted test images, the denoising autoencoder's outputs, the clean images.
+    Denoising(DenoisingArgs),
+}
+
+/// Test images to draw from, and the PNG to write.
+#[derive(clap::Args, Debug)]
+pub struct ImageArgs {
+    /// MNIST-style IDX directory; its test split is used.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Number of test images.
+    #[arg(long, default_value_t = 10)]
+    pub count: usize,
+    /// Index of the first test image.
+    #[arg(long, default_value_t = 0)]
+    pub start: usize,
+    /// PNG to write.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Upscaling of the PNG.
+    #[arg(long, default_value_t = 2)]
+    pub scale: usize,
+}
+
+impl ImageArgs {
+    /// The chosen test images and labels.
+    fn load(&self) -> Result<tinyvae_compiler::idx::Dataset> {
+        let set = tinyvae_compiler::idx::Dataset::load(&self.data, tinyvae_compiler::idx::Split::Test)?;
+        if self.count == 0 || self.start + self.count > set.count || self.scale == 0 {
+            bail!(
+                "--start {} --count {} must pick images among the {} test images (and --scale >= 1)",
+                self.start,
+                self.count,
+                set.count
+            );
+        }
+        Ok(set)
+    }
+
+    fn pick<'d>(&self, set: &'d tinyvae_compiler::idx::Dataset) -> (Vec<&'d [u8]>, Vec<u32>) {
+        let range = self.start..self.start + self.count;
+        (range.clone().map(|i| set.image(i)).collect(), range.map(|i| set.labels[i] as u32).collect())
+    }
+
+    fn write(&self, cells: &[u8], cols: usize, what: &str) -> Result<ExitCode> {
+        Grid { images: cells, w: 28, h: 28, cols, pad: 1, scale: self.scale }
+            .write_png(&self.output)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", self.output.display()))?;
+        println!("wrote {what} to {}", self.output.display());
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ReconstructionArgs {
+    /// An encoder and decoder blob, comma separated (repeat for each latent size).
+    #[arg(long = "pair", required = true, value_delimiter = ';')]
+    pub pairs: Vec<String>,
+    #[command(flatten)]
+    pub images: ImageArgs,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct AnalogyArgs {
+    /// Conditional encoder blob q(z|x,y).
+    #[arg(long)]
+    pub encoder: PathBuf,
+    /// Conditional decoder blob p(x|y,z).
+    #[arg(long)]
+    pub decoder: PathBuf,
+    #[command(flatten)]
+    pub images: ImageArgs,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DenoisingArgs {
+    /// Denoising autoencoder's encoder blob.
+    #[arg(long)]
+    pub encoder: PathBuf,
+    /// Denoising autoencoder's decoder blob.
+    #[arg(long)]
+    pub decoder: PathBuf,
+    /// Corruption: masking, gaussian or salt-pepper.
+    #[arg(long, default_value = "masking")]
+    pub corruption: String,
+    /// Rate (masking, salt-pepper) or standard deviation (gaussian).
+    #[arg(long, default_value_t = 0.25)]
+    pub noise: f32,
+    /// Seed of the corruption.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub images: ImageArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -33,7 +132,68 @@ pub struct ManifoldArgs {
 pub fn run(f: Figure) -> Result<ExitCode> {
     match f {
         Figure::Manifold(a) => manifold(a),
+        Figure::Reconstructions(a) => reconstructions(a),
+        Figure::Analogies(a) => analogies(a),
+        Figure::Denoising(a) => denoising(a),
     }
+}
+
+/// Reads blobs, refusing to write the figure over any of them.
+fn read_blobs(out: &std::path::Path, paths: &[PathBuf]) -> Result<Vec<Vec<u8>>> {
+    let refs: Vec<&std::path::Path> = paths.iter().map(|p| p.as_path()).collect();
+    util::check_not_input(out, &refs)?;
+    paths.iter().map(|p| util::read_blob(p)).collect()
+}
+
+fn parse_all<'a>(paths: &[PathBuf], blobs: &'a [Vec<u8>]) -> Result<Vec<Model<'a>>> {
+    paths
+        .iter()
+        .zip(blobs)
+        .map(|(p, b)| figures::parse(&p.display().to_string(), b).map_err(|e| anyhow::anyhow!(e)))
+        .collect()
+}
+
+fn reconstructions(a: ReconstructionArgs) -> Result<ExitCode> {
+    let mut paths = Vec::new();
+    for pair in &a.pairs {
+        let parts: Vec<&str> = pair.split(',').collect();
+        let [enc, dec] = parts[..] else { bail!("--pair takes ENCODER.tvae,DECODER.tvae, got `{pair}`") };
+        paths.push(PathBuf::from(enc));
+        paths.push(PathBuf::from(dec));
+    }
+    let blobs = read_blobs(&a.images.output, &paths)?;
+    let models = parse_all(&paths, &blobs)?;
+    let pairs: Vec<_> = models.chunks(2).map(|m| (m[0], m[1])).collect();
+    let set = a.images.load()?;
+    let (images, labels) = a.images.pick(&set);
+    let cells = figures::reconstructions(&images, &labels, &pairs).map_err(|e| anyhow::anyhow!(e))?;
+    a.images.write(
+        &cells,
+        a.images.count,
+        &format!("{} test images and {} reconstruction rows", a.images.count, pairs.len()),
+    )
+}
+
+fn analogies(a: AnalogyArgs) -> Result<ExitCode> {
+    let paths = [a.encoder.clone(), a.decoder.clone()];
+    let blobs = read_blobs(&a.images.output, &paths)?;
+    let m = parse_all(&paths, &blobs)?;
+    let set = a.images.load()?;
+    let (images, labels) = a.images.pick(&set);
+    let cells = figures::analogies(&m[0], &m[1], &images, &labels).map_err(|e| anyhow::anyhow!(e))?;
+    let cols = 1 + m[1].meta().classes;
+    a.images.write(&cells, cols, &format!("analogies of {} test digits", a.images.count))
+}
+
+fn denoising(a: DenoisingArgs) -> Result<ExitCode> {
+    let corruption = Corruption::new(&a.corruption, a.noise).map_err(|e| anyhow::anyhow!(e))?;
+    let paths = [a.encoder.clone(), a.decoder.clone()];
+    let blobs = read_blobs(&a.images.output, &paths)?;
+    let m = parse_all(&paths, &blobs)?;
+    let set = a.images.load()?;
+    let (images, _) = a.images.pick(&set);
+    let cells = figures::denoising(&m[0], &m[1], &images, corruption, a.seed).map_err(|e| anyhow::anyhow!(e))?;
+    a.images.write(&cells, a.images.count, &format!("{} corrupted / denoised / clean test images", a.images.count))
 }
 
 fn manifold(a: ManifoldArgs) -> Result<ExitCode> {

@@ -71,6 +71,12 @@ pub struct Args {
     /// prior samples (for autoencoder and AAE decoders, whose codes are not N(0, I)).
     #[arg(long)]
     pub encoder: Option<PathBuf>,
+    /// Skip the search for the clipping ranges with the lowest output error (int8).
+    #[arg(long)]
+    pub no_refine: bool,
+    /// Round int8 weights to nearest instead of with error compensation (GPTQ).
+    #[arg(long)]
+    pub no_gptq: bool,
     /// Keep an encoder's mu and logvar heads as two Dense nodes.
     #[arg(long)]
     pub no_fuse_heads: bool,
@@ -93,6 +99,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
         data: a.data.clone(),
         fuse_heads: !a.no_fuse_heads,
         encoder: a.encoder.clone(),
+        refine: !a.no_refine,
+        gptq: !a.no_gptq,
     };
     let (blob, report) =
         pipeline::quantize_and_measure(&graph, &settings).map_err(|e| anyhow::anyhow!("{}: {e}", a.model.display()))?;
