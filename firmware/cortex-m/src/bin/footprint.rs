@@ -1,0 +1,37 @@
+//! The runtime's own flash and RAM footprint: the smallest program that does the firmware's
+//! job without a display or reports. It parses the deployed model, decodes one sampled digit
+//! into a static buffer, and exits through semihosting (status 0 when the decode succeeded),
+//! so everything in its image but the model is the runtime plus the Cortex-M startup code.
+//! `scripts/test-firmware.sh` builds it with `--no-default-features --bin footprint`.
+#![no_std]
+#![no_main]
+
+use cortex_m_rt::entry;
+use cortex_m_semihosting::debug::{self, EXIT_FAILURE, EXIT_SUCCESS};
+use tinyvae::{Decoder, Model, Rng};
+
+mod model {
+    include!(concat!(env!("TINYVAE_MODEL_DIR"), "/model.rs"));
+}
+
+static mut ARENA: [u8; model::ARENA_SIZE] = [0; model::ARENA_SIZE];
+static mut DIGIT: [u8; model::OUTPUT_LEN] = [0; model::OUTPUT_LEN];
+
+fn decode_one() -> Result<(), tinyvae::Error> {
+    // SAFETY: main runs once and nothing else touches these statics.
+    let (arena, digit) = unsafe { (&mut *core::ptr::addr_of_mut!(ARENA), &mut *core::ptr::addr_of_mut!(DIGIT)) };
+    let model = Model::parse(model::BLOB)?;
+    Decoder::new(&model)?.sample(&mut Rng::new(1), arena, digit)
+}
+
+#[entry]
+fn main() -> ! {
+    debug::exit(if decode_one().is_ok() { EXIT_SUCCESS } else { EXIT_FAILURE });
+    loop {}
+}
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
+    debug::exit(EXIT_FAILURE);
+    loop {}
+}
