@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command of the README: installs what the tests need (idempotent), then runs every
 # test of the workspace on this machine, the runtime's tests on aarch64 and the Cortex-M4 kernel
-# test program under QEMU, and checks that the runtime builds for a Cortex-M4F with no_std.
+# test program under QEMU, the firmware examples against the host, and the no_std build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,4 +27,7 @@ cargo build --release -p tinyvae --target thumbv7em-none-eabihf
 # The Cortex-M4 DSP kernel against the reference, and its instructions per MAC, under
 # qemu-system-arm (mps2-an386, -icount shift=0).
 ./scripts/test-cortex-m.sh
+# The firmware examples: the shipped int8 decoder on a Cortex-M4 (QEMU mps2-an386) and on
+# aarch64 (qemu-aarch64) must draw the same pixels as the host, byte for byte.
+./scripts/test-firmware.sh
 echo "== all tests passed"
