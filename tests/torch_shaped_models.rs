@@ -12,17 +12,17 @@ use std::process::Command;
 use common::*;
 use prost::Message;
 use tinyvae_compiler::ir::Op;
-use tract_onnx::pb;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// The shipped decoder's (weight out x in, bias) pairs, in order.
-fn shipped_layers() -> Vec<(Vec<f32>, Vec<f32>, usize, usize)> {
+/// The shipped decoder's two layers, in PyTorch layout.
+fn shipped_layers() -> [Linear; 2] {
     let g = tinyvae_compiler::onnx::import_file(&repo().join("models/mnist-vae-z20/decoder.onnx"))
         .expect("shipped decoder");
-    g.nodes
+    let layers: Vec<Linear> = g
+        .nodes
         .iter()
         .filter_map(|n| match &n.op {
             Op::Dense { weight, bias } => {
@@ -30,65 +30,8 @@ fn shipped_layers() -> Vec<(Vec<f32>, Vec<f32>, usize, usize)> {
             }
             _ => None,
         })
-        .collect()
-}
-
-/// `nn.Sequential(nn.Linear(20, 400), nn.ReLU(), nn.Linear(400, 784), nn.Sigmoid())` exported
-/// with `dynamic_axes={"z": {0: "batch"}}`.
-fn torch_gemm(layers: &[(Vec<f32>, Vec<f32>, usize, usize)]) -> pb::ModelProto {
-    let (w1, b1, o1, i1) = &layers[0];
-    let (w2, b2, o2, i2) = &layers[1];
-    torch_model(pb::GraphProto {
-        name: "main_graph".into(),
-        node: vec![
-            pnode("Gemm", "/fc1/Gemm", &["z", "fc1.weight", "fc1.bias"], &["/fc1/Gemm_output_0"], torch_gemm_attrs()),
-            pnode("Relu", "/relu/Relu", &["/fc1/Gemm_output_0"], &["/relu/Relu_output_0"], vec![]),
-            pnode(
-                "Gemm",
-                "/fc2/Gemm",
-                &["/relu/Relu_output_0", "onnx::Gemm_12", "fc2.bias"],
-                &["/fc2/Gemm_output_0"],
-                torch_gemm_attrs(),
-            ),
-            pnode("Sigmoid", "/sigmoid/Sigmoid", &["/fc2/Gemm_output_0"], &["output"], vec![]),
-        ],
-        initializer: vec![
-            init_f32("fc1.weight", &[*o1, *i1], w1),
-            init_f32("fc1.bias", &[*o1], b1),
-            init_f32("onnx::Gemm_12", &[*o2, *i2], w2),
-            init_f32("fc2.bias", &[*o2], b2),
-        ],
-        input: vec![value_info("z", vec![dim_param("batch"), dim_value(*i1 as i64)])],
-        output: vec![value_info("output", vec![dim_param("batch"), dim_value(*o2 as i64)])],
-        ..Default::default()
-    })
-}
-
-/// The same network as older exporters (or non-2-D inputs) write it: MatMul by the transposed
-/// weight, then Add of the bias.
-fn torch_matmul(layers: &[(Vec<f32>, Vec<f32>, usize, usize)]) -> pb::ModelProto {
-    let (w1, b1, o1, i1) = &layers[0];
-    let (w2, b2, o2, i2) = &layers[1];
-    torch_model(pb::GraphProto {
-        name: "main_graph".into(),
-        node: vec![
-            pnode("MatMul", "/0/MatMul", &["input.1", "onnx::MatMul_15"], &["/0/MatMul_output_0"], vec![]),
-            pnode("Add", "/0/Add", &["0.bias", "/0/MatMul_output_0"], &["/0/Add_output_0"], vec![]),
-            pnode("Relu", "/1/Relu", &["/0/Add_output_0"], &["/1/Relu_output_0"], vec![]),
-            pnode("MatMul", "/2/MatMul", &["/1/Relu_output_0", "onnx::MatMul_16"], &["/2/MatMul_output_0"], vec![]),
-            pnode("Add", "/2/Add", &["/2/MatMul_output_0", "2.bias"], &["/2/Add_output_0"], vec![]),
-            pnode("Sigmoid", "/3/Sigmoid", &["/2/Add_output_0"], &["19"], vec![]),
-        ],
-        initializer: vec![
-            init_f32("onnx::MatMul_15", &[*i1, *o1], &transposed(w1, *o1, *i1)),
-            init_f32("0.bias", &[*o1], b1),
-            init_f32("onnx::MatMul_16", &[*i2, *o2], &transposed(w2, *o2, *i2)),
-            init_f32("2.bias", &[*o2], b2),
-        ],
-        input: vec![value_info("input.1", vec![dim_param("batch"), dim_value(*i1 as i64)])],
-        output: vec![value_info("19", vec![dim_param("batch"), dim_value(*o2 as i64)])],
-        ..Default::default()
-    })
+        .collect();
+    layers.try_into().expect("the shipped z20 decoder is 20-400-784: two layers")
 }
 
 fn run(args: &[&str]) -> String {
@@ -101,10 +44,9 @@ fn run(args: &[&str]) -> String {
 #[test]
 fn torch_exported_decoders_quantize_and_validate() {
     let layers = shipped_layers();
-    assert_eq!(layers.len(), 2, "the shipped z20 decoder is 20-400-784");
     let dir = std::env::temp_dir().join(format!("tinyvae-torch-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    for (name, model) in [("gemm", torch_gemm(&layers)), ("matmul", torch_matmul(&layers))] {
+    for (name, model) in [("gemm", torch_gemm_decoder_with(&layers)), ("matmul", torch_matmul_decoder_with(&layers))] {
         let onnx = dir.join(format!("decoder-{name}.onnx"));
         std::fs::write(&onnx, model.encode_to_vec()).unwrap();
         let (b8, b16) = (dir.join(format!("{name}.int8.tvae")), dir.join(format!("{name}.f16.tvae")));

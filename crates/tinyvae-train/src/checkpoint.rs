@@ -1,13 +1,18 @@
 //! Checkpoints and model files: weights in safetensors, everything else in a JSON sidecar.
 //!
 //! * A **checkpoint** (`checkpoint.json` + `checkpoint-<step>.safetensors`) holds the raw
-//!   weights (`param/<name>`), Adam's moments (`adam_m/<name>`, `adam_v/<name>`), the weight
-//!   average (`ema/<name>`) and, in the sidecar, the configuration, the Adam step, the epoch and
-//!   the position inside it, the partial-epoch sums and the loss history: enough to resume and
-//!   get the same numbers as an uninterrupted run.
+//!   weights (`param/<name>`), Adam's moments (`adam_m/<name>`, `adam_v/<name>`; a member with
+//!   several optimisers has `adam_m.<optimiser>/<name>` for each), the weight average
+//!   (`ema/<name>`) and, in the sidecar, the configuration, the Adam step, the epoch and the
+//!   position inside it, the partial-epoch sums and the loss history: enough to resume and get
+//!   the same numbers as an uninterrupted run.
 //! * A **model** (`model.json` + `model.safetensors`, or `best.*`) holds only the weights that
 //!   are evaluated and exported (the average when EMA is on), under their plain names
 //!   (`encoder.0.weight`, ..., `decoder.out.bias`; weights `out x in`).
+//!
+//! The files are written by [`crate::engine`] for every family member (the sidecar names the
+//! member in `model` and holds its configuration in `config`); [`load_checkpoint`] and
+//! [`load_model`] read a VAE's into the VAE-specific views [`CheckpointInfo`] and [`ModelInfo`].
 //!
 //! Every file is written to a temporary name and renamed into place; the sidecar is written
 //! after the tensors it names, so a crash leaves the previous complete checkpoint readable.
@@ -20,16 +25,16 @@ use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{TrainConfig, VaeConfig};
+use crate::engine::{load_member, load_run};
 use crate::error::TrainError;
 use crate::eval::Nelbo;
 use crate::model::Vae;
-use crate::optim::{Adam, Ema};
 use crate::train::EpochRecord;
 
-/// Sidecar format tag of checkpoints.
-pub const CHECKPOINT_FORMAT: &str = "tinyvae-train-checkpoint/1";
-/// Sidecar format tag of model files.
-pub const MODEL_FORMAT: &str = "tinyvae-train-model/1";
+/// Sidecar format tag of checkpoints (version 2: any family member, named in `model`).
+pub const CHECKPOINT_FORMAT: &str = "tinyvae-train-checkpoint/2";
+/// Sidecar format tag of model files (version 2: any family member, named in `model`).
+pub const MODEL_FORMAT: &str = "tinyvae-train-model/2";
 
 /// Running sums of the epoch in progress (so a resume mid-epoch reports the same epoch loss).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -126,10 +131,8 @@ pub struct Checkpoint {
     pub dir: PathBuf,
     /// The weights that are evaluated and exported (the average when EMA is on).
     pub model: Vae,
-    /// The raw optimised weights.
-    pub(crate) raw: Vae,
-    pub(crate) adam: Adam,
-    pub(crate) ema: Option<Ema>,
+    /// The raw optimised weights (what training continues from).
+    pub raw: Vae,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
@@ -166,76 +169,23 @@ pub(crate) fn save_tensors_atomic(path: &Path, tensors: &HashMap<String, Tensor>
     result
 }
 
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, TrainError> {
+pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, TrainError> {
     let text = fs::read_to_string(path).map_err(io(path))?;
     serde_json::from_str(&text).map_err(|e| TrainError::checkpoint(path, format!("bad sidecar JSON: {e}")))
 }
 
-fn load_tensors(path: &Path) -> Result<HashMap<String, Tensor>, TrainError> {
+pub(crate) fn load_tensors(path: &Path) -> Result<HashMap<String, Tensor>, TrainError> {
     candle_core::safetensors::load(path, &Device::Cpu).map_err(|e| TrainError::checkpoint(path, e.to_string()))
 }
 
 /// Tensors whose names start with `prefix`, with the prefix removed.
-fn strip(all: &HashMap<String, Tensor>, prefix: &str) -> HashMap<String, Tensor> {
+pub(crate) fn strip(all: &HashMap<String, Tensor>, prefix: &str) -> HashMap<String, Tensor> {
     all.iter().filter_map(|(k, v)| k.strip_prefix(prefix).map(|n| (n.to_string(), v.clone()))).collect()
-}
-
-/// A model with the same shape as `like` and the given flattened values (parameter order).
-pub(crate) fn vae_with_values(like: &Vae, values: &[Vec<f32>]) -> Result<Vae, TrainError> {
-    let mut map = HashMap::new();
-    for (p, v) in like.parameters().iter().zip(values) {
-        map.insert(p.name.clone(), Tensor::from_vec(v.clone(), p.var.shape(), &Device::Cpu)?);
-    }
-    Vae::from_weights(like.config(), like.input_len(), &map).map_err(TrainError::Config)
-}
-
-/// The training state handed to [`save_checkpoint`].
-pub(crate) struct StateRef<'a> {
-    pub raw: &'a Vae,
-    pub adam: &'a Adam,
-    pub ema: Option<&'a Ema>,
-}
-
-/// Writes `dir/checkpoint-<step>.safetensors`, then `dir/checkpoint.json`, then removes older
-/// `checkpoint-*.safetensors` files. Returns the sidecar path.
-pub(crate) fn save_checkpoint(
-    dir: &Path,
-    info: &mut CheckpointInfo,
-    state: StateRef<'_>,
-) -> Result<PathBuf, TrainError> {
-    let mut tensors = HashMap::new();
-    let params = state.raw.parameters();
-    for (k, p) in params.iter().enumerate() {
-        let shape = p.var.shape();
-        tensors.insert(format!("param/{}", p.name), p.var.as_tensor().copy()?);
-        tensors.insert(format!("adam_m/{}", p.name), Tensor::from_vec(state.adam.m[k].clone(), shape, &Device::Cpu)?);
-        tensors.insert(format!("adam_v/{}", p.name), Tensor::from_vec(state.adam.v[k].clone(), shape, &Device::Cpu)?);
-        if let Some(ema) = state.ema {
-            tensors.insert(format!("ema/{}", p.name), Tensor::from_vec(ema.values[k].clone(), shape, &Device::Cpu)?);
-        }
-    }
-    // The Adam step count as a tensor too, so the safetensors file alone is self-consistent.
-    tensors.insert("adam_step".into(), Tensor::new(&[state.adam.step as i64], &Device::Cpu)?);
-    let weights_file = format!("checkpoint-{:08}.safetensors", info.global_step);
-    save_tensors_atomic(&dir.join(&weights_file), &tensors)?;
-    info.weights_file = weights_file.clone();
-    info.has_ema = state.ema.is_some();
-    let sidecar = dir.join("checkpoint.json");
-    write_json_atomic(&sidecar, info)?;
-    if let Ok(entries) = fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with("checkpoint-") && name.ends_with(".safetensors") && name != weights_file {
-                let _ = fs::remove_file(e.path());
-            }
-        }
-    }
-    Ok(sidecar)
 }
 
 /// The sidecar a user path means: a `.json` file as is, a directory's `checkpoint.json`
 /// (or `model.json`), or the `.json` beside a `.safetensors` file named like it.
-fn sidecar_path(path: &Path) -> PathBuf {
+pub(crate) fn sidecar_path(path: &Path) -> PathBuf {
     if path.is_dir() {
         let c = path.join("checkpoint.json");
         if c.is_file() {
@@ -257,100 +207,50 @@ fn sidecar_path(path: &Path) -> PathBuf {
     path.to_path_buf()
 }
 
-/// Loads a checkpoint (its sidecar `checkpoint.json`, the directory holding it, or its
+/// Loads a VAE checkpoint (its sidecar `checkpoint.json`, the directory holding it, or its
 /// `.safetensors` file) with the optimiser state needed to resume.
 pub fn load_checkpoint(path: &Path) -> Result<Checkpoint, TrainError> {
-    let sidecar = sidecar_path(path);
-    let info: CheckpointInfo = read_json(&sidecar)?;
-    if info.format != CHECKPOINT_FORMAT {
-        return Err(TrainError::checkpoint(
-            &sidecar,
-            format!("format is `{}`, expected `{CHECKPOINT_FORMAT}` (a model file cannot be resumed)", info.format),
-        ));
-    }
-    let wpath = sidecar.parent().unwrap_or(Path::new(".")).join(&info.weights_file);
-    let all = load_tensors(&wpath)?;
-    let bad = |r: String| TrainError::checkpoint(&wpath, r);
-    let raw = Vae::from_weights(&info.vae, info.input_len, &strip(&all, "param/")).map_err(bad)?;
-    let params = raw.parameters();
-    let moments = |prefix: &str| -> Result<Vec<Vec<f32>>, TrainError> {
-        params
-            .iter()
-            .map(|p| {
-                let key = format!("{prefix}{}", p.name);
-                let t = all
-                    .get(&key)
-                    .ok_or_else(|| TrainError::checkpoint(&wpath, format!("tensor `{key}` is missing")))?;
-                if t.elem_count() != p.var.elem_count() {
-                    return Err(TrainError::checkpoint(&wpath, format!("tensor `{key}` has the wrong size")));
-                }
-                crate::optim::values(t)
-            })
-            .collect()
+    let run = load_run::<Vae>(path)?;
+    let r = run.info;
+    let sum = |k: usize| r.epoch_sums.sums.get(k).copied().unwrap_or(0.0);
+    let info = CheckpointInfo {
+        format: r.format,
+        weights_file: r.weights_file,
+        vae: r.config,
+        input_len: r.input_len,
+        image_rows: r.image_rows,
+        image_cols: r.image_cols,
+        train: r.train,
+        epochs_completed: r.epochs_completed,
+        step_in_epoch: r.step_in_epoch,
+        global_step: r.global_step,
+        epoch_sums: EpochSums { loss: sum(0), reconstruction: sum(1), kl: sum(2), images: r.epoch_sums.images },
+        best: r.best.map(|b| BestEpoch { epoch: b.epoch, validation_nelbo: b.selection }),
+        elapsed_seconds: r.elapsed_seconds,
+        has_ema: r.has_ema,
+        history: r.history.iter().map(EpochRecord::from_log).collect(),
     };
-    let adam_step = match all.get("adam_step") {
-        Some(t) => t.to_vec1::<i64>().map_err(|e| bad(e.to_string()))?.first().copied().unwrap_or(0) as u64,
-        None => info.global_step as u64,
-    };
-    let adam = Adam { step: adam_step, m: moments("adam_m/")?, v: moments("adam_v/")? };
-    let ema = if info.has_ema {
-        Some(Ema { decay: info.train.ema_decay.unwrap_or(0.999), values: moments("ema/")? })
-    } else {
-        None
-    };
-    let model = match &ema {
-        Some(e) => vae_with_values(&raw, &e.values)?,
-        None => raw.deep_clone()?,
-    };
-    let dir = sidecar.parent().unwrap_or(Path::new(".")).to_path_buf();
-    Ok(Checkpoint { info, dir, model, raw, adam, ema })
+    Ok(Checkpoint { info, dir: run.dir, model: run.model, raw: run.raw })
 }
 
-/// Writes a model (`dir/<stem>.safetensors` then `dir/<stem>.json`); returns the sidecar path.
-pub(crate) fn save_model(dir: &Path, stem: &str, model: &Vae, info: &mut ModelInfo) -> Result<PathBuf, TrainError> {
-    let weights_file = format!("{stem}.safetensors");
-    save_tensors_atomic(&dir.join(&weights_file), &model.weights()?)?;
-    info.weights_file = weights_file;
-    info.format = MODEL_FORMAT.into();
-    let sidecar = dir.join(format!("{stem}.json"));
-    write_json_atomic(&sidecar, info)?;
-    Ok(sidecar)
-}
-
-/// Loads the evaluated/exported weights from a model file (`model.json`, `best.json`, their
-/// `.safetensors`, or a directory) or from a checkpoint (its EMA weights when it has them).
+/// Loads a VAE's evaluated/exported weights from a model file (`model.json`, `best.json`,
+/// their `.safetensors`, or a directory) or from a checkpoint (its EMA weights when it has
+/// them).
 pub fn load_model(path: &Path) -> Result<(Vae, ModelInfo), TrainError> {
-    let sidecar = sidecar_path(path);
-    let value: serde_json::Value = read_json(&sidecar)?;
-    match value.get("format").and_then(|f| f.as_str()) {
-        Some(CHECKPOINT_FORMAT) => {
-            let ck = load_checkpoint(&sidecar)?;
-            let last = ck.info.history.last();
-            let info = ModelInfo {
-                format: MODEL_FORMAT.into(),
-                weights_file: ck.info.weights_file.clone(),
-                vae: ck.info.vae.clone(),
-                input_len: ck.info.input_len,
-                image_rows: ck.info.image_rows,
-                image_cols: ck.info.image_cols,
-                epoch: ck.info.epochs_completed,
-                global_step: ck.info.global_step,
-                ema: ck.info.has_ema,
-                validation: last.and_then(|r| r.validation),
-                test: last.and_then(|r| r.test),
-                train: ck.info.train.clone(),
-            };
-            Ok((ck.model, info))
-        }
-        Some(MODEL_FORMAT) => {
-            let info: ModelInfo = serde_json::from_value(value)
-                .map_err(|e| TrainError::checkpoint(&sidecar, format!("bad sidecar JSON: {e}")))?;
-            let wpath = sidecar.parent().unwrap_or(Path::new(".")).join(&info.weights_file);
-            let all = load_tensors(&wpath)?;
-            let model =
-                Vae::from_weights(&info.vae, info.input_len, &all).map_err(|r| TrainError::checkpoint(&wpath, r))?;
-            Ok((model, info))
-        }
-        other => Err(TrainError::checkpoint(&sidecar, format!("unknown format {other:?}"))),
-    }
+    let (model, f) = load_member::<Vae>(path)?;
+    let info = ModelInfo {
+        format: f.format,
+        weights_file: f.weights_file,
+        vae: f.config,
+        input_len: f.input_len,
+        image_rows: f.image_rows,
+        image_cols: f.image_cols,
+        epoch: f.epoch,
+        global_step: f.global_step,
+        ema: f.ema,
+        validation: f.validation,
+        test: f.test,
+        train: f.train,
+    };
+    Ok((model, info))
 }

@@ -17,6 +17,19 @@ pub enum Likelihood {
     /// Gaussian with identity covariance around a sigmoid mean: squared error / 2 plus the
     /// constant `D/2 ln(2 pi)`, so the reported numbers are true nats.
     Gaussian,
+    /// Gaussian with a learned diagonal covariance: the decoder has a second head giving each
+    /// pixel's log-variance (bounded below by [`crate::model::DECODER_LOGVAR_FLOOR`]). Only the
+    /// mean head is exported: deployment wants the image, not its uncertainty.
+    #[serde(rename = "gaussian-learned")]
+    GaussianLearned,
+}
+
+impl Likelihood {
+    /// True for the two Gaussian likelihoods (whose exported output is a mean, not a
+    /// probability).
+    pub fn is_gaussian(self) -> bool {
+        matches!(self, Likelihood::Gaussian | Likelihood::GaussianLearned)
+    }
 }
 
 /// Shape of the VAE: MLP Gaussian encoder q(z|x) = N(mu, diag exp(logvar)) and MLP decoder.
@@ -34,6 +47,9 @@ pub struct VaeConfig {
     /// Monte-Carlo samples L of z per image in the training objective (the lecture's L; 1 by
     /// default). Evaluation always uses one sample.
     pub mc_samples: usize,
+    /// Label classes of a conditional VAE (CVAE): the one-hot label is concatenated to x at the
+    /// encoder's input, q(z|x,y), and to z at the decoder's input, p(x|y,z). 0: unconditional.
+    pub classes: usize,
 }
 
 impl VaeConfig {
@@ -46,7 +62,14 @@ impl VaeConfig {
             latent,
             likelihood: Likelihood::Bernoulli,
             mc_samples: 1,
+            classes: 0,
         }
+    }
+
+    /// The conditional VAE of the lecture: the same MLPs with the one-hot label of one of
+    /// `classes` classes joining x at the encoder's input and z at the decoder's.
+    pub fn conditional(hidden: &[usize], latent: usize, classes: usize) -> Self {
+        VaeConfig { classes, ..Self::mlp(hidden, latent) }
     }
 
     /// The shipped microcontroller model: 784-400-20 encoder, 20-400-784 Bernoulli decoder.

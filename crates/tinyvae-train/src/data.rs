@@ -41,6 +41,11 @@ impl ImageSet {
 
     /// Reads one split of an IDX directory, keeping the first `limit` images if given.
     pub fn load(dir: &Path, split: Split, limit: Option<usize>) -> Result<Self, TrainError> {
+        Ok(Self::load_labelled(dir, split, limit)?.0)
+    }
+
+    /// [`ImageSet::load`] with the images' labels.
+    pub fn load_labelled(dir: &Path, split: Split, limit: Option<usize>) -> Result<(Self, Vec<u8>), TrainError> {
         let d = Dataset::load(dir, split).map_err(|e| TrainError::Data(e.to_string()))?;
         let d = match limit {
             Some(n) => d.take(n),
@@ -49,7 +54,7 @@ impl ImageSet {
         if d.count == 0 {
             return Err(TrainError::Data(format!("{}: the {split:?} split has no images", dir.display())));
         }
-        Ok(Self::from_dataset(&d))
+        Ok((Self::from_dataset(&d), d.labels))
     }
 
     /// Pixels per image.
@@ -130,6 +135,10 @@ pub(crate) enum Stream {
     Shuffle = 2,
     Step = 3,
     Eval = 4,
+    /// Corrupted evaluation inputs of the denoising autoencoder.
+    Corrupt = 5,
+    /// Prior samples drawn to measure how well an AAE's codes match its prior.
+    Prior = 6,
 }
 
 fn mix(mut z: u64) -> u64 {

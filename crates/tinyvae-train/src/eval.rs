@@ -7,6 +7,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use tinyvae_compiler::idx::Split;
 
+use crate::classifier::mlp::one_hot;
 use crate::data::{gaussian_tensor, stream, ImageSet, Stream};
 use crate::error::TrainError;
 use crate::model::Vae;
@@ -30,6 +31,20 @@ pub struct Nelbo {
 /// Negative ELBO of `model` on `images`, one z sample per image, the noise drawn from `seed`
 /// image after image (so the batch size does not matter).
 pub fn evaluate(model: &Vae, images: &ImageSet, seed: u64) -> Result<Nelbo, TrainError> {
+    evaluate_labelled(model, images, None, seed)
+}
+
+/// [`evaluate`] for a conditional VAE, which needs the images' `labels` (one per image); an
+/// unconditional model takes `None`.
+pub fn evaluate_labelled(
+    model: &Vae,
+    images: &ImageSet,
+    labels: Option<&[u8]>,
+    seed: u64,
+) -> Result<Nelbo, TrainError> {
+    if labels.is_some_and(|l| l.len() != images.count) {
+        return Err(TrainError::Data(format!("{} labels for {} images", labels.map_or(0, |l| l.len()), images.count)));
+    }
     if images.len() != model.input_len() {
         return Err(TrainError::Data(format!(
             "images have {} pixels, the model takes {}",
@@ -44,7 +59,8 @@ pub fn evaluate(model: &Vae, images: &ImageSet, seed: u64) -> Result<Nelbo, Trai
         let end = (start + EVAL_BATCH).min(images.count);
         let x = images.tensor(start..end)?;
         let eps = gaussian_tensor(&mut rng, end - start, model.latent())?;
-        let (recon, kl) = model.nelbo_parts(&x, &eps, None)?;
+        let y = labels.map(|l| one_hot(&l[start..end], model.classes())).transpose()?;
+        let (recon, kl) = model.nelbo_parts_labelled(&x, y.as_ref(), &eps, None)?;
         recon_sum += recon.to_vec1::<f32>()?.iter().map(|&v| v as f64).sum::<f64>();
         kl_sum += kl.to_vec1::<f32>()?.iter().map(|&v| v as f64).sum::<f64>();
         start = end;

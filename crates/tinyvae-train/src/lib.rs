@@ -23,20 +23,34 @@
 //! Modules: [`config`] (what to train), [`data`] (images and random streams), [`model`] (the
 //! network and loss terms), [`train`] (the loop), [`eval`] (negative ELBO), [`checkpoint`]
 //! (safetensors + JSON sidecars), [`export`] (IR graphs and ONNX).
+//!
+//! The whole family trains on one loop, [`engine`] (a member implements [`engine::Member`]):
+//! the VAE above, the conditional VAE (a [`Vae`] with `VaeConfig::classes > 0`), the
+//! deterministic autoencoders (AE, denoising, contractive) in [`autoencoder`], and the
+//! adversarial autoencoder in [`aae`].
 
+pub mod aae;
+pub mod autoencoder;
 pub mod checkpoint;
+pub mod classifier;
 pub mod config;
 pub mod data;
+pub mod engine;
 pub mod error;
 pub mod eval;
 pub mod export;
+pub mod m2;
 pub mod model;
 mod optim;
+pub mod ssl;
 pub mod train;
 
+pub use aae::{Aae, AaeConfig};
+pub use autoencoder::{AeConfig, Autoencoder};
 pub use checkpoint::{load_checkpoint, load_model, Checkpoint, CheckpointInfo, ModelInfo};
 pub use config::{Likelihood, LrSchedule, TrainConfig, VaeConfig};
 pub use data::{ImageSet, TrainingData};
+pub use engine::{train_member, Member, RunReport};
 pub use error::TrainError;
 pub use eval::{evaluate, evaluate_split, Nelbo};
 pub use export::{decoder_graph, encoder_graph, export_discrepancy, export_onnx};

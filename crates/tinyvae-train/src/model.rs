@@ -1,7 +1,11 @@
 //! The VAE in candle: MLP Gaussian encoder q(z|x) = N(mu, diag exp(logvar)), the
 //! reparametrisation z = mu + exp(logvar / 2) * eps, an MLP decoder giving logits, and the loss
-//! terms of the negative ELBO (closed-form KL to N(0, I), Bernoulli cross-entropy from logits or
-//! Gaussian squared error).
+//! terms of the negative ELBO (closed-form KL to N(0, I), Bernoulli cross-entropy from logits,
+//! Gaussian squared error, or the Gaussian likelihood with a learned per-pixel variance).
+//!
+//! The conditional VAE (CVAE) is the same network with `VaeConfig::classes > 0`: the one-hot
+//! label is concatenated to x before the encoder, q(z|x,y), and to z before the decoder,
+//! p(x|y,z), so the first layer of each simply has `classes` more inputs.
 //!
 //! Weights are `out x in` (PyTorch `nn.Linear` layout, which is also the IR's `Dense` layout),
 //! initialised from [`tinyvae::Rng`] like PyTorch: uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)).
@@ -23,7 +27,9 @@ pub struct Dense {
 }
 
 impl Dense {
-    fn init(name: String, inputs: usize, outputs: usize, rng: &mut tinyvae::Rng) -> Result<Self, TrainError> {
+    /// A layer `inputs -> outputs` with PyTorch-like uniform(-1/sqrt(inputs), 1/sqrt(inputs))
+    /// weights, then bias, drawn from `rng`.
+    pub fn init(name: String, inputs: usize, outputs: usize, rng: &mut tinyvae::Rng) -> Result<Self, TrainError> {
         let bound = 1.0 / (inputs as f32).sqrt();
         let mut draw = |n: usize| -> Vec<f32> { (0..n).map(|_| (2.0 * rng.uniform() - 1.0) * bound).collect() };
         let w = draw(inputs * outputs);
@@ -35,7 +41,9 @@ impl Dense {
         })
     }
 
-    fn from_weights(
+    /// The layer stored as `name.weight` (`outputs x inputs`) and `name.bias` in `weights`; the
+    /// error names the missing or misshapen tensor.
+    pub fn from_weights(
         name: String,
         inputs: usize,
         outputs: usize,
@@ -82,11 +90,19 @@ impl Dense {
     pub fn outputs(&self) -> usize {
         self.weight.dims()[0]
     }
+
+    /// Weight then bias as optimiser parameters (`in_encoder` picks the weight-decay group).
+    pub fn parameters(&self, in_encoder: bool) -> [Parameter; 2] {
+        [
+            Parameter { name: format!("{}.weight", self.name), var: self.weight.clone(), in_encoder, is_matrix: true },
+            Parameter { name: format!("{}.bias", self.name), var: self.bias.clone(), in_encoder, is_matrix: false },
+        ]
+    }
 }
 
 /// A trainable parameter with its checkpoint name.
 #[derive(Debug, Clone)]
-pub(crate) struct Parameter {
+pub struct Parameter {
     pub name: String,
     pub var: Var,
     /// True for encoder tensors (weight decay groups).
@@ -95,8 +111,15 @@ pub(crate) struct Parameter {
     pub is_matrix: bool,
 }
 
-/// A VAE: encoder hidden layers, the `mu` and `logvar` heads, decoder hidden layers and the
-/// decoder output layer.
+/// Lower bound of the decoder's per-pixel log-variance under [`Likelihood::GaussianLearned`]
+/// (a standard deviation of e^-3, about 0.05 on [0, 1] pixels). Background pixels of MNIST are
+/// exactly 0, so an unbounded variance would shrink towards 0 there and drive the likelihood
+/// to infinity; the soft floor keeps the objective bounded while leaving the variance free
+/// everywhere it matters.
+pub const DECODER_LOGVAR_FLOOR: f64 = -6.0;
+
+/// A VAE: encoder hidden layers, the `mu` and `logvar` heads, decoder hidden layers, the
+/// decoder output layer and, for a learned-variance Gaussian decoder, its log-variance head.
 #[derive(Debug, Clone)]
 pub struct Vae {
     config: VaeConfig,
@@ -106,24 +129,28 @@ pub struct Vae {
     logvar_head: Dense,
     decoder: Vec<Dense>,
     decoder_out: Dense,
+    decoder_logvar: Option<Dense>,
 }
 
 /// Per-layer shapes and names, in canonical order.
 fn layer_plan(config: &VaeConfig, input_len: usize) -> Vec<(String, usize, usize)> {
     let mut plan = Vec::new();
-    let mut width = input_len;
+    let mut width = input_len + config.classes;
     for (i, &h) in config.encoder_hidden.iter().enumerate() {
         plan.push((format!("encoder.{i}"), width, h));
         width = h;
     }
     plan.push(("encoder.mu".into(), width, config.latent));
     plan.push(("encoder.logvar".into(), width, config.latent));
-    width = config.latent;
+    width = config.latent + config.classes;
     for (i, &h) in config.decoder_hidden.iter().enumerate() {
         plan.push((format!("decoder.{i}"), width, h));
         width = h;
     }
     plan.push(("decoder.out".into(), width, input_len));
+    if config.likelihood == Likelihood::GaussianLearned {
+        plan.push(("decoder.logvar".into(), width, input_len));
+    }
     plan
 }
 
@@ -159,11 +186,21 @@ impl Vae {
 
     fn assemble(config: &VaeConfig, input_len: usize, mut layers: Vec<Dense>) -> Self {
         let ne = config.encoder_hidden.len();
+        let decoder_logvar = if config.likelihood == Likelihood::GaussianLearned { layers.pop() } else { None };
         let decoder_out = layers.pop().expect("plan has an output layer");
         let decoder = layers.split_off(ne + 2);
         let logvar_head = layers.pop().expect("plan has a logvar head");
         let mu_head = layers.pop().expect("plan has a mu head");
-        Vae { config: config.clone(), input_len, encoder: layers, mu_head, logvar_head, decoder, decoder_out }
+        Vae {
+            config: config.clone(),
+            input_len,
+            encoder: layers,
+            mu_head,
+            logvar_head,
+            decoder,
+            decoder_out,
+            decoder_logvar,
+        }
     }
 
     /// The shape.
@@ -179,6 +216,11 @@ impl Vae {
     /// Size of z.
     pub fn latent(&self) -> usize {
         self.config.latent
+    }
+
+    /// Label classes (0: unconditional).
+    pub fn classes(&self) -> usize {
+        self.config.classes
     }
 
     /// Encoder hidden layers (ReLU after each).
@@ -206,28 +248,23 @@ impl Vae {
         &self.decoder_out
     }
 
+    /// The learned-variance decoder's log-variance head (before the floor), if any.
+    pub fn decoder_logvar_head(&self) -> Option<&Dense> {
+        self.decoder_logvar.as_ref()
+    }
+
     fn all_layers(&self) -> impl Iterator<Item = &Dense> {
         self.encoder
             .iter()
             .chain([&self.mu_head, &self.logvar_head])
             .chain(self.decoder.iter())
             .chain([&self.decoder_out])
+            .chain(self.decoder_logvar.as_ref())
     }
 
     /// Parameters in canonical order (each layer's weight, then bias).
-    pub(crate) fn parameters(&self) -> Vec<Parameter> {
-        let mut out = Vec::new();
-        for l in self.all_layers() {
-            let in_encoder = l.name.starts_with("encoder");
-            out.push(Parameter {
-                name: format!("{}.weight", l.name),
-                var: l.weight.clone(),
-                in_encoder,
-                is_matrix: true,
-            });
-            out.push(Parameter { name: format!("{}.bias", l.name), var: l.bias.clone(), in_encoder, is_matrix: false });
-        }
-        out
+    pub fn parameters(&self) -> Vec<Parameter> {
+        self.all_layers().flat_map(|l| l.parameters(l.name.starts_with("encoder"))).collect()
     }
 
     /// Number of trainable scalars.
@@ -248,16 +285,38 @@ impl Vae {
 
     /// (mu, logvar), each `batch x latent`, for a `batch x input_len` input.
     pub fn encode(&self, x: &Tensor) -> Result<(Tensor, Tensor), TrainError> {
-        self.encode_with_masks(x, None)
+        self.encode_with_masks(x, None, None)
+    }
+
+    /// q(z|x,y) of a conditional VAE: (mu, logvar) for images `x` and their one-hot labels `y`
+    /// (`batch x classes`). `y` must be given exactly when the model is conditional.
+    pub fn encode_labelled(&self, x: &Tensor, y: Option<&Tensor>) -> Result<(Tensor, Tensor), TrainError> {
+        self.encode_with_masks(x, y, None)
+    }
+
+    /// `[x, y]` for a conditional model, `x` otherwise; the error says which was expected.
+    fn condition(&self, x: &Tensor, y: Option<&Tensor>) -> Result<Tensor, TrainError> {
+        match (self.config.classes, y) {
+            (0, None) => Ok(x.clone()),
+            (0, Some(_)) => Err(TrainError::Config("this VAE is unconditional but a label was given".into())),
+            (c, None) => Err(TrainError::Config(format!("this conditional VAE needs one-hot labels of {c} classes"))),
+            (c, Some(y)) if y.dims() != [x.dims()[0], c] => Err(TrainError::Config(format!(
+                "labels have shape {:?}, the model needs {} x {c} one-hot rows",
+                y.dims(),
+                x.dims()[0]
+            ))),
+            (_, Some(y)) => Ok(Tensor::cat(&[x, y], 1)?),
+        }
     }
 
     /// `encode` with a dropout mask (already scaled by 1/keep) multiplied into each hidden layer.
     pub(crate) fn encode_with_masks(
         &self,
         x: &Tensor,
+        y: Option<&Tensor>,
         masks: Option<&[Tensor]>,
     ) -> Result<(Tensor, Tensor), TrainError> {
-        let mut h = x.clone();
+        let mut h = self.condition(x, y)?;
         for (i, l) in self.encoder.iter().enumerate() {
             h = l.forward(&h)?.relu()?;
             if let Some(m) = masks {
@@ -269,11 +328,25 @@ impl Vae {
 
     /// Decoder logits, `batch x input_len`, for a `batch x latent` z.
     pub fn decode_logits(&self, z: &Tensor) -> Result<Tensor, TrainError> {
-        let mut h = z.clone();
+        Ok(self.decode_heads(z, None)?.0)
+    }
+
+    /// Decoder logits of p(x|y,z) for a conditional VAE (`y` one-hot, `batch x classes`).
+    pub fn decode_logits_labelled(&self, z: &Tensor, y: Option<&Tensor>) -> Result<Tensor, TrainError> {
+        Ok(self.decode_heads(z, y)?.0)
+    }
+
+    /// Mean logits and, for a learned-variance decoder, the per-pixel log-variance (floored).
+    pub fn decode_heads(&self, z: &Tensor, y: Option<&Tensor>) -> Result<(Tensor, Option<Tensor>), TrainError> {
+        let mut h = self.condition(z, y)?;
         for l in &self.decoder {
             h = l.forward(&h)?.relu()?;
         }
-        self.decoder_out.forward(&h)
+        let logvar = match &self.decoder_logvar {
+            Some(head) => Some(soft_floor(&head.forward(&h)?, DECODER_LOGVAR_FLOOR)?),
+            None => None,
+        };
+        Ok((self.decoder_out.forward(&h)?, logvar))
     }
 
     /// Decoder mean (sigmoid of the logits): pixel probabilities, or the Gaussian mean.
@@ -281,30 +354,39 @@ impl Vae {
         Ok(candle_nn::ops::sigmoid(&self.decode_logits(z)?)?)
     }
 
+    /// Decoder mean of p(x|y,z) for a conditional VAE.
+    pub fn decode_labelled(&self, z: &Tensor, y: Option<&Tensor>) -> Result<Tensor, TrainError> {
+        Ok(candle_nn::ops::sigmoid(&self.decode_logits_labelled(z, y)?)?)
+    }
+
     /// The negative ELBO's parts for a batch: `x` is `batch x input_len`, `eps` is
     /// `(L * batch) x latent` standard normal noise (sample `l` of image `i` in row
     /// `l * batch + i`). Returns per-image `(reconstruction, kl)`, each `batch`, the
     /// reconstruction averaged over the L samples.
-    pub(crate) fn nelbo_parts(
+    ///
+    /// `y` is the batch's one-hot labels for a conditional VAE (the CVAE's negative ELBO
+    /// `-E_q(z|x,y)[log p(x|y,z)] + KL(q(z|x,y) || N(0, I))`), `None` otherwise.
+    pub fn nelbo_parts_labelled(
         &self,
         x: &Tensor,
+        y: Option<&Tensor>,
         eps: &Tensor,
         masks: Option<&[Tensor]>,
     ) -> Result<(Tensor, Tensor), TrainError> {
         let batch = x.dims()[0];
         let samples = eps.dims()[0] / batch.max(1);
-        let (mu, logvar) = self.encode_with_masks(x, masks)?;
+        let (mu, logvar) = self.encode_with_masks(x, y, masks)?;
         let kl = kl_to_standard_normal(&mu, &logvar)?;
         let std = (&logvar * 0.5)?.exp()?;
-        let (mu_l, std_l, x_l) = if samples == 1 {
-            (mu, std, x.clone())
-        } else {
-            let rep = |t: &Tensor| Tensor::cat(&vec![t; samples], 0);
-            (rep(&mu)?, rep(&std)?, rep(x)?)
-        };
+        let rep = |t: &Tensor| if samples == 1 { Ok(t.clone()) } else { Tensor::cat(&vec![t; samples], 0) };
+        let (mu_l, std_l, x_l) = (rep(&mu)?, rep(&std)?, rep(x)?);
+        let y_l = y.map(rep).transpose()?;
         let z = (mu_l + std_l.mul(eps)?)?;
-        let logits = self.decode_logits(&z)?;
-        let mut recon = reconstruction_nll(self.config.likelihood, &logits, &x_l)?;
+        let (logits, dec_logvar) = self.decode_heads(&z, y_l.as_ref())?;
+        let mut recon = match &dec_logvar {
+            Some(lv) => gaussian_nll_learned_variance(&logits, lv, &x_l)?,
+            None => reconstruction_nll(self.config.likelihood, &logits, &x_l)?,
+        };
         if samples > 1 {
             recon = (recon.reshape((samples, batch))?.sum(0)? / samples as f64)?;
         }
@@ -335,11 +417,30 @@ pub fn gaussian_nll(logits: &Tensor, target: &Tensor) -> Result<Tensor, TrainErr
     Ok((half_sq + 0.5 * d * (2.0 * std::f64::consts::PI).ln())?)
 }
 
-/// -log p(x|z) per row for the given likelihood.
+/// Negative log-likelihood of `target` under N(sigmoid(`logits`), diag exp(`logvar`)), summed
+/// per row: `0.5 * sum_j (logvar_j + (x_j - mean_j)^2 exp(-logvar_j) + ln(2 pi))`.
+pub fn gaussian_nll_learned_variance(logits: &Tensor, logvar: &Tensor, target: &Tensor) -> Result<Tensor, TrainError> {
+    let mean = candle_nn::ops::sigmoid(logits)?;
+    let scaled = (mean - target)?.sqr()?.mul(&logvar.neg()?.exp()?)?;
+    let per_pixel = ((scaled + logvar)? + (2.0 * std::f64::consts::PI).ln())?;
+    Ok((per_pixel.sum(D::Minus1)? * 0.5)?)
+}
+
+/// `floor + softplus(x - floor)`: a smooth lower bound at `floor` that is the identity well
+/// above it (softplus computed stably as `max(a, 0) + ln(1 + e^-|a|)`).
+pub(crate) fn soft_floor(x: &Tensor, floor: f64) -> Result<Tensor, TrainError> {
+    let a = (x - floor)?;
+    let softplus = (a.relu()? + (a.abs()?.neg()?.exp()? + 1.0)?.log()?)?;
+    Ok((softplus + floor)?)
+}
+
+/// -log p(x|z) per row for the given likelihood. The learned-variance Gaussian needs its
+/// log-variance head: use [`gaussian_nll_learned_variance`] (here it is taken as unit variance,
+/// which is [`gaussian_nll`]).
 pub fn reconstruction_nll(likelihood: Likelihood, logits: &Tensor, target: &Tensor) -> Result<Tensor, TrainError> {
     match likelihood {
         Likelihood::Bernoulli => bce_with_logits(logits, target),
-        Likelihood::Gaussian => gaussian_nll(logits, target),
+        Likelihood::Gaussian | Likelihood::GaussianLearned => gaussian_nll(logits, target),
     }
 }
 
@@ -405,6 +506,49 @@ mod tests {
         let got = gaussian_nll(&t(&[0.0, 0.0], (1, 2)), &t(&[1.0, 0.0], (1, 2))).unwrap().to_vec1::<f32>().unwrap()[0];
         let want = 0.5 * (0.25 + 0.25) + (2.0 * std::f32::consts::PI).ln();
         assert!((got - want).abs() < 1e-5);
+    }
+
+    #[test]
+    fn learned_variance_nll_matches_the_gaussian_density() {
+        let logits = [-1.0f32, 0.0, 2.0, 0.5];
+        let logvar = [-2.0f32, 0.0, 1.0, -5.5];
+        let x = [0.1f32, 0.9, 0.5, 0.62];
+        let got = gaussian_nll_learned_variance(&t(&logits, (1, 4)), &t(&logvar, (1, 4)), &t(&x, (1, 4))).unwrap();
+        let want: f64 = (0..4)
+            .map(|j| {
+                let mean = 1.0 / (1.0 + (-(logits[j] as f64)).exp());
+                let var = (logvar[j] as f64).exp();
+                // -ln N(x; mean, var)
+                0.5 * (2.0 * std::f64::consts::PI * var).ln() + (x[j] as f64 - mean).powi(2) / (2.0 * var)
+            })
+            .sum();
+        assert!((got.to_vec1::<f32>().unwrap()[0] as f64 - want).abs() < 1e-4);
+        // Unit variance is the identity-covariance Gaussian.
+        let unit = gaussian_nll_learned_variance(&t(&logits, (1, 4)), &t(&[0.0; 4], (1, 4)), &t(&x, (1, 4))).unwrap();
+        let identity = gaussian_nll(&t(&logits, (1, 4)), &t(&x, (1, 4))).unwrap();
+        assert!((unit.to_vec1::<f32>().unwrap()[0] - identity.to_vec1::<f32>().unwrap()[0]).abs() < 1e-5);
+    }
+
+    #[test]
+    fn learned_variance_is_optimal_at_the_squared_residual() {
+        // d/dlogvar [logvar + r^2 exp(-logvar)] = 1 - r^2 exp(-logvar): zero at exp(logvar) = r^2.
+        let (logits, x) = (t(&[0.0, 0.0], (1, 2)), t(&[0.8, 0.3], (1, 2)));
+        let r2 = [0.09f64, 0.04];
+        let logvar =
+            candle_core::Var::from_vec(vec![r2[0].ln() as f32, r2[1].ln() as f32], (1, 2), &Device::Cpu).unwrap();
+        let nll = gaussian_nll_learned_variance(&logits, logvar.as_tensor(), &x).unwrap().sum_all().unwrap();
+        let g =
+            nll.backward().unwrap().get(logvar.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!(g.iter().all(|v| v.abs() < 1e-5), "{g:?}");
+    }
+
+    #[test]
+    fn soft_floor_bounds_the_log_variance() {
+        let raw = t(&[-100.0, -6.0, 0.0, 3.0], (1, 4));
+        let v = soft_floor(&raw, DECODER_LOGVAR_FLOOR).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!(v.iter().all(|&l| l as f64 >= DECODER_LOGVAR_FLOOR));
+        assert!((v[0] as f64 - DECODER_LOGVAR_FLOOR).abs() < 1e-6 && (v[1] as f64 + 6.0 - 2f64.ln()).abs() < 1e-5);
+        assert!((v[3] - 3.0).abs() < 1e-3, "the identity well above the floor: {}", v[3]);
     }
 
     #[test]

@@ -17,7 +17,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Train a VAE on an MNIST-style IDX directory and export encoder.onnx / decoder.onnx.
+    /// Train a family member (ae, dae, cae, vae, cvae, aae) on an MNIST-style IDX directory and export its ONNX files.
     Train(cmd::train::Args),
     /// Quantize an ONNX encoder or decoder into a runtime blob (.tvae), and report its fidelity.
     Quantize(cmd::quantize::Args),
@@ -34,6 +34,12 @@ enum Command {
     /// Draw the lecture's figures from quantized blobs (PNG).
     #[command(subcommand)]
     Figure(cmd::figure::Figure),
+    /// Semi-supervised table: M2 with 100/600/1000/3000 labels over seeds, next to the paper.
+    EvalSsl(cmd::eval_ssl::Args),
+    /// Train the MNIST classifier that judges generated digits (safetensors).
+    TrainClassifier(cmd::classify::TrainArgs),
+    /// Classify raw uint8 images (from `tinyvae sample --raw`) and report the fraction with the expected label.
+    Classify(cmd::classify::Args),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +53,9 @@ fn main() -> ExitCode {
         Command::Deploy(a) => cmd::deploy::run(a),
         Command::Bench(a) => cmd::bench::run(a),
         Command::Figure(f) => cmd::figure::run(f),
+        Command::EvalSsl(a) => cmd::eval_ssl::run(a),
+        Command::TrainClassifier(a) => cmd::classify::run_train(a),
+        Command::Classify(a) => cmd::classify::run(a),
     };
     match result {
         Ok(code) => code,

@@ -1181,10 +1181,11 @@ impl<'a> Importer<'a> {
             Some("encoder") => {
                 let latent = number(META_LATENT)?.unwrap_or(out_lens[0]);
                 let classes = number(META_CLASSES)?.unwrap_or(second_input);
-                if out_lens.len() != 2 || out_lens.iter().any(|&l| l != latent) {
+                // Two outputs are (mu, logvar); one is a deterministic (autoencoder) encoder's z.
+                if !matches!(out_lens.len(), 1 | 2) || out_lens.iter().any(|&l| l != latent) {
                     return Err(model_err(format!(
-                        "metadata says encoder of latent {latent}, which needs two outputs (mu, logvar) of {latent} features, \
-                         but the outputs have {out_lens:?}"
+                        "metadata says encoder of latent {latent}, which needs two outputs (mu, logvar) or one (z) of \
+                         {latent} features, but the outputs have {out_lens:?}"
                     )));
                 }
                 Role::Encoder { latent, classes }

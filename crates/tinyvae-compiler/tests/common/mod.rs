@@ -251,12 +251,27 @@ pub fn transposed(w: &[f32], outs: usize, ins: usize) -> Vec<f32> {
     t
 }
 
+/// A Linear layer in PyTorch layout: `out x in` weight and `out` bias, flattened, with its
+/// (out, in) shape.
+pub type Linear = (Vec<f32>, Vec<f32>, usize, usize);
+
+/// Two random layers 20-400-784, initialized like `nn.Linear`.
+pub fn random_decoder_layers(rng: &mut Rng) -> [Linear; 2] {
+    let (w1, b1) = linear_params(rng, 400, 20);
+    let (w2, b2) = linear_params(rng, 784, 400);
+    [(w1, b1, 400, 20), (w2, b2, 784, 400)]
+}
+
 /// `torch.onnx.export(nn.Sequential(nn.Linear(20,400), nn.ReLU(), nn.Linear(400,784),
 /// nn.Sigmoid()), z, input_names=["z"], dynamic_axes={"z": {0: "batch"}})`, module attribute
 /// names fc1/fc2 as in the PyTorch VAE example.
 pub fn torch_gemm_decoder(rng: &mut Rng) -> pb::ModelProto {
-    let (w1, b1) = linear_params(rng, 400, 20);
-    let (w2, b2) = linear_params(rng, 784, 400);
+    torch_gemm_decoder_with(&random_decoder_layers(rng))
+}
+
+/// [`torch_gemm_decoder`] carrying the given weights.
+pub fn torch_gemm_decoder_with(layers: &[Linear; 2]) -> pb::ModelProto {
+    let [(w1, b1, o1, i1), (w2, b2, o2, i2)] = layers;
     let graph = pb::GraphProto {
         name: "main_graph".into(),
         node: vec![
@@ -272,13 +287,13 @@ pub fn torch_gemm_decoder(rng: &mut Rng) -> pb::ModelProto {
             pnode("Sigmoid", "/sigmoid/Sigmoid", &["/fc2/Gemm_output_0"], &["output"], vec![]),
         ],
         initializer: vec![
-            init_f32("fc1.weight", &[400, 20], &w1),
-            init_f32("fc1.bias", &[400], &b1),
-            init_f32("onnx::Gemm_12", &[784, 400], &w2),
-            init_f32("fc2.bias", &[784], &b2),
+            init_f32("fc1.weight", &[*o1, *i1], w1),
+            init_f32("fc1.bias", &[*o1], b1),
+            init_f32("onnx::Gemm_12", &[*o2, *i2], w2),
+            init_f32("fc2.bias", &[*o2], b2),
         ],
-        input: vec![value_info("z", vec![dim_param("batch"), dim_value(20)])],
-        output: vec![value_info("output", vec![dim_param("batch"), dim_value(784)])],
+        input: vec![value_info("z", vec![dim_param("batch"), dim_value(*i1 as i64)])],
+        output: vec![value_info("output", vec![dim_param("batch"), dim_value(*o2 as i64)])],
         ..Default::default()
     };
     torch_model(graph)
@@ -290,15 +305,19 @@ pub fn torch_gemm_decoder(rng: &mut Rng) -> pb::ModelProto {
 /// layer), input named `input.1`, initializers also listed as graph inputs
 /// (`keep_initializers_as_inputs=True`).
 pub fn torch_matmul_decoder(rng: &mut Rng) -> pb::ModelProto {
-    let (w1, b1) = linear_params(rng, 400, 20);
-    let (w2, b2) = linear_params(rng, 784, 400);
+    torch_matmul_decoder_with(&random_decoder_layers(rng))
+}
+
+/// [`torch_matmul_decoder`] carrying the given weights.
+pub fn torch_matmul_decoder_with(layers: &[Linear; 2]) -> pb::ModelProto {
+    let [(w1, b1, o1, i1), (w2, b2, o2, i2)] = layers;
     let inits = vec![
-        init_f32("onnx::MatMul_15", &[20, 400], &transposed(&w1, 400, 20)),
-        init_f32("0.bias", &[400], &b1),
-        init_f32("onnx::MatMul_16", &[400, 784], &transposed(&w2, 784, 400)),
-        init_f32("2.bias", &[784], &b2),
+        init_f32("onnx::MatMul_15", &[*i1, *o1], &transposed(w1, *o1, *i1)),
+        init_f32("0.bias", &[*o1], b1),
+        init_f32("onnx::MatMul_16", &[*i2, *o2], &transposed(w2, *o2, *i2)),
+        init_f32("2.bias", &[*o2], b2),
     ];
-    let mut input = vec![value_info("input.1", vec![dim_param("batch"), dim_value(20)])];
+    let mut input = vec![value_info("input.1", vec![dim_param("batch"), dim_value(*i1 as i64)])];
     for t in &inits {
         input.push(value_info(&t.name, t.dims.iter().map(|&d| dim_value(d)).collect()));
     }
@@ -314,7 +333,7 @@ pub fn torch_matmul_decoder(rng: &mut Rng) -> pb::ModelProto {
         ],
         initializer: inits,
         input,
-        output: vec![value_info("19", vec![dim_param("batch"), dim_value(784)])],
+        output: vec![value_info("19", vec![dim_param("batch"), dim_value(*o2 as i64)])],
         ..Default::default()
     };
     torch_model(graph)

@@ -1,7 +1,9 @@
 //! One module per subcommand.
 
 pub mod bench;
+pub mod classify;
 pub mod deploy;
+pub mod eval_ssl;
 pub mod figure;
 pub mod inspect;
 pub mod quantize;
