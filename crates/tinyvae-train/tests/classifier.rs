@@ -25,18 +25,21 @@ fn trains_on_the_slice_saves_reloads_and_classifies_raw_files() {
     let cfg = ClassifierConfig {
         out: Some(weights.clone()),
         hidden: vec![64],
-        epochs: 4,
+        epochs: 30,
+        lr: 3e-3,
         validation_images: 200,
         translate_px: 1,
         ..ClassifierConfig::new(slice_dir())
     };
     let report = train_classifier(&cfg).unwrap();
-    assert_eq!(report.history.len(), 4);
+    assert_eq!(report.history.len(), 30);
     assert_eq!((report.train_images, report.test_images), (1800, 500));
     let test_error = report.test_error.unwrap();
-    // 1,800 images and four epochs of a small MLP: far better than chance, not yet good.
-    assert!(test_error < 0.2, "test error {test_error}");
-    assert!(report.validation_error.unwrap() < 0.25);
+    // 1,800 images, 30 epochs (540 steps, under a second) of a 64-unit MLP: 7.6 % test error
+    // with seed 0, 8.2 to 8.4 % with seeds 1 to 3. Chance is 90 %; four epochs gave 25.8 %.
+    assert!(test_error < 0.12, "test error {test_error}");
+    let validation_error = report.validation_error.unwrap();
+    assert!(validation_error < 0.12, "validation error {validation_error}");
     assert!(report.history.last().unwrap().train_cross_entropy < report.history[0].train_cross_entropy);
     assert!(dir.join("classifier.json").is_file());
 
