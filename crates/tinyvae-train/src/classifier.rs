@@ -260,7 +260,7 @@ impl Classifier {
     /// The most probable class of each image in `pixels` (`count x input_len` floats in [0, 1]).
     pub fn predict(&self, pixels: &[f32]) -> Result<Vec<u8>, TrainError> {
         let n = self.input_len();
-        if pixels.len() % n != 0 {
+        if !pixels.len().is_multiple_of(n) {
             return Err(TrainError::Data(format!(
                 "{} pixels are not a whole number of {n}-pixel images",
                 pixels.len()

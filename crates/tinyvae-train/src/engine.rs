@@ -870,9 +870,12 @@ pub fn load_run<M: Member>(path: &Path) -> Result<LoadedRun<M>, TrainError> {
     Ok(LoadedRun { info, dir, model, raw, optimizers, ema })
 }
 
+/// The model file of member `M`.
+pub type MemberFile<M> = ModelFile<<M as Member>::Config, <M as Member>::Metrics>;
+
 /// Loads the evaluated/exported weights from a model file (`model.json`, `best.json`, their
 /// `.safetensors`, or a directory) or from a checkpoint (its EMA weights when it has them).
-pub fn load_member<M: Member>(path: &Path) -> Result<(M, ModelFile<M::Config, M::Metrics>), TrainError> {
+pub fn load_member<M: Member>(path: &Path) -> Result<(M, MemberFile<M>), TrainError> {
     let sidecar = sidecar_path(path);
     let value: serde_json::Value = read_json(&sidecar)?;
     let field = |k: &str| value.get(k).and_then(|f| f.as_str()).unwrap_or("").to_string();

@@ -161,7 +161,7 @@ impl M2Config {
     /// Checks the values, naming the bad field.
     pub fn validate(&self) -> Result<(), TrainError> {
         let bad = |m: String| Err(TrainError::Config(format!("m2: {m}")));
-        if self.labelled == 0 || self.labelled % CLASSES != 0 {
+        if self.labelled == 0 || !self.labelled.is_multiple_of(CLASSES) {
             return bad(format!(
                 "labelled ({}) must be a positive multiple of {CLASSES} (balanced classes)",
                 self.labelled
@@ -307,7 +307,7 @@ impl SslData {
 /// `count` indices into `labels`, `count / classes` of each class, drawn with `seed` (a
 /// seeded shuffle of each class's images, keeping the first ones), in increasing order.
 pub fn balanced_subset(labels: &[u8], count: usize, classes: usize, seed: u64) -> Result<Vec<usize>, TrainError> {
-    if classes == 0 || count % classes != 0 {
+    if classes == 0 || !count.is_multiple_of(classes) {
         return Err(TrainError::Config(format!(
             "{count} labelled images cannot be split evenly over {classes} classes"
         )));

@@ -147,7 +147,7 @@ fn expected_labels(a: &Args, counts: &[usize]) -> Result<Vec<u8>> {
     if e.len() == counts.len() {
         return Ok(counts.iter().zip(e).flat_map(|(&n, &l)| std::iter::repeat_n(l, n)).collect());
     }
-    if total % e.len() != 0 {
+    if !total.is_multiple_of(e.len()) {
         bail!("{total} images do not split into {} equal blocks, one per --expect-label value", e.len());
     }
     let block = total / e.len();

@@ -21,6 +21,8 @@ pub enum Figure {
     Analogies(AnalogyArgs),
     /// Denoising: corrupted test images, the denoising autoencoder's outputs, the clean images.
     Denoising(DenoisingArgs),
+    /// The 2-D codes of test images (from an encoder blob), one colour per label (RGB PNG).
+    Latent(LatentArgs),
 }
 
 /// Test images to draw from, and the PNG to write.
@@ -127,6 +129,32 @@ pub struct ManifoldArgs {
     /// Upscaling of the PNG.
     #[arg(long, default_value_t = 1)]
     pub scale: usize,
+    /// Lay the grid evenly over [-EXTENT, EXTENT]^2 instead of over the N(0, I) quantiles
+    /// (for priors that are not N(0, I), e.g. the AAE's mixture on a circle of radius 4).
+    #[arg(long)]
+    pub extent: Option<f32>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct LatentArgs {
+    /// Encoder blob with a 2-D code (mu for Gaussian encoders).
+    #[arg(long)]
+    pub encoder: PathBuf,
+    /// MNIST-style IDX directory; the first --count images of its test split are used.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Number of test images.
+    #[arg(long, default_value_t = 10_000)]
+    pub count: usize,
+    /// Plot [-EXTENT, EXTENT]^2 (default: the largest |code| plus 5 %).
+    #[arg(long)]
+    pub extent: Option<f32>,
+    /// Side of the square plot in pixels.
+    #[arg(long, default_value_t = 560)]
+    pub size: usize,
+    /// PNG to write.
+    #[arg(short, long)]
+    pub output: PathBuf,
 }
 
 pub fn run(f: Figure) -> Result<ExitCode> {
@@ -135,17 +163,18 @@ pub fn run(f: Figure) -> Result<ExitCode> {
         Figure::Reconstructions(a) => reconstructions(a),
         Figure::Analogies(a) => analogies(a),
         Figure::Denoising(a) => denoising(a),
+        Figure::Latent(a) => latent(a),
     }
 }
 
 /// Reads blobs, refusing to write the figure over any of them.
-fn read_blobs(out: &std::path::Path, paths: &[PathBuf]) -> Result<Vec<Vec<u8>>> {
+fn read_blobs(out: &std::path::Path, paths: &[PathBuf]) -> Result<Vec<tinyvae::AlignedBlob>> {
     let refs: Vec<&std::path::Path> = paths.iter().map(|p| p.as_path()).collect();
     util::check_not_input(out, &refs)?;
     paths.iter().map(|p| util::read_blob(p)).collect()
 }
 
-fn parse_all<'a>(paths: &[PathBuf], blobs: &'a [Vec<u8>]) -> Result<Vec<Model<'a>>> {
+fn parse_all<'a>(paths: &[PathBuf], blobs: &'a [tinyvae::AlignedBlob]) -> Result<Vec<Model<'a>>> {
     paths
         .iter()
         .zip(blobs)
@@ -216,8 +245,12 @@ fn manifold(a: ManifoldArgs) -> Result<ExitCode> {
         bail!("{}: the decoder's output is not an image", a.blob.display());
     }
     // As in Kingma & Welling (2014), figure 4: z on the unit square mapped through the inverse
-    // Gaussian CDF, so the grid covers the prior evenly in probability.
-    let q: Vec<f32> = (0..a.steps).map(|i| inverse_normal_cdf((i as f64 + 0.5) / a.steps as f64) as f32).collect();
+    // Gaussian CDF, so the grid covers the prior evenly in probability; or an even grid.
+    let q: Vec<f32> = match a.extent {
+        Some(r) if !(r.is_finite() && r > 0.0) => bail!("--extent must be a positive number"),
+        Some(r) => (0..a.steps).map(|i| -r + 2.0 * r * i as f32 / (a.steps - 1) as f32).collect(),
+        None => (0..a.steps).map(|i| inverse_normal_cdf((i as f64 + 0.5) / a.steps as f64) as f32).collect(),
+    };
     let mut arena = vec![0u8; model.arena_size()];
     let mut pixels = vec![0u8; a.steps * a.steps * d.output_len()];
     let mut cells = pixels.chunks_exact_mut(d.output_len());
@@ -234,6 +267,111 @@ fn manifold(a: ManifoldArgs) -> Result<ExitCode> {
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", a.output.display()))?;
     println!("wrote the {0}x{0} latent manifold of {1} to {2}", a.steps, a.blob.display(), a.output.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Colours of labels 0..9 (matplotlib's tab10), then grey.
+const PALETTE: [[u8; 3]; 10] = [
+    [31, 119, 180],
+    [255, 127, 14],
+    [44, 160, 44],
+    [214, 39, 40],
+    [148, 103, 189],
+    [140, 86, 75],
+    [227, 119, 194],
+    [127, 127, 127],
+    [188, 189, 34],
+    [23, 190, 207],
+];
+
+fn colour(label: u32) -> [u8; 3] {
+    PALETTE.get(label as usize).copied().unwrap_or([0, 0, 0])
+}
+
+fn latent(a: LatentArgs) -> Result<ExitCode> {
+    util::check_not_input(&a.output, &[&a.encoder])?;
+    if a.size < 64 || a.size > 8192 {
+        bail!("--size must be between 64 and 8192 pixels");
+    }
+    let bytes = util::read_blob(&a.encoder)?;
+    let model = figures::parse(&a.encoder.display().to_string(), &bytes).map_err(|e| anyhow::anyhow!(e))?;
+    let set = tinyvae_compiler::idx::Dataset::load(&a.data, tinyvae_compiler::idx::Split::Test)?;
+    if a.count == 0 || a.count > set.count {
+        bail!("--count must be between 1 and the {} test images", set.count);
+    }
+    let mut codes = Vec::with_capacity(2 * a.count);
+    for i in 0..a.count {
+        let z = figures::encode(&model, set.image(i), set.labels[i] as u32).map_err(|e| anyhow::anyhow!(e))?;
+        if z.len() != 2 {
+            bail!("{}: the latent figure needs a 2-D code, this encoder gives {}", a.encoder.display(), z.len());
+        }
+        codes.extend(z);
+    }
+    let extent = match a.extent {
+        Some(r) if !(r.is_finite() && r > 0.0) => bail!("--extent must be a positive number"),
+        Some(r) => r,
+        None => 1.05 * codes.iter().fold(1e-3f32, |m, v| m.max(v.abs())),
+    };
+    // The plot, then a legend strip: the first test image of each label, drawn in its colour.
+    let (side, cell) = (a.size, a.size / 10);
+    let (width, height) = (side, side + cell);
+    let mut rgb = vec![255u8; width * height * 3];
+    let mut put = |x: usize, y: usize, c: [u8; 3]| {
+        if x < width && y < height {
+            rgb[(y * width + x) * 3..][..3].copy_from_slice(&c);
+        }
+    };
+    for t in 0..side {
+        put(t, side / 2, [210, 210, 210]);
+        put(side / 2, t, [210, 210, 210]);
+    }
+    let to_px = |v: f32| ((v / extent + 1.0) * 0.5 * (side - 1) as f32).round();
+    let mut outside = 0;
+    for (z, &label) in codes.chunks_exact(2).zip(&set.labels) {
+        let (px, py) = (to_px(z[0]), to_px(-z[1]));
+        if !(0.0..side as f32).contains(&px) || !(0.0..side as f32).contains(&py) {
+            outside += 1;
+            continue;
+        }
+        for dy in 0..2 {
+            for dx in 0..2 {
+                put(px as usize + dx, py as usize + dy, colour(label as u32));
+            }
+        }
+    }
+    for label in 0..10u32 {
+        let Some(i) = set.labels.iter().position(|&l| l as u32 == label) else { continue };
+        let img = set.image(i);
+        let c = colour(label);
+        for y in 0..cell {
+            for x in 0..cell {
+                let ink = img[(y * 28 / cell) * 28 + x * 28 / cell] as u32;
+                let mix = |k: usize| ((255 * (255 - ink) + c[k] as u32 * ink) / 255) as u8;
+                put(label as usize * cell + x, side + y, [mix(0), mix(1), mix(2)]);
+            }
+        }
+    }
+    let png = encode_rgb_png(width, height, &rgb)?;
+    util::write(&a.output, &png)?;
+    println!(
+        "wrote the codes of {} test images ({} outside [-{extent:.2}, {extent:.2}]^2) to {}",
+        a.count,
+        outside,
+        a.output.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Encodes an 8-bit RGB raster as PNG bytes.
+fn encode_rgb_png(width: usize, height: usize, rgb: &[u8]) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut out, width as u32, height as u32);
+        enc.set_color(png::ColorType::Rgb);
+        enc.set_depth(png::BitDepth::Eight);
+        let mut writer = enc.write_header()?;
+        writer.write_image_data(rgb)?;
+    }
+    Ok(out)
 }
 
 /// Inverse of the standard normal CDF (Acklam's rational approximation, relative error

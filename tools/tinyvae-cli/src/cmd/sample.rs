@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Result};
 use tinyvae::{Decoder, Model, Rng};
 use tinyvae_compiler::image::Grid;
+use tinyvae_train::aae::Prior;
 
 use crate::util;
 
@@ -20,9 +21,17 @@ pub struct Args {
     /// Seed of the runtime's PRNG; sample i continues the stream of sample i - 1.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Label for conditional decoders (0..classes).
+    /// Label for conditional decoders (0..classes); with --mixture, the mixture component.
+    /// Without it, sample i of a conditional decoder gets label i mod classes (so a grid with
+    /// `classes` columns has one label per column).
     #[arg(long)]
     pub label: Option<u32>,
+    /// Draw z from the adversarial autoencoder's 2-D mixture prior instead of N(0, I):
+    /// COMPONENTS,RADIUS,STD (the lecture's AAE: 10,4,0.5). Sample i comes from component
+    /// i mod COMPONENTS (so a grid with COMPONENTS columns has one class per column), or from
+    /// component --label.
+    #[arg(long, value_parser = parse_mixture)]
+    pub mixture: Option<Prior>,
     /// PNG grid to write.
     #[arg(short, long)]
     pub output: Option<PathBuf>,
@@ -54,12 +63,33 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let mut arena = vec![0u8; model.arena_size()];
     let mut pixels = vec![0u8; a.count * n];
     let mut rng = Rng::new(a.seed);
-    for out in pixels.chunks_exact_mut(n) {
-        match a.label {
-            Some(l) => decoder.sample_conditional(&mut rng, l, &mut arena, out),
-            None => decoder.sample(&mut rng, &mut arena, out),
+    if let Some(prior @ Prior::Mixture { components, .. }) = a.mixture {
+        if decoder.latent_dim() != 2 || decoder.classes() != 0 {
+            bail!(
+                "{}: --mixture needs an unconditional decoder with a 2-D latent space (this one: z of {}, {} classes)",
+                a.blob.display(),
+                decoder.latent_dim(),
+                decoder.classes()
+            );
         }
-        .map_err(|e| anyhow::anyhow!("{}: {e}", a.blob.display()))?;
+        if a.label.is_some_and(|l| l as usize >= components) {
+            bail!("--label {} is not a component of the {components}-component mixture", a.label.unwrap_or(0));
+        }
+        let mut z = [0f32; 2];
+        for (i, out) in pixels.chunks_exact_mut(n).enumerate() {
+            prior.sample(Some(a.label.map_or(i % components, |l| l as usize)), &mut rng, &mut z);
+            decoder.decode(&z, &mut arena, out).map_err(|e| anyhow::anyhow!("{}: {e}", a.blob.display()))?;
+        }
+    } else {
+        let classes = decoder.classes() as u32;
+        for (i, out) in pixels.chunks_exact_mut(n).enumerate() {
+            match a.label {
+                Some(l) => decoder.sample_conditional(&mut rng, l, &mut arena, out),
+                None if classes > 0 => decoder.sample_conditional(&mut rng, i as u32 % classes, &mut arena, out),
+                None => decoder.sample(&mut rng, &mut arena, out),
+            }
+            .map_err(|e| anyhow::anyhow!("{}: {e}", a.blob.display()))?;
+        }
     }
     if let Some(raw) = &a.raw {
         util::write(raw, &pixels)?;
@@ -82,4 +112,32 @@ pub fn run(a: Args) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `COMPONENTS,RADIUS,STD` of a 2-D mixture prior.
+fn parse_mixture(s: &str) -> Result<Prior, String> {
+    let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+    let [k, r, sd] = parts[..] else {
+        return Err(format!("expected COMPONENTS,RADIUS,STD (e.g. 10,4,0.5), got `{s}`"));
+    };
+    let components: usize = k.parse().map_err(|_| format!("bad component count `{k}`"))?;
+    let radius: f32 = r.parse().map_err(|_| format!("bad radius `{r}`"))?;
+    let std: f32 = sd.parse().map_err(|_| format!("bad standard deviation `{sd}`"))?;
+    if components == 0 || !radius.is_finite() || !(std.is_finite() && std > 0.0) {
+        return Err(format!("the mixture needs components >= 1, a finite radius and std > 0, got `{s}`"));
+    }
+    Ok(Prior::Mixture { components, radius, std })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mixture_parses_and_rejects_nonsense() {
+        assert_eq!(parse_mixture("10,4,0.5"), Ok(Prior::Mixture { components: 10, radius: 4.0, std: 0.5 }));
+        for bad in ["10,4", "0,4,0.5", "10,4,0", "10,x,0.5", "10,4,-1", "10,4,0.5,1"] {
+            assert!(parse_mixture(bad).is_err(), "{bad}");
+        }
+    }
 }
