@@ -6,7 +6,8 @@
 # samples with a separately trained classifier, and runs the semi-supervised M2 table.
 #
 # One training at a time, on one thread (RAYON_NUM_THREADS=1: same numbers as with more). About
-# 4 to 5 minutes per family member, 10 for the AAE, 2 for the classifier and 40 for the M2 table.
+# 4 to 5 minutes per family member, 9 for the AAE, 2 for the classifier, 19 for the M2 table and 14
+# for the longer 100-label M2 runs (measured on one thread of this machine).
 #
 #   DATA=../shared/data/mnist   the IDX directory
 #   RUNS=target/runs            where trainings write (checkpoints and all; not shipped)
@@ -158,13 +159,30 @@ if want m2; then
         $T eval-ssl --data "$DATA" -o "$RUNS/ssl-table" --shared-trunk --alpha 25 --translate 2 --epochs 12 \
             --ema 0.999 --test-every 0 --export --quiet
     fi
+    # 100 labels, three times the epochs.
+    if [[ ! ($SKIP_TRAIN == 1 && -f $RUNS/ssl-100-long/table.json) ]]; then
+        rm -rf "${RUNS:?}/ssl-100-long"
+        $T eval-ssl --data "$DATA" -o "$RUNS/ssl-100-long" --labels 100 --seeds 0,1,2 --shared-trunk --alpha 25 \
+            --translate 2 --epochs 36 --ema 0.999 --test-every 0 --no-baseline --quiet
+    fi
     mkdir -p "$out/reports"
     cp "$RUNS/ssl-table/table.md" "$RUNS/ssl-table/table.json" "$out/"
+    cp "$RUNS/ssl-100-long/table.md" "$out/table-100-labels-36-epochs.md"
+    cp "$RUNS/ssl-100-long/table.json" "$out/table-100-labels-36-epochs.json"
     # The shipped M2: the 100-label run of seed 0 (q(z|x,y) and p(x|y,z); q(y|x) is not exported).
     cp "$RUNS/ssl-table/n100-seed0/encoder.onnx" "$RUNS/ssl-table/n100-seed0/decoder.onnx" \
         "$RUNS/ssl-table/n100-seed0/train_log.jsonl" "$out/"
     quantize mnist-m2
     $T sample "$out/decoder.int8.tvae" --count 100 --cols 10 --seed 1 -o "$out/samples.png"
+    # Its conditional samples, classified as for the CVAE (the classifier of the cvae step).
+    mkdir -p "$RUNS/m2-samples"
+    raws=()
+    for l in 0 1 2 3 4 5 6 7 8 9; do
+        $T sample "$out/decoder.int8.tvae" --label $l --count 100 --seed $((l + 1)) --raw "$RUNS/m2-samples/label$l.raw"
+        raws+=(--raw "$RUNS/m2-samples/label$l.raw")
+    done
+    $T classify --model "$RUNS/classifier/classifier.safetensors" "${raws[@]}" --expect-label 0,1,2,3,4,5,6,7,8,9 \
+        --json "$out/reports/classify.int8-samples.json"
 fi
 if want figures; then
     mkdir -p docs/figures

@@ -143,9 +143,9 @@ pub struct LatentArgs {
     /// MNIST-style IDX directory; the first --count images of its test split are used.
     #[arg(long)]
     pub data: PathBuf,
-    /// Number of test images.
-    #[arg(long, default_value_t = 10_000)]
-    pub count: usize,
+    /// Number of test images (default: all).
+    #[arg(long)]
+    pub count: Option<usize>,
     /// Plot [-EXTENT, EXTENT]^2 (default: the largest |code| plus 5 %).
     #[arg(long)]
     pub extent: Option<f32>,
@@ -295,11 +295,12 @@ fn latent(a: LatentArgs) -> Result<ExitCode> {
     let bytes = util::read_blob(&a.encoder)?;
     let model = figures::parse(&a.encoder.display().to_string(), &bytes).map_err(|e| anyhow::anyhow!(e))?;
     let set = tinyvae_compiler::idx::Dataset::load(&a.data, tinyvae_compiler::idx::Split::Test)?;
-    if a.count == 0 || a.count > set.count {
+    let count = a.count.unwrap_or(set.count);
+    if count == 0 || count > set.count {
         bail!("--count must be between 1 and the {} test images", set.count);
     }
-    let mut codes = Vec::with_capacity(2 * a.count);
-    for i in 0..a.count {
+    let mut codes = Vec::with_capacity(2 * count);
+    for i in 0..count {
         let z = figures::encode(&model, set.image(i), set.labels[i] as u32).map_err(|e| anyhow::anyhow!(e))?;
         if z.len() != 2 {
             bail!("{}: the latent figure needs a 2-D code, this encoder gives {}", a.encoder.display(), z.len());
@@ -354,7 +355,7 @@ fn latent(a: LatentArgs) -> Result<ExitCode> {
     util::write(&a.output, &png)?;
     println!(
         "wrote the codes of {} test images ({} outside [-{extent:.2}, {extent:.2}]^2) to {}",
-        a.count,
+        count,
         outside,
         a.output.display()
     );
