@@ -164,11 +164,11 @@ pub struct Prepared {
     /// ONNX file (for tract).
     pub onnx: PathBuf,
     /// Blobs by precision.
-    pub int8: Vec<u8>,
+    pub int8: tinyvae::AlignedBlob,
     /// f16 blob.
-    pub f16: Vec<u8>,
+    pub f16: tinyvae::AlignedBlob,
     /// f32 blob.
-    pub f32: Vec<u8>,
+    pub f32: tinyvae::AlignedBlob,
     /// `BATCHES.max()` inputs, one matrix per graph input.
     pub inputs: Vec<Array2<f32>>,
 }
@@ -185,7 +185,9 @@ pub fn prepare(net: Net, onnx: PathBuf) -> Result<Prepared, String> {
     let data = (net == Net::Encoder).then(data_dir);
     let blob = |precision| {
         let settings = Settings { precision, data: data.clone(), eval_samples: 100, ..Settings::default() };
-        pipeline::quantize_and_measure(&graph, &settings).map(|(blob, _)| blob).map_err(|e| e.to_string())
+        pipeline::quantize_and_measure(&graph, &settings)
+            .map(|(blob, _)| tinyvae::AlignedBlob::new(&blob))
+            .map_err(|e| e.to_string())
     };
     let max_batch = BATCHES.iter().copied().max().unwrap_or(1);
     let (inputs, _) = pipeline::model_inputs(&graph, Purpose::Evaluation, max_batch, 1, data.as_deref())
@@ -273,16 +275,10 @@ pub fn bench(c: &mut Criterion, p: &Prepared) {
 
     // The floor: each Dense node's int8 weights, read once, as a batch-1 pass would.
     let model = Model::parse(&p.int8).expect("the quantizer's blob parses");
-    let blob = model.blob();
-    let weights: Vec<&[u8]> = (0..model.node_count())
-        .filter_map(|i| model.node(i))
-        .filter(|n| n.op == tinyvae::Op::Dense)
-        .filter_map(|n| blob.get(n.weights.clone()))
-        .collect();
-    let stream = tinyvae::kernels::best().weight_stream;
+    let weights = tinyvae_compiler::bench::dense_weights(&model);
     group.throughput(Throughput::Elements(1));
     group.bench_function(BenchmarkId::new("weight_stream_floor", 1), |b| {
-        b.iter(|| weights.iter().fold(0i32, |acc, w| acc.wrapping_add(stream(black_box(w)))))
+        b.iter(|| tinyvae_compiler::bench::stream_weights(black_box(&weights)))
     });
     group.finish();
 }

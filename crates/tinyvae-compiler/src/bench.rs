@@ -64,7 +64,7 @@ pub struct Candidate {
     /// Engine name.
     pub name: String,
     /// Blob bytes.
-    pub blob: Vec<u8>,
+    pub blob: tinyvae::AlignedBlob,
     /// Kernel table.
     pub kernels: &'static Kernels,
 }
@@ -82,7 +82,7 @@ pub fn candidates(graph: &Graph, data: Option<&Path>) -> Result<Vec<Candidate>, 
         } else {
             None
         };
-        let blob = crate::quantize::quantize(&prepared, ranges.as_ref(), precision)?;
+        let blob = tinyvae::AlignedBlob::new(&crate::quantize::quantize(&prepared, ranges.as_ref(), precision)?);
         for k in tinyvae::kernels::available() {
             let best = std::ptr::eq(k, tinyvae::kernels::best());
             // Every kernel table for int8 (that is where tables differ most); the best for floats.
@@ -151,7 +151,37 @@ pub fn time_tract(
     }))
 }
 
-/// The whole comparison: tract f32 first, then each runtime engine, at each batch size.
+/// The memory-bound floor of a batch-1 int8 pass: every int8 weight byte of the blob read once
+/// with the fastest kernel table's SIMD loads (what no batch-1 int8 pass can beat).
+pub fn time_weight_stream(blob: &[u8], budget: Duration) -> Result<(f64, (f64, f64), usize), QuantizeError> {
+    let model = Model::parse(blob).map_err(qerr)?;
+    let weights = dense_weights(&model);
+    Ok(time_it(1, budget, || {
+        black_box(stream_weights(black_box(&weights)));
+    }))
+}
+
+/// The weight arrays of a blob's Dense nodes, as a batch-1 pass reads them.
+pub fn dense_weights<'a>(model: &Model<'a>) -> Vec<&'a [u8]> {
+    let blob = model.blob();
+    (0..model.node_count())
+        .filter_map(|i| model.node(i))
+        .filter(|n| n.op == tinyvae::Op::Dense)
+        .filter_map(|n| blob.get(n.weights.clone()))
+        .collect()
+}
+
+/// One pass of the floor: every array read once by the fastest table's weight-stream kernel.
+pub fn stream_weights(weights: &[&[u8]]) -> i32 {
+    let stream = tinyvae::kernels::best().weight_stream;
+    weights.iter().fold(0i32, |acc, w| acc.wrapping_add(stream(w)))
+}
+
+/// Name of the floor's row in [`compare`]'s table.
+pub const FLOOR_ENGINE: &str = "int8 weight-stream floor";
+
+/// The whole comparison: tract f32 first, then each runtime engine, at each batch size; at
+/// batch 1, also the weight-streaming floor.
 pub fn compare(
     onnx: &Path,
     graph: &Graph,
@@ -173,6 +203,19 @@ pub fn compare(
             calls: t_calls,
             speedup_vs_tract: 1.0,
         });
+        if batch == 1 {
+            if let Some(int8) = candidates.first() {
+                let (us, spread, calls) = time_weight_stream(&int8.blob, budget)?;
+                out.push(Timing {
+                    engine: FLOOR_ENGINE.into(),
+                    batch,
+                    us_per_sample: us,
+                    p10_p90: spread,
+                    calls,
+                    speedup_vs_tract: t_us / us,
+                });
+            }
+        }
         for c in &candidates {
             let (us, spread, calls) = time_blob(c, &inputs, batch, budget)?;
             out.push(Timing {

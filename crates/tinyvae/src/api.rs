@@ -90,7 +90,7 @@ impl<'m, 'a> Decoder<'m, 'a> {
 
     fn finish_pixels(&self, arena: &mut [u8], batch: usize, pixels: &mut [u8]) -> Result<(), Error> {
         let work = self.model.working_arena(arena, batch)?;
-        self.model.read_pixels(work, 0, batch, pixels)
+        self.model.read_pixels(self.kernels, work, 0, batch, pixels)
     }
 
     /// Decodes `batch` latent vectors (`z.len() == batch * latent_dim`) into

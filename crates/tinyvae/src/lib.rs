@@ -31,6 +31,8 @@
 #[cfg(feature = "alloc")]
 extern crate alloc;
 
+#[cfg(feature = "alloc")]
+mod aligned;
 mod api;
 mod cast;
 mod error;
@@ -40,6 +42,8 @@ mod model;
 pub mod quant;
 pub mod rng;
 
+#[cfg(feature = "alloc")]
+pub use aligned::AlignedBlob;
 pub use api::{Decoder, Encoder};
 pub use error::Error;
 pub use format::{arena_size_of, DType, ModelKind, Precision};

@@ -12,7 +12,7 @@ use crate::format::{
     OpCode, OutputKind, Precision, WeightLayout, ALIGN, HEADER_LEN, MAX_IO, MAX_NODES, MAX_TENSORS, MAX_TENSOR_LEN,
     META_RECORD_LEN, NODE_RECORD_LEN, NO_TENSOR, TENSOR_RECORD_LEN,
 };
-use crate::kernels::{reference::activation_f32, DenseFloat, DenseI8, Kernels};
+use crate::kernels::{DenseFloat, DenseI8, Kernels};
 use crate::quant::{dequantize_i8, quantize_i8};
 
 /// One tensor: an activation vector of `len` elements per sample, at `arena_offset` in the arena.
@@ -776,7 +776,7 @@ impl<'a> Model<'a> {
                 }
                 Op::Activation => {
                     let run = |x: &[u8], y: &mut [u8]| {
-                        activation_f32(n.act, n.alpha, crate::cast::f32s(x), crate::cast::f32s_mut(y))
+                        (kernels.activation_f32)(n.act, n.alpha, crate::cast::f32s(x), crate::cast::f32s_mut(y))
                     };
                     elementwise(arena, arena_range(&t_in, batch), out_r, run).ok_or(lost)?;
                 }
@@ -839,7 +839,14 @@ impl<'a> Model<'a> {
 
     /// Reads graph output `k` as [0, 255] pixels: exact bytes for pixel-quantized int8 outputs,
     /// `round(255 * clamp(v, 0, 1))` otherwise.
-    pub(crate) fn read_pixels(&self, arena: &[u8], k: usize, batch: usize, out: &mut [u8]) -> Result<(), Error> {
+    pub(crate) fn read_pixels(
+        &self,
+        kernels: &Kernels,
+        arena: &[u8],
+        k: usize,
+        batch: usize,
+        out: &mut [u8],
+    ) -> Result<(), Error> {
         let t = self.output(k).ok_or(Error::BadGraph { reason: "missing output" })?;
         let bytes = arena.get(arena_range(&t, batch)).ok_or(Error::BadGraph { reason: "output outside arena" })?;
         match t.dtype {
@@ -853,17 +860,14 @@ impl<'a> Model<'a> {
                     *o = to_pixel(dequantize_i8(q as i8, t.scale, t.zero_point));
                 }
             }
-            _ => {
-                for (o, &v) in out.iter_mut().zip(crate::cast::f32s(bytes)) {
-                    *o = to_pixel(v);
-                }
-            }
+            _ => (kernels.pixels_f32)(crate::cast::f32s(bytes), out),
         }
         Ok(())
     }
 }
 
 /// `round(255 * clamp(v, 0, 1))`, ties away from zero; NaN gives 0.
+#[inline(always)]
 pub fn to_pixel(v: f32) -> u8 {
     let v = if v.is_nan() { 0.0 } else { v.clamp(0.0, 1.0) };
     crate::quant::round_half_away_small(v * 255.0) as u8

@@ -105,6 +105,23 @@ fn every_cols_tail_and_row_remainder() {
     }
 }
 
+/// Batches that reach the kernels' multi-group paths (AVX-512 pairs two 16-sample groups from
+/// 22 samples on), with every column tail, partial second groups and widths on both sides of
+/// the pairing limit (512 columns).
+#[test]
+fn batches_that_pair_sample_groups() {
+    for k in tables() {
+        let mut rng = Rng::new(0xBA7C4);
+        for i in 0..300 {
+            let rows = 16 + rng.below(40) as usize;
+            let cols = 1 + rng.below(if i % 10 == 0 { 1100 } else { 200 }) as usize;
+            let batch = [21, 22, 23, 27, 31, 32, 33, 38, 47, 54, 64, 70][i % 12];
+            let c = case(&mut rng, rows, cols, batch);
+            assert_dense_i8_exact(k, &c, &format!("paired case {i}"));
+        }
+    }
+}
+
 #[test]
 fn shipped_model_layers_at_batch_1_4_and_64() {
     for k in tables() {

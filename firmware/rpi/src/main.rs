@@ -40,7 +40,7 @@ fn main() -> ExitCode {
 
 fn run(a: args::Args) -> Result<(), String> {
     let name = a.blob.display();
-    let bytes = std::fs::read(&a.blob).map_err(|e| format!("cannot read {name}: {e}"))?;
+    let bytes = tinyvae::AlignedBlob::new(&std::fs::read(&a.blob).map_err(|e| format!("cannot read {name}: {e}"))?);
     let model = Model::parse(&bytes).map_err(|e| format!("{name}: {e}"))?;
     let decoder = Decoder::new(&model).map_err(|e| format!("{name}: {e}"))?;
     let meta = model.meta();

@@ -10,9 +10,10 @@ pub fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
-/// Reads and validates a blob; the error names the file and what is wrong with it.
-pub fn read_blob(path: &Path) -> Result<Vec<u8>> {
-    let bytes = read(path)?;
+/// Reads and validates a blob (at a cache-line aligned address, as kernels like it); the error
+/// names the file and what is wrong with it.
+pub fn read_blob(path: &Path) -> Result<tinyvae::AlignedBlob> {
+    let bytes = tinyvae::AlignedBlob::new(&read(path)?);
     tinyvae::Model::parse(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     Ok(bytes)
 }

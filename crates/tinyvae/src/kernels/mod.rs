@@ -9,7 +9,7 @@
 pub mod reference;
 pub mod suite;
 
-use crate::format::WeightLayout;
+use crate::format::{ActKind, WeightLayout};
 
 /// An int8 Dense layer (integer-only), borrowed from the blob.
 ///
@@ -64,6 +64,10 @@ pub type DenseI8Fn = fn(&DenseI8<'_>, x: &[i8], batch: usize, out: &mut [i8]);
 pub type DenseFloatFn = fn(&DenseFloat<'_>, x: &[f32], batch: usize, out: &mut [f32]);
 /// `out[i] = table[x[i] + 128]`.
 pub type LutI8Fn = fn(table: &[u8], x: &[i8], out: &mut [i8]);
+/// `out[i] = act(x[i])` for float graphs (`alpha`: the leaky-ReLU slope).
+pub type ActivationF32Fn = fn(act: ActKind, alpha: f32, x: &[f32], out: &mut [f32]);
+/// `out[i] = to_pixel(x[i])`: probabilities to uint8 pixels (float decoders' outputs).
+pub type PixelsF32Fn = fn(x: &[f32], out: &mut [u8]);
 /// Reads every byte once and returns their sum as int8 values (wrapping): the memory-bound
 /// floor of a batch-1 int8 Dense, for benchmarks.
 pub type WeightStreamFn = fn(weights: &[u8]) -> i32;
@@ -81,6 +85,10 @@ pub struct Kernels {
     pub dense_f32: DenseFloatFn,
     /// int8 lookup-table activation.
     pub lut_i8: LutI8Fn,
+    /// f32 elementwise activation.
+    pub activation_f32: ActivationF32Fn,
+    /// f32 probabilities to pixels.
+    pub pixels_f32: PixelsF32Fn,
     /// Weight-streaming floor (benchmarks only).
     pub weight_stream: WeightStreamFn,
 }
@@ -92,6 +100,8 @@ pub static REFERENCE: Kernels = Kernels {
     dense_f16: reference::dense_f16,
     dense_f32: reference::dense_f32,
     lut_i8: reference::lut_i8,
+    activation_f32: reference::activation_f32,
+    pixels_f32: reference::pixels_f32,
     weight_stream: reference::weight_stream,
 };
 

@@ -47,15 +47,25 @@ pub fn run(a: Args) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!("{}: per-sample latency, one thread, median of 31 groups (p10..p90)", a.model.display());
-    println!("{:<28} {:>5} {:>12} {:>22} {:>14}", "engine", "batch", "us/sample", "p10..p90", "vs tract f32");
+    let width = timings.iter().map(|t| t.engine.len()).max().unwrap_or(0).max(6);
+    println!("{:<width$} {:>5} {:>11} {:>20} {:>13}", "engine", "batch", "us/sample", "p10..p90", "vs tract f32");
     for t in &timings {
         println!(
-            "{:<28} {:>5} {:>12.3} {:>22} {:>13.2}x",
+            "{:<width$} {:>5} {:>11.3} {:>20} {:>12.2}x",
             t.engine,
             t.batch,
             t.us_per_sample,
             format!("{:.3}..{:.3}", t.p10_p90.0, t.p10_p90.1),
             t.speedup_vs_tract
+        );
+    }
+    // The ratios the runtime is judged by, from the rows above.
+    let find = |name: &str, batch: usize| timings.iter().find(|t| t.engine == name && t.batch == batch);
+    let best_int8 = format!("runtime int8 ({})", tinyvae::kernels::best().name);
+    if let (Some(floor), Some(int8)) = (find(tinyvae_compiler::bench::FLOOR_ENGINE, 1), find(&best_int8, 1)) {
+        println!(
+            "batch 1: {best_int8} takes {:.2}x the weight-stream floor (the memory-bound limit)",
+            int8.us_per_sample / floor.us_per_sample
         );
     }
     Ok(ExitCode::SUCCESS)

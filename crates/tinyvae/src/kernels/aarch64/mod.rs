@@ -40,6 +40,8 @@ pub static NEON: Kernels = Kernels {
     dense_f16: dense_f16::dense_f16_neon,
     dense_f32: dense_f32::dense_f32_neon,
     lut_i8: lut_i8::lut_i8_neon,
+    activation_f32: crate::kernels::reference::activation_f32,
+    pixels_f32: crate::kernels::reference::pixels_f32,
     weight_stream: weight_stream::weight_stream_neon,
 };
 

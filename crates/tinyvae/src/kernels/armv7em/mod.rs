@@ -26,6 +26,8 @@ pub static DSP: Kernels = Kernels {
     dense_f16: crate::kernels::reference::dense_f16,
     dense_f32: crate::kernels::reference::dense_f32,
     lut_i8: crate::kernels::reference::lut_i8,
+    activation_f32: crate::kernels::reference::activation_f32,
+    pixels_f32: crate::kernels::reference::pixels_f32,
     weight_stream: crate::kernels::reference::weight_stream,
 };
 

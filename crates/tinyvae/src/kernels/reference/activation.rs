@@ -1,4 +1,4 @@
-//! f32 elementwise activations (f32 and f16 graphs).
+//! f32 elementwise activations (f32 and f16 graphs), and their conversion to pixels.
 //!
 //! `exp` is computed inline (range reduction to `n ln 2 + r`, a degree-6 polynomial, and the
 //! exponent set by bit arithmetic) rather than by a `libm` call per element: the loop then
@@ -25,6 +25,14 @@ pub fn exp_fast(x: f32) -> f32 {
 
 /// Applies `act` elementwise; `alpha` is the leaky-ReLU slope.
 pub fn activation_f32(act: ActKind, alpha: f32, x: &[f32], out: &mut [f32]) {
+    activation_f32_inline(act, alpha, x, out)
+}
+
+/// The body of [`activation_f32`], for SIMD wrappers that compile it with wider vectors: the
+/// operations and their order are the same (no FMA contraction), so every build gives the
+/// reference's values exactly.
+#[inline(always)]
+pub(crate) fn activation_f32_inline(act: ActKind, alpha: f32, x: &[f32], out: &mut [f32]) {
     // Only float graphs have Activation nodes; see `dense_f32` on leaving bodies out.
     #[cfg(any(feature = "f32", feature = "f16"))]
     {
@@ -40,6 +48,19 @@ pub fn activation_f32(act: ActKind, alpha: f32, x: &[f32], out: &mut [f32]) {
     }
     #[cfg(not(any(feature = "f32", feature = "f16")))]
     let _ = (act, alpha, x, out);
+}
+
+/// `out[i] = to_pixel(x[i])`.
+pub fn pixels_f32(x: &[f32], out: &mut [u8]) {
+    pixels_f32_inline(x, out)
+}
+
+/// The body of [`pixels_f32`], for SIMD wrappers (as [`activation_f32_inline`]).
+#[inline(always)]
+pub(crate) fn pixels_f32_inline(x: &[f32], out: &mut [u8]) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = crate::model::to_pixel(v);
+    }
 }
 
 #[cfg(test)]

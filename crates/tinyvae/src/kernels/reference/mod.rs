@@ -9,6 +9,8 @@ mod lut_i8;
 mod weight_stream;
 
 pub use activation::activation_f32;
+pub use activation::pixels_f32;
+pub(crate) use activation::{activation_f32_inline, pixels_f32_inline};
 pub use dense_f16::dense_f16;
 pub use dense_f32::dense_f32;
 pub use dense_i8::dense_i8;

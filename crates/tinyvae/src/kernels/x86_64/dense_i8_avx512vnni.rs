@@ -55,6 +55,11 @@ const MIN_GROUP: usize = 6;
 /// Widest layer the packed kernel takes: its transposed activations (16 * cols bytes) live on
 /// the stack. Wider layers run one sample at a time.
 const PACK_MAX_COLS: usize = 1024;
+/// Widest layer the paired kernel takes (two groups' activations, the same stack as one group
+/// of [`PACK_MAX_COLS`]).
+const PAIR_MAX_COLS: usize = PACK_MAX_COLS / 2;
+/// Rows per pass of the paired kernel: 8 rows x 2 groups = 16 accumulators.
+const PAIR_ROWS: usize = 8;
 
 /// See [`crate::kernels::DenseI8`].
 pub fn dense_i8(p: &DenseI8<'_>, x: &[i8], batch: usize, out: &mut [i8]) {
@@ -77,6 +82,14 @@ unsafe fn run(p: &DenseI8<'_>, x: &[i8], batch: usize, out: &mut [i8]) {
     let x = x.as_ptr().cast::<u8>();
     let out = out.as_mut_ptr();
     let mut b = 0;
+    if cols <= PAIR_MAX_COLS && rows >= ROWS {
+        while batch - b >= GROUP + MIN_GROUP {
+            let n = (batch - b).min(2 * GROUP);
+            // SAFETY: samples b..b+n < batch: their inputs and outputs are in bounds.
+            unsafe { packed_pair(p, &ep, x.add(b * cols), n, out.add(b * rows)) };
+            b += n;
+        }
+    }
     if cols <= PACK_MAX_COLS && rows >= ROWS {
         while batch - b >= MIN_GROUP {
             let n = (batch - b).min(GROUP);
@@ -466,15 +479,32 @@ unsafe fn row1_sample1(p: &DenseI8<'_>, x: *const u8, out: *mut i8, o: usize) {
 /// and `out`, and `p`'s buffers cover its shape.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn packed_group(p: &DenseI8<'_>, ep: &Epilogue<'_>, x: *const u8, n: usize, out: *mut i8) {
-    let (rows, cols) = (p.rows, p.cols);
+    let rows = p.rows;
+    let mut packed = MaybeUninit::<[__m512i; PACK_MAX_COLS / 4]>::uninit();
+    let packed = packed.as_mut_ptr().cast::<__m512i>();
+    // SAFETY: the caller's contract; the buffer holds PACK_MAX_COLS / 4 >= cols.div_ceil(4)
+    // vectors.
+    unsafe { pack_group(p.cols, x, n, packed) };
+    for o in block_starts(rows, ROWS) {
+        // SAFETY: o + 16 <= rows (rows >= 16 for packed groups); the packed buffer holds
+        // cols.div_ceil(4) vectors.
+        unsafe { rows16_of_group(p, ep, packed, n, out, o) };
+    }
+}
+
+/// Writes `n` (1..=16) samples' activations from `x` (`cols` apart) into `packed`: vector `q`
+/// holds activations 4q..4q+4 (flipped to u8) of sample s in dword s; lanes past the group are
+/// zero so that they add nothing. Writes the first `cols.div_ceil(4)` vectors.
+///
+/// # Safety
+/// AVX-512 F/BW/VL; `cols <= PACK_MAX_COLS`; `n` samples of `cols` inputs from `x`; `packed`
+/// has room for `cols.div_ceil(4)` vectors.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+#[inline]
+unsafe fn pack_group(cols: usize, x: *const u8, n: usize, packed: *mut __m512i) {
     let quads = cols / 4;
     let lanes: __mmask16 = ((1u32 << n) - 1) as __mmask16;
     let flip = _mm512_set1_epi8(-128);
-    // Vector q holds activations 4q..4q+4 (flipped to u8) of sample s in dword s; lanes past
-    // the group stay zero so that they add nothing. Only the first cols.div_ceil(4) vectors are
-    // written and read.
-    let mut packed = MaybeUninit::<[__m512i; PACK_MAX_COLS / 4]>::uninit();
-    let packed = packed.as_mut_ptr().cast::<__m512i>();
     let offsets = _mm512_mullo_epi32(
         _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
         _mm512_set1_epi32(cols as i32),
@@ -498,11 +528,154 @@ unsafe fn packed_group(p: &DenseI8<'_>, ep: &Epilogue<'_>, x: *const u8, n: usiz
         // SAFETY: `dwords` is 64 readable bytes; entry `quads` < cols.div_ceil(4) <= 256.
         unsafe { packed.add(quads).write(_mm512_loadu_si512(dwords.as_ptr().cast())) };
     }
+}
 
+/// `acc_a[r] += ` row `r`'s weights (at `w + r * stride`) times group A's packed activations
+/// (`a`), `acc_b[r]` the same with group B (`PAIR_MAX_COLS / 4` vectors after `a`), over
+/// `quads` (>= 1) steps of 4 columns.
+///
+/// `asm!` because the compiler, short of general registers for 8 row pointers, assembled the
+/// weight words with inserts and shuffles and reloaded pointers from the stack; here each
+/// weight dword is one broadcast load feeding two `vpdpbusd`, rows addressed from three bases.
+///
+/// # Safety
+/// AVX-512 F/VNNI; each of the 8 rows is readable for `4 * quads` bytes; `a` and the group B
+/// vectors hold `quads` written vectors each.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+#[inline]
+unsafe fn pair_rows8_dot(
+    w: *const u8,
+    stride: usize,
+    a: *const __m512i,
+    quads: usize,
+    acc_a: &mut [__m512i; PAIR_ROWS],
+    acc_b: &mut [__m512i; PAIR_ROWS],
+) {
+    let [a0, a1, a2, a3, a4, a5, a6, a7] = acc_a;
+    let [b0, b1, b2, b3, b4, b5, b6, b7] = acc_b;
+    // Rows 0, 1, 2, 4 from w; 3 and 7 from w + 3 * stride; 5 and 6 from w + 4 * stride.
+    // SAFETY: the caller's contract covers every read; the bases move 4 bytes per step.
+    unsafe {
+        core::arch::asm!(
+            "2:",
+            "vmovdqa64 {xa}, zmmword ptr [{a}]",
+            "vmovdqa64 {xb}, zmmword ptr [{a} + {b_at}]",
+            "vpbroadcastd {t}, dword ptr [{w}]",
+            "vpdpbusd {a0}, {xa}, {t}",
+            "vpdpbusd {b0}, {xb}, {t}",
+            "vpbroadcastd {u}, dword ptr [{w} + {s}]",
+            "vpdpbusd {a1}, {xa}, {u}",
+            "vpdpbusd {b1}, {xb}, {u}",
+            "vpbroadcastd {t}, dword ptr [{w} + {s} * 2]",
+            "vpdpbusd {a2}, {xa}, {t}",
+            "vpdpbusd {b2}, {xb}, {t}",
+            "vpbroadcastd {u}, dword ptr [{w3}]",
+            "vpdpbusd {a3}, {xa}, {u}",
+            "vpdpbusd {b3}, {xb}, {u}",
+            "vpbroadcastd {t}, dword ptr [{w} + {s} * 4]",
+            "vpdpbusd {a4}, {xa}, {t}",
+            "vpdpbusd {b4}, {xb}, {t}",
+            "vpbroadcastd {u}, dword ptr [{w4} + {s}]",
+            "vpdpbusd {a5}, {xa}, {u}",
+            "vpdpbusd {b5}, {xb}, {u}",
+            "vpbroadcastd {t}, dword ptr [{w4} + {s} * 2]",
+            "vpdpbusd {a6}, {xa}, {t}",
+            "vpdpbusd {b6}, {xb}, {t}",
+            "vpbroadcastd {u}, dword ptr [{w3} + {s} * 4]",
+            "vpdpbusd {a7}, {xa}, {u}",
+            "vpdpbusd {b7}, {xb}, {u}",
+            "add {w}, 4",
+            "add {w3}, 4",
+            "add {w4}, 4",
+            "add {a}, 64",
+            "dec {n}",
+            "jnz 2b",
+            a0 = inout(zmm_reg) *a0, a1 = inout(zmm_reg) *a1, a2 = inout(zmm_reg) *a2, a3 = inout(zmm_reg) *a3,
+            a4 = inout(zmm_reg) *a4, a5 = inout(zmm_reg) *a5, a6 = inout(zmm_reg) *a6, a7 = inout(zmm_reg) *a7,
+            b0 = inout(zmm_reg) *b0, b1 = inout(zmm_reg) *b1, b2 = inout(zmm_reg) *b2, b3 = inout(zmm_reg) *b3,
+            b4 = inout(zmm_reg) *b4, b5 = inout(zmm_reg) *b5, b6 = inout(zmm_reg) *b6, b7 = inout(zmm_reg) *b7,
+            xa = out(zmm_reg) _,
+            xb = out(zmm_reg) _,
+            t = out(zmm_reg) _,
+            u = out(zmm_reg) _,
+            w = inout(reg) w => _,
+            w3 = inout(reg) w.wrapping_add(3 * stride) => _,
+            w4 = inout(reg) w.wrapping_add(4 * stride) => _,
+            s = in(reg) stride,
+            a = inout(reg) a => _,
+            b_at = const PAIR_MAX_COLS / 4 * 64,
+            n = inout(reg) quads => _,
+            options(nostack, readonly),
+        )
+    }
+}
+
+/// `n` (17..=32) samples at once as two packed groups (samples 0..16 and 16..n) that share
+/// every weight load: each broadcast weight dword feeds both groups' `vpdpbusd`, halving the
+/// loads per multiply-accumulate of [`packed_group`] (8 rows x 2 groups per pass keep 16
+/// accumulators in registers).
+///
+/// # Safety
+/// AVX-512 F/BW/VL/VNNI; `cols <= PAIR_MAX_COLS`, `rows >= 16`; `n` samples of inputs and
+/// outputs from `x` and `out`, and `p`'s buffers cover its shape.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn packed_pair(p: &DenseI8<'_>, ep: &Epilogue<'_>, x: *const u8, n: usize, out: *mut i8) {
+    let (rows, cols) = (p.rows, p.cols);
+    let mut buffer = MaybeUninit::<[__m512i; 2 * (PAIR_MAX_COLS / 4)]>::uninit();
+    let a = buffer.as_mut_ptr().cast::<__m512i>();
+    // SAFETY: group B starts PAIR_MAX_COLS / 4 vectors in; each group writes cols.div_ceil(4) <=
+    // PAIR_MAX_COLS / 4 vectors; samples 0..16 and 16..n are inside x.
+    let b = unsafe { a.add(PAIR_MAX_COLS / 4) };
+    unsafe {
+        pack_group(cols, x, GROUP, a);
+        pack_group(cols, x.add(GROUP * cols), n - GROUP, b);
+    }
+    let quads = cols / 4;
+    let rest = cols % 4;
     for o in block_starts(rows, ROWS) {
-        // SAFETY: o + 16 <= rows (rows >= 16 for packed groups); the packed buffer holds
-        // cols.div_ceil(4) vectors.
-        unsafe { rows16_of_group(p, ep, packed, n, out, o) };
+        // tiles[g][r] lane s: row o + r of sample s of group g.
+        let mut tiles = [[_mm512_setzero_si512(); ROWS]; 2];
+        for half in 0..ROWS / PAIR_ROWS {
+            let r0 = half * PAIR_ROWS;
+            // SAFETY: rows o..o+16 are inside the weights (o + 16 <= rows).
+            let w = unsafe { p.weights.as_ptr().add((o + r0) * cols) };
+            let mut acc_a = [_mm512_setzero_si512(); PAIR_ROWS];
+            let mut acc_b = [_mm512_setzero_si512(); PAIR_ROWS];
+            if quads > 0 {
+                // SAFETY: rows o+r0..o+r0+8 hold quads*4 <= cols bytes each from w; both groups'
+                // vectors 0..quads were written, group B PAIR_MAX_COLS / 4 vectors after A.
+                unsafe { pair_rows8_dot(w, cols, a, quads, &mut acc_a, &mut acc_b) };
+            }
+            let mut step = |q: usize, words: [i32; PAIR_ROWS]| {
+                // SAFETY: q < cols.div_ceil(4): both groups' vector q was written.
+                let (xa, xb) = unsafe { (a.add(q).read(), b.add(q).read()) };
+                for r in 0..PAIR_ROWS {
+                    let wv = _mm512_set1_epi32(words[r]);
+                    acc_a[r] = _mm512_dpbusd_epi32(acc_a[r], xa, wv);
+                    acc_b[r] = _mm512_dpbusd_epi32(acc_b[r], xb, wv);
+                }
+            };
+            if rest > 0 {
+                // The last 1..=3 weights of each row, assembled so as not to read past the weights.
+                // SAFETY: bytes 4*quads .. cols are inside each row.
+                step(
+                    quads,
+                    core::array::from_fn(|r| unsafe { partial_word(w.add(r * cols + 4 * quads), rest, |v| v) as i32 }),
+                );
+            }
+            tiles[0][r0..r0 + PAIR_ROWS].copy_from_slice(&acc_a);
+            tiles[1][r0..r0 + PAIR_ROWS].copy_from_slice(&acc_b);
+        }
+        // SAFETY: o + 16 <= rows.
+        let params = unsafe { ep.params16(o) };
+        for (g, tile) in tiles.iter().enumerate() {
+            let samples = if g == 0 { GROUP } else { n - GROUP };
+            for (s, &v) in transpose16(tile).iter().enumerate().take(samples) {
+                let y = _mm512_cvtepi32_epi8(ep.apply16(&params, v));
+                // SAFETY: sample g*16 + s < n, outputs o..o+16 < rows.
+                unsafe { _mm_storeu_si128(out.add((g * GROUP + s) * rows + o).cast(), y) };
+            }
+        }
     }
 }
 

@@ -7,6 +7,8 @@
 //! | `avx-vnni`         | ymm `vpdpbusd` (VEX)  | F16C + FMA (ymm)         | scalar       | ymm `vpsadbw` |
 //! | `avx2`             | `vpmaddubsw`/`vpmaddwd` | F16C + FMA (ymm)       | scalar       | ymm `vpsadbw` |
 //!
+//! f32 activations and pixels: the reference's loops compiled 16 lanes wide (AVX-512) or 8.
+//!
 //! Dispatch: with `std`, the CPU is probed once at run time (`is_x86_feature_detected!`);
 //! without, the target features the crate was compiled with decide (`-C target-cpu=...`).
 //! Every kernel also re-checks its own features (one cached load) and falls back to the scalar
@@ -19,6 +21,7 @@ mod dense_float_fma;
 mod dense_i8_avx2;
 mod dense_i8_avx512vnni;
 mod dense_i8_avxvnni;
+mod elementwise_f32_simd;
 mod lut_i8_avx512vbmi;
 mod requantize_avx2;
 mod requantize_avx512;
@@ -35,6 +38,8 @@ pub static AVX512_VNNI_VBMI: Kernels = Kernels {
     dense_f16: dense_float_avx512::dense_f16,
     dense_f32: dense_float_avx512::dense_f32,
     lut_i8: lut_i8_avx512vbmi::lut_i8,
+    activation_f32: elementwise_f32_simd::activation_f32_avx512,
+    pixels_f32: elementwise_f32_simd::pixels_f32_avx512,
     weight_stream: weight_stream_avx512::weight_stream,
 };
 
@@ -51,6 +56,8 @@ pub static AVX2: Kernels = Kernels {
     dense_f16: dense_float_fma::dense_f16,
     dense_f32: dense_float_fma::dense_f32,
     lut_i8: REFERENCE.lut_i8,
+    activation_f32: elementwise_f32_simd::activation_f32_avx2,
+    pixels_f32: elementwise_f32_simd::pixels_f32_avx2,
     weight_stream: weight_stream_avx2::weight_stream,
 };
 
