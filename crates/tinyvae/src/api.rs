@@ -28,7 +28,8 @@ fn stage_labels(model: &Model<'_>, work: &mut [u8], labels: Option<&[u32]>, batc
             if let Some(&bad) = labels.iter().find(|&&l| l as usize >= classes) {
                 return Err(Error::BadLabel { label: bad, classes: classes as u32 });
             }
-            model.stage_input(work, 1, batch, |i| (labels[i / classes] as usize == i % classes) as u32 as f32)
+            let one_hot = labels.iter().flat_map(|&l| (0..classes).map(move |c| (l as usize == c) as u32 as f32));
+            model.stage_input(work, 1, batch, one_hot)
         }
     }
 }
@@ -77,7 +78,7 @@ impl<'m, 'a> Decoder<'m, 'a> {
 
     fn run(
         &self,
-        z: impl FnMut(usize) -> f32,
+        z: impl Iterator<Item = f32>,
         labels: Option<&[u32]>,
         batch: usize,
         arena: &mut [u8],
@@ -106,7 +107,7 @@ impl<'m, 'a> Decoder<'m, 'a> {
     ) -> Result<(), Error> {
         check_len("z", batch * self.latent_dim(), z.len())?;
         check_len("pixels", batch * self.output_len(), pixels.len())?;
-        self.run(|i| z[i], labels, batch, arena)?;
+        self.run(z.iter().copied(), labels, batch, arena)?;
         self.finish_pixels(arena, batch, pixels)
     }
 
@@ -131,7 +132,7 @@ impl<'m, 'a> Decoder<'m, 'a> {
     ) -> Result<(), Error> {
         check_len("z", batch * self.latent_dim(), z.len())?;
         check_len("out", batch * self.output_len(), out.len())?;
-        self.run(|i| z[i], labels, batch, arena)?;
+        self.run(z.iter().copied(), labels, batch, arena)?;
         let work = self.model.working_arena(arena, batch)?;
         self.model.read_output(work, 0, batch, out)
     }
@@ -145,7 +146,7 @@ impl<'m, 'a> Decoder<'m, 'a> {
     /// grid of samples from seed S is the same on every target.
     pub fn sample(&self, rng: &mut Rng, arena: &mut [u8], pixels: &mut [u8]) -> Result<(), Error> {
         check_len("pixels", self.output_len(), pixels.len())?;
-        self.run(|_| rng.gaussian(), None, 1, arena)?;
+        self.run(core::iter::repeat_with(|| rng.gaussian()), None, 1, arena)?;
         self.finish_pixels(arena, 1, pixels)
     }
 
@@ -158,7 +159,7 @@ impl<'m, 'a> Decoder<'m, 'a> {
         pixels: &mut [u8],
     ) -> Result<(), Error> {
         check_len("pixels", self.output_len(), pixels.len())?;
-        self.run(|_| rng.gaussian(), Some(&[label]), 1, arena)?;
+        self.run(core::iter::repeat_with(|| rng.gaussian()), Some(&[label]), 1, arena)?;
         self.finish_pixels(arena, 1, pixels)
     }
 }
@@ -245,7 +246,7 @@ impl<'m, 'a> Encoder<'m, 'a> {
         check_len("x", batch * self.input_len(), x.len())?;
         let work = self.model.working_arena(arena, batch)?;
         stage_labels(self.model, work, labels, batch)?;
-        self.model.stage_input(work, 0, batch, |i| x[i])?;
+        self.model.stage_input(work, 0, batch, x.iter().copied())?;
         self.model.execute(self.kernels, work, batch)?;
         self.read_heads(arena, batch, mu, logvar)
     }

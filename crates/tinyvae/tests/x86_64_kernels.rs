@@ -439,3 +439,56 @@ fn best_is_an_x86_64_table_when_one_is_usable() {
     assert!(kernels::available().any(|k| k.name == "scalar"));
     assert_eq!(WeightLayout::RowMajor, DenseI8Case::random(&mut Rng::new(1), 2, 2, 1).params().layout);
 }
+
+/// f16 weights of every finite magnitude (subnormals, zeros of both signs, 65504) and inputs on
+/// both sides of the integer-widening path's limit (|x| < 2^15), one sample at a time (that
+/// path's batch) and in blocks: within a tolerance of the reference's sum of magnitudes.
+#[test]
+fn f16_weights_of_every_magnitude() {
+    for k in tables() {
+        let mut rng = Rng::new(0xF16);
+        for i in 0..400 {
+            let rows = 16 + rng.below(40) as usize;
+            let cols = 1 + rng.below(if i % 8 == 0 { 2300 } else { 300 }) as usize;
+            let batch = [1, 1, 2, 5][i % 4];
+            let big_inputs = i % 5 == 0;
+            let weights: Vec<half::f16> = (0..rows * cols)
+                .map(|_| loop {
+                    let w = half::f16::from_bits(rng.next_u64() as u16);
+                    if w.is_finite() {
+                        break w;
+                    }
+                })
+                .collect();
+            let x: Vec<f32> = (0..batch * cols)
+                .map(|_| {
+                    let v = (rng.below(2001) as f32 - 1000.0) / 500.0;
+                    if big_inputs && rng.below(50) == 0 {
+                        v * 40_000.0
+                    } else {
+                        v
+                    }
+                })
+                .collect();
+            let w: Vec<u8> = weights.iter().flat_map(|w| w.to_le_bytes()).collect();
+            let b: Vec<u8> = (0..rows).flat_map(|o| (o as f32 - 7.5).to_le_bytes()).collect();
+            let p = DenseFloat { rows, cols, weights: &w, bias: &b, relu: i % 3 == 0 };
+            let mut got = vec![0f32; batch * rows];
+            let mut want = vec![0f32; batch * rows];
+            (k.dense_f16)(&p, &x, batch, &mut got);
+            (REFERENCE.dense_f16)(&p, &x, batch, &mut want);
+            for s in 0..batch {
+                for o in 0..rows {
+                    let magnitude: f32 =
+                        (0..cols).map(|c| (weights[o * cols + c].to_f32() * x[s * cols + c]).abs()).sum::<f32>() + 8.0;
+                    let (g, e) = (got[s * rows + o], want[s * rows + o]);
+                    assert!(
+                        (g - e).abs() <= 1e-6 * cols as f32 * magnitude,
+                        "{} case {i}: rows {rows} cols {cols} batch {batch}: out[{s}][{o}] = {g}, reference {e}",
+                        k.name
+                    );
+                }
+            }
+        }
+    }
+}

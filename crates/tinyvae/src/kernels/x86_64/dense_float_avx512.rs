@@ -71,6 +71,17 @@ unsafe fn run<const F16: bool>(p: &DenseFloat<'_>, x: &[f32], batch: usize, out:
     for b in 0..batch {
         // SAFETY: b < batch: sample b's inputs and outputs are in bounds.
         let (xb, yb) = unsafe { (x.add(b * cols), out.add(b * rows)) };
+        if F16 && rows >= ROWS && cols >= 32 && cols <= SPLIT_MAX_COLS {
+            let mut split = [0f32; SPLIT_MAX_COLS];
+            // SAFETY: xb points to cols inputs; split holds SPLIT_MAX_COLS >= cols floats.
+            if unsafe { split_scaled(xb, cols, &mut split) } {
+                for o in block_starts(rows, ROWS) {
+                    // SAFETY: o + 16 <= rows; split was filled for these inputs.
+                    unsafe { rows16_sample1_f16_split(p, xb, &split, yb, o) };
+                }
+                continue;
+            }
+        }
         if rows >= ROWS {
             for o in block_starts(rows, ROWS) {
                 // SAFETY: o + 16 <= rows.
@@ -82,6 +93,106 @@ unsafe fn run<const F16: bool>(p: &DenseFloat<'_>, x: &[f32], batch: usize, out:
                 unsafe { row1_sample1::<F16>(p, xb, yb, o) };
             }
         }
+    }
+}
+
+/// Widest layer whose inputs the integer-widening f16 path keeps (de-interleaved) on the stack.
+const SPLIT_MAX_COLS: usize = 2048;
+/// `2^112`: an f16's magnitude bits shifted into an f32's place read as `|w| * 2^-112`.
+const TWO_POW_112: f32 = 5.192_297e33;
+
+/// Fills `split` with the inputs of the 32-column steps de-interleaved and scaled by 2^112: per
+/// 32 columns, 16 even ones then 16 odd ones (the order in which [`rows16_sample1_f16_split`]
+/// unpacks a 64-byte load of f16 weights). Returns false, leaving the vcvtph2ps path to run,
+/// when some |x| >= 2^15 (its scaled value could overflow) or is NaN.
+///
+/// # Safety
+/// AVX-512 F; `x` points to `cols <= SPLIT_MAX_COLS` inputs.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn split_scaled(x: *const f32, cols: usize, split: &mut [f32; SPLIT_MAX_COLS]) -> bool {
+    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    let scale = _mm512_set1_ps(TWO_POW_112);
+    let limit = _mm512_set1_ps(32768.0);
+    let mut ok: __mmask16 = 0xFFFF;
+    let mut k = 0;
+    while k + 32 <= cols {
+        // SAFETY: columns k..k+32 are inside x; split has room for them.
+        unsafe {
+            let (a, b) = (_mm512_loadu_ps(x.add(k)), _mm512_loadu_ps(x.add(k + 16)));
+            // |x| < 2^15 (false for NaN): the scaled value stays finite.
+            ok &= _mm512_cmp_ps_mask::<_CMP_LT_OQ>(_mm512_abs_ps(a), limit)
+                & _mm512_cmp_ps_mask::<_CMP_LT_OQ>(_mm512_abs_ps(b), limit);
+            let s = split.as_mut_ptr().add(k);
+            _mm512_storeu_ps(s, _mm512_mul_ps(_mm512_permutex2var_ps(a, even, b), scale));
+            _mm512_storeu_ps(s.add(16), _mm512_mul_ps(_mm512_permutex2var_ps(a, odd, b), scale));
+        }
+        k += 32;
+    }
+    ok == 0xFFFF
+}
+
+/// [`rows16_sample1`] for f16 weights without `vcvtph2ps`, whose throughput bounds that loop.
+/// One 64-byte load holds 32 weights, two per dword. With a weight in a dword's top half (the
+/// odd one is; the even one is shifted there), an arithmetic shift right by 3 and a mask put
+/// its sign, exponent and mantissa where an f32's go, which reads as `w * 2^-112` exactly
+/// (subnormals included). The inputs are pre-scaled by 2^112 ([`split_scaled`]), so each product
+/// is exactly `w * x` and every FMA matches the `vcvtph2ps` path's; the columns after the last
+/// 32-column step take that path. (Non-finite f16 weights, which the quantizer never writes,
+/// read as large finite ones here.)
+///
+/// # Safety
+/// AVX-512 F/BW/VL; `x` points to `cols` inputs and `split` holds them as [`split_scaled`]
+/// wrote; `out` to `rows` outputs, `o + 16 <= rows`, and `p`'s buffers cover its shape with
+/// f16 weights.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn rows16_sample1_f16_split(
+    p: &DenseFloat<'_>,
+    x: *const f32,
+    split: &[f32; SPLIT_MAX_COLS],
+    out: *mut f32,
+    o: usize,
+) {
+    let cols = p.cols;
+    let w = p.weights.as_ptr();
+    let full = cols / 32 * 32;
+    let tail = cols % 16;
+    let m = low_lanes(tail);
+    // Sign, exponent and mantissa of an f16 held in a dword's top half, after an arithmetic
+    // shift right by 3: bits 28..31 are all the sign; keep bit 31 and the 15 bits below 28.
+    let bits = _mm512_set1_epi32(0x8FFF_E000_u32 as i32);
+    let xs = split.as_ptr();
+    let mut partial = [_mm512_setzero_ps(); ROWS];
+    for (r, part) in partial.iter_mut().enumerate() {
+        let row = (o + r) * cols;
+        let (mut even, mut odd) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+        let mut k = 0;
+        // SAFETY (loads): as in rows16_sample1: row o + r < rows, k + 32 <= cols inside the row
+        // (2 bytes a weight), split and x; the tail loads are masked.
+        unsafe {
+            while k < full {
+                let d = _mm512_loadu_si512(w.add(2 * (row + k)).cast());
+                let lo =
+                    _mm512_castsi512_ps(_mm512_and_si512(_mm512_srai_epi32::<3>(_mm512_slli_epi32::<16>(d)), bits));
+                let hi = _mm512_castsi512_ps(_mm512_and_si512(_mm512_srai_epi32::<3>(d), bits));
+                even = _mm512_fmadd_ps(lo, _mm512_loadu_ps(xs.add(k)), even);
+                odd = _mm512_fmadd_ps(hi, _mm512_loadu_ps(xs.add(k + 16)), odd);
+                k += 32;
+            }
+            if k + 16 <= cols {
+                even = _mm512_fmadd_ps(weights16::<true>(w, row + k), _mm512_loadu_ps(x.add(k)), even);
+                k += 16;
+            }
+            if tail > 0 {
+                odd = _mm512_fmadd_ps(weights16_masked::<true>(m, w, row + k), _mm512_maskz_loadu_ps(m, x.add(k)), odd);
+            }
+        }
+        *part = _mm512_add_ps(even, odd);
+    }
+    // SAFETY: bias has rows f32 and out rows outputs; o + 16 <= rows.
+    unsafe {
+        let bias = _mm512_loadu_ps(p.bias.as_ptr().add(4 * o).cast());
+        _mm512_storeu_ps(out.add(o), finish(reduce16(&partial), bias, p.relu));
     }
 }
 
