@@ -9,6 +9,7 @@
 use crate::format::ActKind;
 
 /// e^x for any finite x (clamped to the f32 range of the result), vectorizable.
+#[cfg(any(feature = "f32", feature = "f16"))]
 #[inline(always)]
 pub fn exp_fast(x: f32) -> f32 {
     const LOG2E: f32 = core::f32::consts::LOG2_E;

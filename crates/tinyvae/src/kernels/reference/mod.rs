@@ -10,6 +10,7 @@ mod weight_stream;
 
 pub use activation::activation_f32;
 pub use activation::pixels_f32;
+#[cfg(target_arch = "x86_64")]
 pub(crate) use activation::{activation_f32_inline, pixels_f32_inline};
 pub use dense_f16::dense_f16;
 pub use dense_f32::dense_f32;
@@ -24,7 +25,7 @@ pub(crate) fn le_i32(bytes: &[u8], i: usize) -> i32 {
 }
 
 /// Little-endian f32 at element `i` of a byte array (0 past the end).
-#[cfg(any(feature = "f32", feature = "f16"))]
+#[cfg_attr(not(any(feature = "f32", feature = "f16")), allow(dead_code))]
 #[inline]
 pub(crate) fn le_f32(bytes: &[u8], i: usize) -> f32 {
     crate::format::read_f32(bytes, i * 4).unwrap_or(0.0)
