@@ -168,13 +168,13 @@ pub fn run(f: Figure) -> Result<ExitCode> {
 }
 
 /// Reads blobs, refusing to write the figure over any of them.
-fn read_blobs(out: &std::path::Path, paths: &[PathBuf]) -> Result<Vec<tinyvae::AlignedBlob>> {
+fn read_blobs(out: &std::path::Path, paths: &[PathBuf]) -> Result<Vec<impl std::ops::Deref<Target = [u8]>>> {
     let refs: Vec<&std::path::Path> = paths.iter().map(|p| p.as_path()).collect();
     util::check_not_input(out, &refs)?;
     paths.iter().map(|p| util::read_blob(p)).collect()
 }
 
-fn parse_all<'a>(paths: &[PathBuf], blobs: &'a [tinyvae::AlignedBlob]) -> Result<Vec<Model<'a>>> {
+fn parse_all<'a, B: std::ops::Deref<Target = [u8]>>(paths: &[PathBuf], blobs: &'a [B]) -> Result<Vec<Model<'a>>> {
     paths
         .iter()
         .zip(blobs)
