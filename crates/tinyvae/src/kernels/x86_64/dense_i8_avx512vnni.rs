@@ -505,18 +505,26 @@ unsafe fn pack_group(cols: usize, x: *const u8, n: usize, packed: *mut __m512i) 
     let quads = cols / 4;
     let lanes: __mmask16 = ((1u32 << n) - 1) as __mmask16;
     let flip = _mm512_set1_epi8(-128);
-    let offsets = _mm512_mullo_epi32(
-        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-        _mm512_set1_epi32(cols as i32),
-    );
-    for q in 0..quads {
-        // SAFETY: each active lane reads the 4 bytes 4q..4q+4 <= cols of a sample s < n (offsets
-        // s*cols fit i32: cols <= 1024); inactive lanes are not accessed. q < cols/4 <= 256
-        // indexes the packed buffer.
-        unsafe {
-            let v = _mm512_mask_i32gather_epi32::<1>(_mm512_setzero_si512(), lanes, offsets, x.add(4 * q).cast());
-            packed.add(q).write(_mm512_maskz_xor_epi32(lanes, v, flip));
+    // 16 quads at a time: each sample's 64 bytes in one load, then a 16 x 16 dword transpose
+    // (a gather per quad measured 3% of a batch-64 decode, twice this).
+    let mut q0 = 0;
+    while q0 < quads {
+        let count = (quads - q0).min(16);
+        let words: __mmask16 = ((1u32 << count) - 1) as __mmask16;
+        let by_sample: [__m512i; GROUP] = core::array::from_fn(|s| {
+            if s < n {
+                // SAFETY: bytes 4*q0 .. 4*(q0 + count) <= cols of sample s < n; masked-off
+                // dwords are not accessed.
+                unsafe { _mm512_maskz_loadu_epi32(words, x.add(s * cols + 4 * q0).cast()) }
+            } else {
+                _mm512_setzero_si512()
+            }
+        });
+        for (i, v) in transpose16(&by_sample).iter().enumerate().take(count) {
+            // SAFETY: q0 + i < quads <= cols.div_ceil(4): inside the packed buffer.
+            unsafe { packed.add(q0 + i).write(_mm512_maskz_xor_epi32(lanes, *v, flip)) };
         }
+        q0 += count;
     }
     let rest = cols % 4;
     if rest > 0 {
