@@ -156,8 +156,6 @@ unsafe fn rows16_sample1_f16_split(
     let cols = p.cols;
     let w = p.weights.as_ptr();
     let full = cols / 32 * 32;
-    let tail = cols % 16;
-    let m = low_lanes(tail);
     // Sign, exponent and mantissa of an f16 held in a dword's top half, after an arithmetic
     // shift right by 3: bits 28..31 are all the sign; keep bit 31 and the 15 bits below 28.
     let bits = _mm512_set1_epi32(0x8FFF_E000_u32 as i32);
@@ -179,21 +177,12 @@ unsafe fn rows16_sample1_f16_split(
                 odd = _mm512_fmadd_ps(hi, _mm512_loadu_ps(xs.add(k + 16)), odd);
                 k += 32;
             }
-            if k + 16 <= cols {
-                even = _mm512_fmadd_ps(weights16::<true>(w, row + k), _mm512_loadu_ps(x.add(k)), even);
-                k += 16;
-            }
-            if tail > 0 {
-                odd = _mm512_fmadd_ps(weights16_masked::<true>(m, w, row + k), _mm512_maskz_loadu_ps(m, x.add(k)), odd);
-            }
+            (even, odd) = row_rest::<true>(w, x, row, k, cols, (even, odd));
         }
         *part = _mm512_add_ps(even, odd);
     }
-    // SAFETY: bias has rows f32 and out rows outputs; o + 16 <= rows.
-    unsafe {
-        let bias = _mm512_loadu_ps(p.bias.as_ptr().add(4 * o).cast());
-        _mm512_storeu_ps(out.add(o), finish(reduce16(&partial), bias, p.relu));
-    }
+    // SAFETY: o + 16 <= rows.
+    unsafe { store_rows16(p, &partial, out, o) };
 }
 
 /// Weights `k..k+16` of the row starting at element `row`, widened to f32.
@@ -279,8 +268,6 @@ fn finish(v: __m512, bias: __m512, relu: bool) -> __m512 {
 unsafe fn rows16_sample1<const F16: bool>(p: &DenseFloat<'_>, x: *const f32, out: *mut f32, o: usize) {
     let cols = p.cols;
     let w = p.weights.as_ptr();
-    let tail = cols % 16;
-    let m = low_lanes(tail);
     let mut partial = [_mm512_setzero_ps(); ROWS];
     for (r, part) in partial.iter_mut().enumerate() {
         let row = (o + r) * cols;
@@ -295,20 +282,55 @@ unsafe fn rows16_sample1<const F16: bool>(p: &DenseFloat<'_>, x: *const f32, out
                 odd = _mm512_fmadd_ps(weights16::<F16>(w, row + k + 16), _mm512_loadu_ps(x.add(k + 16)), odd);
                 k += 32;
             }
-            if k + 16 <= cols {
-                even = _mm512_fmadd_ps(weights16::<F16>(w, row + k), _mm512_loadu_ps(x.add(k)), even);
-                k += 16;
-            }
-            if tail > 0 {
-                odd = _mm512_fmadd_ps(weights16_masked::<F16>(m, w, row + k), _mm512_maskz_loadu_ps(m, x.add(k)), odd);
-            }
+            (even, odd) = row_rest::<F16>(w, x, row, k, cols, (even, odd));
         }
         *part = _mm512_add_ps(even, odd);
     }
-    // SAFETY: bias has rows f32 and out rows outputs; o + 16 <= rows.
+    // SAFETY: o + 16 <= rows.
+    unsafe { store_rows16(p, &partial, out, o) };
+}
+
+/// Columns `k..cols` (fewer than 32) of the row starting at element `row`: one full step of 16
+/// into the first accumulator if there is room, the masked rest into the second.
+///
+/// # Safety
+/// AVX-512 F/BW/VL; the row's `cols` weights and `x`'s `cols` inputs are readable.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+#[inline]
+unsafe fn row_rest<const F16: bool>(
+    w: *const u8,
+    x: *const f32,
+    row: usize,
+    mut k: usize,
+    cols: usize,
+    (mut even, mut odd): (__m512, __m512),
+) -> (__m512, __m512) {
+    // SAFETY (loads): k + 16 <= cols stays inside the row and x; the tail loads are masked to
+    // the last cols - k elements.
+    unsafe {
+        if k + 16 <= cols {
+            even = _mm512_fmadd_ps(weights16::<F16>(w, row + k), _mm512_loadu_ps(x.add(k)), even);
+            k += 16;
+        }
+        if k < cols {
+            let m = low_lanes(cols - k);
+            odd = _mm512_fmadd_ps(weights16_masked::<F16>(m, w, row + k), _mm512_maskz_loadu_ps(m, x.add(k)), odd);
+        }
+    }
+    (even, odd)
+}
+
+/// Outputs `o..o+16`: the 16 rows' partial sums reduced, plus bias, optional ReLU.
+///
+/// # Safety
+/// AVX-512 F/BW/VL; `o + 16 <= rows`, `out` points to `rows` outputs, `p.bias` holds `rows` f32.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+#[inline]
+unsafe fn store_rows16(p: &DenseFloat<'_>, partial: &[__m512; ROWS], out: *mut f32, o: usize) {
+    // SAFETY: the caller's contract.
     unsafe {
         let bias = _mm512_loadu_ps(p.bias.as_ptr().add(4 * o).cast());
-        _mm512_storeu_ps(out.add(o), finish(reduce16(&partial), bias, p.relu));
+        _mm512_storeu_ps(out.add(o), finish(reduce16(partial), bias, p.relu));
     }
 }
 
