@@ -30,4 +30,7 @@ cargo build --release -p tinyvae --target thumbv7em-none-eabihf
 # The firmware examples: the shipped int8 decoder on a Cortex-M4 (QEMU mps2-an386) and on
 # aarch64 (qemu-aarch64) must draw the same pixels as the host, byte for byte.
 ./scripts/test-firmware.sh
+# Again with a conditional decoder (the CVAE): the firmware and the Pi program draw requested
+# digits 0, 1, 2, .. in turn, as `tinyvae sample` does without --label.
+TINYVAE_FIRMWARE_BLOB=models/mnist-cvae/decoder.int8.tvae ./scripts/test-firmware.sh
 echo "== all tests passed"

@@ -96,7 +96,7 @@ fn show_digits<I: WriteOnlyDataCommand>(panel: &mut Panel<I>, wait: &mut dyn FnM
     let mut index = 0u32;
     loop {
         let start = DWT::cycle_count();
-        decoder.sample(&mut rng, arena, digit)?;
+        crate::draw_sample(&decoder, index, &mut rng, arena, digit)?;
         let cycles = DWT::cycle_count().wrapping_sub(start);
 
         let caption = Caption::new(index, SEED);

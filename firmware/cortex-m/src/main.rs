@@ -35,6 +35,28 @@ mod stack;
 /// Seed of the runtime's PRNG. `tinyvae sample BLOB --seed 1` draws the same digits on a host.
 pub const SEED: u64 = 1;
 
+/// The digits a conditional decoder (CVAE, M2: deployed with `tinyvae deploy`) is asked for,
+/// in turn; edit to request others. `tinyvae sample BLOB --seed 1` (no `--label`) cycles
+/// 0..=9 the same way, so the default draws the same digits on a host. Unconditional
+/// decoders ignore it.
+pub const REQUESTED_DIGITS: &[u32] = &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
+
+/// Draws sample `index`: z ~ N(0, I) from `rng`, decoded with the requested digit when the
+/// decoder takes a label.
+pub fn draw_sample(
+    decoder: &tinyvae::Decoder<'_, '_>,
+    index: u32,
+    rng: &mut tinyvae::Rng,
+    arena: &mut [u8],
+    digit: &mut [u8],
+) -> Result<(), tinyvae::Error> {
+    if decoder.classes() == 0 {
+        return decoder.sample(rng, arena, digit);
+    }
+    let label = REQUESTED_DIGITS[index as usize % REQUESTED_DIGITS.len()];
+    decoder.sample_conditional(rng, label, arena, digit)
+}
+
 /// Pixels per decoded sample.
 pub const PIXELS: usize = model::OUTPUT_LEN;
 

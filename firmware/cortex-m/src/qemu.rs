@@ -144,7 +144,7 @@ fn run(console: &mut Console) -> Result<(), Failure> {
         }
         let sp = stack::pointer();
         stack::paint();
-        let (sampled, total) = counter.count(|| decoder.sample(&mut rng, arena, digit));
+        let (sampled, total) = counter.count(|| crate::draw_sample(&decoder, index, &mut rng, arena, digit));
         let decode_stack = sp - stack::lowest_touched();
         sampled?;
         #[cfg(feature = "display")]

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-pub const USAGE: &str = "usage: tinyvae-rpi [BLOB.tvae] [--count N] [--seed S] [--raw FILE] [--frames FILE] [--png FILE] [--fb DEVICE] [--terminal]
+pub const USAGE: &str = "usage: tinyvae-rpi [BLOB.tvae] [--count N] [--seed S] [--label L] [--raw FILE] [--frames FILE] [--png FILE] [--fb DEVICE] [--terminal]
 
 Samples N digits from a decoder blob with the runtime's PRNG and shows them: on the Linux
 framebuffer (--fb, default /dev/fb0 when it exists), otherwise in a PNG (--png, default
@@ -12,6 +12,8 @@ digits.png). The same seed gives the same pixels as `tinyvae sample` and the Cor
   BLOB.tvae       decoder blob (default models/mnist-vae-z20/decoder.int8.tvae)
   --count N       digits to sample (default 8)
   --seed S        seed of the runtime's PRNG (default 1)
+  --label L       the digit to draw, for conditional decoders (CVAE, M2); without it they
+                  cycle 0, 1, 2, .. as `tinyvae sample` does
   --raw FILE      write the decoded pixels, N x 784 bytes
   --frames FILE   write the 128x64 SSD1306 frames, N x 1024 bytes (page layout)
   --png FILE      write the picture to FILE (also when a framebuffer is used)
@@ -24,6 +26,7 @@ pub struct Args {
     pub blob: PathBuf,
     pub count: u32,
     pub seed: u64,
+    pub label: Option<u32>,
     pub raw: Option<PathBuf>,
     pub frames: Option<PathBuf>,
     pub png: Option<PathBuf>,
@@ -37,6 +40,7 @@ pub fn parse(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, Str
         blob: PathBuf::from("models/mnist-vae-z20/decoder.int8.tvae"),
         count: 8,
         seed: 1,
+        label: None,
         raw: None,
         frames: None,
         png: None,
@@ -50,6 +54,7 @@ pub fn parse(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, Str
             "-h" | "--help" => return Ok(None),
             "--count" => a.count = number(&value("--count")?, "--count")?,
             "--seed" => a.seed = number(&value("--seed")?, "--seed")?,
+            "--label" => a.label = Some(number(&value("--label")?, "--label")?),
             "--raw" => a.raw = Some(value("--raw")?.into()),
             "--frames" => a.frames = Some(value("--frames")?.into()),
             "--png" => a.png = Some(value("--png")?.into()),
@@ -83,8 +88,8 @@ mod tests {
 
     #[test]
     fn flags_and_defaults() {
-        let a = args("m.tvae --count 3 --seed 9 --raw r --terminal").unwrap().unwrap();
-        assert_eq!((a.blob.to_str(), a.count, a.seed, a.terminal), (Some("m.tvae"), 3, 9, true));
+        let a = args("m.tvae --count 3 --seed 9 --label 7 --raw r --terminal").unwrap().unwrap();
+        assert_eq!((a.blob.to_str(), a.count, a.seed, a.label, a.terminal), (Some("m.tvae"), 3, 9, Some(7), true));
         assert_eq!(a.raw.as_deref().and_then(|p| p.to_str()), Some("r"));
         let d = args("").unwrap().unwrap();
         assert_eq!((d.count, d.seed, d.png.is_none()), (8, 1, true));

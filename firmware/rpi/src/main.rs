@@ -48,16 +48,25 @@ fn run(a: args::Args) -> Result<(), String> {
     if meta.width * meta.height != n || n == 0 {
         return Err(format!("{name}: the decoder's output ({n} values) is not a {}x{} image", meta.width, meta.height));
     }
-    if decoder.classes() > 0 {
-        return Err(format!("{name}: a conditional decoder needs labels; this example samples unconditional ones"));
+    let classes = decoder.classes() as u32;
+    match a.label {
+        Some(_) if classes == 0 => return Err(format!("{name}: --label needs a conditional decoder; this one has no label input")),
+        Some(l) if l >= classes => return Err(format!("{name}: --label {l} is not one of its {classes} classes")),
+        _ => {}
     }
 
     let mut arena = vec![0u8; model.arena_size()];
     let mut pixels = vec![0u8; a.count as usize * n];
     let mut rng = Rng::new(a.seed);
     let start = Instant::now();
-    for digit in pixels.chunks_exact_mut(n) {
-        decoder.sample(&mut rng, &mut arena, digit).map_err(|e| format!("{name}: {e}"))?;
+    for (i, digit) in pixels.chunks_exact_mut(n).enumerate() {
+        // Labels as `tinyvae sample` gives them: the requested one, or 0, 1, 2, .. in turn.
+        let drawn = match (classes, a.label) {
+            (0, _) => decoder.sample(&mut rng, &mut arena, digit),
+            (_, Some(l)) => decoder.sample_conditional(&mut rng, l, &mut arena, digit),
+            (c, None) => decoder.sample_conditional(&mut rng, i as u32 % c, &mut arena, digit),
+        };
+        drawn.map_err(|e| format!("{name}: {e}"))?;
     }
     let per_digit = start.elapsed().as_secs_f64() * 1e6 / a.count as f64;
     println!(

@@ -21,7 +21,12 @@ fn decode_one() -> Result<(), tinyvae::Error> {
     // SAFETY: main runs once and nothing else touches these statics.
     let (arena, digit) = unsafe { (&mut *core::ptr::addr_of_mut!(ARENA), &mut *core::ptr::addr_of_mut!(DIGIT)) };
     let model = Model::parse(model::BLOB)?;
-    Decoder::new(&model)?.sample(&mut Rng::new(1), arena, digit)
+    let decoder = Decoder::new(&model)?;
+    if decoder.classes() > 0 {
+        // Conditional decoders (CVAE, M2): a requested digit.
+        return decoder.sample_conditional(&mut Rng::new(1), 0, arena, digit);
+    }
+    decoder.sample(&mut Rng::new(1), arena, digit)
 }
 
 #[entry]

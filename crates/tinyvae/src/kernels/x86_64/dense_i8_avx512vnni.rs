@@ -213,7 +213,11 @@ unsafe fn rows16_dot<const N: usize, const ACCUMULATE: bool>(
     // row's N*64 bytes and its masked tail (the mask may be empty: no access); reads and
     // writes: the 16 vectors of `partial`.
     macro_rules! pass {
-        ($($j:literal $acc:literal),* ; $($add:literal)?) => {
+        ($($j:literal $acc:literal),* ; $($add:literal)?) => {{
+            // Typed scratch outputs: an untyped (`_`) one gets a type whose register class lacks
+            // zmm16..31, and when register pressure puts it there LLVM prints a bogus register
+            // name and the build fails ("invalid operand for instruction").
+            let (scratch_a, scratch_b, scratch_t): (__m512i, __m512i, __m512i);
             // SAFETY: the caller's contract covers every read; `partial` holds 16 vectors.
             unsafe {
                 core::arch::asm!(
@@ -238,13 +242,14 @@ unsafe fn rows16_dot<const N: usize, const ACCUMULATE: bool>(
                     w = inout(reg) w => _,
                     out = inout(reg) partial.as_mut_ptr() => _,
                     rows = inout(reg) ROWS => _,
-                    a = out(zmm_reg) _,
-                    b = out(zmm_reg) _,
-                    t = out(zmm_reg) _,
+                    a = out(zmm_reg) scratch_a,
+                    b = out(zmm_reg) scratch_b,
+                    t = out(zmm_reg) scratch_t,
                     options(nostack),
                 )
             }
-        };
+            let _ = (scratch_a, scratch_b, scratch_t);
+        }};
     }
     // The sum is added to `partial` or replaces it.
     if ACCUMULATE {
@@ -562,6 +567,8 @@ unsafe fn pair_rows8_dot(
     let [a0, a1, a2, a3, a4, a5, a6, a7] = acc_a;
     let [b0, b1, b2, b3, b4, b5, b6, b7] = acc_b;
     // Rows 0, 1, 2, 4 from w; 3 and 7 from w + 3 * stride; 5 and 6 from w + 4 * stride.
+    // Scratch outputs typed, as in `rows16_dot`.
+    let (scratch_xa, scratch_xb, scratch_t, scratch_u): (__m512i, __m512i, __m512i, __m512i);
     // SAFETY: the caller's contract covers every read; the bases move 4 bytes per step.
     unsafe {
         core::arch::asm!(
@@ -602,10 +609,10 @@ unsafe fn pair_rows8_dot(
             a4 = inout(zmm_reg) *a4, a5 = inout(zmm_reg) *a5, a6 = inout(zmm_reg) *a6, a7 = inout(zmm_reg) *a7,
             b0 = inout(zmm_reg) *b0, b1 = inout(zmm_reg) *b1, b2 = inout(zmm_reg) *b2, b3 = inout(zmm_reg) *b3,
             b4 = inout(zmm_reg) *b4, b5 = inout(zmm_reg) *b5, b6 = inout(zmm_reg) *b6, b7 = inout(zmm_reg) *b7,
-            xa = out(zmm_reg) _,
-            xb = out(zmm_reg) _,
-            t = out(zmm_reg) _,
-            u = out(zmm_reg) _,
+            xa = out(zmm_reg) scratch_xa,
+            xb = out(zmm_reg) scratch_xb,
+            t = out(zmm_reg) scratch_t,
+            u = out(zmm_reg) scratch_u,
             w = inout(reg) w => _,
             w3 = inout(reg) w.wrapping_add(3 * stride) => _,
             w4 = inout(reg) w.wrapping_add(4 * stride) => _,
@@ -616,6 +623,7 @@ unsafe fn pair_rows8_dot(
             options(nostack, readonly),
         )
     }
+    let _ = (scratch_xa, scratch_xb, scratch_t, scratch_u);
 }
 
 /// `n` (17..=32) samples at once as two packed groups (samples 0..16 and 16..n) that share
