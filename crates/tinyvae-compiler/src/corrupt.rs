@@ -27,7 +27,7 @@ pub enum Corruption {
 impl Corruption {
     /// Parses `masking`, `gaussian` or `salt-pepper` with a strength.
     pub fn new(kind: &str, strength: f32) -> Result<Corruption, String> {
-        if !(0.0..=1.0).contains(&strength) && kind != "gaussian" || !(strength >= 0.0) {
+        if !(0.0..=1.0).contains(&strength) && kind != "gaussian" || strength.is_nan() || strength < 0.0 {
             return Err(format!("noise strength {strength} is out of range"));
         }
         match kind {

@@ -44,7 +44,8 @@ fn cholesky(a: &Array2<f64>) -> Option<Array2<f64>> {
         for k in 0..j {
             d -= l[[j, k]] * l[[j, k]];
         }
-        if !(d > 0.0) {
+        // Not positive, or NaN: the matrix is not positive definite.
+        if d.is_nan() || d <= 0.0 {
             return None;
         }
         let d = d.sqrt();

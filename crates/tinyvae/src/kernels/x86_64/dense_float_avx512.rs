@@ -71,7 +71,7 @@ unsafe fn run<const F16: bool>(p: &DenseFloat<'_>, x: &[f32], batch: usize, out:
     for b in 0..batch {
         // SAFETY: b < batch: sample b's inputs and outputs are in bounds.
         let (xb, yb) = unsafe { (x.add(b * cols), out.add(b * rows)) };
-        if F16 && rows >= ROWS && cols >= 32 && cols <= SPLIT_MAX_COLS {
+        if F16 && rows >= ROWS && (32..=SPLIT_MAX_COLS).contains(&cols) {
             let mut split = [0f32; SPLIT_MAX_COLS];
             // SAFETY: xb points to cols inputs; split holds SPLIT_MAX_COLS >= cols floats.
             if unsafe { split_scaled(xb, cols, &mut split) } {
