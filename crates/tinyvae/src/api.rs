@@ -17,7 +17,13 @@ fn check_len(what: &'static str, expected: usize, got: usize) -> Result<(), Erro
 
 /// Checks `labels` against a model's class count (`Some` exactly for conditional models) and
 /// writes them one-hot into graph input 1.
-fn stage_labels(model: &Model<'_>, work: &mut [u8], labels: Option<&[u32]>, batch: usize) -> Result<(), Error> {
+fn stage_labels(
+    model: &Model<'_>,
+    kernels: &Kernels,
+    work: &mut [u8],
+    labels: Option<&[u32]>,
+    batch: usize,
+) -> Result<(), Error> {
     let classes = model.meta().classes;
     match (labels, classes) {
         (None, 0) => Ok(()),
@@ -29,7 +35,7 @@ fn stage_labels(model: &Model<'_>, work: &mut [u8], labels: Option<&[u32]>, batc
                 return Err(Error::BadLabel { label: bad, classes: classes as u32 });
             }
             let one_hot = labels.iter().flat_map(|&l| (0..classes).map(move |c| (l as usize == c) as u32 as f32));
-            model.stage_input(work, 1, batch, one_hot)
+            model.stage_input(kernels, work, 1, batch, one_hot)
         }
     }
 }
@@ -84,8 +90,8 @@ impl<'m, 'a> Decoder<'m, 'a> {
         arena: &mut [u8],
     ) -> Result<(), Error> {
         let work = self.model.working_arena(arena, batch)?;
-        stage_labels(self.model, work, labels, batch)?;
-        self.model.stage_input(work, 0, batch, z)?;
+        stage_labels(self.model, self.kernels, work, labels, batch)?;
+        self.model.stage_input(self.kernels, work, 0, batch, z)?;
         self.model.execute(self.kernels, work, batch)
     }
 
@@ -245,8 +251,8 @@ impl<'m, 'a> Encoder<'m, 'a> {
     ) -> Result<(), Error> {
         check_len("x", batch * self.input_len(), x.len())?;
         let work = self.model.working_arena(arena, batch)?;
-        stage_labels(self.model, work, labels, batch)?;
-        self.model.stage_input(work, 0, batch, x.iter().copied())?;
+        stage_labels(self.model, self.kernels, work, labels, batch)?;
+        self.model.stage_input(self.kernels, work, 0, batch, x.iter().copied())?;
         self.model.execute(self.kernels, work, batch)?;
         self.read_heads(arena, batch, mu, logvar)
     }
@@ -269,8 +275,8 @@ impl<'m, 'a> Encoder<'m, 'a> {
     ) -> Result<(), Error> {
         check_len("pixels", batch * self.input_len(), px.len())?;
         let work = self.model.working_arena(arena, batch)?;
-        stage_labels(self.model, work, labels, batch)?;
-        self.model.stage_pixels(work, 0, batch, px)?;
+        stage_labels(self.model, self.kernels, work, labels, batch)?;
+        self.model.stage_pixels(self.kernels, work, 0, batch, px)?;
         self.model.execute(self.kernels, work, batch)?;
         self.read_heads(arena, batch, mu, logvar)
     }

@@ -66,6 +66,8 @@ pub type DenseFloatFn = fn(&DenseFloat<'_>, x: &[f32], batch: usize, out: &mut [
 pub type LutI8Fn = fn(table: &[u8], x: &[i8], out: &mut [i8]);
 /// `out[i] = act(x[i])` for float graphs (`alpha`: the leaky-ReLU slope).
 pub type ActivationF32Fn = fn(act: ActKind, alpha: f32, x: &[f32], out: &mut [f32]);
+/// `out[i] = quant::quantize_i8(x[i], scale, zero_point)`: graph inputs to int8.
+pub type QuantizeI8Fn = fn(x: &[f32], scale: f32, zero_point: i32, out: &mut [i8]);
 /// `out[i] = to_pixel(x[i])`: probabilities to uint8 pixels (float decoders' outputs).
 pub type PixelsF32Fn = fn(x: &[f32], out: &mut [u8]);
 /// Reads every byte once and returns their sum as int8 values (wrapping): the memory-bound
@@ -89,6 +91,8 @@ pub struct Kernels {
     pub activation_f32: ActivationF32Fn,
     /// f32 probabilities to pixels.
     pub pixels_f32: PixelsF32Fn,
+    /// f32 inputs to int8.
+    pub quantize_i8: QuantizeI8Fn,
     /// Weight-streaming floor (benchmarks only).
     pub weight_stream: WeightStreamFn,
 }
@@ -102,6 +106,7 @@ pub static REFERENCE: Kernels = Kernels {
     lut_i8: reference::lut_i8,
     activation_f32: reference::activation_f32,
     pixels_f32: reference::pixels_f32,
+    quantize_i8: reference::quantize_i8,
     weight_stream: reference::weight_stream,
 };
 

@@ -158,6 +158,66 @@ pub fn check_kernels(k: &Kernels, cases: usize, seed: u64) -> Result<(), Mismatc
             });
         }
 
+        // Input quantization: the same bytes (a correctly rounded division everywhere).
+        let xf: Vec<f32> = (0..c.x.len() + 17)
+            .map(|i| match i % 7 {
+                0 => f32::from_bits(rng.next_u64() as u32),
+                1 => (c.x[i % c.x.len()] as f32 + 0.5) * 0.25,
+                _ => (rng.next_u64() as i32 as f32) * 1e-9,
+            })
+            .collect();
+        let (scale, zero_point) = (0.01 + (case % 13) as f32 * 0.037, c.out_zero_point);
+        let mut q_got = vec![0i8; xf.len()];
+        let mut q_want = vec![0i8; xf.len()];
+        (k.quantize_i8)(&xf, scale, zero_point, &mut q_got);
+        (REFERENCE.quantize_i8)(&xf, scale, zero_point, &mut q_want);
+        if let Some(i) = (0..xf.len()).find(|&i| q_got[i] != q_want[i]) {
+            return Err(Mismatch {
+                kernel: "quantize_i8",
+                case,
+                shape: (0, xf.len(), 1),
+                index: i,
+                got: q_got[i] as f64,
+                want: q_want[i] as f64,
+            });
+        }
+
+        // f32 activations and pixels: the reference's loops in wider vectors, the same values.
+        if cfg!(any(feature = "f32", feature = "f16")) {
+            use crate::format::ActKind;
+            let acts = [ActKind::None, ActKind::Relu, ActKind::LeakyRelu, ActKind::Sigmoid, ActKind::Tanh];
+            let act = acts[case % acts.len()];
+            let mut a_got = vec![0f32; xf.len()];
+            let mut a_want = vec![0f32; xf.len()];
+            (k.activation_f32)(act, 0.1, &xf, &mut a_got);
+            (REFERENCE.activation_f32)(act, 0.1, &xf, &mut a_want);
+            if let Some(i) = (0..xf.len()).find(|&i| a_got[i].to_bits() != a_want[i].to_bits()) {
+                return Err(Mismatch {
+                    kernel: "activation_f32",
+                    case,
+                    shape: (0, xf.len(), 1),
+                    index: i,
+                    got: a_got[i] as f64,
+                    want: a_want[i] as f64,
+                });
+            }
+            let probabilities: Vec<f32> = xf.iter().map(|v| v * 1e8).collect();
+            let mut p_got = vec![0u8; xf.len()];
+            let mut p_want = vec![0u8; xf.len()];
+            (k.pixels_f32)(&probabilities, &mut p_got);
+            (REFERENCE.pixels_f32)(&probabilities, &mut p_want);
+            if let Some(i) = (0..xf.len()).find(|&i| p_got[i] != p_want[i]) {
+                return Err(Mismatch {
+                    kernel: "pixels_f32",
+                    case,
+                    shape: (0, xf.len(), 1),
+                    index: i,
+                    got: p_got[i] as f64,
+                    want: p_want[i] as f64,
+                });
+            }
+        }
+
         // Float kernels of the precisions this build carries.
         let floats = [
             ("dense_f32", k.dense_f32, REFERENCE.dense_f32, 4usize, cfg!(feature = "f32")),

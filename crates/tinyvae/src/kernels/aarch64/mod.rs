@@ -42,6 +42,7 @@ pub static NEON: Kernels = Kernels {
     lut_i8: lut_i8::lut_i8_neon,
     activation_f32: crate::kernels::reference::activation_f32,
     pixels_f32: crate::kernels::reference::pixels_f32,
+    quantize_i8: crate::kernels::reference::quantize_i8,
     weight_stream: weight_stream::weight_stream_neon,
 };
 

@@ -28,6 +28,7 @@ pub static DSP: Kernels = Kernels {
     lut_i8: crate::kernels::reference::lut_i8,
     activation_f32: crate::kernels::reference::activation_f32,
     pixels_f32: crate::kernels::reference::pixels_f32,
+    quantize_i8: crate::kernels::reference::quantize_i8,
     weight_stream: crate::kernels::reference::weight_stream,
 };
 

@@ -6,6 +6,7 @@ mod dense_f16;
 mod dense_f32;
 mod dense_i8;
 mod lut_i8;
+mod quantize_i8;
 mod weight_stream;
 
 pub use activation::activation_f32;
@@ -16,6 +17,9 @@ pub use dense_f16::dense_f16;
 pub use dense_f32::dense_f32;
 pub use dense_i8::dense_i8;
 pub use lut_i8::lut_i8;
+pub use quantize_i8::quantize_i8;
+#[cfg(target_arch = "x86_64")]
+pub(crate) use quantize_i8::quantize_i8_inline;
 pub use weight_stream::weight_stream;
 
 /// Little-endian i32 at element `i` of a byte array (0 past the end; shapes are pre-validated).

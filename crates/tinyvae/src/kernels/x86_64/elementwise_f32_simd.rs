@@ -1,5 +1,5 @@
 //! f32 elementwise kernels (a float decoder's output sigmoid and its conversion to pixels, over
-//! every pixel) compiled for AVX2 and AVX-512: the reference's own loop bodies, inlined into
+//! every pixel; graph inputs quantized to int8, a division each) compiled for AVX2 and AVX-512: the reference's own loop bodies, inlined into
 //! functions with wider target features, so that they vectorize 8 or 16 lanes wide instead of
 //! baseline SSE2's 4. Same operations in the same order, hence the reference's values exactly.
 
@@ -62,4 +62,32 @@ unsafe fn avx512(act: ActKind, alpha: f32, x: &[f32], out: &mut [f32]) {
 #[target_feature(enable = "avx2")]
 unsafe fn avx2(act: ActKind, alpha: f32, x: &[f32], out: &mut [f32]) {
     reference::activation_f32_inline(act, alpha, x, out)
+}
+
+/// See [`crate::kernels::QuantizeI8Fn`]; 16 lanes.
+pub fn quantize_i8_avx512(x: &[f32], scale: f32, zero_point: i32, out: &mut [i8]) {
+    if !has(Level::Avx512Vnni) {
+        return reference::quantize_i8(x, scale, zero_point, out);
+    }
+    // SAFETY: as in activation_f32_avx512.
+    unsafe { quantize_avx512(x, scale, zero_point, out) }
+}
+
+/// See [`crate::kernels::QuantizeI8Fn`]; 8 lanes.
+pub fn quantize_i8_avx2(x: &[f32], scale: f32, zero_point: i32, out: &mut [i8]) {
+    if !has(Level::Avx2) {
+        return reference::quantize_i8(x, scale, zero_point, out);
+    }
+    // SAFETY: as in activation_f32_avx2.
+    unsafe { quantize_avx2(x, scale, zero_point, out) }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn quantize_avx512(x: &[f32], scale: f32, zero_point: i32, out: &mut [i8]) {
+    reference::quantize_i8_inline(x, scale, zero_point, out)
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn quantize_avx2(x: &[f32], scale: f32, zero_point: i32, out: &mut [i8]) {
+    reference::quantize_i8_inline(x, scale, zero_point, out)
 }

@@ -40,6 +40,7 @@ pub static AVX512_VNNI_VBMI: Kernels = Kernels {
     lut_i8: lut_i8_avx512vbmi::lut_i8,
     activation_f32: elementwise_f32_simd::activation_f32_avx512,
     pixels_f32: elementwise_f32_simd::pixels_f32_avx512,
+    quantize_i8: elementwise_f32_simd::quantize_i8_avx512,
     weight_stream: weight_stream_avx512::weight_stream,
 };
 
@@ -58,6 +59,7 @@ pub static AVX2: Kernels = Kernels {
     lut_i8: REFERENCE.lut_i8,
     activation_f32: elementwise_f32_simd::activation_f32_avx2,
     pixels_f32: elementwise_f32_simd::pixels_f32_avx2,
+    quantize_i8: elementwise_f32_simd::quantize_i8_avx2,
     weight_stream: weight_stream_avx2::weight_stream,
 };
 
