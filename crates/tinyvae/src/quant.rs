@@ -126,7 +126,7 @@ pub fn round_half_away_small(v: f32) -> i32 {
 /// from zero. The division (not a multiplication by a reciprocal) is part of the definition: it
 /// is correctly rounded on every IEEE-754 target, so inputs quantize identically everywhere.
 /// NaN maps to the zero point.
-#[inline(always)]
+#[inline]
 pub fn quantize_i8(x: f32, scale: f32, zero_point: i32) -> i8 {
     // Past +-300 every zero point clamps the same way, and the rounding helper stays exact.
     let v = (x / scale).clamp(-300.0, 300.0);
