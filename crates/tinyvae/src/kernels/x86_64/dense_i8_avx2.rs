@@ -22,11 +22,11 @@ use crate::kernels::DenseI8;
 use crate::quant::requantize;
 
 /// Rows per pass of the one-sample kernel.
-pub(super) const ROWS: usize = 8;
+const ROWS: usize = 8;
 /// Rows per pass of the batched kernel.
-pub(super) const ROW_BLOCK: usize = 4;
+const ROW_BLOCK: usize = 4;
 /// Samples per pass of the batched kernel.
-pub(super) const SAMPLE_BLOCK: usize = 2;
+const SAMPLE_BLOCK: usize = 2;
 /// Activation bytes a sample group may occupy (half of a 32 KiB L1).
 const GROUP_BYTES: usize = 16 * 1024;
 
@@ -45,51 +45,23 @@ pub fn dense_i8(p: &DenseI8<'_>, x: &[i8], batch: usize, out: &mut [i8]) {
 
 #[target_feature(enable = "avx2")]
 unsafe fn run(p: &DenseI8<'_>, x: &[i8], batch: usize, out: &mut [i8]) {
-    let blocks = Blocks { rows4_samples2, rows8_sample1, row1_sample1 };
-    // SAFETY: the caller's contract; the kernels' AVX2 is present (checked by `dense_i8`).
-    unsafe { drive(p, &Epilogue::new(p, false), &blocks, x, batch, out) }
-}
-
-/// The per-block kernels of a 256-bit int8 Dense ([`dense_i8`] here, AVX-VNNI's beside it).
-pub(super) struct Blocks {
-    /// Rows `o..o+4` of two samples (inputs `x`, 2 * cols; outputs from `out`, `rows` apart).
-    pub rows4_samples2: unsafe fn(&DenseI8<'_>, &Epilogue<'_>, &[u8], *mut i8, usize),
-    /// Rows `o..o+8` of one sample.
-    pub rows8_sample1: unsafe fn(&DenseI8<'_>, &Epilogue<'_>, &[u8], *mut i8, usize),
-    /// Row `o` of one sample (layers narrower than 8 rows).
-    pub row1_sample1: unsafe fn(&DenseI8<'_>, &[u8], *mut i8, usize),
-}
-
-/// The blocking both 256-bit kernels share: samples in groups that fit half of L1, 4 rows x 2
-/// samples per block for batches, 8 rows per block for one sample, single rows for narrow
-/// layers. Plain loops: the SIMD work is in `blocks`.
-///
-/// # Safety
-/// The CPU has what `blocks` need, and `dense_i8_fits(p, x, batch, out)` holds.
-pub(super) unsafe fn drive(
-    p: &DenseI8<'_>,
-    ep: &Epilogue<'_>,
-    blocks: &Blocks,
-    x: &[i8],
-    batch: usize,
-    out: &mut [i8],
-) {
+    let ep = Epilogue::new(p, false);
     let (rows, cols) = (p.rows, p.cols);
     // SAFETY: i8 and u8 have the same layout and validity.
     let x: &[u8] = unsafe { core::slice::from_raw_parts(x.as_ptr().cast(), x.len()) };
     let out = out.as_mut_ptr();
     if batch >= SAMPLE_BLOCK && rows >= ROW_BLOCK {
-        let sample_blocks = batch.div_ceil(SAMPLE_BLOCK);
+        let blocks = batch.div_ceil(SAMPLE_BLOCK);
         let per_group = (GROUP_BYTES / (SAMPLE_BLOCK * cols)).max(1);
         let mut first = 0;
-        while first < sample_blocks {
-            let group = first..(first + per_group).min(sample_blocks);
+        while first < blocks {
+            let group = first..(first + per_group).min(blocks);
             for o in block_starts(rows, ROW_BLOCK) {
                 for b in block_starts(batch, SAMPLE_BLOCK).skip(group.start).take(group.len()) {
                     let xs = x.get(b * cols..(b + SAMPLE_BLOCK) * cols).unwrap_or(&[]);
                     // SAFETY: b + 2 <= batch and o + 4 <= rows (block_starts); xs holds the two
                     // samples' inputs (dense_i8_fits), and their outputs are in bounds.
-                    unsafe { (blocks.rows4_samples2)(p, ep, xs, out.add(b * rows), o) };
+                    unsafe { rows4_samples2(p, &ep, xs, out.add(b * rows), o) };
                 }
             }
             first = group.end;
@@ -103,12 +75,12 @@ pub(super) unsafe fn drive(
         if rows >= ROWS {
             for o in block_starts(rows, ROWS) {
                 // SAFETY: o + 8 <= rows; xb holds cols inputs.
-                unsafe { (blocks.rows8_sample1)(p, ep, xb, yb, o) };
+                unsafe { rows8_sample1(p, &ep, xb, yb, o) };
             }
         } else {
             for o in 0..rows {
                 // SAFETY: o < rows; xb holds cols inputs.
-                unsafe { (blocks.row1_sample1)(p, xb, yb, o) };
+                unsafe { row1_sample1(p, xb, yb, o) };
             }
         }
     }

@@ -5,19 +5,28 @@
 //! (`x + 128` as u8) and the epilogue takes `128 * weight_sums[o]` off each accumulator; the
 //! products are exact and the int32 sums wrap like the reference's.
 //!
-//! Blocking (`dense_i8_avx2::drive`, shared) and tails are those of `dense_i8_avx2`: 8 rows per pass for one sample, 4 rows x 2
+//! Blocking and tails are those of `dense_i8_avx2`: 8 rows per pass for one sample, 4 rows x 2
 //! samples for batches, zero-padded activation tails (padding is a u8 zero, not `0 ^ 0x80`, so
 //! the weights beside it contribute nothing), full-width row blocks pulled back at the edge.
 
 use core::arch::x86_64::*;
 
-use super::dense_i8_avx2::{drive, pack8, Blocks, ROWS, ROW_BLOCK, SAMPLE_BLOCK};
+use super::dense_i8_avx2::pack8;
 use super::param;
 use super::requantize_avx2::{activation_tail, load32_or_pad, reduce8, Epilogue};
-use super::{dense_i8_fits, has, Level};
+use super::{block_starts, dense_i8_fits, has, Level};
 use crate::kernels::reference;
 use crate::kernels::DenseI8;
 use crate::quant::requantize;
+
+/// Rows per pass of the one-sample kernel.
+const ROWS: usize = 8;
+/// Rows per pass of the batched kernel.
+const ROW_BLOCK: usize = 4;
+/// Samples per pass of the batched kernel.
+const SAMPLE_BLOCK: usize = 2;
+/// Activation bytes a sample group may occupy (half of a 32 KiB L1).
+const GROUP_BYTES: usize = 16 * 1024;
 
 /// See [`crate::kernels::DenseI8`].
 pub fn dense_i8(p: &DenseI8<'_>, x: &[i8], batch: usize, out: &mut [i8]) {
@@ -34,10 +43,45 @@ pub fn dense_i8(p: &DenseI8<'_>, x: &[i8], batch: usize, out: &mut [i8]) {
 
 #[target_feature(enable = "avx2,avxvnni")]
 unsafe fn run(p: &DenseI8<'_>, x: &[i8], batch: usize, out: &mut [i8]) {
-    let blocks = Blocks { rows4_samples2, rows8_sample1, row1_sample1 };
-    // SAFETY: the caller's contract; the kernels' AVX2 and AVX-VNNI are present (checked by
-    // `dense_i8`).
-    unsafe { drive(p, &Epilogue::new(p, true), &blocks, x, batch, out) }
+    let ep = Epilogue::new(p, true);
+    let (rows, cols) = (p.rows, p.cols);
+    // SAFETY: i8 and u8 have the same layout and validity.
+    let x: &[u8] = unsafe { core::slice::from_raw_parts(x.as_ptr().cast(), x.len()) };
+    let out = out.as_mut_ptr();
+    if batch >= SAMPLE_BLOCK && rows >= ROW_BLOCK {
+        let blocks = batch.div_ceil(SAMPLE_BLOCK);
+        let per_group = (GROUP_BYTES / (SAMPLE_BLOCK * cols)).max(1);
+        let mut first = 0;
+        while first < blocks {
+            let group = first..(first + per_group).min(blocks);
+            for o in block_starts(rows, ROW_BLOCK) {
+                for b in block_starts(batch, SAMPLE_BLOCK).skip(group.start).take(group.len()) {
+                    let xs = x.get(b * cols..(b + SAMPLE_BLOCK) * cols).unwrap_or(&[]);
+                    // SAFETY: b + 2 <= batch and o + 4 <= rows (block_starts); xs holds the two
+                    // samples' inputs (dense_i8_fits), and their outputs are in bounds.
+                    unsafe { rows4_samples2(p, &ep, xs, out.add(b * rows), o) };
+                }
+            }
+            first = group.end;
+        }
+        return;
+    }
+    for b in 0..batch {
+        let xb = x.get(b * cols..(b + 1) * cols).unwrap_or(&[]);
+        // SAFETY: b < batch: sample b's rows outputs are in bounds.
+        let yb = unsafe { out.add(b * rows) };
+        if rows >= ROWS {
+            for o in block_starts(rows, ROWS) {
+                // SAFETY: o + 8 <= rows; xb holds cols inputs.
+                unsafe { rows8_sample1(p, &ep, xb, yb, o) };
+            }
+        } else {
+            for o in 0..rows {
+                // SAFETY: o < rows; xb holds cols inputs.
+                unsafe { row1_sample1(p, xb, yb, o) };
+            }
+        }
+    }
 }
 
 /// `acc + x . w` over 32 byte pairs, `xu` being `x ^ 0x80`.
