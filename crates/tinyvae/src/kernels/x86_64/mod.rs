@@ -28,6 +28,9 @@ mod requantize_avx512;
 mod weight_stream_avx2;
 mod weight_stream_avx512;
 
+#[cfg(test)]
+mod requantize_cases;
+
 use crate::kernels::{DenseFloat, DenseI8, Kernels, REFERENCE};
 
 /// AVX-512 F/BW/VL + VNNI int8 Dense, 16-wide float Dense and a VBMI byte-permute LUT

@@ -300,27 +300,9 @@ mod tests {
             return;
         }
         let mut rng = Rng::new(11);
-        let specials = [0, 1, -1, i32::MAX, i32::MIN, 1 << 30, -(1 << 30), (1 << 30) + 1, 12345, -12345];
         for round in 0..20_000 {
-            let mut acc = [0i32; 16];
-            let mut m = [0i32; 16];
-            let mut s = [0i32; 16];
-            for i in 0..16 {
-                acc[i] = match rng.below(4) {
-                    0 => specials[rng.below(specials.len() as u32) as usize],
-                    1 => rng.next_u64() as i32,
-                    _ => (rng.next_u64() as i32) >> rng.below(31),
-                };
-                m[i] = match rng.below(5) {
-                    0 => 0,
-                    1 => i32::MAX,
-                    2 => 1 << 30,
-                    _ => (1 << 30) + (rng.next_u64() as u32 >> 2) as i32,
-                };
-                s[i] = rng.below(62) as i32 - 31;
-            }
-            let zp = rng.below(256) as i32 - 128;
-            let (lo, hi) = if round % 2 == 0 { (-128i8, 127i8) } else { (zp as i8, 127) };
+            let super::super::requantize_cases::Case { acc, multiplier: m, shift: s, zero_point: zp, lo, hi } =
+                super::super::requantize_cases::draw::<16>(&mut rng, round);
             let mut got = [0i32; 16];
             // SAFETY: AVX-512 checked above; all pointers are to 64-byte local arrays.
             unsafe {
