@@ -29,13 +29,18 @@ pub struct Dense {
 impl Dense {
     /// A layer `inputs -> outputs` with PyTorch-like uniform(-1/sqrt(inputs), 1/sqrt(inputs))
     /// weights, then bias, drawn from `rng`.
-    pub fn init(name: String, inputs: usize, outputs: usize, rng: &mut tinyvae::Rng) -> Result<Self, TrainError> {
+    pub fn init(
+        name: impl Into<String>,
+        inputs: usize,
+        outputs: usize,
+        rng: &mut tinyvae::Rng,
+    ) -> Result<Self, TrainError> {
         let bound = 1.0 / (inputs as f32).sqrt();
         let mut draw = |n: usize| -> Vec<f32> { (0..n).map(|_| (2.0 * rng.uniform() - 1.0) * bound).collect() };
         let w = draw(inputs * outputs);
         let b = draw(outputs);
         Ok(Dense {
-            name,
+            name: name.into(),
             weight: Var::from_vec(w, (outputs, inputs), &Device::Cpu)?,
             bias: Var::from_vec(b, outputs, &Device::Cpu)?,
         })
@@ -59,6 +64,30 @@ impl Dense {
             Var::from_tensor(&t).map_err(|e| e.to_string())
         };
         Ok(Dense { weight: get("weight", &[outputs, inputs])?, bias: get("bias", &[outputs])?, name })
+    }
+
+    /// The layer stored under `name` in `tensors`; the error names the missing or misshapen
+    /// tensor. `inputs`/`outputs` of `None` accept whatever the file holds.
+    pub(crate) fn from_tensors(
+        name: &str,
+        tensors: &HashMap<String, Tensor>,
+        inputs: Option<usize>,
+        outputs: Option<usize>,
+    ) -> Result<Self, String> {
+        let weight = crate::classifier::mlp::named_var(tensors, &format!("{name}.weight"), 2)?;
+        let (o, i) = (weight.dims()[0], weight.dims()[1]);
+        if inputs.is_some_and(|want| want != i) || outputs.is_some_and(|want| want != o) {
+            return Err(format!(
+                "tensor `{name}.weight` is {o} x {i}, the configuration needs {} x {}",
+                outputs.unwrap_or(o),
+                inputs.unwrap_or(i)
+            ));
+        }
+        let bias = crate::classifier::mlp::named_var(tensors, &format!("{name}.bias"), 1)?;
+        if bias.dims()[0] != o {
+            return Err(format!("tensor `{name}.bias` has {} values for {o} outputs", bias.dims()[0]));
+        }
+        Ok(Dense { name: name.to_string(), weight, bias })
     }
 
     /// `x W^T + b` for a `batch x in` input.
@@ -89,6 +118,17 @@ impl Dense {
     /// Output features.
     pub fn outputs(&self) -> usize {
         self.weight.dims()[0]
+    }
+
+    /// Weight then bias, for the optimiser.
+    pub(crate) fn push_parameters(&self, out: &mut Vec<Parameter>) {
+        out.push(crate::classifier::mlp::matrix_parameter(format!("{}.weight", self.name), &self.weight));
+        out.push(Parameter {
+            name: format!("{}.bias", self.name),
+            var: self.bias.clone(),
+            in_encoder: false,
+            is_matrix: false,
+        });
     }
 
     /// Weight then bias as optimiser parameters (`in_encoder` picks the weight-decay group).

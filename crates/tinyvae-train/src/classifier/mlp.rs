@@ -12,101 +12,8 @@ use candle_core::{DType, Device, Tensor, Var, D};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::error::TrainError;
-use crate::model::Parameter;
+use crate::model::{Dense, Parameter};
 use crate::optim::values;
-
-/// `y = x W^T + b`, with its parameters under `name.weight` and `name.bias`.
-#[derive(Debug, Clone)]
-pub struct Linear {
-    name: String,
-    weight: Var,
-    bias: Var,
-}
-
-impl Linear {
-    /// A freshly initialised layer drawing its weights, then its bias, from `rng`.
-    pub(crate) fn init(
-        name: impl Into<String>,
-        inputs: usize,
-        outputs: usize,
-        rng: &mut tinyvae::Rng,
-    ) -> Result<Self, TrainError> {
-        let bound = 1.0 / (inputs as f32).sqrt();
-        let mut draw = |n: usize| -> Vec<f32> { (0..n).map(|_| (2.0 * rng.uniform() - 1.0) * bound).collect() };
-        let w = draw(inputs * outputs);
-        let b = draw(outputs);
-        Ok(Linear {
-            name: name.into(),
-            weight: Var::from_vec(w, (outputs, inputs), &Device::Cpu)?,
-            bias: Var::from_vec(b, outputs, &Device::Cpu)?,
-        })
-    }
-
-    /// The layer stored under `name` in `tensors`; the error names the missing or misshapen
-    /// tensor. `inputs`/`outputs` of `None` accept whatever the file holds.
-    pub(crate) fn from_tensors(
-        name: &str,
-        tensors: &HashMap<String, Tensor>,
-        inputs: Option<usize>,
-        outputs: Option<usize>,
-    ) -> Result<Self, String> {
-        let weight = named_var(tensors, &format!("{name}.weight"), 2)?;
-        let (o, i) = (weight.dims()[0], weight.dims()[1]);
-        if inputs.is_some_and(|want| want != i) || outputs.is_some_and(|want| want != o) {
-            return Err(format!(
-                "tensor `{name}.weight` is {o} x {i}, the configuration needs {} x {}",
-                outputs.unwrap_or(o),
-                inputs.unwrap_or(i)
-            ));
-        }
-        let bias = named_var(tensors, &format!("{name}.bias"), 1)?;
-        if bias.dims()[0] != o {
-            return Err(format!("tensor `{name}.bias` has {} values for {o} outputs", bias.dims()[0]));
-        }
-        Ok(Linear { name: name.to_string(), weight, bias })
-    }
-
-    /// `x W^T + b` for a `batch x in` input.
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor, TrainError> {
-        Ok(x.matmul(&self.weight.t()?)?.broadcast_add(self.bias.as_tensor())?)
-    }
-
-    /// Parameter-name prefix.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The `out x in` weight.
-    pub fn weight(&self) -> &Tensor {
-        self.weight.as_tensor()
-    }
-
-    /// The bias.
-    pub fn bias(&self) -> &Tensor {
-        self.bias.as_tensor()
-    }
-
-    /// Input features.
-    pub fn inputs(&self) -> usize {
-        self.weight.dims()[1]
-    }
-
-    /// Output features.
-    pub fn outputs(&self) -> usize {
-        self.weight.dims()[0]
-    }
-
-    /// Weight then bias, for the optimiser.
-    pub(crate) fn push_parameters(&self, out: &mut Vec<Parameter>) {
-        out.push(matrix_parameter(format!("{}.weight", self.name), &self.weight));
-        out.push(Parameter {
-            name: format!("{}.bias", self.name),
-            var: self.bias.clone(),
-            in_encoder: false,
-            is_matrix: false,
-        });
-    }
-}
 
 /// A weight-matrix parameter (decayed when the optimiser is given a weight decay).
 pub(crate) fn matrix_parameter(name: String, var: &Var) -> Parameter {
@@ -127,7 +34,7 @@ pub(crate) fn named_var(tensors: &HashMap<String, Tensor>, name: &str, rank: usi
 /// output is logits.
 #[derive(Debug, Clone)]
 pub struct Mlp {
-    layers: Vec<Linear>,
+    layers: Vec<Dense>,
 }
 
 impl Mlp {
@@ -141,7 +48,7 @@ impl Mlp {
         let layers = widths
             .windows(2)
             .enumerate()
-            .map(|(i, w)| Linear::init(format!("{prefix}.{i}"), w[0], w[1], rng))
+            .map(|(i, w)| Dense::init(format!("{prefix}.{i}"), w[0], w[1], rng))
             .collect::<Result<_, _>>()?;
         Ok(Mlp { layers })
     }
@@ -149,10 +56,10 @@ impl Mlp {
     /// The MLP stored as `prefix.0`, `prefix.1`, ... in `tensors`, its widths read from the
     /// tensors (each layer's inputs must match the previous layer's outputs).
     pub(crate) fn from_tensors(prefix: &str, tensors: &HashMap<String, Tensor>) -> Result<Self, String> {
-        let mut layers: Vec<Linear> = Vec::new();
+        let mut layers: Vec<Dense> = Vec::new();
         while tensors.contains_key(&format!("{prefix}.{}.weight", layers.len())) {
-            let inputs = layers.last().map(Linear::outputs);
-            layers.push(Linear::from_tensors(&format!("{prefix}.{}", layers.len()), tensors, inputs, None)?);
+            let inputs = layers.last().map(Dense::outputs);
+            layers.push(Dense::from_tensors(&format!("{prefix}.{}", layers.len()), tensors, inputs, None)?);
         }
         if layers.is_empty() {
             return Err(format!("no tensor `{prefix}.0.weight`: not a {prefix} MLP"));
@@ -161,7 +68,7 @@ impl Mlp {
     }
 
     /// The layers, input first.
-    pub fn layers(&self) -> &[Linear] {
+    pub fn layers(&self) -> &[Dense] {
         &self.layers
     }
 
@@ -177,7 +84,7 @@ impl Mlp {
 
     /// Widths of the hidden layers.
     pub fn hidden(&self) -> Vec<usize> {
-        self.layers[..self.layers.len() - 1].iter().map(Linear::outputs).collect()
+        self.layers[..self.layers.len() - 1].iter().map(Dense::outputs).collect()
     }
 
     /// Logits for a `batch x in` input; `masks[i]` (already scaled by 1/keep) multiplies hidden

@@ -19,9 +19,10 @@ use tinyvae_compiler::ir::{Graph, Input, Node, Op, Role};
 pub use crate::export::EXPORT_TOLERANCE;
 
 use super::model::{LabelledStack, M2};
-use crate::classifier::mlp::{one_hot, Linear};
+use crate::classifier::mlp::one_hot;
 use crate::data::{stream, Stream};
 use crate::error::TrainError;
+use crate::model::Dense;
 
 fn dense(weight: &Tensor, bias: &Tensor) -> Result<Op, TrainError> {
     let (rows, cols) = (weight.dims()[0], weight.dims()[1]);
@@ -30,7 +31,7 @@ fn dense(weight: &Tensor, bias: &Tensor) -> Result<Op, TrainError> {
     Ok(Op::Dense { weight, bias: Array1::from_vec(bias.to_vec1::<f32>()?) })
 }
 
-fn linear(l: &Linear) -> Result<Op, TrainError> {
+fn linear(l: &Dense) -> Result<Op, TrainError> {
     dense(l.weight(), l.bias())
 }
 

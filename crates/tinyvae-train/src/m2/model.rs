@@ -22,9 +22,10 @@ use candle_core::{Tensor, Var, D};
 use serde::{Deserialize, Serialize};
 
 use super::bce::bernoulli_nll_rows;
-use crate::classifier::mlp::{matrix_parameter, named_copies, named_var, one_hot, Linear, Mlp};
+use crate::classifier::mlp::{matrix_parameter, named_copies, named_var, one_hot, Mlp};
 use crate::data::{stream, Stream};
 use crate::error::TrainError;
+use crate::model::Dense;
 use crate::model::{kl_to_standard_normal, Parameter};
 
 /// Sizes of the three networks.
@@ -89,10 +90,10 @@ impl M2Shape {
 /// Hidden ReLU layers whose first layer also sees a one-hot label.
 #[derive(Debug, Clone)]
 pub(crate) struct LabelledStack {
-    pub first: Linear,
+    pub first: Dense,
     /// `hidden x classes`: column c is added to the first layer's pre-activation for label c.
     pub label_weight: Var,
-    pub rest: Vec<Linear>,
+    pub rest: Vec<Dense>,
 }
 
 impl LabelledStack {
@@ -105,9 +106,9 @@ impl LabelledStack {
     ) -> Result<Self, TrainError> {
         // One draw for the whole first layer over [input, label], so its scale matches a Dense
         // layer of input + classes features (what the exported graph is).
-        let first_full = Linear::init(format!("{prefix}.0"), input + classes, hidden[0], rng)?;
+        let first_full = Dense::init(format!("{prefix}.0"), input + classes, hidden[0], rng)?;
         let w = first_full.weight();
-        let first = Linear::from_tensors(
+        let first = Dense::from_tensors(
             &format!("{prefix}.0"),
             &HashMap::from([
                 (format!("{prefix}.0.weight"), w.narrow(1, 0, input)?.contiguous()?),
@@ -121,7 +122,7 @@ impl LabelledStack {
         let rest = hidden
             .windows(2)
             .enumerate()
-            .map(|(i, w)| Linear::init(format!("{prefix}.{}", i + 1), w[0], w[1], rng))
+            .map(|(i, w)| Dense::init(format!("{prefix}.{}", i + 1), w[0], w[1], rng))
             .collect::<Result<_, _>>()?;
         Ok(LabelledStack { first, label_weight, rest })
     }
@@ -133,7 +134,7 @@ impl LabelledStack {
         classes: usize,
         t: &HashMap<String, Tensor>,
     ) -> Result<Self, String> {
-        let first = Linear::from_tensors(&format!("{prefix}.0"), t, Some(input), Some(hidden[0]))?;
+        let first = Dense::from_tensors(&format!("{prefix}.0"), t, Some(input), Some(hidden[0]))?;
         let name = format!("{prefix}.0.label_weight");
         let label_weight = named_var(t, &name, 2)?;
         if label_weight.dims() != [hidden[0], classes] {
@@ -146,7 +147,7 @@ impl LabelledStack {
         let rest = hidden
             .windows(2)
             .enumerate()
-            .map(|(i, w)| Linear::from_tensors(&format!("{prefix}.{}", i + 1), t, Some(w[0]), Some(w[1])))
+            .map(|(i, w)| Dense::from_tensors(&format!("{prefix}.{}", i + 1), t, Some(w[0]), Some(w[1])))
             .collect::<Result<_, _>>()?;
         Ok(LabelledStack { first, label_weight, rest })
     }
@@ -222,10 +223,10 @@ pub struct M2 {
     shape: M2Shape,
     classifier: Mlp,
     encoder: LabelledStack,
-    mu: Linear,
-    logvar: Linear,
+    mu: Dense,
+    logvar: Dense,
     decoder: LabelledStack,
-    decoder_out: Linear,
+    decoder_out: Dense,
 }
 
 impl M2 {
@@ -239,11 +240,11 @@ impl M2 {
         let classifier = Mlp::init("classifier", &widths, &mut rng)?;
         let encoder = LabelledStack::init("encoder", shape.input_len, &shape.encoder_hidden, shape.classes, &mut rng)?;
         let top = *shape.encoder_hidden.last().expect("validated non-empty");
-        let mu = Linear::init("encoder.mu", top, shape.latent, &mut rng)?;
-        let logvar = Linear::init("encoder.logvar", top, shape.latent, &mut rng)?;
+        let mu = Dense::init("encoder.mu", top, shape.latent, &mut rng)?;
+        let logvar = Dense::init("encoder.logvar", top, shape.latent, &mut rng)?;
         let decoder = LabelledStack::init("decoder", shape.latent, &shape.decoder_hidden, shape.classes, &mut rng)?;
         let top = *shape.decoder_hidden.last().expect("validated non-empty");
-        let decoder_out = Linear::init("decoder.out", top, shape.input_len, &mut rng)?;
+        let decoder_out = Dense::init("decoder.out", top, shape.input_len, &mut rng)?;
         Ok(M2 { shape: shape.clone(), classifier, encoder, mu, logvar, decoder, decoder_out })
     }
 
@@ -268,11 +269,11 @@ impl M2 {
         }
         let encoder = LabelledStack::from_tensors("encoder", shape.input_len, &shape.encoder_hidden, shape.classes, t)?;
         let top = *shape.encoder_hidden.last().expect("validated non-empty");
-        let mu = Linear::from_tensors("encoder.mu", t, Some(top), Some(shape.latent))?;
-        let logvar = Linear::from_tensors("encoder.logvar", t, Some(top), Some(shape.latent))?;
+        let mu = Dense::from_tensors("encoder.mu", t, Some(top), Some(shape.latent))?;
+        let logvar = Dense::from_tensors("encoder.logvar", t, Some(top), Some(shape.latent))?;
         let decoder = LabelledStack::from_tensors("decoder", shape.latent, &shape.decoder_hidden, shape.classes, t)?;
         let top = *shape.decoder_hidden.last().expect("validated non-empty");
-        let decoder_out = Linear::from_tensors("decoder.out", t, Some(top), Some(shape.input_len))?;
+        let decoder_out = Dense::from_tensors("decoder.out", t, Some(top), Some(shape.input_len))?;
         Ok(M2 { shape: shape.clone(), classifier, encoder, mu, logvar, decoder, decoder_out })
     }
 
@@ -295,17 +296,17 @@ impl M2 {
     }
 
     /// The `mu` head of q(z|x,y).
-    pub fn mu_head(&self) -> &Linear {
+    pub fn mu_head(&self) -> &Dense {
         &self.mu
     }
 
     /// The `logvar` head of q(z|x,y).
-    pub fn logvar_head(&self) -> &Linear {
+    pub fn logvar_head(&self) -> &Dense {
         &self.logvar
     }
 
     /// The output layer of p(x|y,z) (logits).
-    pub fn decoder_output(&self) -> &Linear {
+    pub fn decoder_output(&self) -> &Dense {
         &self.decoder_out
     }
 
