@@ -32,7 +32,7 @@ use core::arch::x86_64::*;
 use core::mem::MaybeUninit;
 
 use super::param;
-use super::requantize_avx512::{reduce16, transpose16, Epilogue};
+use super::requantize_avx512::{reduce_quads, transpose16, Epilogue};
 use super::{block_starts, dense_i8_fits, has, partial_word, Level};
 use crate::kernels::reference;
 use crate::kernels::DenseI8;
@@ -176,7 +176,7 @@ unsafe fn narrow_rows16<const N: usize>(p: &DenseI8<'_>, x: *const u8, out: *mut
         core::array::from_fn(|j| _mm512_xor_si512(unsafe { _mm512_loadu_si512(x.add(64 * j).cast()) }, flip));
     // Masked-off activations become 0x80 after the flip, but meet masked-off (zero) weights.
     let xt = _mm512_xor_si512(unsafe { _mm512_maskz_loadu_epi8(m, x.add(64 * N).cast()) }, flip);
-    let mut partial = [_mm512_setzero_si512(); ROWS];
+    let mut partial = [_mm512_setzero_si512(); ROWS / 4];
     for o in block_starts(rows, ROWS) {
         // The parameters first: the weight stream has evicted them from L1, and loaded here
         // their latency hides behind the rows instead of stalling the epilogue (which measured
@@ -186,14 +186,16 @@ unsafe fn narrow_rows16<const N: usize>(p: &DenseI8<'_>, x: *const u8, out: *mut
         // SAFETY: o + 16 <= rows: rows o..o+16 are inside the weights, each N full vectors
         // and then the `m`-masked tail; `partial` has room for 16 vectors.
         unsafe { rows16_dot::<N, false>(&xs, xt, m, p.weights.as_ptr().add(o * cols), cols, &mut partial) };
-        let y = ep.apply16(&params, reduce16(&partial));
+        let y = ep.apply16(&params, reduce_quads(&partial));
         // SAFETY: outputs o..o+16 are in bounds.
         unsafe { _mm_storeu_si128(out.add(o).cast(), _mm512_cvtepi32_epi8(y)) };
     }
 }
 
-/// `partial[r] =` (or `+=`, with `ACCUMULATE`) the 16 partial dot products of row `r` (at
-/// `w + r * stride`) with the activations `xs` and `xt`, for 16 rows, one row after the other.
+/// `partial[i] =` (or `+=`, with `ACCUMULATE`) the partial dot products of rows `4i..4i + 4`
+/// (row `r` at `w + r * stride`) with the activations `xs` and `xt`, for 16 rows, one row
+/// after the other, as [`reduce_quads`] takes them: each 128-bit lane holds one partial sum of
+/// each of the four rows.
 ///
 /// # Safety
 /// AVX-512 F/BW/VNNI; each of the 16 rows is readable for `N * 64` bytes and then for the bytes
@@ -206,33 +208,70 @@ unsafe fn rows16_dot<const N: usize, const ACCUMULATE: bool>(
     m: __mmask64,
     w: *const u8,
     stride: usize,
-    partial: &mut [__m512i; ROWS],
+    partial: &mut [__m512i; ROWS / 4],
 ) {
     // One variant per N: operand {j} is activation vector j, weights j*64 bytes into the row.
-    // Two accumulator chains alternate to halve the wait on vpdpbusd's latency. Reads: the
-    // row's N*64 bytes and its masked tail (the mask may be empty: no access); reads and
-    // writes: the 16 vectors of `partial`.
+    // Two accumulator chains alternate to halve the wait on vpdpbusd's latency. Four rows per
+    // iteration, their sums folded into one vector by the first two levels of a transposing
+    // tree as they come: the tree's remaining work after the block is a third of it. Reads:
+    // the rows' N*64 bytes and their masked tails (the mask may be empty: no access); reads
+    // and writes: the 4 vectors of `partial`.
     macro_rules! pass {
         ($($j:literal $acc:literal),* ; $($add:literal)?) => {{
             // Typed scratch outputs: an untyped (`_`) one gets a type whose register class lacks
             // zmm16..31, and when register pressure puts it there LLVM prints a bogus register
             // name and the build fails ("invalid operand for instruction").
-            let (scratch_a, scratch_b, scratch_t): (__m512i, __m512i, __m512i);
-            // SAFETY: the caller's contract covers every read; `partial` holds 16 vectors.
+            let (scratch_a, scratch_b, scratch_t, scratch_r0, scratch_r1, scratch_r2):
+                (__m512i, __m512i, __m512i, __m512i, __m512i, __m512i);
+            // SAFETY: the caller's contract covers every read; `partial` holds 4 vectors.
             unsafe {
                 core::arch::asm!(
                     "2:",
+                    // Row 4i -> r0.
                     "vpxord {a}, {a}, {a}",
                     "vpxord {b}, {b}, {b}",
                     $(concat!("vpdpbusd {", $acc, "}, {", $j, "}, zmmword ptr [{w} + ", $j, " * 64]"),)*
                     "vmovdqu8 {t} {{{m}}} {{z}}, zmmword ptr [{w} + {tail_at}]",
                     "vpdpbusd {a}, {xt}, {t}",
-                    "vpaddd {a}, {a}, {b}",
-                    $($add,)?
-                    "vmovdqu64 zmmword ptr [{out}], {a}",
+                    "vpaddd {r0}, {a}, {b}",
                     "add {w}, {stride}",
+                    // Row 4i + 1 -> r1, then r0 = pair(r0, r1).
+                    "vpxord {a}, {a}, {a}",
+                    "vpxord {b}, {b}, {b}",
+                    $(concat!("vpdpbusd {", $acc, "}, {", $j, "}, zmmword ptr [{w} + ", $j, " * 64]"),)*
+                    "vmovdqu8 {t} {{{m}}} {{z}}, zmmword ptr [{w} + {tail_at}]",
+                    "vpdpbusd {a}, {xt}, {t}",
+                    "vpaddd {r1}, {a}, {b}",
+                    "add {w}, {stride}",
+                    "vpunpckldq {t}, {r0}, {r1}",
+                    "vpunpckhdq {r0}, {r0}, {r1}",
+                    "vpaddd {r0}, {t}, {r0}",
+                    // Row 4i + 2 -> r1.
+                    "vpxord {a}, {a}, {a}",
+                    "vpxord {b}, {b}, {b}",
+                    $(concat!("vpdpbusd {", $acc, "}, {", $j, "}, zmmword ptr [{w} + ", $j, " * 64]"),)*
+                    "vmovdqu8 {t} {{{m}}} {{z}}, zmmword ptr [{w} + {tail_at}]",
+                    "vpdpbusd {a}, {xt}, {t}",
+                    "vpaddd {r1}, {a}, {b}",
+                    "add {w}, {stride}",
+                    // Row 4i + 3 -> r2, r1 = pair(r1, r2), r0 = quad(r0, r1).
+                    "vpxord {a}, {a}, {a}",
+                    "vpxord {b}, {b}, {b}",
+                    $(concat!("vpdpbusd {", $acc, "}, {", $j, "}, zmmword ptr [{w} + ", $j, " * 64]"),)*
+                    "vmovdqu8 {t} {{{m}}} {{z}}, zmmword ptr [{w} + {tail_at}]",
+                    "vpdpbusd {a}, {xt}, {t}",
+                    "vpaddd {r2}, {a}, {b}",
+                    "add {w}, {stride}",
+                    "vpunpckldq {t}, {r1}, {r2}",
+                    "vpunpckhdq {r1}, {r1}, {r2}",
+                    "vpaddd {r1}, {t}, {r1}",
+                    "vpunpcklqdq {t}, {r0}, {r1}",
+                    "vpunpckhqdq {r0}, {r0}, {r1}",
+                    "vpaddd {r0}, {t}, {r0}",
+                    $($add,)?
+                    "vmovdqu64 zmmword ptr [{out}], {r0}",
                     "add {out}, 64",
-                    "dec {rows}",
+                    "dec {quads}",
                     "jnz 2b",
                     $(in(zmm_reg) xs[$j],)*
                     xt = in(zmm_reg) xt,
@@ -241,51 +280,54 @@ unsafe fn rows16_dot<const N: usize, const ACCUMULATE: bool>(
                     tail_at = in(reg) 64 * N,
                     w = inout(reg) w => _,
                     out = inout(reg) partial.as_mut_ptr() => _,
-                    rows = inout(reg) ROWS => _,
+                    quads = inout(reg) ROWS / 4 => _,
                     a = out(zmm_reg) scratch_a,
                     b = out(zmm_reg) scratch_b,
                     t = out(zmm_reg) scratch_t,
+                    r0 = out(zmm_reg) scratch_r0,
+                    r1 = out(zmm_reg) scratch_r1,
+                    r2 = out(zmm_reg) scratch_r2,
                     options(nostack),
                 )
             }
-            let _ = (scratch_a, scratch_b, scratch_t);
+            let _ = (scratch_a, scratch_b, scratch_t, scratch_r0, scratch_r1, scratch_r2);
         }};
     }
     // The sum is added to `partial` or replaces it.
     if ACCUMULATE {
         match N {
-            0 => pass!(; "vpaddd {a}, {a}, zmmword ptr [{out}]"),
-            1 => pass!(0 "a"; "vpaddd {a}, {a}, zmmword ptr [{out}]"),
-            2 => pass!(0 "a", 1 "b"; "vpaddd {a}, {a}, zmmword ptr [{out}]"),
-            3 => pass!(0 "a", 1 "b", 2 "a"; "vpaddd {a}, {a}, zmmword ptr [{out}]"),
-            4 => pass!(0 "a", 1 "b", 2 "a", 3 "b"; "vpaddd {a}, {a}, zmmword ptr [{out}]"),
-            5 => pass!(0 "a", 1 "b", 2 "a", 3 "b", 4 "a"; "vpaddd {a}, {a}, zmmword ptr [{out}]"),
-            6 => pass!(0 "a", 1 "b", 2 "a", 3 "b", 4 "a", 5 "b"; "vpaddd {a}, {a}, zmmword ptr [{out}]"),
-            7 => pass!(0 "a", 1 "b", 2 "a", 3 "b", 4 "a", 5 "b", 6 "a"; "vpaddd {a}, {a}, zmmword ptr [{out}]"),
-            8 => pass!(0 "a", 1 "b", 2 "a", 3 "b", 4 "a", 5 "b", 6 "a", 7 "b"; "vpaddd {a}, {a}, zmmword ptr [{out}]"),
+            0 => pass!(; "vpaddd {r0}, {r0}, zmmword ptr [{out}]"),
+            1 => pass!(0 "a"; "vpaddd {r0}, {r0}, zmmword ptr [{out}]"),
+            2 => pass!(0 "a", 1 "b"; "vpaddd {r0}, {r0}, zmmword ptr [{out}]"),
+            3 => pass!(0 "a", 1 "b", 2 "a"; "vpaddd {r0}, {r0}, zmmword ptr [{out}]"),
+            4 => pass!(0 "a", 1 "b", 2 "a", 3 "b"; "vpaddd {r0}, {r0}, zmmword ptr [{out}]"),
+            5 => pass!(0 "a", 1 "b", 2 "a", 3 "b", 4 "a"; "vpaddd {r0}, {r0}, zmmword ptr [{out}]"),
+            6 => pass!(0 "a", 1 "b", 2 "a", 3 "b", 4 "a", 5 "b"; "vpaddd {r0}, {r0}, zmmword ptr [{out}]"),
+            7 => pass!(0 "a", 1 "b", 2 "a", 3 "b", 4 "a", 5 "b", 6 "a"; "vpaddd {r0}, {r0}, zmmword ptr [{out}]"),
+            8 => pass!(0 "a", 1 "b", 2 "a", 3 "b", 4 "a", 5 "b", 6 "a", 7 "b"; "vpaddd {r0}, {r0}, zmmword ptr [{out}]"),
             9 => {
-                pass!(0 "a", 1 "b", 2 "a", 3 "b", 4 "a", 5 "b", 6 "a", 7 "b", 8 "a"; "vpaddd {a}, {a}, zmmword ptr [{out}]")
+                pass!(0 "a", 1 "b", 2 "a", 3 "b", 4 "a", 5 "b", 6 "a", 7 "b", 8 "a"; "vpaddd {r0}, {r0}, zmmword ptr [{out}]")
             }
             10 => {
-                pass!(0 "a", 1 "b", 2 "a", 3 "b", 4 "a", 5 "b", 6 "a", 7 "b", 8 "a", 9 "b"; "vpaddd {a}, {a}, zmmword ptr [{out}]")
+                pass!(0 "a", 1 "b", 2 "a", 3 "b", 4 "a", 5 "b", 6 "a", 7 "b", 8 "a", 9 "b"; "vpaddd {r0}, {r0}, zmmword ptr [{out}]")
             }
             11 => {
-                pass!(0 "a", 1 "b", 2 "a", 3 "b", 4 "a", 5 "b", 6 "a", 7 "b", 8 "a", 9 "b", 10 "a"; "vpaddd {a}, {a}, zmmword ptr [{out}]")
+                pass!(0 "a", 1 "b", 2 "a", 3 "b", 4 "a", 5 "b", 6 "a", 7 "b", 8 "a", 9 "b", 10 "a"; "vpaddd {r0}, {r0}, zmmword ptr [{out}]")
             }
             12 => {
-                pass!(0 "a", 1 "b", 2 "a", 3 "b", 4 "a", 5 "b", 6 "a", 7 "b", 8 "a", 9 "b", 10 "a", 11 "b"; "vpaddd {a}, {a}, zmmword ptr [{out}]")
+                pass!(0 "a", 1 "b", 2 "a", 3 "b", 4 "a", 5 "b", 6 "a", 7 "b", 8 "a", 9 "b", 10 "a", 11 "b"; "vpaddd {r0}, {r0}, zmmword ptr [{out}]")
             }
             13 => {
-                pass!(0 "a", 1 "b", 2 "a", 3 "b", 4 "a", 5 "b", 6 "a", 7 "b", 8 "a", 9 "b", 10 "a", 11 "b", 12 "a"; "vpaddd {a}, {a}, zmmword ptr [{out}]")
+                pass!(0 "a", 1 "b", 2 "a", 3 "b", 4 "a", 5 "b", 6 "a", 7 "b", 8 "a", 9 "b", 10 "a", 11 "b", 12 "a"; "vpaddd {r0}, {r0}, zmmword ptr [{out}]")
             }
             14 => {
-                pass!(0 "a", 1 "b", 2 "a", 3 "b", 4 "a", 5 "b", 6 "a", 7 "b", 8 "a", 9 "b", 10 "a", 11 "b", 12 "a", 13 "b"; "vpaddd {a}, {a}, zmmword ptr [{out}]")
+                pass!(0 "a", 1 "b", 2 "a", 3 "b", 4 "a", 5 "b", 6 "a", 7 "b", 8 "a", 9 "b", 10 "a", 11 "b", 12 "a", 13 "b"; "vpaddd {r0}, {r0}, zmmword ptr [{out}]")
             }
             15 => {
-                pass!(0 "a", 1 "b", 2 "a", 3 "b", 4 "a", 5 "b", 6 "a", 7 "b", 8 "a", 9 "b", 10 "a", 11 "b", 12 "a", 13 "b", 14 "a"; "vpaddd {a}, {a}, zmmword ptr [{out}]")
+                pass!(0 "a", 1 "b", 2 "a", 3 "b", 4 "a", 5 "b", 6 "a", 7 "b", 8 "a", 9 "b", 10 "a", 11 "b", 12 "a", 13 "b", 14 "a"; "vpaddd {r0}, {r0}, zmmword ptr [{out}]")
             }
             _ => {
-                pass!(0 "a", 1 "b", 2 "a", 3 "b", 4 "a", 5 "b", 6 "a", 7 "b", 8 "a", 9 "b", 10 "a", 11 "b", 12 "a", 13 "b", 14 "a", 15 "b"; "vpaddd {a}, {a}, zmmword ptr [{out}]")
+                pass!(0 "a", 1 "b", 2 "a", 3 "b", 4 "a", 5 "b", 6 "a", 7 "b", 8 "a", 9 "b", 10 "a", 11 "b", 12 "a", 13 "b", 14 "a", 15 "b"; "vpaddd {r0}, {r0}, zmmword ptr [{out}]")
             }
         }
     } else {
@@ -328,7 +370,7 @@ unsafe fn wide_rows16(p: &DenseI8<'_>, x: *const u8, out: *mut i8) {
     let (rows, cols) = (p.rows, p.cols);
     let ep = Epilogue::new(p, true);
     for o in block_starts(rows, ROWS) {
-        let mut partial = [_mm512_setzero_si512(); ROWS];
+        let mut partial = [_mm512_setzero_si512(); ROWS / 4];
         let mut k = 0;
         while k < cols {
             let len = (cols - k).min(CHUNK);
@@ -358,7 +400,7 @@ unsafe fn wide_rows16(p: &DenseI8<'_>, x: *const u8, out: *mut i8) {
         }
         // SAFETY: o + 16 <= rows: parameters and outputs o..o+16 are in bounds.
         unsafe {
-            let y = ep.apply16(&ep.params16(o), reduce16(&partial));
+            let y = ep.apply16(&ep.params16(o), reduce_quads(&partial));
             _mm_storeu_si128(out.add(o).cast(), _mm512_cvtepi32_epi8(y));
         }
     }

@@ -429,24 +429,19 @@ fn clamp(scaled: __m512i, zero_point: __m512i, lo: __m512i, hi: __m512i) -> __m5
     _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(bounded, zero_point), lo), hi)
 }
 
-/// Horizontal sums of 16 vectors at once: lane `i` of the result is the sum of `v[i]`'s 16
-/// lanes. A transposing tree (45 instructions) instead of 16 separate reductions.
+/// Horizontal sums of 16 rows handed over as four vectors, `q[i]` for rows `4i..4i + 4`, each
+/// 128-bit lane holding one partial sum of each of the four rows (row `4i + k` in dword `k`):
+/// lane `r` of the result is row `r`'s sum. The last two levels of a transposing reduction
+/// tree; the one-sample kernels run its first two (unpack and add dwords of row pairs, then
+/// qwords of pair pairs) as their rows come.
 #[target_feature(enable = "avx512f")]
 #[inline]
-pub(super) fn reduce16(v: &[__m512i; 16]) -> __m512i {
-    // Per 128-bit lane: [a0+a2, b0+b2, a1+a3, b1+b3].
-    let pair = |a: __m512i, b: __m512i| _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
-    // Per 128-bit lane: one partial sum of each of the four rows.
-    let quad = |a: __m512i, b: __m512i| _mm512_add_epi32(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b));
+pub(super) fn reduce_quads(q: &[__m512i; 4]) -> __m512i {
     // Adds 128-bit lanes 0+1 and 2+3 of `a`, then of `b`.
     let lanes = |a: __m512i, b: __m512i| {
         _mm512_add_epi32(_mm512_shuffle_i32x4::<0b10_00_10_00>(a, b), _mm512_shuffle_i32x4::<0b11_01_11_01>(a, b))
     };
-    let q0 = quad(pair(v[0], v[1]), pair(v[2], v[3]));
-    let q1 = quad(pair(v[4], v[5]), pair(v[6], v[7]));
-    let q2 = quad(pair(v[8], v[9]), pair(v[10], v[11]));
-    let q3 = quad(pair(v[12], v[13]), pair(v[14], v[15]));
-    lanes(lanes(q0, q1), lanes(q2, q3))
+    lanes(lanes(q[0], q[1]), lanes(q[2], q[3]))
 }
 
 /// Transposes a 16 x 16 matrix of dwords held one row per vector: lane `j` of result `i` is
