@@ -82,17 +82,29 @@ impl<'m, 'a> Decoder<'m, 'a> {
         self.model.output(0).map(|t| t.len).unwrap_or(0)
     }
 
+    /// Stages the labels, then z with `stage_z` (given the working arena), and runs the graph.
     fn run(
         &self,
-        z: impl Iterator<Item = f32>,
+        stage_z: impl FnOnce(&mut [u8]) -> Result<(), Error>,
         labels: Option<&[u32]>,
         batch: usize,
         arena: &mut [u8],
     ) -> Result<(), Error> {
         let work = self.model.working_arena(arena, batch)?;
         stage_labels(self.model, self.kernels, work, labels, batch)?;
-        self.model.stage_input(self.kernels, work, 0, batch, z)?;
+        stage_z(work)?;
         self.model.execute(self.kernels, work, batch)
+    }
+
+    /// [`Self::run`] on one z drawn from N(0, I) with `rng`.
+    fn run_prior(&self, rng: &mut Rng, labels: Option<&[u32]>, arena: &mut [u8]) -> Result<(), Error> {
+        let z = core::iter::repeat_with(|| rng.gaussian());
+        self.run(|work| self.model.stage_input(self.kernels, work, 0, 1, z), labels, 1, arena)
+    }
+
+    /// [`Self::run`] on latent vectors in a slice.
+    fn run_slice(&self, z: &[f32], labels: Option<&[u32]>, batch: usize, arena: &mut [u8]) -> Result<(), Error> {
+        self.run(|work| self.model.stage_input_slice(self.kernels, work, 0, batch, z), labels, batch, arena)
     }
 
     fn finish_pixels(&self, arena: &mut [u8], batch: usize, pixels: &mut [u8]) -> Result<(), Error> {
@@ -113,7 +125,7 @@ impl<'m, 'a> Decoder<'m, 'a> {
     ) -> Result<(), Error> {
         check_len("z", batch * self.latent_dim(), z.len())?;
         check_len("pixels", batch * self.output_len(), pixels.len())?;
-        self.run(z.iter().copied(), labels, batch, arena)?;
+        self.run_slice(z, labels, batch, arena)?;
         self.finish_pixels(arena, batch, pixels)
     }
 
@@ -138,7 +150,7 @@ impl<'m, 'a> Decoder<'m, 'a> {
     ) -> Result<(), Error> {
         check_len("z", batch * self.latent_dim(), z.len())?;
         check_len("out", batch * self.output_len(), out.len())?;
-        self.run(z.iter().copied(), labels, batch, arena)?;
+        self.run_slice(z, labels, batch, arena)?;
         let work = self.model.working_arena(arena, batch)?;
         self.model.read_output(work, 0, batch, out)
     }
@@ -152,7 +164,7 @@ impl<'m, 'a> Decoder<'m, 'a> {
     /// grid of samples from seed S is the same on every target.
     pub fn sample(&self, rng: &mut Rng, arena: &mut [u8], pixels: &mut [u8]) -> Result<(), Error> {
         check_len("pixels", self.output_len(), pixels.len())?;
-        self.run(core::iter::repeat_with(|| rng.gaussian()), None, 1, arena)?;
+        self.run_prior(rng, None, arena)?;
         self.finish_pixels(arena, 1, pixels)
     }
 
@@ -165,7 +177,7 @@ impl<'m, 'a> Decoder<'m, 'a> {
         pixels: &mut [u8],
     ) -> Result<(), Error> {
         check_len("pixels", self.output_len(), pixels.len())?;
-        self.run(core::iter::repeat_with(|| rng.gaussian()), Some(&[label]), 1, arena)?;
+        self.run_prior(rng, Some(&[label]), arena)?;
         self.finish_pixels(arena, 1, pixels)
     }
 }
@@ -252,7 +264,7 @@ impl<'m, 'a> Encoder<'m, 'a> {
         check_len("x", batch * self.input_len(), x.len())?;
         let work = self.model.working_arena(arena, batch)?;
         stage_labels(self.model, self.kernels, work, labels, batch)?;
-        self.model.stage_input(self.kernels, work, 0, batch, x.iter().copied())?;
+        self.model.stage_input_slice(self.kernels, work, 0, batch, x)?;
         self.model.execute(self.kernels, work, batch)?;
         self.read_heads(arena, batch, mu, logvar)
     }

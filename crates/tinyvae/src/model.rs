@@ -728,6 +728,27 @@ impl<'a> Model<'a> {
         Ok(())
     }
 
+    /// [`Self::stage_input`] from a slice: int8 inputs quantize straight from it, with no copy
+    /// through a buffer (for a batch of 64 images, the copy measured 4% of the encoder).
+    pub(crate) fn stage_input_slice(
+        &self,
+        kernels: &Kernels,
+        arena: &mut [u8],
+        k: usize,
+        batch: usize,
+        values: &[f32],
+    ) -> Result<(), Error> {
+        let t = self.input(k).ok_or(Error::BadGraph { reason: "missing input" })?;
+        if t.dtype == DType::I8 {
+            let bytes = arena.get_mut(arena_range(&t, batch)).ok_or(Error::BadGraph { reason: "input outside arena" })?;
+            if let Some(values) = values.get(..bytes.len()) {
+                (kernels.quantize_i8)(values, t.scale, t.zero_point, crate::cast::i8s_mut(bytes));
+                return Ok(());
+            }
+        }
+        self.stage_input(kernels, arena, k, batch, values.iter().copied())
+    }
+
     /// Writes graph input `k` from [0, 255] pixels; pixel-quantized int8 inputs take the bytes
     /// as they are (`q = p - 128`), with no float arithmetic.
     pub(crate) fn stage_pixels(

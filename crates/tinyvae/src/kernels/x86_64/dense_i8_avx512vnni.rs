@@ -55,9 +55,10 @@ const MIN_GROUP: usize = 6;
 /// Widest layer the packed kernel takes: its transposed activations (16 * cols bytes) live on
 /// the stack. Wider layers run one sample at a time.
 const PACK_MAX_COLS: usize = 1024;
-/// Widest layer the paired kernel takes (two groups' activations, the same stack as one group
-/// of [`PACK_MAX_COLS`]).
-const PAIR_MAX_COLS: usize = PACK_MAX_COLS / 2;
+/// Widest layer the paired kernel takes: its two groups' activations (32 * cols bytes) live on
+/// the stack, and at 1024 columns fill 32 KiB of the L1 that they are read from 8 rows at a
+/// time.
+const PAIR_MAX_COLS: usize = 1024;
 /// Rows per pass of the paired kernel: 8 rows x 2 groups = 16 accumulators.
 const PAIR_ROWS: usize = 8;
 
@@ -586,22 +587,23 @@ unsafe fn pack_group(cols: usize, x: *const u8, n: usize, packed: *mut __m512i) 
 }
 
 /// `acc_a[r] += ` row `r`'s weights (at `w + r * stride`) times group A's packed activations
-/// (`a`), `acc_b[r]` the same with group B (`PAIR_MAX_COLS / 4` vectors after `a`), over
-/// `quads` (>= 1) steps of 4 columns.
+/// (`a`), `acc_b[r]` the same with group B (`b_at` bytes after `a`), over `quads` (>= 1) steps
+/// of 4 columns.
 ///
 /// `asm!` because the compiler, short of general registers for 8 row pointers, assembled the
 /// weight words with inserts and shuffles and reloaded pointers from the stack; here each
 /// weight dword is one broadcast load feeding two `vpdpbusd`, rows addressed from three bases.
 ///
 /// # Safety
-/// AVX-512 F/VNNI; each of the 8 rows is readable for `4 * quads` bytes; `a` and the group B
-/// vectors hold `quads` written vectors each.
+/// AVX-512 F/VNNI; each of the 8 rows is readable for `4 * quads` bytes; `a` and `a + b_at`
+/// (bytes) hold `quads` written vectors each.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 #[inline]
 unsafe fn pair_rows8_dot(
     w: *const u8,
     stride: usize,
     a: *const __m512i,
+    b_at: usize,
     quads: usize,
     acc_a: &mut [__m512i; PAIR_ROWS],
     acc_b: &mut [__m512i; PAIR_ROWS],
@@ -660,7 +662,7 @@ unsafe fn pair_rows8_dot(
             w4 = inout(reg) w.wrapping_add(4 * stride) => _,
             s = in(reg) stride,
             a = inout(reg) a => _,
-            b_at = const PAIR_MAX_COLS / 4 * 64,
+            b_at = in(reg) b_at,
             n = inout(reg) quads => _,
             options(nostack, readonly),
         )
@@ -681,9 +683,11 @@ unsafe fn packed_pair(p: &DenseI8<'_>, ep: &Epilogue<'_>, x: *const u8, n: usize
     let (rows, cols) = (p.rows, p.cols);
     let mut buffer = MaybeUninit::<[__m512i; 2 * (PAIR_MAX_COLS / 4)]>::uninit();
     let a = buffer.as_mut_ptr().cast::<__m512i>();
-    // SAFETY: group B starts PAIR_MAX_COLS / 4 vectors in; each group writes cols.div_ceil(4) <=
-    // PAIR_MAX_COLS / 4 vectors; samples 0..16 and 16..n are inside x.
-    let b = unsafe { a.add(PAIR_MAX_COLS / 4) };
+    // Group B right after group A, so that the two share as few cache sets as they can.
+    let vectors = cols.div_ceil(4);
+    // SAFETY: each group writes cols.div_ceil(4) <= PAIR_MAX_COLS / 4 vectors, group B from
+    // that many vectors in; samples 0..16 and 16..n are inside x.
+    let b = unsafe { a.add(vectors) };
     unsafe {
         pack_group(cols, x, GROUP, a);
         pack_group(cols, x.add(GROUP * cols), n - GROUP, b);
@@ -706,8 +710,8 @@ unsafe fn packed_pair(p: &DenseI8<'_>, ep: &Epilogue<'_>, x: *const u8, n: usize
             let mut acc_b = [_mm512_setzero_si512(); PAIR_ROWS];
             if quads > 0 {
                 // SAFETY: rows o+r0..o+r0+8 hold quads*4 <= cols bytes each from w; both groups'
-                // vectors 0..quads were written, group B PAIR_MAX_COLS / 4 vectors after A.
-                unsafe { pair_rows8_dot(w, cols, a, quads, &mut acc_a, &mut acc_b) };
+                // vectors 0..quads were written, group B `vectors` vectors after A.
+                unsafe { pair_rows8_dot(w, cols, a, 64 * vectors, quads, &mut acc_a, &mut acc_b) };
             }
             let mut step = |q: usize, words: [i32; PAIR_ROWS]| {
                 // SAFETY: q < cols.div_ceil(4): both groups' vector q was written.
