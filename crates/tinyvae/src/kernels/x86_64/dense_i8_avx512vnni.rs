@@ -211,6 +211,21 @@ unsafe fn rows16_dot<const N: usize, const ACCUMULATE: bool>(
     stride: usize,
     partial: &mut [__m512i; ROWS / 4],
 ) {
+    // One row as `asm!` text: its dot products into {a} and {b}, their sum into `$dst`, and
+    // {w} on to the next row.
+    macro_rules! row_asm {
+        ($dst:literal; $($j:literal $acc:literal),*) => {
+            concat!(
+                "vpxord {a}, {a}, {a}\n",
+                "vpxord {b}, {b}, {b}\n",
+                $("vpdpbusd {", $acc, "}, {", $j, "}, zmmword ptr [{w} + ", $j, " * 64]\n",)*
+                "vmovdqu8 {t} {{{m}}} {{z}}, zmmword ptr [{w} + {tail_at}]\n",
+                "vpdpbusd {a}, {xt}, {t}\n",
+                "vpaddd {", $dst, "}, {a}, {b}\n",
+                "add {w}, {stride}\n",
+            )
+        };
+    }
     // One variant per N: operand {j} is activation vector j, weights j*64 bytes into the row.
     // Two accumulator chains alternate to halve the wait on vpdpbusd's latency. Four rows per
     // iteration, their sums folded into one vector by the first two levels of a transposing
@@ -228,41 +243,15 @@ unsafe fn rows16_dot<const N: usize, const ACCUMULATE: bool>(
             unsafe {
                 core::arch::asm!(
                     "2:",
-                    // Row 4i -> r0.
-                    "vpxord {a}, {a}, {a}",
-                    "vpxord {b}, {b}, {b}",
-                    $(concat!("vpdpbusd {", $acc, "}, {", $j, "}, zmmword ptr [{w} + ", $j, " * 64]"),)*
-                    "vmovdqu8 {t} {{{m}}} {{z}}, zmmword ptr [{w} + {tail_at}]",
-                    "vpdpbusd {a}, {xt}, {t}",
-                    "vpaddd {r0}, {a}, {b}",
-                    "add {w}, {stride}",
-                    // Row 4i + 1 -> r1, then r0 = pair(r0, r1).
-                    "vpxord {a}, {a}, {a}",
-                    "vpxord {b}, {b}, {b}",
-                    $(concat!("vpdpbusd {", $acc, "}, {", $j, "}, zmmword ptr [{w} + ", $j, " * 64]"),)*
-                    "vmovdqu8 {t} {{{m}}} {{z}}, zmmword ptr [{w} + {tail_at}]",
-                    "vpdpbusd {a}, {xt}, {t}",
-                    "vpaddd {r1}, {a}, {b}",
-                    "add {w}, {stride}",
+                    // Row 4i -> r0; row 4i + 1 -> r1, then r0 = pair(r0, r1).
+                    row_asm!("r0"; $($j $acc),*),
+                    row_asm!("r1"; $($j $acc),*),
                     "vpunpckldq {t}, {r0}, {r1}",
                     "vpunpckhdq {r0}, {r0}, {r1}",
                     "vpaddd {r0}, {t}, {r0}",
-                    // Row 4i + 2 -> r1.
-                    "vpxord {a}, {a}, {a}",
-                    "vpxord {b}, {b}, {b}",
-                    $(concat!("vpdpbusd {", $acc, "}, {", $j, "}, zmmword ptr [{w} + ", $j, " * 64]"),)*
-                    "vmovdqu8 {t} {{{m}}} {{z}}, zmmword ptr [{w} + {tail_at}]",
-                    "vpdpbusd {a}, {xt}, {t}",
-                    "vpaddd {r1}, {a}, {b}",
-                    "add {w}, {stride}",
-                    // Row 4i + 3 -> r2, r1 = pair(r1, r2), r0 = quad(r0, r1).
-                    "vpxord {a}, {a}, {a}",
-                    "vpxord {b}, {b}, {b}",
-                    $(concat!("vpdpbusd {", $acc, "}, {", $j, "}, zmmword ptr [{w} + ", $j, " * 64]"),)*
-                    "vmovdqu8 {t} {{{m}}} {{z}}, zmmword ptr [{w} + {tail_at}]",
-                    "vpdpbusd {a}, {xt}, {t}",
-                    "vpaddd {r2}, {a}, {b}",
-                    "add {w}, {stride}",
+                    // Row 4i + 2 -> r1; row 4i + 3 -> r2, r1 = pair(r1, r2), r0 = quad(r0, r1).
+                    row_asm!("r1"; $($j $acc),*),
+                    row_asm!("r2"; $($j $acc),*),
                     "vpunpckldq {t}, {r1}, {r2}",
                     "vpunpckhdq {r1}, {r1}, {r2}",
                     "vpaddd {r1}, {t}, {r1}",
