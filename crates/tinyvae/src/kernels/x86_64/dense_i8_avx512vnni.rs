@@ -10,11 +10,13 @@
 //!   The activations sit in registers, so the weights are read front to back, one row
 //!   after the other, the order the hardware prefetchers stream fastest (interleaving the 16
 //!   rows column by column measured 40% slower). That pass is `asm!`, because the compiler
-//!   does not keep the order. The 16 accumulators reduce together in one transposing tree and
-//!   the epilogue runs on 16 rows at once. Up to 1024 activations stay in registers for the
+//!   does not keep the order. The 16 accumulators reduce together in one transposing tree,
+//!   whose first two levels run in the row loop as the rows come, and the epilogue runs on 16
+//!   rows at once. Up to 1024 activations stay in registers for the
 //!   whole layer; wider layers go through 512 columns at a time; layers of at most 32 columns
 //!   put two rows in each vector.
-//! - **Packed batches** (groups of up to 16 samples): the group's activations are transposed
+//! - **Packed batches** (groups of up to 16 samples, two groups sharing each weight load while
+//!   22 or more samples remain): the group's activations are transposed
 //!   once into a stack buffer where each 64-byte vector holds 4 consecutive activations of
 //!   every sample. Four weight bytes, broadcast, then multiply all 16 samples in one
 //!   `vpdpbusd` (the broadcast folds into the instruction's memory operand), so each lane of
