@@ -2,7 +2,7 @@
 //!
 //! [`REFERENCE`] (scalar, in `reference/`) defines every result. Optimized tables (SIMD, DSP)
 //! replace entries of it and must give the reference's int8 bytes exactly; the generic suite in
-//! [`suite`] checks any table against the reference, and every architecture instantiates it.
+//! The `suite` module checks any table against the reference, and every architecture instantiates it.
 //! Kernels never fail and never panic: the blob parser has checked every shape before a kernel
 //! sees it, and kernels only walk slices with bounded iterators.
 

@@ -1,7 +1,9 @@
-//! f32 elementwise kernels (a float decoder's output sigmoid and its conversion to pixels, over
-//! every pixel; graph inputs quantized to int8, a division each) compiled for AVX2 and AVX-512: the reference's own loop bodies, inlined into
-//! functions with wider target features, so that they vectorize 8 or 16 lanes wide instead of
-//! baseline SSE2's 4. Same operations in the same order, hence the reference's values exactly.
+//! f32 elementwise kernels: a float decoder's output sigmoid and its conversion to pixels (over
+//! every pixel), and graph inputs quantized to int8 (a division each). AVX2 and AVX-512
+//! compile the reference's own loop bodies in functions with wider target features, so that
+//! they vectorize 8 or 16 lanes wide instead of baseline SSE2's 4: same operations in the same
+//! order, hence the reference's values exactly. The AVX-512 input quantization has its own,
+//! shorter rounding, shown equal to the reference's where it is used (see `quantize_avx512`).
 
 use super::{has, Level};
 use crate::format::ActKind;

@@ -7,7 +7,8 @@
 //! | `avx-vnni`         | ymm `vpdpbusd` (VEX)  | F16C + FMA (ymm)         | scalar       | ymm `vpsadbw` |
 //! | `avx2`             | `vpmaddubsw`/`vpmaddwd` | F16C + FMA (ymm)       | scalar       | ymm `vpsadbw` |
 //!
-//! f32 activations and pixels: the reference's loops compiled 16 lanes wide (AVX-512) or 8.
+//! f32 activations, pixels and input quantization: the reference's loops compiled 16 lanes
+//! wide (AVX-512) or 8 (AVX2); AVX-512 input quantization rounds its own (equal) way.
 //!
 //! Dispatch: with `std`, the CPU is probed once at run time (`is_x86_feature_detected!`);
 //! without, the target features the crate was compiled with decide (`-C target-cpu=...`).
