@@ -740,7 +740,8 @@ impl<'a> Model<'a> {
     ) -> Result<(), Error> {
         let t = self.input(k).ok_or(Error::BadGraph { reason: "missing input" })?;
         if t.dtype == DType::I8 {
-            let bytes = arena.get_mut(arena_range(&t, batch)).ok_or(Error::BadGraph { reason: "input outside arena" })?;
+            let bytes =
+                arena.get_mut(arena_range(&t, batch)).ok_or(Error::BadGraph { reason: "input outside arena" })?;
             if let Some(values) = values.get(..bytes.len()) {
                 (kernels.quantize_i8)(values, t.scale, t.zero_point, crate::cast::i8s_mut(bytes));
                 return Ok(());

@@ -296,7 +296,9 @@ unsafe fn rows16_dot<const N: usize, const ACCUMULATE: bool>(
             5 => pass!(0 "a", 1 "b", 2 "a", 3 "b", 4 "a"; "vpaddd {r0}, {r0}, zmmword ptr [{out}]"),
             6 => pass!(0 "a", 1 "b", 2 "a", 3 "b", 4 "a", 5 "b"; "vpaddd {r0}, {r0}, zmmword ptr [{out}]"),
             7 => pass!(0 "a", 1 "b", 2 "a", 3 "b", 4 "a", 5 "b", 6 "a"; "vpaddd {r0}, {r0}, zmmword ptr [{out}]"),
-            8 => pass!(0 "a", 1 "b", 2 "a", 3 "b", 4 "a", 5 "b", 6 "a", 7 "b"; "vpaddd {r0}, {r0}, zmmword ptr [{out}]"),
+            8 => {
+                pass!(0 "a", 1 "b", 2 "a", 3 "b", 4 "a", 5 "b", 6 "a", 7 "b"; "vpaddd {r0}, {r0}, zmmword ptr [{out}]")
+            }
             9 => {
                 pass!(0 "a", 1 "b", 2 "a", 3 "b", 4 "a", 5 "b", 6 "a", 7 "b", 8 "a"; "vpaddd {r0}, {r0}, zmmword ptr [{out}]")
             }

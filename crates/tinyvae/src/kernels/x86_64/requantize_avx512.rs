@@ -110,6 +110,7 @@ impl<'a> Epilogue<'a> {
             *lane = requantize(*lane, m, s, self.p.out_zero_point, self.p.act_min, self.p.act_max) as i32;
         }
     }
+
     /// The per-row table of a block whose rows all shift right (the usual case), for
     /// requantizing vectors that hold one row of 16 samples (the packed kernels'
     /// accumulators) with [`RowTable::scale`] and [`Self::store_scaled`]. `None` sends the
@@ -553,7 +554,8 @@ mod tests {
             // SAFETY: AVX-512 checked above; `got` has 16 rows of 16 writable bytes.
             unsafe {
                 let params = ep.params16(0);
-                let mut tile: [__m512i; 16] = core::array::from_fn(|r| _mm512_loadu_si512(cases[r].acc.as_ptr().cast()));
+                let mut tile: [__m512i; 16] =
+                    core::array::from_fn(|r| _mm512_loadu_si512(cases[r].acc.as_ptr().cast()));
                 match ep.row_table(&params) {
                     Some(table) => {
                         assert!(round % 7 != 3);
