@@ -109,7 +109,7 @@ pub fn prior_inputs(graph: &Graph, n: usize, seed: u64) -> Result<Vec<Array2<f32
 }
 
 /// Images (and one-hot labels for conditional encoders) as encoder inputs: the first `n`.
-pub fn image_inputs(graph: &Graph, data: &crate::idx::Dataset, n: usize) -> Result<Vec<Array2<f32>>, GraphError> {
+pub fn image_inputs(graph: &Graph, data: &tinyvae_data::idx::Dataset, n: usize) -> Result<Vec<Array2<f32>>, GraphError> {
     let n = n.min(data.count);
     let len = data.image_len();
     if graph.inputs.first().map(|i| i.len) != Some(len) {

@@ -9,7 +9,7 @@ use tinyvae::{Model, Precision};
 
 use crate::calibrate::Calibration;
 use crate::calibrate::{self, Method};
-use crate::idx::{Dataset, Split};
+use tinyvae_data::idx::{Dataset, Split};
 use crate::ir::{Graph, Role};
 use crate::metrics::Fidelity;
 use crate::quantize::{self, Prepared, QuantizeError};

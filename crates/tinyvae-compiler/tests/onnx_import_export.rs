@@ -10,8 +10,8 @@ use prost::Message;
 use tinyvae_compiler::ir::{Graph, Op, Role};
 use tinyvae_compiler::onnx::{export, export_file, import_bytes, import_file, to_model_proto, ImportError};
 use tinyvae_compiler::tract_ref::TractModel;
-use tract_onnx::pb;
-use tract_onnx::pb::tensor_proto::DataType;
+use tinyvae_compiler::onnx::proto as pb;
+use tinyvae_compiler::onnx::proto::tensor_proto::DataType;
 
 fn views(a: &[Array2<f32>]) -> Vec<ArrayView2<'_, f32>> {
     a.iter().map(|x| x.view()).collect()
@@ -432,7 +432,7 @@ fn decode_and_external_data_errors_are_clear() {
     let mut m = torch_gemm_decoder(&mut Rng(22));
     let t = &mut m.graph.as_mut().unwrap().initializer[2];
     t.raw_data.clear();
-    t.data_location = Some(pb::tensor_proto::DataLocation::External as i32);
+    t.data_location = pb::tensor_proto::DataLocation::External as i32;
     t.external_data = vec![pb::StringStringEntryProto { key: "location".into(), value: "decoder.onnx.data".into() }];
     let e = import_err(&m);
     assert!(e.contains("onnx::Gemm_12") && e.contains("external") && e.contains("decoder.onnx.data"), "{e}");

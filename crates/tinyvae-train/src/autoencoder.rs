@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor, D};
 use serde::{Deserialize, Serialize};
-use tinyvae_compiler::corrupt::Corruption;
+use tinyvae_data::corrupt::Corruption;
 use tinyvae_compiler::ir::{Graph, Op, Role};
 
 use crate::classifier::mlp::Mlp;

@@ -143,7 +143,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
 pub(crate) fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<(), TrainError> {
     let mut text = serde_json::to_string_pretty(value).map_err(|e| TrainError::checkpoint(path, e.to_string()))?;
     text.push('\n');
-    tinyvae_compiler::write_atomic(path, text.as_bytes()).map_err(io(path))
+    tinyvae_data::write_atomic(path, text.as_bytes()).map_err(io(path))
 }
 
 /// Writes named tensors as safetensors, atomically (temporary file, fsync, rename).

@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
-use tinyvae_compiler::idx::{Dataset, Split};
+use tinyvae_data::idx::{Dataset, Split};
 
 use crate::checkpoint::{save_tensors_atomic, write_json_atomic};
 use crate::config::{LrSchedule, TrainConfig};

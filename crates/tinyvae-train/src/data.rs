@@ -10,7 +10,7 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor};
 use tinyvae::Rng;
-use tinyvae_compiler::idx::{Dataset, Split};
+use tinyvae_data::idx::{Dataset, Split};
 
 use crate::config::TrainConfig;
 use crate::error::TrainError;

@@ -23,7 +23,7 @@ use candle_core::{Device, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tinyvae_compiler::idx::Split;
+use tinyvae_data::idx::Split;
 
 use crate::checkpoint::{
     load_tensors, read_json, save_tensors_atomic, sidecar_path, strip, write_json_atomic, CHECKPOINT_FORMAT,
@@ -663,7 +663,7 @@ impl<M: Member> Session<M> {
             for name in ["best.safetensors", "best.json"] {
                 let (from, to) = (ck.dir.join(name), cfg.out_dir.join(name));
                 let bytes = std::fs::read(&from).map_err(|e| TrainError::io(&from, e))?;
-                tinyvae_compiler::write_atomic(&to, &bytes).map_err(|e| TrainError::io(&to, e))?;
+                tinyvae_data::write_atomic(&to, &bytes).map_err(|e| TrainError::io(&to, e))?;
             }
         }
         let mut info = ck.info;
@@ -949,5 +949,5 @@ fn write_log<T: Serialize>(path: &Path, history: &[EpochLog<T>]) -> Result<(), T
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
     }
-    tinyvae_compiler::write_atomic(path, text.as_bytes()).map_err(|e| TrainError::io(path, e))
+    tinyvae_data::write_atomic(path, text.as_bytes()).map_err(|e| TrainError::io(path, e))
 }

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use tinyvae_compiler::idx::Split;
+use tinyvae_data::idx::Split;
 
 use crate::classifier::mlp::one_hot;
 use crate::data::{gaussian_tensor, stream, ImageSet, Stream};

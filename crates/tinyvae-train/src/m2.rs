@@ -43,7 +43,7 @@ use std::time::Instant;
 
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
-use tinyvae_compiler::idx::Split;
+use tinyvae_data::idx::Split;
 
 use crate::checkpoint::{save_tensors_atomic, write_json_atomic};
 use crate::classifier::mlp::{
@@ -740,5 +740,5 @@ fn write_log(path: &Path, history: &[M2Epoch]) -> Result<(), TrainError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
     }
-    tinyvae_compiler::write_atomic(path, text.as_bytes()).map_err(|e| TrainError::io(path, e))
+    tinyvae_data::write_atomic(path, text.as_bytes()).map_err(|e| TrainError::io(path, e))
 }

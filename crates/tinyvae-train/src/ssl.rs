@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use tinyvae_compiler::idx::Split;
+use tinyvae_data::idx::Split;
 
 use crate::checkpoint::write_json_atomic;
 use crate::classifier::{train_classifier_on, ClassifierConfig, LabelledImages};
@@ -365,5 +365,5 @@ pub fn render_markdown(table: &SslTable) -> String {
 fn write_table(dir: &Path, table: &SslTable) -> Result<(), TrainError> {
     write_json_atomic(&dir.join("table.json"), table)?;
     let md = dir.join("table.md");
-    tinyvae_compiler::write_atomic(&md, render_markdown(table).as_bytes()).map_err(|e| TrainError::io(&md, e))
+    tinyvae_data::write_atomic(&md, render_markdown(table).as_bytes()).map_err(|e| TrainError::io(&md, e))
 }

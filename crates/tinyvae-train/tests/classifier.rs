@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use tinyvae_compiler::idx::{Dataset, Split};
+use tinyvae_data::idx::{Dataset, Split};
 use tinyvae_train::classifier::{train_classifier, Classifier, ClassifierConfig};
 use tinyvae_train::TrainError;
 

@@ -165,7 +165,7 @@ fn fused_reconstruction_term_matches_bce_with_logits_in_value_and_gradient() {
 
 #[test]
 fn balanced_subset_is_balanced_disjoint_and_seeded() {
-    let pool = LabelledImages::load(&slice_dir(), tinyvae_compiler::idx::Split::Train, None).unwrap();
+    let pool = LabelledImages::load(&slice_dir(), tinyvae_data::idx::Split::Train, None).unwrap();
     let a = balanced_subset(&pool.labels, 100, 10, 0).unwrap();
     assert_eq!(a.len(), 100);
     let mut per_class = [0; 10];

@@ -2,6 +2,7 @@
 //! for microcontrollers and edge boards.
 
 mod cmd;
+mod figures;
 mod util;
 
 use std::process::ExitCode;

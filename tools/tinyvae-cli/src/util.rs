@@ -33,7 +33,7 @@ pub fn check_not_input(out: &Path, inputs: &[&Path]) -> Result<()> {
 
 /// Writes bytes atomically, naming the file in the error.
 pub fn write(path: &Path, bytes: &[u8]) -> Result<()> {
-    tinyvae_compiler::write_atomic(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+    tinyvae_data::write_atomic(path, bytes).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Parses `int8`, `f16` or `f32`.

@@ -9,9 +9,9 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use prost::Message;
-use tract_onnx::pb;
-use tract_onnx::pb::attribute_proto::AttributeType;
-use tract_onnx::pb::tensor_proto::DataType;
+use super::proto as pb;
+use super::proto::attribute_proto::AttributeType;
+use super::proto::tensor_proto::DataType;
 
 use super::{META_CLASSES, META_LATENT, META_OUTPUT, META_ROLE};
 use crate::ir::{Graph, Op, Role};
@@ -40,7 +40,7 @@ pub fn export(graph: &Graph) -> Result<Vec<u8>, ExportError> {
 /// Writes `graph` as an ONNX file, atomically (a reader never sees half a model).
 pub fn export_file(graph: &Graph, path: &Path) -> Result<(), ExportError> {
     let bytes = export(graph)?;
-    crate::write_atomic(path, &bytes).map_err(|err| ExportError::Io { path: path.display().to_string(), err })
+    tinyvae_data::write_atomic(path, &bytes).map_err(|err| ExportError::Io { path: path.display().to_string(), err })
 }
 
 fn tensor_value_info(name: &str, len: usize) -> pb::ValueInfoProto {
@@ -58,6 +58,7 @@ fn tensor_value_info(name: &str, len: usize) -> pb::ValueInfoProto {
             })),
         }),
         doc_string: String::new(),
+        metadata_props: Vec::new(),
     }
 }
 

@@ -12,8 +12,8 @@ use std::path::Path;
 
 use ndarray::{Array1, Array2, ArrayD, IxDyn};
 use prost::Message;
-use tract_onnx::pb;
-use tract_onnx::pb::tensor_proto::{DataLocation, DataType};
+use super::proto as pb;
+use super::proto::tensor_proto::{DataLocation, DataType};
 
 use super::{META_CLASSES, META_LATENT, META_OUTPUT, META_ROLE};
 use crate::ir::{Graph, Input, Node, Op, Role};
@@ -261,7 +261,7 @@ fn check_count<T>(v: Vec<T>, count: usize) -> Result<Vec<T>, String> {
 /// Decodes an initializer or Constant value. Floating types all become f32 (the IR's type);
 /// integer types are kept for shape arithmetic.
 fn const_from_proto(t: &pb::TensorProto) -> Result<Const, String> {
-    if t.data_location == Some(DataLocation::External as i32) || !t.external_data.is_empty() {
+    if t.data_location == DataLocation::External as i32 || !t.external_data.is_empty() {
         let loc = t.external_data.iter().find(|e| e.key == "location").map_or("?", |e| e.value.as_str());
         return Err(format!(
             "its data is stored outside the model file (external data `{loc}`); tinyvae needs a \

@@ -9,6 +9,8 @@
 
 mod export;
 mod import;
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod proto;
 
 pub use export::{export, export_file, to_model_proto, ExportError};
 pub use import::{import_bytes, import_file, import_proto, ImportError, SUPPORTED_OPS};

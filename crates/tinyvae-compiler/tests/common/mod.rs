@@ -4,10 +4,10 @@
 
 use ndarray::{Array1, Array2};
 use tinyvae_compiler::ir::{Graph, Input, Node, Op, Role};
-use tract_onnx::pb;
-use tract_onnx::pb::attribute_proto::AttributeType;
-use tract_onnx::pb::tensor_proto::DataType;
-use tract_onnx::pb::tensor_shape_proto::{dimension::Value as D, Dimension};
+use tinyvae_compiler::onnx::proto as pb;
+use tinyvae_compiler::onnx::proto::attribute_proto::AttributeType;
+use tinyvae_compiler::onnx::proto::tensor_proto::DataType;
+use tinyvae_compiler::onnx::proto::tensor_shape_proto::{dimension::Value as D, Dimension};
 
 /// splitmix64: tests need reproducible numbers, not a dependency.
 pub struct Rng(pub u64);
@@ -146,6 +146,7 @@ pub fn value_info(name: &str, dims: Vec<Dimension>) -> pb::ValueInfoProto {
             })),
         }),
         doc_string: String::new(),
+        metadata_props: Vec::new(),
     }
 }
 

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use tinyvae_compiler::idx::Split;
+use tinyvae_data::idx::Split;
 use tinyvae_train::classifier::{train_classifier, Classifier, ClassifierConfig, LabelledImages, CLASSES};
 use tinyvae_train::LrSchedule;
 

@@ -5,9 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 use tinyvae::{Decoder, Model};
-use tinyvae_compiler::corrupt::Corruption;
-use tinyvae_compiler::figures;
-use tinyvae_compiler::image::Grid;
+use tinyvae_data::corrupt::Corruption;
+use crate::figures;
+use tinyvae_data::image::Grid;
 
 use crate::util;
 
@@ -47,8 +47,8 @@ pub struct ImageArgs {
 
 impl ImageArgs {
     /// The chosen test images and labels.
-    fn load(&self) -> Result<tinyvae_compiler::idx::Dataset> {
-        let set = tinyvae_compiler::idx::Dataset::load(&self.data, tinyvae_compiler::idx::Split::Test)?;
+    fn load(&self) -> Result<tinyvae_data::idx::Dataset> {
+        let set = tinyvae_data::idx::Dataset::load(&self.data, tinyvae_data::idx::Split::Test)?;
         if self.count == 0 || self.start + self.count > set.count || self.scale == 0 {
             bail!(
                 "--start {} --count {} must pick images among the {} test images (and --scale >= 1)",
@@ -60,7 +60,7 @@ impl ImageArgs {
         Ok(set)
     }
 
-    fn pick<'d>(&self, set: &'d tinyvae_compiler::idx::Dataset) -> (Vec<&'d [u8]>, Vec<u32>) {
+    fn pick<'d>(&self, set: &'d tinyvae_data::idx::Dataset) -> (Vec<&'d [u8]>, Vec<u32>) {
         let range = self.start..self.start + self.count;
         (range.clone().map(|i| set.image(i)).collect(), range.map(|i| set.labels[i] as u32).collect())
     }
@@ -294,7 +294,7 @@ fn latent(a: LatentArgs) -> Result<ExitCode> {
     }
     let bytes = util::read_blob(&a.encoder)?;
     let model = figures::parse(&a.encoder.display().to_string(), &bytes).map_err(|e| anyhow::anyhow!(e))?;
-    let set = tinyvae_compiler::idx::Dataset::load(&a.data, tinyvae_compiler::idx::Split::Test)?;
+    let set = tinyvae_data::idx::Dataset::load(&a.data, tinyvae_data::idx::Split::Test)?;
     let count = a.count.unwrap_or(set.count);
     if count == 0 || count > set.count {
         bail!("--count must be between 1 and the {} test images", set.count);

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 use tinyvae::{Decoder, Model, Rng};
-use tinyvae_compiler::image::Grid;
+use tinyvae_data::image::Grid;
 use tinyvae_train::aae::Prior;
 
 use crate::util;

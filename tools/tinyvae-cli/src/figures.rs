@@ -1,10 +1,10 @@
 //! The lecture's figures, computed from quantized blobs in the runtime (the same code a device
 //! runs): reconstructions at several latent sizes, the CVAE analogies grid and the denoising
-//! grid. Each returns the cells of an image grid row by row; [`crate::image::Grid`] draws them.
+//! grid. Each returns the cells of an image grid row by row; [`tinyvae_data::image::Grid`] draws them.
 
 use tinyvae::{Decoder, Encoder, Model, Rng};
 
-use crate::corrupt::Corruption;
+use tinyvae_data::corrupt::Corruption;
 
 /// A figure could not be drawn; says which blob and why.
 pub type FigureError = String;
