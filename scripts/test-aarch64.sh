@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Runs the runtime's tests for aarch64 under qemu-user, twice: as a Raspberry Pi 5 class core
-# (`-cpu max`: NEON + dotprod, expects the sdot table first) and as a Raspberry Pi 4
-# (`-cpu cortex-a72`: NEON only, expects the NEON table). Installs what it needs (qemu-user,
-# the cross linker and libc, the rustup target) when missing. Fails if any test fails, or if
-# feature detection found other tables than expected (e.g. fell back to scalar), or if the
-# property tests did not run on each expected table.
+# Runs the runtime's tests for aarch64 under qemu-user, the generic kernel suite among them,
+# twice: as a Raspberry Pi 5 class core (`-cpu max`: NEON + dotprod, expects the sdot table
+# first) and as a Raspberry Pi 4 (`-cpu cortex-a72`: NEON only, expects the NEON table).
+# Installs what it needs (qemu-user, the cross linker and libc, the rustup target) when missing.
+# Fails if any test fails, or if feature detection found other tables than expected (e.g. fell
+# back to scalar), or if the suite and property tests did not run on each expected table.
 #
 # `scripts/test-aarch64.sh --count` measures instead of testing: guest instructions per sample
 # of the int8 decoder for each table (see count_instructions below).
@@ -56,6 +56,7 @@ run_on() {
     require "tinyvae aarch64 available kernels: $expected"
     local table
     for table in $(tr , ' ' <<<"${expected#scalar,}"); do
+        require "$table: kernel suite passed"
         require "$table: dense_i8 byte-exact on 3000 random shapes"
         require "$table: dense_i8 byte-exact on decoder shapes, batch 1..=9"
         require "$table: dense_i8 byte-exact on extreme values"

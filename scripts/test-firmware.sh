@@ -81,6 +81,15 @@ echo "== building firmware/cortex-m (thumbv7em-none-eabihf): QEMU build, runtime
     cargo build --release --locked --no-default-features --features footprint --target-dir target/runtime-only
     cargo build --release --locked --features ssd1306 --target-dir target/blackpill
 )
+# The lint gate for this crate lives here rather than in scripts/lint.sh: it needs the deployed
+# model. Same feature sets as the builds above.
+echo "== clippy -D warnings in firmware/cortex-m (QEMU, runtime-only and SSD1306 feature sets)"
+(
+    cd firmware/cortex-m
+    cargo clippy --quiet --locked --release -- -D warnings
+    cargo clippy --quiet --locked --release --no-default-features --features footprint --target-dir target/runtime-only -- -D warnings
+    cargo clippy --quiet --locked --release --features ssd1306 --target-dir target/blackpill -- -D warnings
+)
 elf=firmware/cortex-m/target/thumbv7em-none-eabihf/release/tinyvae-firmware-cortex-m
 elf_runtime=firmware/cortex-m/target/runtime-only/thumbv7em-none-eabihf/release/tinyvae-firmware-cortex-m
 # The runtime alone: parse the model, decode one digit, exit (src/bin/footprint.rs).

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The test command of the README: installs what the tests need (idempotent), then runs every
-# test of the workspace on this machine, the runtime's tests on aarch64 and the Cortex-M4 kernel
-# test program under QEMU, the firmware examples against the host, and the no_std build.
+# The test command of the README: installs what the tests need (idempotent), runs the lint gates
+# (scripts/lint.sh: fmt, clippy, docs, minimum Rust version), then every test of the workspace on
+# this machine, the runtime's tests on aarch64 and the Cortex-M4 kernel test program under QEMU,
+# the firmware examples against the host, the no_std build, and every command the documentation
+# shows (scripts/doc-commands.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +17,8 @@ if ! rustup target list --installed | grep -qx thumbv7em-none-eabihf; then
     echo "== adding rustup target thumbv7em-none-eabihf"
     rustup target add thumbv7em-none-eabihf
 fi
+
+./scripts/lint.sh
 
 export TINYVAE_REQUIRE_ORT=1
 echo "== cargo test --release --workspace"
@@ -33,4 +37,8 @@ cargo build --release -p tinyvae --target thumbv7em-none-eabihf
 # Again with a conditional decoder (the CVAE): the firmware and the Pi program draw requested
 # digits 0, 1, 2, .. in turn, as `tinyvae sample` does without --label.
 TINYVAE_FIRMWARE_BLOB=models/mnist-cvae/decoder.int8.tvae ./scripts/test-firmware.sh
+# Every command the READMEs, docs/ and the model cards show, as written (long training runs:
+# arguments parsed only); the shipped blobs and figures must come out byte for byte.
+echo "== the documentation's commands"
+python3 scripts/doc-commands.py
 echo "== all tests passed"

@@ -29,7 +29,8 @@ fn main() {
         }
     }
 
-    let memory = if env::var_os("CARGO_FEATURE_SSD1306").is_some() { "memory-blackpill.x" } else { "memory-mps2-an386.x" };
+    let memory =
+        if env::var_os("CARGO_FEATURE_SSD1306").is_some() { "memory-blackpill.x" } else { "memory-mps2-an386.x" };
     fs::copy(manifest.join(memory), out.join("memory.x")).expect("copy the memory map to OUT_DIR");
     println!("cargo:rustc-link-search={}", out.display());
     println!("cargo:rerun-if-changed=memory-mps2-an386.x");

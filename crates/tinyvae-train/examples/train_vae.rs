@@ -29,7 +29,7 @@ fn main() {
             );
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", e.chain());
             std::process::exit(1);
         }
     }

@@ -24,12 +24,12 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::autoencoder::{expect_widths, AeConfig, AeMetrics, Autoencoder};
-use crate::classifier::mlp::{one_hot, Mlp};
+use crate::autoencoder::{AeConfig, AeMetrics, Autoencoder, EVAL_BATCH};
 use crate::data::{stream, ImageSet, Stream};
 use crate::engine::{Batch, Member, OptimizerSpec, StepContext};
-use crate::error::TrainError;
-use crate::model::{bce_with_logits, Parameter};
+use crate::error::{TrainError, WeightsError};
+use crate::loss::bce_with_logits;
+use crate::nn::{one_hot, Mlp, Parameter};
 
 /// Codes (and as many prior samples) compared by the MMD at evaluation.
 const MMD_SAMPLES: usize = 2000;
@@ -199,7 +199,7 @@ pub struct AaeMetrics {
 }
 
 /// Unbiased squared MMD between the rows of `a` and `b` (`n x d` each, row-major) under a sum
-/// of Gaussian kernels with [`MMD_BANDWIDTHS`].
+/// of Gaussian kernels of widths 0.25, 0.5, 1, 2 and 4 (`MMD_BANDWIDTHS`).
 pub fn mmd2(a: &[f32], b: &[f32], d: usize) -> f64 {
     let k = |x: &[f32], y: &[f32]| -> f64 {
         let dist: f64 = x.iter().zip(y).map(|(p, q)| ((p - q) as f64).powi(2)).sum();
@@ -310,11 +310,8 @@ impl Aae {
     /// Codes of all `images` (evaluation batches).
     pub fn codes(&self, images: &ImageSet) -> Result<Vec<f32>, TrainError> {
         let mut out = Vec::with_capacity(images.count * self.config.autoencoder.latent);
-        let mut start = 0;
-        while start < images.count {
-            let end = (start + 500).min(images.count);
-            out.extend(self.ae.code(&images.tensor(start..end)?)?.flatten_all()?.to_vec1::<f32>()?);
-            start = end;
+        for batch in images.batches(EVAL_BATCH) {
+            out.extend(self.ae.code(&images.tensor(batch)?)?.flatten_all()?.to_vec1::<f32>()?);
         }
         Ok(out)
     }
@@ -337,11 +334,15 @@ impl Member for Aae {
         Ok(Aae { config: config.clone(), ae, discriminator })
     }
 
-    fn from_weights(config: &AaeConfig, input_len: usize, weights: &HashMap<String, Tensor>) -> Result<Self, String> {
-        config.validate().map_err(|e| e.to_string())?;
+    fn from_weights(
+        config: &AaeConfig,
+        input_len: usize,
+        weights: &HashMap<String, Tensor>,
+    ) -> Result<Self, WeightsError> {
+        config.validate().map_err(WeightsError::config)?;
         let ae = Autoencoder::ae_from_weights(&config.autoencoder, input_len, weights)?;
         let discriminator = Mlp::from_tensors("discriminator", weights)?;
-        expect_widths("discriminator", &discriminator, &Self::widths(config))?;
+        discriminator.expect_widths("discriminator", &Self::widths(config))?;
         Ok(Aae { config: config.clone(), ae, discriminator })
     }
 

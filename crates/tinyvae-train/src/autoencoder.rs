@@ -23,18 +23,20 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor, D};
 use serde::{Deserialize, Serialize};
-use tinyvae_data::corrupt::Corruption;
 use tinyvae_compiler::ir::{Graph, Op, Role};
+use tinyvae_data::corrupt::Corruption;
 
-use crate::classifier::mlp::Mlp;
 use crate::data::{stream, ImageSet, Stream};
 use crate::engine::{Batch, Member, StepContext};
-use crate::error::TrainError;
-use crate::export::{checked, graph_inputs, mlp_nodes, node, probe, within_tolerance, write_graphs};
-use crate::model::{bce_with_logits, Parameter};
+use crate::error::{TrainError, WeightsError};
+use crate::graph::{check_graph, checked, graph_inputs, mlp_nodes, node, probe, within_tolerance, write_graphs};
+use crate::loss::bce_with_logits;
+use crate::nn::{Mlp, Parameter};
+
+pub use crate::loss::squared_error;
 
 /// Images per forward pass during evaluation (the result does not depend on it).
-const EVAL_BATCH: usize = 500;
+pub(crate) const EVAL_BATCH: usize = 500;
 
 /// The reconstruction loss `L(x, x^)`, summed over pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -233,15 +235,6 @@ pub struct Autoencoder {
     decoder: Mlp,
 }
 
-/// Fails unless `mlp` has the `widths` the configuration asks for.
-pub(crate) fn expect_widths(prefix: &str, mlp: &Mlp, widths: &[usize]) -> Result<(), String> {
-    let got: Vec<usize> = std::iter::once(mlp.inputs()).chain(mlp.layers().iter().map(|l| l.outputs())).collect();
-    if got != widths {
-        return Err(format!("the {prefix} has layer widths {got:?}, the configuration needs {widths:?}"));
-    }
-    Ok(())
-}
-
 impl Autoencoder {
     fn widths(config: &AeConfig, input_len: usize) -> (Vec<usize>, Vec<usize>) {
         let enc = [vec![input_len], config.encoder_hidden.clone(), vec![config.latent]].concat();
@@ -333,17 +326,14 @@ impl Autoencoder {
         let corruption = self.config.evaluation_corruption();
         let mut rng = stream(seed, Stream::Corrupt, 0);
         let (mut loss, mut se, mut pen, mut c_loss, mut c_se) = (0.0, 0.0, 0.0, 0.0, 0.0);
-        let mut start = 0;
-        while start < images.count {
-            let end = (start + EVAL_BATCH).min(images.count);
-            let x = images.tensor(start..end)?;
+        for batch in images.batches(EVAL_BATCH) {
+            let x = images.tensor(batch)?;
             let (l, s, p) = self.errors(&x, &x)?;
             (loss, se, pen) = (loss + l, se + s, pen + p);
             if let Some(c) = corruption {
                 let (l, s, _) = self.errors(&c.corrupt(&x, &mut rng)?, &x)?;
                 (c_loss, c_se) = (c_loss + l, c_se + s);
             }
-            start = end;
         }
         let n = images.count.max(1) as f64;
         Ok(AeMetrics {
@@ -396,15 +386,15 @@ impl Autoencoder {
         let mut rng = stream(0xE4_907, Stream::Eval, 2);
         let (x_arr, x) = probe(&mut rng, samples, self.input_len, false)?;
         let (z_arr, z) = probe(&mut rng, samples, self.config.latent, true)?;
-        let enc = crate::export::check_graph(&self.encoder_graph()?, &[x_arr], &[self.code(&x)?])?;
-        let dec = crate::export::check_graph(&self.decoder_graph()?, &[z_arr], &[self.decode(&z)?])?;
+        let enc = check_graph(&self.encoder_graph()?, &[x_arr], &[self.code(&x)?])?;
+        let dec = check_graph(&self.decoder_graph()?, &[z_arr], &[self.decode(&z)?])?;
         Ok(enc.max(dec))
     }
 
     /// Checks the graphs (within the export tolerance) and writes `encoder.onnx` and
     /// `decoder.onnx` into `dir`.
     pub fn export_onnx(&self, dir: &Path) -> Result<Vec<PathBuf>, TrainError> {
-        within_tolerance(self.export_discrepancy(16)?)?;
+        within_tolerance("the IR graphs", self.export_discrepancy(16)?)?;
         write_graphs(dir, &[("encoder.onnx", self.encoder_graph()?), ("decoder.onnx", self.decoder_graph()?)])
     }
 
@@ -426,20 +416,15 @@ impl Autoencoder {
         config: &AeConfig,
         input_len: usize,
         weights: &HashMap<String, Tensor>,
-    ) -> Result<Self, String> {
-        config.validate().map_err(|e| e.to_string())?;
+    ) -> Result<Self, WeightsError> {
+        config.validate().map_err(WeightsError::config)?;
         let (enc, dec) = Self::widths(config, input_len);
         let encoder = Mlp::from_tensors("encoder", weights)?;
-        expect_widths("encoder", &encoder, &enc)?;
+        encoder.expect_widths("encoder", &enc)?;
         let decoder = Mlp::from_tensors("decoder", weights)?;
-        expect_widths("decoder", &decoder, &dec)?;
+        decoder.expect_widths("decoder", &dec)?;
         Ok(Autoencoder { config: config.clone(), input_len, encoder, decoder })
     }
-}
-
-/// `||x^ - x||^2` per row.
-pub fn squared_error(output: &Tensor, target: &Tensor) -> Result<Tensor, TrainError> {
-    Ok((output - target)?.sqr()?.sum(D::Minus1)?)
 }
 
 /// Test (or validation) results of an autoencoder, per image.
@@ -485,7 +470,11 @@ impl Member for Autoencoder {
         Self::init(config, input_len, &mut stream(seed, Stream::Init, 0))
     }
 
-    fn from_weights(config: &AeConfig, input_len: usize, weights: &HashMap<String, Tensor>) -> Result<Self, String> {
+    fn from_weights(
+        config: &AeConfig,
+        input_len: usize,
+        weights: &HashMap<String, Tensor>,
+    ) -> Result<Self, WeightsError> {
         Self::ae_from_weights(config, input_len, weights)
     }
 

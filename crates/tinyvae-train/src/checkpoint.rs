@@ -10,18 +10,17 @@
 //!   are evaluated and exported (the average when EMA is on), under their plain names
 //!   (`encoder.0.weight`, ..., `decoder.out.bias`; weights `out x in`).
 //!
-//! The files are written by [`crate::engine`] for every family member (the sidecar names the
-//! member in `model` and holds its configuration in `config`); [`load_checkpoint`] and
-//! [`load_model`] read a VAE's into the VAE-specific views [`CheckpointInfo`] and [`ModelInfo`].
+//! The files are written and read by the engine for every family member (the sidecar names
+//! the member in `model` and holds its configuration in `config`; see [`crate::engine::load_run`]
+//! and [`crate::engine::load_member`]). This module is the VAE's view of them: [`load_checkpoint`]
+//! and [`load_model`] read a VAE's files into [`CheckpointInfo`] and [`ModelInfo`], the sidecars
+//! of the first trainer with the VAE's loss terms by name.
 //!
 //! Every file is written to a temporary name and renamed into place; the sidecar is written
 //! after the tensors it names, so a crash leaves the previous complete checkpoint readable.
 
-use std::collections::HashMap;
-use std::fs;
 use std::path::{Path, PathBuf};
 
-use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{TrainConfig, VaeConfig};
@@ -31,10 +30,7 @@ use crate::eval::Nelbo;
 use crate::model::Vae;
 use crate::train::EpochRecord;
 
-/// Sidecar format tag of checkpoints (version 2: any family member, named in `model`).
-pub const CHECKPOINT_FORMAT: &str = "tinyvae-train-checkpoint/2";
-/// Sidecar format tag of model files (version 2: any family member, named in `model`).
-pub const MODEL_FORMAT: &str = "tinyvae-train-model/2";
+pub use crate::engine::{CHECKPOINT_FORMAT, MODEL_FORMAT};
 
 /// Running sums of the epoch in progress (so a resume mid-epoch reports the same epoch loss).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -133,78 +129,6 @@ pub struct Checkpoint {
     pub model: Vae,
     /// The raw optimised weights (what training continues from).
     pub raw: Vae,
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
-    move |e| TrainError::io(path, e)
-}
-
-/// Writes a JSON value atomically.
-pub(crate) fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<(), TrainError> {
-    let mut text = serde_json::to_string_pretty(value).map_err(|e| TrainError::checkpoint(path, e.to_string()))?;
-    text.push('\n');
-    tinyvae_data::write_atomic(path, text.as_bytes()).map_err(io(path))
-}
-
-/// Writes named tensors as safetensors, atomically (temporary file, fsync, rename).
-pub(crate) fn save_tensors_atomic(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<(), TrainError> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        candle_core::safetensors::save(tensors, &tmp).map_err(|e| TrainError::checkpoint(&tmp, e.to_string()))?;
-        fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io(&tmp))?;
-        // The safetensors writer creates private (0600) files; make them as readable as the
-        // JSON sidecars beside them.
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644)).map_err(io(&tmp))?;
-        }
-        fs::rename(&tmp, path).map_err(io(path))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
-pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, TrainError> {
-    let text = fs::read_to_string(path).map_err(io(path))?;
-    serde_json::from_str(&text).map_err(|e| TrainError::checkpoint(path, format!("bad sidecar JSON: {e}")))
-}
-
-pub(crate) fn load_tensors(path: &Path) -> Result<HashMap<String, Tensor>, TrainError> {
-    candle_core::safetensors::load(path, &Device::Cpu).map_err(|e| TrainError::checkpoint(path, e.to_string()))
-}
-
-/// Tensors whose names start with `prefix`, with the prefix removed.
-pub(crate) fn strip(all: &HashMap<String, Tensor>, prefix: &str) -> HashMap<String, Tensor> {
-    all.iter().filter_map(|(k, v)| k.strip_prefix(prefix).map(|n| (n.to_string(), v.clone()))).collect()
-}
-
-/// The sidecar a user path means: a `.json` file as is, a directory's `checkpoint.json`
-/// (or `model.json`), or the `.json` beside a `.safetensors` file named like it.
-pub(crate) fn sidecar_path(path: &Path) -> PathBuf {
-    if path.is_dir() {
-        let c = path.join("checkpoint.json");
-        if c.is_file() {
-            return c;
-        }
-        return path.join("model.json");
-    }
-    if path.extension().is_some_and(|e| e == "safetensors") {
-        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        let base = stem.split('-').next().unwrap_or(&stem).to_string();
-        let dir = path.parent().unwrap_or(Path::new("."));
-        for cand in [format!("{stem}.json"), format!("{base}.json")] {
-            let p = dir.join(cand);
-            if p.is_file() {
-                return p;
-            }
-        }
-    }
-    path.to_path_buf()
 }
 
 /// Loads a VAE checkpoint (its sidecar `checkpoint.json`, the directory holding it, or its

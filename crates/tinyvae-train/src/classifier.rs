@@ -15,8 +15,6 @@
 //! # Ok::<(), tinyvae_train::TrainError>(())
 //! ```
 
-pub mod mlp;
-
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -24,12 +22,13 @@ use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use tinyvae_data::idx::{Dataset, Split};
 
-use crate::checkpoint::{save_tensors_atomic, write_json_atomic};
 use crate::config::{LrSchedule, TrainConfig};
 use crate::data::{epoch_order, gather_batch, stream, ImageSet, Stream};
 use crate::error::TrainError;
-use crate::optim::{Adam, Ema};
-use mlp::{argmax_rows, cross_entropy, gradients, load_tensors, named_copies, named_with_values, Mlp, StepAt};
+use crate::io::{create_parent, load_tensors, save_tensors, write_json};
+use crate::loss::cross_entropy;
+use crate::nn::{argmax_rows, named_copies, Mlp, Parameter};
+use crate::optim::{AveragedAdam, StepAt};
 
 /// Digit classes of MNIST-style data (IDX labels are checked to be 0..=9 on load).
 pub const CLASSES: usize = 10;
@@ -57,15 +56,8 @@ impl LabelledImages {
 
     /// Reads one split of an IDX directory, keeping the first `limit` images if given.
     pub fn load(dir: &Path, split: Split, limit: Option<usize>) -> Result<Self, TrainError> {
-        let d = Dataset::load(dir, split).map_err(|e| TrainError::Data(e.to_string()))?;
-        let d = match limit {
-            Some(n) => d.take(n),
-            None => d,
-        };
-        if d.count == 0 {
-            return Err(TrainError::Data(format!("{}: the {split:?} split has no images", dir.display())));
-        }
-        Ok(Self::from_dataset(&d))
+        let (images, labels) = ImageSet::load_labelled(dir, split, limit)?;
+        Ok(LabelledImages { images, labels })
     }
 
     /// Number of images.
@@ -219,16 +211,14 @@ impl Classifier {
     /// missing or misshapen tensor.
     pub fn load(path: &Path) -> Result<Self, TrainError> {
         let tensors = load_tensors(path)?;
-        let mlp = Mlp::from_tensors(PREFIX, &tensors).map_err(|r| TrainError::checkpoint(path, r))?;
+        let mlp = Mlp::from_tensors(PREFIX, &tensors).map_err(TrainError::weights_file(path))?;
         Ok(Classifier { mlp })
     }
 
     /// Writes the weights as safetensors, atomically.
     pub fn save(&self, path: &Path) -> Result<(), TrainError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
-        }
-        save_tensors_atomic(path, &named_copies(&self.parameters())?)
+        create_parent(path)?;
+        save_tensors(path, &named_copies(&self.parameters())?)
     }
 
     /// The network.
@@ -246,7 +236,7 @@ impl Classifier {
         self.mlp.outputs()
     }
 
-    pub(crate) fn parameters(&self) -> Vec<crate::model::Parameter> {
+    pub(crate) fn parameters(&self) -> Vec<Parameter> {
         let mut p = Vec::new();
         self.mlp.push_parameters(&mut p);
         p
@@ -366,19 +356,14 @@ pub fn train_classifier_on(
     let started = Instant::now();
     let model = Classifier::new(train.images.len(), &cfg.hidden, CLASSES, cfg.seed)?;
     let params = model.parameters();
-    let mut adam = Adam::new(&params);
-    let mut ema = cfg.ema_decay.map(|d| Ema::new(d, &params)).transpose()?;
-    let no_decay = vec![0.0; params.len()];
+    let mut optimizer = AveragedAdam::new(&params, cfg.ema_decay)?;
     let schedule = TrainConfig { lr: cfg.lr, lr_schedule: cfg.lr_schedule, ..TrainConfig::default() };
     let steps_per_epoch = n.div_ceil(cfg.batch_size);
     let total_steps = cfg.epochs * steps_per_epoch;
-    let bar = mlp::progress_bar(cfg.progress, total_steps as u64);
-    let evaluated = |ema: &Option<Ema>| -> Result<Classifier, TrainError> {
-        match ema {
-            Some(e) => {
-                let tensors = named_with_values(&params, &e.values)?;
-                Ok(Classifier { mlp: Mlp::from_tensors(PREFIX, &tensors).map_err(TrainError::Config)? })
-            }
+    let bar = tinyvae_data::progress::steps(cfg.progress, total_steps as u64, 0);
+    let evaluated = |optimizer: &AveragedAdam| -> Result<Classifier, TrainError> {
+        match optimizer.averaged_weights(&params)? {
+            Some(tensors) => Ok(Classifier { mlp: Mlp::from_tensors(PREFIX, &tensors)? }),
             None => Ok(model.clone()),
         }
     };
@@ -399,17 +384,13 @@ pub fn train_classifier_on(
             let ce = cross_entropy(&logits, &labels)?;
             let objective = ce.mean_all()?;
             let at = StepAt { epoch: epoch + 1, step_in_epoch: b + 1, global_step: step + 1 };
-            let (loss, grads) = gradients(&objective, &params, at)?;
-            adam.update(&params, &grads, lr, &no_decay)?;
-            if let Some(e) = ema.as_mut() {
-                e.update(&params, adam.step)?;
-            }
+            let loss = optimizer.step(&params, &objective, lr, at)?;
             ce_sum += loss * idx.len() as f64;
             wrong += argmax_rows(&logits)?.iter().zip(&labels).filter(|(p, t)| p != t).count();
             bar.inc(1);
         }
         let last = epoch + 1 == cfg.epochs;
-        let current = evaluated(&ema)?;
+        let current = evaluated(&optimizer)?;
         let record = ClassifierEpoch {
             epoch: epoch + 1,
             lr,
@@ -424,7 +405,7 @@ pub fn train_classifier_on(
     }
     bar.finish_and_clear();
 
-    let classifier = evaluated(&ema)?;
+    let classifier = evaluated(&optimizer)?;
     let last = history.last().cloned();
     let mut report = ClassifierReport {
         classifier,
@@ -440,7 +421,7 @@ pub fn train_classifier_on(
     if let Some(path) = &cfg.out {
         report.classifier.save(path)?;
         report.weights_path = Some(path.clone());
-        write_json_atomic(&path.with_extension("json"), &report)?;
+        write_json(&path.with_extension("json"), &report)?;
     }
     Ok(report)
 }

@@ -46,7 +46,7 @@ impl ImageSet {
 
     /// [`ImageSet::load`] with the images' labels.
     pub fn load_labelled(dir: &Path, split: Split, limit: Option<usize>) -> Result<(Self, Vec<u8>), TrainError> {
-        let d = Dataset::load(dir, split).map_err(|e| TrainError::Data(e.to_string()))?;
+        let d = Dataset::load(dir, split)?;
         let d = match limit {
             Some(n) => d.take(n),
             None => d,
@@ -81,6 +81,13 @@ impl ImageSet {
             cols: self.cols,
             pixels: self.pixels[range.start * n..range.end * n].to_vec(),
         }
+    }
+
+    /// Consecutive ranges of at most `size` images covering the set: the batches of an
+    /// evaluation pass (whose results do not depend on `size`).
+    pub(crate) fn batches(&self, size: usize) -> impl Iterator<Item = Range<usize>> {
+        let (count, size) = (self.count, size.max(1));
+        (0..count).step_by(size).map(move |start| start..(start + size).min(count))
     }
 
     /// Images `range` as a `count x len` tensor.

@@ -9,32 +9,45 @@
 //! member's algorithm needs: the AAE's reconstruction, discriminator and generator phases are
 //! three calls), how it is evaluated and what it exports. Everything else is here, once.
 //!
+//! The run's files are in `files` (checkpoints and model files, written and read back),
+//! its state between steps in `session`, the log records in [`EpochLog`], and the images and
+//! labels in [`RunData`].
+//!
 //! Randomness follows [`crate::data`]: each step's generator is derived from `(seed, step)`,
 //! so a run resumed at any step draws exactly the numbers the uninterrupted run would have.
 //! The engine draws translations from it first; the member draws its own noise (dropout, eps,
 //! corruption, prior samples) from what follows.
 
-use std::collections::{BTreeMap, HashMap};
+mod files;
+mod log;
+mod run_data;
+mod session;
+
+use std::collections::HashMap;
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use candle_core::{Device, Tensor};
-use indicatif::{ProgressBar, ProgressStyle};
+use candle_core::Tensor;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
-use tinyvae_data::idx::Split;
+use serde::Serialize;
 
-use crate::checkpoint::{
-    load_tensors, read_json, save_tensors_atomic, sidecar_path, strip, write_json_atomic, CHECKPOINT_FORMAT,
-    MODEL_FORMAT,
-};
-use crate::classifier::mlp::{gradients, named_with_values, StepAt};
 use crate::config::TrainConfig;
-use crate::data::{epoch_order, gather_batch, stream, ImageSet, Stream, TrainingData};
-use crate::error::TrainError;
-use crate::model::Parameter;
-use crate::optim::{values, Adam, Ema};
+use crate::data::{epoch_order, gather_batch, stream, ImageSet, Stream};
+use crate::error::{TrainError, WeightsError};
+use crate::io::{create_dir, write_json_lines};
+use crate::nn::Parameter;
+use crate::optim::{gradients, Adam, StepAt};
+use log::summary_line;
+use run_data::check_label_counts;
+use session::Session;
+
+pub use files::{
+    load_member, load_run, save_member, Best, LoadedRun, MemberFile, ModelFile, RunCheckpoint, TermSums,
+    CHECKPOINT_FORMAT, MODEL_FORMAT,
+};
+pub use log::EpochLog;
+pub use run_data::{RunData, SplitLabels};
 
 /// One optimiser of a member: Adam over some of its parameters.
 #[derive(Debug, Clone, PartialEq)]
@@ -69,8 +82,11 @@ pub trait Member: Sized + Clone {
     /// A freshly initialised member for images of `input_len` pixels, weights from `seed`.
     fn new(config: &Self::Config, input_len: usize, seed: u64) -> Result<Self, TrainError>;
     /// The member from named tensors; the error names the first missing or misshapen one.
-    fn from_weights(config: &Self::Config, input_len: usize, weights: &HashMap<String, Tensor>)
-        -> Result<Self, String>;
+    fn from_weights(
+        config: &Self::Config,
+        input_len: usize,
+        weights: &HashMap<String, Tensor>,
+    ) -> Result<Self, WeightsError>;
     /// Its configuration.
     fn config(&self) -> &Self::Config;
     /// Parameters in canonical order (names are checkpoint tensor names).
@@ -95,51 +111,6 @@ pub trait Member: Sized + Clone {
     fn describe(metrics: &Self::Metrics) -> String;
     /// Checks the exported graphs against candle and writes them (ONNX) into `dir`.
     fn export(&self, dir: &Path) -> Result<Vec<PathBuf>, TrainError>;
-}
-
-/// Labels of the splits in [`RunData`] (same order as the images).
-#[derive(Debug, Clone, PartialEq)]
-pub struct SplitLabels {
-    /// One per training image.
-    pub train: Vec<u8>,
-    /// One per validation image.
-    pub validation: Option<Vec<u8>>,
-    /// One per test image.
-    pub test: Option<Vec<u8>>,
-}
-
-/// The images of a run and, for members that use them, their labels.
-#[derive(Debug, Clone)]
-pub struct RunData {
-    /// Training, validation and test images.
-    pub images: TrainingData,
-    /// Their labels.
-    pub labels: Option<SplitLabels>,
-}
-
-impl RunData {
-    /// Loads what `cfg` asks for, like [`TrainingData::load`], keeping the labels when `labels`.
-    pub fn load(cfg: &TrainConfig, labels: bool) -> Result<Self, TrainError> {
-        let (all, all_labels) = ImageSet::load_labelled(&cfg.data_dir, Split::Train, cfg.train_limit)?;
-        let test = if cfg.test_every > 0 {
-            Some(ImageSet::load_labelled(&cfg.data_dir, Split::Test, cfg.test_limit)?)
-        } else {
-            None
-        };
-        let cut = all.count.saturating_sub(cfg.validation_images);
-        let split_labels = SplitLabels {
-            train: all_labels[..cut].to_vec(),
-            validation: (cfg.validation_images > 0).then(|| all_labels[cut..].to_vec()),
-            test: test.as_ref().map(|t| t.1.clone()),
-        };
-        let images = TrainingData::split(all, test.map(|t| t.0), cfg.validation_images)?;
-        Ok(RunData { images, labels: labels.then_some(split_labels) })
-    }
-
-    /// Images without labels.
-    pub fn unlabelled(images: TrainingData) -> Self {
-        RunData { images, labels: None }
-    }
 }
 
 /// A training batch.
@@ -252,116 +223,6 @@ pub(crate) fn with_step_context<M: Member, R>(
     f(&mut ctx)
 }
 
-/// Running sums of the epoch in progress, one per [`Member::terms`].
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct TermSums {
-    /// Sums over images.
-    pub sums: Vec<f64>,
-    /// Images seen.
-    pub images: usize,
-}
-
-/// The best validation result so far.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Best {
-    /// 1-based epoch.
-    pub epoch: usize,
-    /// Its [`Member::selection`] value.
-    pub selection: f64,
-}
-
-/// One line of the training log (one per epoch, plus one for a run stopped mid-epoch).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EpochLog<T> {
-    /// 1-based epoch.
-    pub epoch: usize,
-    /// True when the run stopped (max_steps) before the epoch ended.
-    pub partial: bool,
-    /// Optimiser steps done in total at the end of this record.
-    pub global_step: usize,
-    /// Learning rate of the last step.
-    pub lr: f64,
-    /// KL (regulariser) weight of the last step.
-    pub kl_weight: f64,
-    /// Mean of each training term over the epoch's images (with the augmentation and noise
-    /// of training).
-    pub train: BTreeMap<String, f64>,
-    /// Evaluation on the held-out training images.
-    pub validation: Option<T>,
-    /// Evaluation on the test split.
-    pub test: Option<T>,
-    /// Wall-clock seconds of training at the end of the record (all sessions).
-    pub elapsed_seconds: f64,
-}
-
-/// The JSON sidecar of a checkpoint (`checkpoint.json`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunCheckpoint<C, T> {
-    /// [`CHECKPOINT_FORMAT`].
-    pub format: String,
-    /// The safetensors file beside this sidecar.
-    pub weights_file: String,
-    /// [`Member::KIND`].
-    pub model: String,
-    /// The member's configuration.
-    pub config: C,
-    /// Pixels per image.
-    pub input_len: usize,
-    /// Image height.
-    pub image_rows: usize,
-    /// Image width.
-    pub image_cols: usize,
-    /// The run's configuration.
-    pub train: TrainConfig,
-    /// Epochs fully done.
-    pub epochs_completed: usize,
-    /// Steps done in the epoch in progress (0 at an epoch boundary).
-    pub step_in_epoch: usize,
-    /// Steps done in total.
-    pub global_step: usize,
-    /// Sums of the epoch in progress.
-    pub epoch_sums: TermSums,
-    /// Best validation epoch so far.
-    pub best: Option<Best>,
-    /// Wall-clock seconds of training so far (all sessions).
-    pub elapsed_seconds: f64,
-    /// Whether `ema/*` tensors are present.
-    pub has_ema: bool,
-    /// Per-epoch records so far.
-    pub history: Vec<EpochLog<T>>,
-}
-
-/// The JSON sidecar of a model file (`model.json`, `best.json`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ModelFile<C, T> {
-    /// [`MODEL_FORMAT`].
-    pub format: String,
-    /// The safetensors file beside this sidecar.
-    pub weights_file: String,
-    /// [`Member::KIND`].
-    pub model: String,
-    /// The member's configuration.
-    pub config: C,
-    /// Pixels per image.
-    pub input_len: usize,
-    /// Image height.
-    pub image_rows: usize,
-    /// Image width.
-    pub image_cols: usize,
-    /// Epoch the weights come from (1-based).
-    pub epoch: usize,
-    /// Steps behind the weights.
-    pub global_step: usize,
-    /// True when the weights are the exponential moving average.
-    pub ema: bool,
-    /// Validation result, if there was a validation set.
-    pub validation: Option<T>,
-    /// Test result, if measured.
-    pub test: Option<T>,
-    /// The run's configuration.
-    pub train: TrainConfig,
-}
-
 /// What [`run`] returns.
 #[derive(Debug, Clone)]
 pub struct RunReport<M: Member> {
@@ -407,7 +268,7 @@ pub fn run<M: Member>(config: &M::Config, cfg: &TrainConfig, data: &RunData) -> 
     cfg.validate()?;
     M::check(config)?;
     let out = cfg.out_dir.clone();
-    std::fs::create_dir_all(&out).map_err(|e| TrainError::io(&out, e))?;
+    create_dir(&out)?;
     let log_path = cfg.log_file();
     let train_set = &data.images.train;
     let n_train = train_set.count;
@@ -448,7 +309,7 @@ pub fn run<M: Member>(config: &M::Config, cfg: &TrainConfig, data: &RunData) -> 
         session.info.step_in_epoch = 0;
         session.info.epoch_sums = TermSums::default();
     }
-    let bar = progress_bar(cfg.progress, limit as u64, session.info.global_step as u64);
+    let bar = tinyvae_data::progress::steps(cfg.progress, limit as u64, session.info.global_step as u64);
     let started = Instant::now();
     let elapsed_before = session.info.elapsed_seconds;
     let elapsed = |started: &Instant| elapsed_before + started.elapsed().as_secs_f64();
@@ -546,7 +407,7 @@ pub fn run<M: Member>(config: &M::Config, cfg: &TrainConfig, data: &RunData) -> 
         session.info.history.push(record);
         session.info.elapsed_seconds = elapsed(&started);
         session.save_checkpoint(&out)?;
-        write_log(&log_path, &session.info.history)?;
+        write_json_lines(&log_path, &session.info.history)?;
     }
     bar.finish_and_clear();
 
@@ -582,372 +443,4 @@ pub fn run<M: Member>(config: &M::Config, cfg: &TrainConfig, data: &RunData) -> 
         exported,
         elapsed_seconds: session.info.elapsed_seconds,
     })
-}
-
-fn check_label_counts(labels: &SplitLabels, images: &TrainingData) -> Result<(), TrainError> {
-    let check = |what: &str, l: Option<&Vec<u8>>, i: Option<&ImageSet>| match (l, i) {
-        (Some(l), Some(i)) if l.len() != i.count => {
-            Err(TrainError::Data(format!("{} {what} labels for {} images", l.len(), i.count)))
-        }
-        (None, Some(_)) => Err(TrainError::Data(format!("the {what} images have no labels"))),
-        _ => Ok(()),
-    };
-    check("training", Some(&labels.train), Some(&images.train))?;
-    check("validation", labels.validation.as_ref(), images.validation.as_ref())?;
-    check("test", labels.test.as_ref(), images.test.as_ref())
-}
-
-/// The mutable state of a run.
-struct Session<M: Member> {
-    raw: M,
-    optimizers: Vec<OptimizerState>,
-    ema: Option<Ema>,
-    info: RunCheckpoint<M::Config, M::Metrics>,
-}
-
-impl<M: Member> Session<M> {
-    fn fresh(config: &M::Config, cfg: &TrainConfig, train: &ImageSet) -> Result<Self, TrainError> {
-        let raw = M::new(config, train.len(), cfg.seed)?;
-        let params = raw.parameters();
-        let optimizers = fresh_optimizers(&raw, &params);
-        let ema = cfg.ema_decay.map(|d| Ema::new(d, &params)).transpose()?;
-        let info = RunCheckpoint {
-            format: CHECKPOINT_FORMAT.into(),
-            weights_file: String::new(),
-            model: M::KIND.into(),
-            config: config.clone(),
-            input_len: train.len(),
-            image_rows: train.rows,
-            image_cols: train.cols,
-            train: cfg.clone(),
-            epochs_completed: 0,
-            step_in_epoch: 0,
-            global_step: 0,
-            epoch_sums: TermSums::default(),
-            best: None,
-            elapsed_seconds: 0.0,
-            has_ema: ema.is_some(),
-            history: Vec::new(),
-        };
-        Ok(Session { raw, optimizers, ema, info })
-    }
-
-    fn resume(config: &M::Config, cfg: &TrainConfig, path: &Path, train: &ImageSet) -> Result<Self, TrainError> {
-        let ck = load_run::<M>(path)?;
-        if ck.info.config != *config {
-            return Err(TrainError::checkpoint(
-                path,
-                format!("was trained with {:?}, not the requested {:?}", ck.info.config, config),
-            ));
-        }
-        if ck.info.input_len != train.len() {
-            return Err(TrainError::checkpoint(
-                path,
-                format!("takes {}-pixel images, the data has {}", ck.info.input_len, train.len()),
-            ));
-        }
-        let ema = match (cfg.ema_decay, ck.ema) {
-            (Some(d), Some(mut e)) => {
-                e.decay = d;
-                Some(e)
-            }
-            (Some(d), None) => Some(Ema::new(d, &ck.raw.parameters())?),
-            (None, _) => None,
-        };
-        // Keep the best-validation model of the earlier sessions next to the new checkpoints.
-        let same_dir = match (ck.dir.canonicalize(), cfg.out_dir.canonicalize()) {
-            (Ok(a), Ok(b)) => a == b,
-            _ => false,
-        };
-        if ck.info.best.is_some() && !same_dir {
-            for name in ["best.safetensors", "best.json"] {
-                let (from, to) = (ck.dir.join(name), cfg.out_dir.join(name));
-                let bytes = std::fs::read(&from).map_err(|e| TrainError::io(&from, e))?;
-                tinyvae_data::write_atomic(&to, &bytes).map_err(|e| TrainError::io(&to, e))?;
-            }
-        }
-        let mut info = ck.info;
-        info.train = TrainConfig { resume: None, ..cfg.clone() };
-        info.has_ema = ema.is_some();
-        Ok(Session { raw: ck.raw, optimizers: ck.optimizers, ema, info })
-    }
-
-    /// The weights that are evaluated and exported.
-    fn eval_model(&self) -> Result<M, TrainError> {
-        match &self.ema {
-            Some(e) => member_with_values(&self.raw, self.info.input_len, &e.values),
-            None => Ok(self.raw.clone()),
-        }
-    }
-
-    fn model_file(
-        &self,
-        cfg: &TrainConfig,
-        epoch: usize,
-        validation: Option<M::Metrics>,
-        test: Option<M::Metrics>,
-        train: &ImageSet,
-    ) -> ModelFile<M::Config, M::Metrics> {
-        ModelFile {
-            format: MODEL_FORMAT.into(),
-            weights_file: String::new(),
-            model: M::KIND.into(),
-            config: self.info.config.clone(),
-            input_len: train.len(),
-            image_rows: train.rows,
-            image_cols: train.cols,
-            epoch,
-            global_step: self.info.global_step,
-            ema: self.ema.is_some(),
-            validation,
-            test,
-            train: TrainConfig { resume: None, ..cfg.clone() },
-        }
-    }
-
-    /// Writes `dir/checkpoint-<step>.safetensors`, then `dir/checkpoint.json`, then removes
-    /// older `checkpoint-*.safetensors` files.
-    fn save_checkpoint(&mut self, dir: &Path) -> Result<PathBuf, TrainError> {
-        let mut tensors = HashMap::new();
-        let params = self.raw.parameters();
-        for p in &params {
-            tensors.insert(format!("param/{}", p.name), p.var.as_tensor().copy()?);
-        }
-        for opt in &self.optimizers {
-            let suffix = optimizer_suffix(&opt.spec.name);
-            for (k, &i) in opt.spec.params.iter().enumerate() {
-                let (name, shape) = (&params[i].name, params[i].var.shape());
-                tensors.insert(
-                    format!("adam_m{suffix}/{name}"),
-                    Tensor::from_vec(opt.adam.m[k].clone(), shape, &Device::Cpu)?,
-                );
-                tensors.insert(
-                    format!("adam_v{suffix}/{name}"),
-                    Tensor::from_vec(opt.adam.v[k].clone(), shape, &Device::Cpu)?,
-                );
-            }
-            tensors.insert(format!("adam_step{suffix}"), Tensor::new(&[opt.adam.step as i64], &Device::Cpu)?);
-        }
-        if let Some(ema) = &self.ema {
-            for (p, v) in params.iter().zip(&ema.values) {
-                tensors.insert(format!("ema/{}", p.name), Tensor::from_vec(v.clone(), p.var.shape(), &Device::Cpu)?);
-            }
-        }
-        let weights_file = format!("checkpoint-{:08}.safetensors", self.info.global_step);
-        save_tensors_atomic(&dir.join(&weights_file), &tensors)?;
-        self.info.weights_file = weights_file.clone();
-        self.info.has_ema = self.ema.is_some();
-        let sidecar = dir.join("checkpoint.json");
-        write_json_atomic(&sidecar, &self.info)?;
-        if let Ok(entries) = std::fs::read_dir(dir) {
-            for e in entries.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if name.starts_with("checkpoint-") && name.ends_with(".safetensors") && name != weights_file {
-                    let _ = std::fs::remove_file(e.path());
-                }
-            }
-        }
-        Ok(sidecar)
-    }
-}
-
-/// `""` for a member's only optimiser (so a VAE's tensors are `adam_m/<param>`), else
-/// `.<name>`.
-fn optimizer_suffix(name: &str) -> String {
-    if name.is_empty() {
-        String::new()
-    } else {
-        format!(".{name}")
-    }
-}
-
-/// The member with the parameters of `like` set to `values` (flattened, parameter order).
-fn member_with_values<M: Member>(like: &M, input_len: usize, values: &[Vec<f32>]) -> Result<M, TrainError> {
-    let named = named_with_values(&like.parameters(), values)?;
-    M::from_weights(like.config(), input_len, &named).map_err(TrainError::Config)
-}
-
-/// Writes a member's weights (`dir/<stem>.safetensors`, then the sidecar `dir/<stem>.json`);
-/// returns the sidecar path.
-pub fn save_member<M: Member>(
-    dir: &Path,
-    stem: &str,
-    model: &M,
-    mut info: ModelFile<M::Config, M::Metrics>,
-) -> Result<PathBuf, TrainError> {
-    let weights_file = format!("{stem}.safetensors");
-    let tensors: HashMap<String, Tensor> = model
-        .parameters()
-        .into_iter()
-        .map(|p| Ok((p.name, p.var.as_tensor().copy()?)))
-        .collect::<Result<_, TrainError>>()?;
-    save_tensors_atomic(&dir.join(&weights_file), &tensors)?;
-    info.weights_file = weights_file;
-    info.format = MODEL_FORMAT.into();
-    let sidecar = dir.join(format!("{stem}.json"));
-    write_json_atomic(&sidecar, &info)?;
-    Ok(sidecar)
-}
-
-/// A checkpoint read back: everything needed to resume.
-pub struct LoadedRun<M: Member> {
-    /// Its sidecar.
-    pub info: RunCheckpoint<M::Config, M::Metrics>,
-    /// The directory holding it (and the run's `best.*` model, if any).
-    pub dir: PathBuf,
-    /// The weights that are evaluated and exported (the average when EMA is on).
-    pub model: M,
-    /// The raw optimised weights.
-    pub raw: M,
-    pub(crate) optimizers: Vec<OptimizerState>,
-    pub(crate) ema: Option<Ema>,
-}
-
-fn check_format(path: &Path, found: &str, expected: &str, kind: &str, want_kind: &str) -> Result<(), TrainError> {
-    if found != expected {
-        return Err(TrainError::checkpoint(
-            path,
-            format!("format is `{found}`, expected `{expected}` (a model file cannot be resumed, and files of older trainers are not read)"),
-        ));
-    }
-    if kind != want_kind {
-        return Err(TrainError::checkpoint(path, format!("holds a `{kind}` model, not a `{want_kind}`")));
-    }
-    Ok(())
-}
-
-/// Loads a checkpoint (its sidecar `checkpoint.json`, the directory holding it, or its
-/// `.safetensors` file) with the optimiser state needed to resume.
-pub fn load_run<M: Member>(path: &Path) -> Result<LoadedRun<M>, TrainError> {
-    let sidecar = sidecar_path(path);
-    let value: serde_json::Value = read_json(&sidecar)?;
-    let field = |k: &str| value.get(k).and_then(|f| f.as_str()).unwrap_or("").to_string();
-    check_format(&sidecar, &field("format"), CHECKPOINT_FORMAT, &field("model"), M::KIND)?;
-    let info: RunCheckpoint<M::Config, M::Metrics> = serde_json::from_value(value)
-        .map_err(|e| TrainError::checkpoint(&sidecar, format!("bad sidecar JSON: {e}")))?;
-    let wpath = sidecar.parent().unwrap_or(Path::new(".")).join(&info.weights_file);
-    let all = load_tensors(&wpath)?;
-    let bad = |r: String| TrainError::checkpoint(&wpath, r);
-    let raw = M::from_weights(&info.config, info.input_len, &strip(&all, "param/")).map_err(bad)?;
-    let params = raw.parameters();
-    let tensor_values = |key: String, like: &Parameter| -> Result<Vec<f32>, TrainError> {
-        let t = all.get(&key).ok_or_else(|| TrainError::checkpoint(&wpath, format!("tensor `{key}` is missing")))?;
-        if t.elem_count() != like.var.elem_count() {
-            return Err(TrainError::checkpoint(&wpath, format!("tensor `{key}` has the wrong size")));
-        }
-        values(t)
-    };
-    let mut optimizers = Vec::new();
-    for spec in raw.optimizers() {
-        let suffix = optimizer_suffix(&spec.name);
-        let moments = |prefix: &str| -> Result<Vec<Vec<f32>>, TrainError> {
-            spec.params
-                .iter()
-                .map(|&i| tensor_values(format!("{prefix}{suffix}/{}", params[i].name), &params[i]))
-                .collect()
-        };
-        let (m, v) = (moments("adam_m")?, moments("adam_v")?);
-        let step = match all.get(&format!("adam_step{suffix}")) {
-            Some(t) => t.to_vec1::<i64>().map_err(|e| bad(e.to_string()))?.first().copied().unwrap_or(0) as u64,
-            None => info.global_step as u64,
-        };
-        optimizers.push(OptimizerState { spec, adam: Adam { step, m, v } });
-    }
-    let ema = if info.has_ema {
-        let values = params.iter().map(|p| tensor_values(format!("ema/{}", p.name), p)).collect::<Result<_, _>>()?;
-        Some(Ema { decay: info.train.ema_decay.unwrap_or(0.999), values })
-    } else {
-        None
-    };
-    let model = match &ema {
-        Some(e) => member_with_values(&raw, info.input_len, &e.values)?,
-        None => {
-            let current: Vec<Vec<f32>> = params.iter().map(|p| values(p.var.as_tensor())).collect::<Result<_, _>>()?;
-            member_with_values(&raw, info.input_len, &current)?
-        }
-    };
-    let dir = sidecar.parent().unwrap_or(Path::new(".")).to_path_buf();
-    Ok(LoadedRun { info, dir, model, raw, optimizers, ema })
-}
-
-/// The model file of member `M`.
-pub type MemberFile<M> = ModelFile<<M as Member>::Config, <M as Member>::Metrics>;
-
-/// Loads the evaluated/exported weights from a model file (`model.json`, `best.json`, their
-/// `.safetensors`, or a directory) or from a checkpoint (its EMA weights when it has them).
-pub fn load_member<M: Member>(path: &Path) -> Result<(M, MemberFile<M>), TrainError> {
-    let sidecar = sidecar_path(path);
-    let value: serde_json::Value = read_json(&sidecar)?;
-    let field = |k: &str| value.get(k).and_then(|f| f.as_str()).unwrap_or("").to_string();
-    if field("format") == CHECKPOINT_FORMAT {
-        let ck = load_run::<M>(&sidecar)?;
-        let last = ck.info.history.last();
-        let info = ModelFile {
-            format: MODEL_FORMAT.into(),
-            weights_file: ck.info.weights_file.clone(),
-            model: ck.info.model.clone(),
-            config: ck.info.config.clone(),
-            input_len: ck.info.input_len,
-            image_rows: ck.info.image_rows,
-            image_cols: ck.info.image_cols,
-            epoch: ck.info.epochs_completed,
-            global_step: ck.info.global_step,
-            ema: ck.info.has_ema,
-            validation: last.and_then(|r| r.validation.clone()),
-            test: last.and_then(|r| r.test.clone()),
-            train: ck.info.train.clone(),
-        };
-        return Ok((ck.model, info));
-    }
-    check_format(&sidecar, &field("format"), MODEL_FORMAT, &field("model"), M::KIND)?;
-    let info: ModelFile<M::Config, M::Metrics> = serde_json::from_value(value)
-        .map_err(|e| TrainError::checkpoint(&sidecar, format!("bad sidecar JSON: {e}")))?;
-    let wpath = sidecar.parent().unwrap_or(Path::new(".")).join(&info.weights_file);
-    let all = load_tensors(&wpath)?;
-    let model = M::from_weights(&info.config, info.input_len, &all).map_err(|r| TrainError::checkpoint(&wpath, r))?;
-    Ok((model, info))
-}
-
-fn progress_bar(show: bool, total: u64, done: u64) -> ProgressBar {
-    if !show {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(total);
-    if let Ok(style) = ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg} ({eta} left)") {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar.set_position(done);
-    bar
-}
-
-fn summary_line<M: Member>(r: &EpochLog<M::Metrics>, epochs: usize) -> String {
-    let terms: Vec<String> = r.train.iter().map(|(k, v)| format!("{k} {v:.3}")).collect();
-    let mut s = format!(
-        "epoch {}/{}{}: train {}",
-        r.epoch,
-        epochs,
-        if r.partial { " (partial)" } else { "" },
-        terms.join(", ")
-    );
-    if let Some(v) = &r.validation {
-        s += &format!(" | validation {}", M::describe(v));
-    }
-    if let Some(t) = &r.test {
-        s += &format!(" | test {}", M::describe(t));
-    }
-    s
-}
-
-/// Rewrites the whole JSON-lines log atomically, so the file is always a valid prefix of the
-/// run's history, consistent with the checkpoint written just before it.
-fn write_log<T: Serialize>(path: &Path, history: &[EpochLog<T>]) -> Result<(), TrainError> {
-    let mut text = String::new();
-    for r in history {
-        text += &serde_json::to_string(r).map_err(|e| TrainError::Export(e.to_string()))?;
-        text.push('\n');
-    }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
-    }
-    tinyvae_data::write_atomic(path, text.as_bytes()).map_err(|e| TrainError::io(path, e))
 }

@@ -7,10 +7,10 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use tinyvae_data::idx::Split;
 
-use crate::classifier::mlp::one_hot;
 use crate::data::{gaussian_tensor, stream, ImageSet, Stream};
 use crate::error::TrainError;
 use crate::model::Vae;
+use crate::nn::one_hot;
 
 /// Images per forward pass during evaluation (the result does not depend on it).
 const EVAL_BATCH: usize = 500;
@@ -54,16 +54,13 @@ pub fn evaluate_labelled(
     }
     let mut rng = stream(seed, Stream::Eval, 0);
     let (mut recon_sum, mut kl_sum) = (0f64, 0f64);
-    let mut start = 0;
-    while start < images.count {
-        let end = (start + EVAL_BATCH).min(images.count);
-        let x = images.tensor(start..end)?;
-        let eps = gaussian_tensor(&mut rng, end - start, model.latent())?;
-        let y = labels.map(|l| one_hot(&l[start..end], model.classes())).transpose()?;
+    for batch in images.batches(EVAL_BATCH) {
+        let x = images.tensor(batch.clone())?;
+        let eps = gaussian_tensor(&mut rng, batch.len(), model.latent())?;
+        let y = labels.map(|l| one_hot(&l[batch], model.classes())).transpose()?;
         let (recon, kl) = model.nelbo_parts_labelled(&x, y.as_ref(), &eps, None)?;
         recon_sum += recon.to_vec1::<f32>()?.iter().map(|&v| v as f64).sum::<f64>();
         kl_sum += kl.to_vec1::<f32>()?.iter().map(|&v| v as f64).sum::<f64>();
-        start = end;
     }
     let n = images.count.max(1) as f64;
     Ok(Nelbo { nelbo: (recon_sum + kl_sum) / n, reconstruction: recon_sum / n, kl: kl_sum / n, images: images.count })

@@ -20,28 +20,62 @@
 //! the candle CPU matrix products are reproducible, so two runs give bit-identical losses and a
 //! resumed run continues exactly where the checkpoint left off.
 //!
-//! Modules: [`config`] (what to train), [`data`] (images and random streams), [`model`] (the
-//! network and loss terms), [`train`] (the loop), [`eval`] (negative ELBO), [`checkpoint`]
-//! (safetensors + JSON sidecars), [`export`] (IR graphs and ONNX).
-//!
 //! The whole family trains on one loop, [`engine`] (a member implements [`engine::Member`]):
 //! the VAE above, the conditional VAE (a [`Vae`] with `VaeConfig::classes > 0`), the
 //! deterministic autoencoders (AE, denoising, contractive) in [`autoencoder`], and the
-//! adversarial autoencoder in [`aae`].
+//! adversarial autoencoder in [`aae`]. M2, the classifier and the semi-supervised table train
+//! on loops of their own.
+//!
+//! # Layout
+//!
+//! The modules are layered: each one uses only modules above it in this list (checked by
+//! `scripts/check-module-cycles.py`), so the crate can be read from the top.
+//!
+//! | layer | module | what |
+//! |---|---|---|
+//! | foundations | [`error`] | [`TrainError`], the one error type |
+//! | | [`config`] | what to train: [`VaeConfig`], [`TrainConfig`] |
+//! | | [`data`] | images in [0, 1], splits, augmentation, the seeded random streams |
+//! | | `io` | safetensors, JSON sidecars and logs, all written atomically |
+//! | building blocks | [`nn`] | parameters, dense layers, MLPs, tensor helpers |
+//! | | [`loss`] | KL, cross-entropies, Gaussian likelihoods, squared error |
+//! | | `optim` | gradients with divergence errors, Adam, the weight average |
+//! | | `graph` | IR graphs of trained layers, their check against candle, ONNX files |
+//! | the VAE's network | [`model`] | [`Vae`]: encoder, reparametrisation, decoder, negative ELBO |
+//! | | [`eval`] | test negative ELBO |
+//! | | [`export`] | the VAE's encoder and decoder graphs and ONNX files |
+//! | the loop | [`engine`] | training, evaluation, model selection, log, checkpoints and resume |
+//! | members | [`mod@train`] | the VAE and CVAE as an engine member, [`train()`] |
+//! | | [`checkpoint`] | the VAE's view of checkpoint and model files |
+//! | | [`autoencoder`] | AE, denoising AE, contractive AE |
+//! | | [`aae`] | adversarial autoencoder |
+//! | | [`classifier`] | the MNIST classifier that judges generated digits |
+//! | | [`m2`] | Kingma et al.'s semi-supervised M2 |
+//! | | [`ssl`] | the semi-supervised table (M2 against a supervised baseline) |
+
+pub mod error;
+
+pub mod config;
+pub mod data;
+mod io;
+
+pub mod loss;
+pub mod nn;
+mod optim;
+
+mod graph;
+
+pub mod eval;
+pub mod export;
+pub mod model;
+
+pub mod engine;
 
 pub mod aae;
 pub mod autoencoder;
 pub mod checkpoint;
 pub mod classifier;
-pub mod config;
-pub mod data;
-pub mod engine;
-pub mod error;
-pub mod eval;
-pub mod export;
 pub mod m2;
-pub mod model;
-mod optim;
 pub mod ssl;
 pub mod train;
 
@@ -51,7 +85,7 @@ pub use checkpoint::{load_checkpoint, load_model, Checkpoint, CheckpointInfo, Mo
 pub use config::{Likelihood, LrSchedule, TrainConfig, VaeConfig};
 pub use data::{ImageSet, TrainingData};
 pub use engine::{train_member, Member, RunReport};
-pub use error::TrainError;
+pub use error::{TrainError, WeightsError};
 pub use eval::{evaluate, evaluate_split, Nelbo};
 pub use export::{decoder_graph, encoder_graph, export_discrepancy, export_onnx};
 pub use model::Vae;

@@ -15,9 +15,9 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use tinyvae_data::idx::Split;
 
-use crate::checkpoint::write_json_atomic;
 use crate::classifier::{train_classifier_on, ClassifierConfig, LabelledImages};
 use crate::error::TrainError;
+use crate::io::{create_dir, write_bytes, write_json};
 use crate::m2::{self, M2Config, SslData};
 
 /// One row of the paper's Table 1 (test error, %): labels, NN, M2 (mean, std), M1+M2 (mean, std).
@@ -177,7 +177,7 @@ pub fn mean_std(values: &[f64]) -> (f64, f64) {
 pub fn eval_ssl(cfg: &SslEvalConfig, mut on_run: impl FnMut(&SslRun, &SslTable)) -> Result<SslTable, TrainError> {
     cfg.validate()?;
     let started = Instant::now();
-    std::fs::create_dir_all(&cfg.out_dir).map_err(|e| TrainError::io(&cfg.out_dir, e))?;
+    create_dir(&cfg.out_dir)?;
     let pool = LabelledImages::load(&cfg.m2.data_dir, Split::Train, cfg.m2.train_limit)?;
     let test = LabelledImages::load(&cfg.m2.data_dir, Split::Test, cfg.m2.test_limit)?;
     let mut table = SslTable {
@@ -363,7 +363,6 @@ pub fn render_markdown(table: &SslTable) -> String {
 }
 
 fn write_table(dir: &Path, table: &SslTable) -> Result<(), TrainError> {
-    write_json_atomic(&dir.join("table.json"), table)?;
-    let md = dir.join("table.md");
-    tinyvae_data::write_atomic(&md, render_markdown(table).as_bytes()).map_err(|e| TrainError::io(&md, e))
+    write_json(&dir.join("table.json"), table)?;
+    write_bytes(&dir.join("table.md"), render_markdown(table).as_bytes())
 }

@@ -11,14 +11,14 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::write_json_atomic;
-use crate::classifier::mlp::one_hot;
 use crate::config::{TrainConfig, VaeConfig};
 use crate::data::{gaussian_tensor, ImageSet, TrainingData};
 use crate::engine::{self, Batch, EpochLog, Member, RunData, StepContext};
-use crate::error::TrainError;
+use crate::error::{TrainError, WeightsError};
 use crate::eval::{evaluate_labelled, Nelbo};
-use crate::model::{Parameter, Vae};
+use crate::io::write_json;
+use crate::model::Vae;
+use crate::nn::{one_hot, Parameter};
 
 /// One line of the training log (one per epoch, plus one for a run stopped mid-epoch).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -151,7 +151,11 @@ impl Member for Vae {
         Vae::new(config, input_len, seed)
     }
 
-    fn from_weights(config: &VaeConfig, input_len: usize, weights: &HashMap<String, Tensor>) -> Result<Self, String> {
+    fn from_weights(
+        config: &VaeConfig,
+        input_len: usize,
+        weights: &HashMap<String, Tensor>,
+    ) -> Result<Self, WeightsError> {
         Vae::from_weights(config, input_len, weights)
     }
 
@@ -174,6 +178,8 @@ impl Member for Vae {
     /// Draws the dropout masks, then eps, from the step's stream.
     fn train_step(&self, batch: &Batch<'_>, ctx: &mut StepContext<'_>) -> Result<Vec<f64>, TrainError> {
         let n = batch.len();
+        // Not `nn::dropout_mask`: this one keeps a unit when `uniform <= keep` (that one when
+        // `<`), and the VAE's recorded runs were drawn this way.
         let masks = if ctx.train.encoder_dropout > 0.0 {
             let keep = 1.0 - ctx.train.encoder_dropout;
             let scale = (1.0 / keep) as f32;
@@ -225,5 +231,5 @@ impl Member for Vae {
 
 /// Writes `value` as pretty JSON, atomically (used for reports next to the model).
 pub fn write_report_json<T: Serialize>(path: &Path, value: &T) -> Result<(), TrainError> {
-    write_json_atomic(path, value)
+    write_json(path, value)
 }

@@ -73,13 +73,13 @@ fn training_is_deterministic_and_files_are_checked() {
     assert_eq!(a.history[0].train_cross_entropy.to_bits(), b.history[0].train_cross_entropy.to_bits());
     assert_eq!(a.test_error, b.test_error);
 
-    // Loading something that is not a classifier names the file and the missing tensor.
+    // Loading something that is not a classifier names the file.
     let dir = out_dir("bad");
     std::fs::create_dir_all(&dir).unwrap();
     let bogus = dir.join("bogus.safetensors");
     std::fs::write(&bogus, b"not safetensors").unwrap();
     let err = Classifier::load(&bogus).unwrap_err();
-    assert!(matches!(err, TrainError::Checkpoint { .. }));
+    assert!(matches!(err, TrainError::Safetensors { .. }), "{err:?}");
     assert!(err.to_string().contains("bogus.safetensors"), "{err}");
     assert!(Classifier::load(&dir.join("missing.safetensors")).is_err());
 }

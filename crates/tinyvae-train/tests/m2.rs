@@ -148,7 +148,7 @@ fn fused_reconstruction_term_matches_bce_with_logits_in_value_and_gradient() {
     let fused = m2::bce::bernoulli_nll_rows(var.as_tensor(), &t, repeat).unwrap();
     let repeated = t.unsqueeze(1).unwrap().broadcast_as((images, repeat, pixels)).unwrap();
     let repeated = repeated.reshape((images * repeat, pixels)).unwrap();
-    let reference = tinyvae_train::model::bce_with_logits(var.as_tensor(), &repeated).unwrap();
+    let reference = tinyvae_train::loss::bce_with_logits(var.as_tensor(), &repeated).unwrap();
     for (a, b) in values(&fused).iter().zip(values(&reference)) {
         assert!((a - b).abs() < 1e-4 * b.abs().max(1.0), "{a} vs {b}");
     }

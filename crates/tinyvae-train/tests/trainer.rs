@@ -234,7 +234,7 @@ fn bad_configurations_are_errors() {
     }
     assert!(matches!(train_on(&VaeConfig::mlp(&[16], 0), &small_cfg(&dir), &d), Err(TrainError::Config(_))));
     let missing = TrainConfig { data_dir: dir.join("nowhere"), ..small_cfg(&dir) };
-    assert!(matches!(train(&small_vae(), &missing), Err(TrainError::Data(_))));
+    assert!(matches!(train(&small_vae(), &missing), Err(TrainError::Idx(_))));
 }
 
 /// End to end on the vendored MNIST slice: load from IDX, hold out validation images, train a

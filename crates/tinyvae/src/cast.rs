@@ -25,7 +25,7 @@ pub(crate) fn i8s_mut(b: &mut [u8]) -> &mut [i8] {
 }
 
 pub(crate) fn f32s(b: &[u8]) -> &[f32] {
-    if !(b.as_ptr() as usize).is_multiple_of(core::mem::align_of::<f32>()) {
+    if !(b.as_ptr() as usize).is_multiple_of(align_of::<f32>()) {
         return &[];
     }
     // SAFETY: aligned (checked), in bounds (len / 4 elements), any bits are a valid f32.
@@ -33,7 +33,7 @@ pub(crate) fn f32s(b: &[u8]) -> &[f32] {
 }
 
 pub(crate) fn f32s_mut(b: &mut [u8]) -> &mut [f32] {
-    if !(b.as_ptr() as usize).is_multiple_of(core::mem::align_of::<f32>()) {
+    if !(b.as_ptr() as usize).is_multiple_of(align_of::<f32>()) {
         return &mut [];
     }
     // SAFETY: as above; the borrow is unique and carried over.

@@ -13,7 +13,7 @@ use crate::format::{
     META_RECORD_LEN, NODE_RECORD_LEN, NO_TENSOR, TENSOR_RECORD_LEN,
 };
 use crate::kernels::{DenseFloat, DenseI8, Kernels};
-use crate::quant::dequantize_i8;
+use crate::quant::{dequantize_i8, to_pixel};
 
 /// One tensor: an activation vector of `len` elements per sample, at `arena_offset` in the arena.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -905,13 +905,6 @@ impl<'a> Model<'a> {
         }
         Ok(())
     }
-}
-
-/// `round(255 * clamp(v, 0, 1))`, ties away from zero; NaN gives 0.
-#[inline(always)]
-pub fn to_pixel(v: f32) -> u8 {
-    let v = if v.is_nan() { 0.0 } else { v.clamp(0.0, 1.0) };
-    crate::quant::round_half_away_small(v * 255.0) as u8
 }
 
 /// Bytes of tensor `t` in the working arena for `batch` samples.

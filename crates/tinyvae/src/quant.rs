@@ -40,9 +40,11 @@ pub const fn rounding_divide_by_pot(x: i32, exponent: u32) -> i32 {
 #[inline]
 pub const fn multiply_by_quantized_multiplier(x: i32, multiplier: i32, shift: i32) -> i32 {
     // Left shifts (scales above 1) are rare; keeping them off the common path keeps the
-    // multiply-with-saturation out of it.
-    let scaled = if shift > 0 { x.saturating_mul(1i32 << shift) } else { x };
-    let right = if shift > 0 { 0 } else { (-shift) as u32 };
+    // multiply-with-saturation out of it. Shifts outside -31..=30 never come from a blob, but
+    // kernels take any parameters and must not panic on them: the wrapping forms are what
+    // `<<` and `-` do in release builds, spelled out so that debug builds agree.
+    let scaled = if shift > 0 { x.saturating_mul(1i32.wrapping_shl(shift as u32)) } else { x };
+    let right = if shift > 0 { 0 } else { shift.wrapping_neg() as u32 };
     rounding_divide_by_pot(saturating_rounding_doubling_high_mul(scaled, multiplier), right)
 }
 
@@ -137,6 +139,15 @@ pub fn quantize_i8(x: f32, scale: f32, zero_point: i32) -> i8 {
 #[inline]
 pub fn dequantize_i8(q: i8, scale: f32, zero_point: i32) -> f32 {
     (q as i32 - zero_point) as f32 * scale
+}
+
+/// `round(255 * clamp(v, 0, 1))`, ties away from zero; NaN gives 0: a float decoder's
+/// probability as a display pixel. (An int8 sigmoid output needs no rounding: its scale is
+/// 1/255 and its zero point -128, so `pixel = q + 128`.)
+#[inline(always)]
+pub fn to_pixel(v: f32) -> u8 {
+    let v = if v.is_nan() { 0.0 } else { v.clamp(0.0, 1.0) };
+    round_half_away_small(v * 255.0) as u8
 }
 
 #[cfg(test)]

@@ -31,9 +31,7 @@ type Panel<I> = Ssd1306<I, DisplaySize128x64, BufferedGraphicsMode<DisplaySize12
 
 #[entry]
 fn main() -> ! {
-    let (Some(dp), Some(mut cp)) = (pac::Peripherals::take(), cortex_m::Peripherals::take()) else {
-        halt()
-    };
+    let (Some(dp), Some(mut cp)) = (pac::Peripherals::take(), cortex_m::Peripherals::take()) else { halt() };
     // The BlackPill's 25 MHz crystal, PLL to the F411's 100 MHz maximum.
     let mut rcc = dp.RCC.freeze(Config::hse(25.MHz()).sysclk(100.MHz()));
     let gpiob = dp.GPIOB.split(&mut rcc);
@@ -86,7 +84,10 @@ fn run<I: WriteOnlyDataCommand>(panel: &mut Panel<I>, wait: &mut dyn FnMut()) ->
     }
 }
 
-fn show_digits<I: WriteOnlyDataCommand>(panel: &mut Panel<I>, wait: &mut dyn FnMut()) -> Result<core::convert::Infallible, Failure> {
+fn show_digits<I: WriteOnlyDataCommand>(
+    panel: &mut Panel<I>,
+    wait: &mut dyn FnMut(),
+) -> Result<core::convert::Infallible, Failure> {
     let (arena, digit) = crate::take_buffers().ok_or(Failure::Setup("buffers already taken"))?;
     let model = Model::parse(model::BLOB)?;
     let decoder = Decoder::new(&model)?;

@@ -110,7 +110,8 @@ fn run(console: &mut Console) -> Result<(), Failure> {
         "config: seed={SEED} samples={SAMPLES} pixels={PIXELS} kernels={}",
         tinyvae::kernels::best().name
     );
-    let _ = writeln!(console, "timer: SysTick, {} instructions per tick (counts are exact to one tick)", counter.per_tick);
+    let _ =
+        writeln!(console, "timer: SysTick, {} instructions per tick (counts are exact to one tick)", counter.per_tick);
     let _ = writeln!(
         console,
         "model: {} {}, latent {}, blob {} B in flash, arena {} B, {macs} MACs per decode; parse+validate {parse} instructions",
@@ -152,7 +153,8 @@ fn run(console: &mut Console) -> Result<(), Failure> {
             use tinyvae_display::embedded_graphics::Drawable as _;
             use tinyvae_display::{Caption, DigitPanel};
             let (w, h) = (model.meta().width as u32, model.meta().height as u32);
-            let (Ok(()), render) = counter.count(|| DigitPanel::new(digit, w, h, Caption::new(index, SEED)).draw(frame));
+            let (Ok(()), render) =
+                counter.count(|| DigitPanel::new(digit, w, h, Caption::new(index, SEED)).draw(frame));
             frames.write_all(frame.as_bytes())?;
             if index == 0 {
                 print_frame(console, frame);

@@ -31,7 +31,9 @@ impl HostFile {
     pub fn create(name: &'static CStr) -> Result<Self, HostError> {
         let len = name.to_bytes().len();
         // SAFETY: SYS_OPEN reads `len` bytes of the NUL-terminated name and nothing else.
-        let handle = unsafe { cortex_m_semihosting::syscall(nr::OPEN, &[name.as_ptr() as usize, nr::open::W_TRUNC_BINARY, len]) };
+        let handle = unsafe {
+            cortex_m_semihosting::syscall(nr::OPEN, &[name.as_ptr() as usize, nr::open::W_TRUNC_BINARY, len])
+        };
         if handle as isize == -1 {
             return Err(HostError { action: "create", name });
         }
@@ -43,7 +45,9 @@ impl HostFile {
         while !bytes.is_empty() {
             // SAFETY: SYS_WRITE reads `bytes.len()` bytes of `bytes`; it returns how many it did
             // not write.
-            let left = unsafe { cortex_m_semihosting::syscall(nr::WRITE, &[self.handle, bytes.as_ptr() as usize, bytes.len()]) };
+            let left = unsafe {
+                cortex_m_semihosting::syscall(nr::WRITE, &[self.handle, bytes.as_ptr() as usize, bytes.len()])
+            };
             if left >= bytes.len() {
                 return Err(HostError { action: "write", name: self.name });
             }

@@ -24,13 +24,16 @@ pub struct LinuxFramebuffer {
 impl LinuxFramebuffer {
     /// Opens `device` (such as `/dev/fb0`) for writing and reads its geometry.
     pub fn open(device: &Path) -> Result<Self, String> {
-        let name = device.file_name().and_then(|n| n.to_str()).ok_or_else(|| format!("{}: not a device name", device.display()))?;
+        let name = device
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| format!("{}: not a device name", device.display()))?;
         let sysfs = Path::new("/sys/class/graphics").join(name);
         let read = |attr: &str| {
             let path = sysfs.join(attr);
-            fs::read_to_string(&path)
-                .map(|s| s.trim().to_string())
-                .map_err(|e| format!("{}: not a framebuffer device (cannot read {}: {e})", device.display(), path.display()))
+            fs::read_to_string(&path).map(|s| s.trim().to_string()).map_err(|e| {
+                format!("{}: not a framebuffer device (cannot read {}: {e})", device.display(), path.display())
+            })
         };
         let bad = |attr: &str, text: &str| format!("{}: unexpected {attr} `{text}`", sysfs.display());
         let size = read("virtual_size")?;
@@ -40,7 +43,10 @@ impl LinuxFramebuffer {
         let bpp_text = read("bits_per_pixel")?;
         let bits_per_pixel = bpp_text.parse().map_err(|_| bad("bits_per_pixel", &bpp_text))?;
         if bits_per_pixel != 16 && bits_per_pixel != 32 {
-            return Err(format!("{}: {bits_per_pixel} bits per pixel is not supported (16 or 32 are)", device.display()));
+            return Err(format!(
+                "{}: {bits_per_pixel} bits per pixel is not supported (16 or 32 are)",
+                device.display()
+            ));
         }
         let stride_text = read("stride")?;
         let stride = stride_text.parse().map_err(|_| bad("stride", &stride_text))?;
@@ -49,7 +55,10 @@ impl LinuxFramebuffer {
 
     /// Opens `device` with a known geometry (what sysfs said, or a test's file).
     fn with_geometry(device: &Path, width: u32, height: u32, stride: u64, bits_per_pixel: u32) -> Result<Self, String> {
-        let file = OpenOptions::new().write(true).open(device).map_err(|e| format!("cannot open {}: {e}", device.display()))?;
+        let file = OpenOptions::new()
+            .write(true)
+            .open(device)
+            .map_err(|e| format!("cannot open {}: {e}", device.display()))?;
         Ok(LinuxFramebuffer { device: device.to_path_buf(), file, width, height, stride, bits_per_pixel })
     }
 

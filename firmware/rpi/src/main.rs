@@ -50,7 +50,9 @@ fn run(a: args::Args) -> Result<(), String> {
     }
     let classes = decoder.classes() as u32;
     match a.label {
-        Some(_) if classes == 0 => return Err(format!("{name}: --label needs a conditional decoder; this one has no label input")),
+        Some(_) if classes == 0 => {
+            return Err(format!("{name}: --label needs a conditional decoder; this one has no label input"))
+        }
         Some(l) if l >= classes => return Err(format!("{name}: --label {l} is not one of its {classes} classes")),
         _ => {}
     }
@@ -86,12 +88,20 @@ fn run(a: args::Args) -> Result<(), String> {
         println!("wrote {} x {n} pixels to {}", a.count, raw.display());
     }
     if a.frames.is_some() || a.terminal {
-        let frames: Vec<sheet::OledFrame> =
-            digits.iter().enumerate().map(|(i, d)| sheet::oled_frame(d, w, h, Caption::new(i as u32, a.seed))).collect();
+        let frames: Vec<sheet::OledFrame> = digits
+            .iter()
+            .enumerate()
+            .map(|(i, d)| sheet::oled_frame(d, w, h, Caption::new(i as u32, a.seed)))
+            .collect();
         if let Some(path) = &a.frames {
             let bytes: Vec<u8> = frames.iter().flat_map(|f| f.as_bytes().iter().copied()).collect();
             write_file(path, &bytes)?;
-            println!("wrote {} SSD1306 frames (128x64, {} bytes each) to {}", a.count, bytes.len() / frames.len(), path.display());
+            println!(
+                "wrote {} SSD1306 frames (128x64, {} bytes each) to {}",
+                a.count,
+                bytes.len() / frames.len(),
+                path.display()
+            );
         }
         if a.terminal {
             for frame in &frames {

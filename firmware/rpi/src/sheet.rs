@@ -109,8 +109,13 @@ pub fn compose(digits: &[&[u8]], width: u32, height: u32, seed: u64, title: &str
     let canvas_w = 2 * MARGIN + columns * cell_w + (columns - 1) * 2 * GAP;
     let canvas_h = MARGIN + TITLE_H + rows * (cell_h + GAP) - GAP + MARGIN;
     let mut canvas = Canvas::new(canvas_w, canvas_h, BACKGROUND);
-    let Ok(_) = Text::with_baseline(title, Point::new(MARGIN as i32, MARGIN as i32), MonoTextStyle::new(&FONT_6X10, TEXT_COLOR), Baseline::Top)
-        .draw(&mut canvas);
+    let Ok(_) = Text::with_baseline(
+        title,
+        Point::new(MARGIN as i32, MARGIN as i32),
+        MonoTextStyle::new(&FONT_6X10, TEXT_COLOR),
+        Baseline::Top,
+    )
+    .draw(&mut canvas);
 
     for (i, digit) in digits.iter().enumerate() {
         let caption = Caption::new(i as u32, seed);
@@ -122,8 +127,13 @@ pub fn compose(digits: &[&[u8]], width: u32, height: u32, seed: u64, title: &str
         let frame = oled_frame(digit, width, height, caption);
         for y in 0..oled.height {
             for x in 0..oled.width {
-                let lit = frame.pixel(Point::new((x / OLED_ZOOM) as i32, (y / OLED_ZOOM) as i32)) == Some(BinaryColor::On);
-                canvas.put((x0 + BEZEL + x) as i32, (y0 + BEZEL + y) as i32, if lit { Rgb888::WHITE } else { Rgb888::BLACK });
+                let lit =
+                    frame.pixel(Point::new((x / OLED_ZOOM) as i32, (y / OLED_ZOOM) as i32)) == Some(BinaryColor::On);
+                canvas.put(
+                    (x0 + BEZEL + x) as i32,
+                    (y0 + BEZEL + y) as i32,
+                    if lit { Rgb888::WHITE } else { Rgb888::BLACK },
+                );
             }
         }
 

@@ -2,11 +2,14 @@
 //! `scripts/test-cortex-m.sh`.
 //!
 //! 1. Checks that dispatch picks the DSP table on this target.
-//! 2. Runs the generic kernel suite on it against the scalar reference.
-//! 3. Checks exactness on fixed shapes: the z20 decoder's 400x20 and 784x400 layers and the
-//!    encoder's 400x784, with weights in flash; every short row (1 to 40 columns) at several
-//!    row counts; odd shapes around the kernel's block, chunk and tile sizes; extreme values; a
-//!    wrapping accumulator; misaligned rows; and slices too short for their shapes.
+//! 2. Runs the generic kernel suite (`tinyvae::kernels::suite`) on it: the kernel contract
+//!    against the scalar reference, as on x86_64 and aarch64 (short slices, misaligned arrays,
+//!    extreme values, zero points, every tail).
+//! 3. Checks what is specific to the DSP kernel on fixed shapes: the z20 decoder's 400x20 and
+//!    784x400 layers and the encoder's 400x784, with weights in flash; every short row (1 to 40
+//!    columns: every entry point of its unrolled loop) at several row counts; odd shapes around
+//!    its block, chunk and tile sizes, with misaligned rows; and extreme values there, -128
+//!    weights included (outside the contract, but this kernel is exact on them).
 //! 4. Checks the kernel's requantization against `quant::requantize` on exact accumulators
 //!    (zero weights, so the accumulator is the bias): extremes, rounding ties, every shift,
 //!    multipliers across their range, and parameters outside it.
@@ -83,26 +86,26 @@ fn main() -> ! {
     check(kernels::by_name("dsp").is_some(), "kernels::by_name(\"dsp\")");
 
     let cases = 1000;
-    match suite::check_kernels(dsp, cases, 0x5EED) {
-        Ok(()) => say!("suite: {cases} random cases match the reference"),
-        Err(m) => fail(format_args!("suite: {m:?}")),
-    }
+    let suite_checks = match suite::check_kernels(dsp, cases, 0x5EED) {
+        Ok(n) => n,
+        Err(m) => fail(format_args!("suite: {m}")),
+    };
+    say!("suite: {suite_checks} checks ({cases} random cases) keep the kernel contract");
 
     let fixed = fixed_shapes(dsp);
     let rows_short = short_rows(dsp);
     let fuzz = fuzz(dsp, 400, 0xC0FFEE);
     let extremes = extremes(dsp);
-    let short = short_slices(dsp);
     let (requant, requant_rows) = requantization(dsp);
     let guarded = guarded_reads(dsp, &mpu);
-    say!("exact: {fixed} fixed-shape, {rows_short} short-row, {fuzz} random-shape, {extremes} extreme-value, {short} short-slice and {guarded} guarded-weights checks match");
+    say!("exact: {fixed} fixed-shape, {rows_short} short-row, {fuzz} random-shape, {extremes} extreme-value and {guarded} guarded-weights checks match");
     say!("exact: {requant} requantization checks ({requant_rows} rows) match quant::requantize");
     let wide = int16_weights();
     say!("exact: {wide} checks of the opt-in int16-weight kernel match");
 
     instruction_counts(&counter, dsp);
 
-    let checks = 2 + cases + fixed + rows_short + fuzz + extremes + short + requant + guarded + wide;
+    let checks = 2 + suite_checks + fixed + rows_short + fuzz + extremes + requant + guarded + wide;
     // SAFETY: single-threaded; the HardFault handler reads it only after the fault below.
     unsafe { (&raw mut PASSED_BEFORE_GUARD_CHECK).write_volatile(checks) };
     check_guard_faults();
@@ -384,6 +387,7 @@ fn requantization(dsp: &Kernels) -> (usize, usize) {
     let clamps = [(0, -128, 127), (-128, -128, 127), (5, 5, 127), (127, -128, 127), (-7, -20, 20), (3, 10, -10)];
     let extreme_zero_points = [(i32::MAX, -128, 127), (i32::MIN, -128, 127), (1000, -128, 127)];
     let (cols, chunk) = (8, 2000);
+    // Zero weights, whose sums are zero too.
     let zeros = vec![0u8; chunk * cols];
     let x = random_i8s(&mut rng, cols);
     let mut n = 0;
@@ -399,7 +403,7 @@ fn requantization(dsp: &Kernels) -> (usize, usize) {
                 bias: &bias,
                 multipliers: &multipliers,
                 shifts: &shifts,
-                weight_sums: &[],
+                weight_sums: &zeros[..4 * part.len()],
                 out_zero_point: zero_point,
                 act_min,
                 act_max,
@@ -449,33 +453,16 @@ fn fuzz(dsp: &Kernels, cases: usize, seed: u64) -> usize {
     cases
 }
 
-/// Extreme values (-128 inputs, +-127 weights, -128 weights as a hostile blob could hold) on
-/// shapes at every boundary, and an accumulator that wraps past i32.
+/// Extreme values (-128 and 127 inputs, +-127 weights) on shapes at the kernel's chunk (512
+/// columns) and tile (64 rows) boundaries, beyond the suite's generic shapes; and weights of
+/// -128, which the format forbids and the kernel contract leaves open, but which this kernel
+/// (sign-extending each weight to 16 bits before `SMLAD`) still gets exactly right.
 fn extremes(dsp: &Kernels) -> usize {
     let mut rng = Rng::new(11);
-    let shapes = [
-        (1, 1),
-        (3, 7),
-        (5, 8),
-        (2, 9),
-        (7, 31),
-        (4, 32),
-        (9, 33),
-        (2, 40),
-        (4, 511),
-        (3, 512),
-        (5, 513),
-        (6, 1023),
-        (3, 1024),
-        (5, 1025),
-        (3, 2051),
-        (130, 1100),
-    ];
+    let shapes = [(2, 9), (2, 40), (4, 511), (6, 1023), (3, 1024), (3, 2051), (65, 600), (130, 1100)];
     type Pattern = fn(usize) -> i8;
-    let patterns: [(&str, Pattern, Pattern); 5] = [
+    let patterns: [(&str, Pattern, Pattern); 3] = [
         ("x=-128 w=127", |_| -128, |_| 127),
-        ("x=-128 w=-127", |_| -128, |_| -127),
-        ("x=127 w=-127", |_| 127, |_| -127),
         ("alternating", |k| if k % 2 == 0 { -128 } else { 127 }, |k| if k % 3 == 0 { 127 } else { -127 }),
         ("w=-128", |k| if k % 5 == 0 { 127 } else { -128 }, |_| -128),
     ];
@@ -492,53 +479,6 @@ fn extremes(dsp: &Kernels) -> usize {
                 }
             }
         }
-    }
-    // 140000 products of 16384 sum past i32::MAX: both kernels must wrap the same way.
-    let cols = 140_000;
-    let w = vec![0x80u8; 2 * cols];
-    let x = vec![-128i8; cols];
-    let mut layer = Layer::new(2, cols, &w, &mut rng, false);
-    layer.bias = [0i32, -5].iter().flat_map(|b| b.to_le_bytes()).collect();
-    layer.multipliers = [1i32 << 30; 2].iter().flat_map(|b| b.to_le_bytes()).collect();
-    layer.shifts = [-24i32; 2].iter().flat_map(|b| b.to_le_bytes()).collect();
-    layer.act_min = -128;
-    same(dsp, &layer.params(), &x, 1, format_args!("wrapping accumulator"));
-    n + 1
-}
-
-/// Slices too short for their shapes: the kernel writes nothing (weights or requantization
-/// arrays short) or as many whole samples as the reference (input or output short).
-fn short_slices(dsp: &Kernels) -> usize {
-    let mut rng = Rng::new(13);
-    let (rows, cols) = (6, 37);
-    let w: Vec<u8> = (0..rows * cols).map(|_| (rng.below(255) as i32 - 127) as u8).collect();
-    let layer = Layer::new(rows, cols, &w, &mut rng, true);
-    let x = random_i8s(&mut rng, 3 * cols);
-    let mut n = 0;
-    let untouched = |p: &DenseI8<'_>, what: &str| {
-        let mut out = vec![0x5Ai8; 3 * rows];
-        (dsp.dense_i8)(p, &x, 3, &mut out);
-        if out.iter().any(|&v| v != 0x5A) {
-            fail(format_args!("short {what}: the kernel wrote output"));
-        }
-    };
-    let full = layer.params();
-    untouched(&DenseI8 { weights: &w[..w.len() - 1], ..full }, "weights");
-    untouched(&DenseI8 { bias: &layer.bias[..4 * rows - 1], ..full }, "bias");
-    untouched(&DenseI8 { multipliers: &layer.multipliers[..4], ..full }, "multipliers");
-    untouched(&DenseI8 { shifts: &[], ..full }, "shifts");
-    untouched(&DenseI8 { rows: usize::MAX, ..full }, "rows overflowing rows*cols");
-    n += 5;
-    // Fewer inputs or outputs than `batch` samples: whole samples only, as the reference does.
-    for (xn, on) in [(2 * cols + 5, 3 * rows), (3 * cols, 2 * rows + 1), (cols - 1, rows)] {
-        let mut got = vec![0x5Ai8; on];
-        let mut want = got.clone();
-        (dsp.dense_i8)(&full, &x[..xn], 3, &mut got);
-        (REFERENCE.dense_i8)(&full, &x[..xn], 3, &mut want);
-        if got != want {
-            fail(format_args!("short input/output ({xn} inputs, {on} outputs): differs from the reference"));
-        }
-        n += 1;
     }
     n
 }

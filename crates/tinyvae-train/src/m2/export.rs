@@ -12,52 +12,23 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::{Device, Tensor};
-use ndarray::{Array1, Array2};
-use tinyvae_compiler::ir::{Graph, Input, Node, Op, Role};
-
-pub use crate::export::EXPORT_TOLERANCE;
+use tinyvae_compiler::ir::{Graph, Node, Op, Role};
 
 use super::model::{LabelledStack, M2};
-use crate::classifier::mlp::one_hot;
 use crate::data::{stream, Stream};
 use crate::error::TrainError;
-use crate::model::Dense;
+use crate::graph::{
+    check_graph, checked, condition_nodes, dense_op, dense_op_from, graph_inputs, hidden_nodes, node, one_hot_probe,
+    probe, within_tolerance, write_graphs,
+};
 
-fn dense(weight: &Tensor, bias: &Tensor) -> Result<Op, TrainError> {
-    let (rows, cols) = (weight.dims()[0], weight.dims()[1]);
-    let flat: Vec<f32> = weight.flatten_all()?.to_vec1()?;
-    let weight = Array2::from_shape_vec((rows, cols), flat).map_err(|e| TrainError::Export(e.to_string()))?;
-    Ok(Op::Dense { weight, bias: Array1::from_vec(bias.to_vec1::<f32>()?) })
-}
-
-fn linear(l: &Dense) -> Result<Op, TrainError> {
-    dense(l.weight(), l.bias())
-}
-
-fn node(name: impl Into<String>, op: Op, inputs: &[&str], output: impl Into<String>) -> Node {
-    Node { name: name.into(), op, inputs: inputs.iter().map(|s| s.to_string()).collect(), output: output.into() }
-}
+pub use crate::graph::EXPORT_TOLERANCE;
 
 /// Nodes of a labelled stack reading `input` and `label`; returns the last activation's name.
 fn stack_nodes(prefix: &str, stack: &LabelledStack, input: &str, nodes: &mut Vec<Node>) -> Result<String, TrainError> {
-    let joined = format!("{prefix}_input_label");
-    nodes.push(node(format!("{prefix}_concat"), Op::Concat, &[input, "label"], &joined));
-    let first = dense(&stack.first_weight_over_concat()?, stack.first.bias())?;
-    let layers = std::iter::once(Ok(first)).chain(stack.rest.iter().map(linear));
-    let mut current = joined;
-    for (i, op) in layers.enumerate() {
-        let (h, a) = (format!("{prefix}_h{i}"), format!("{prefix}_a{i}"));
-        nodes.push(node(format!("{prefix}_fc{i}"), op?, &[&current], &h));
-        nodes.push(node(format!("{prefix}_relu{i}"), Op::Relu, &[&h], &a));
-        current = a;
-    }
-    Ok(current)
-}
-
-fn checked(graph: Graph) -> Result<Graph, TrainError> {
-    graph.value_lens().map_err(|e| TrainError::Export(e.to_string()))?;
-    Ok(graph)
+    let joined = condition_nodes(prefix, input, format!("{prefix}_input_label"), true, nodes);
+    let first = dense_op_from(&stack.first_weight_over_concat()?, stack.first.bias());
+    hidden_nodes(prefix, std::iter::once(first).chain(stack.rest.iter().map(dense_op)), &joined, nodes)
 }
 
 /// p(x|y,z) as a conditional decoder graph: inputs `z` and `label` (one-hot), output `x_mean`.
@@ -65,10 +36,10 @@ pub fn decoder_graph(model: &M2) -> Result<Graph, TrainError> {
     let s = model.shape();
     let mut nodes = Vec::new();
     let top = stack_nodes("decoder", model.decoder_stack(), "z", &mut nodes)?;
-    nodes.push(node("decoder_out", linear(model.decoder_output())?, &[&top], "logits"));
+    nodes.push(node("decoder_out", dense_op(model.decoder_output())?, &[&top], "logits"));
     nodes.push(node("decoder_sigmoid", Op::Sigmoid, &["logits"], "x_mean"));
     checked(Graph {
-        inputs: vec![Input { name: "z".into(), len: s.latent }, Input { name: "label".into(), len: s.classes }],
+        inputs: graph_inputs("z", s.latent, s.classes),
         nodes,
         outputs: vec!["x_mean".into()],
         role: Role::Decoder { latent: s.latent, classes: s.classes, bernoulli: true },
@@ -81,26 +52,14 @@ pub fn encoder_graph(model: &M2) -> Result<Graph, TrainError> {
     let s = model.shape();
     let mut nodes = Vec::new();
     let top = stack_nodes("encoder", model.encoder_stack(), "x", &mut nodes)?;
-    nodes.push(node("encoder_mu", linear(model.mu_head())?, &[&top], "mu"));
-    nodes.push(node("encoder_logvar", linear(model.logvar_head())?, &[&top], "logvar"));
+    nodes.push(node("encoder_mu", dense_op(model.mu_head())?, &[&top], "mu"));
+    nodes.push(node("encoder_logvar", dense_op(model.logvar_head())?, &[&top], "logvar"));
     checked(Graph {
-        inputs: vec![Input { name: "x".into(), len: s.input_len }, Input { name: "label".into(), len: s.classes }],
+        inputs: graph_inputs("x", s.input_len, s.classes),
         nodes,
         outputs: vec!["mu".into(), "logvar".into()],
         role: Role::Encoder { latent: s.latent, classes: s.classes },
     })
-}
-
-fn max_abs_diff(a: &Array2<f32>, b: &Tensor) -> Result<f32, TrainError> {
-    let b: Vec<f32> = b.flatten_all()?.to_vec1()?;
-    if a.len() != b.len() {
-        return Err(TrainError::Export(format!("IR output has {} values, candle {}", a.len(), b.len())));
-    }
-    Ok(a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max))
-}
-
-fn array(values: Vec<f32>, rows: usize, cols: usize) -> Result<Array2<f32>, TrainError> {
-    Array2::from_shape_vec((rows, cols), values).map_err(|e| TrainError::Export(e.to_string()))
 }
 
 /// Largest absolute difference between `graph` (an M2 decoder or encoder graph, e.g. as
@@ -110,21 +69,16 @@ pub fn graph_discrepancy(model: &M2, graph: &Graph, samples: usize) -> Result<f3
     let s = model.shape();
     let mut rng = stream(0xE4_907, Stream::Eval, 2);
     let labels: Vec<u8> = (0..samples).map(|i| (i % s.classes) as u8).collect();
-    let y = one_hot(&labels, s.classes)?;
-    let y_arr = array(y.flatten_all()?.to_vec1()?, samples, s.classes)?;
-    let graph_err = |e: tinyvae_compiler::ir::GraphError| TrainError::Export(e.to_string());
+    let (y_arr, y) = one_hot_probe(&labels, s.classes)?;
     match graph.role {
         Role::Decoder { .. } => {
-            let z: Vec<f32> = (0..samples * s.latent).map(|_| rng.gaussian()).collect();
-            let ir = graph.eval(&[array(z.clone(), samples, s.latent)?.view(), y_arr.view()]).map_err(graph_err)?;
-            let candle = model.decode(&Tensor::from_vec(z, (samples, s.latent), &Device::Cpu)?, &y)?;
-            max_abs_diff(&ir[0], &candle)
+            let (z_arr, z) = probe(&mut rng, samples, s.latent, true)?;
+            check_graph(graph, &[z_arr, y_arr], &[model.decode(&z, &y)?])
         }
         Role::Encoder { .. } => {
-            let x: Vec<f32> = (0..samples * s.input_len).map(|_| rng.uniform()).collect();
-            let ir = graph.eval(&[array(x.clone(), samples, s.input_len)?.view(), y_arr.view()]).map_err(graph_err)?;
-            let (mu, logvar) = model.encode(&Tensor::from_vec(x, (samples, s.input_len), &Device::Cpu)?, &y)?;
-            Ok(max_abs_diff(&ir[0], &mu)?.max(max_abs_diff(&ir[1], &logvar)?))
+            let (x_arr, x) = probe(&mut rng, samples, s.input_len, false)?;
+            let (mu, logvar) = model.encode(&x, &y)?;
+            check_graph(graph, &[x_arr, y_arr], &[mu, logvar])
         }
         Role::Generic => Err(TrainError::Export("graph has no decoder or encoder role".into())),
     }
@@ -135,20 +89,9 @@ pub fn graph_discrepancy(model: &M2, graph: &Graph, samples: usize) -> Result<f3
 pub fn export_onnx(model: &M2, out_dir: &Path) -> Result<(PathBuf, PathBuf), TrainError> {
     let encoder = encoder_graph(model)?;
     let decoder = decoder_graph(model)?;
-    for (what, g) in [("encoder", &encoder), ("decoder", &decoder)] {
-        let worst = graph_discrepancy(model, g, 2 * model.shape().classes)?;
-        if worst.is_nan() || worst > EXPORT_TOLERANCE {
-            return Err(TrainError::Export(format!(
-                "the M2 {what} graph differs from the candle model by {worst} (tolerance {EXPORT_TOLERANCE})"
-            )));
-        }
+    for (what, g) in [("the M2 encoder graph", &encoder), ("the M2 decoder graph", &decoder)] {
+        within_tolerance(what, graph_discrepancy(model, g, 2 * model.shape().classes)?)?;
     }
-    std::fs::create_dir_all(out_dir).map_err(|e| TrainError::io(out_dir, e))?;
-    let enc = out_dir.join("encoder.onnx");
-    let dec = out_dir.join("decoder.onnx");
-    for (g, path) in [(&encoder, &enc), (&decoder, &dec)] {
-        tinyvae_compiler::onnx::export_file(g, path)
-            .map_err(|e| TrainError::Export(format!("{}: {e}", path.display())))?;
-    }
-    Ok((enc, dec))
+    let paths = write_graphs(out_dir, &[("encoder.onnx", encoder), ("decoder.onnx", decoder)])?;
+    Ok((paths[0].clone(), paths[1].clone()))
 }

@@ -22,11 +22,10 @@ use candle_core::{Tensor, Var, D};
 use serde::{Deserialize, Serialize};
 
 use super::bce::bernoulli_nll_rows;
-use crate::classifier::mlp::{matrix_parameter, named_copies, named_var, one_hot, Mlp};
 use crate::data::{stream, Stream};
-use crate::error::TrainError;
-use crate::model::Dense;
-use crate::model::{kl_to_standard_normal, Parameter};
+use crate::error::{TrainError, WeightsError};
+use crate::loss::kl_to_standard_normal;
+use crate::nn::{named_copies, named_var, one_hot, Dense, Mlp, Parameter};
 
 /// Sizes of the three networks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,8 +115,7 @@ impl LabelledStack {
             ]),
             Some(input),
             Some(hidden[0]),
-        )
-        .map_err(TrainError::Config)?;
+        )?;
         let label_weight = Var::from_tensor(&w.narrow(1, input, classes)?.contiguous()?)?;
         let rest = hidden
             .windows(2)
@@ -133,16 +131,16 @@ impl LabelledStack {
         hidden: &[usize],
         classes: usize,
         t: &HashMap<String, Tensor>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, WeightsError> {
         let first = Dense::from_tensors(&format!("{prefix}.0"), t, Some(input), Some(hidden[0]))?;
         let name = format!("{prefix}.0.label_weight");
         let label_weight = named_var(t, &name, 2)?;
         if label_weight.dims() != [hidden[0], classes] {
-            return Err(format!(
+            return Err(WeightsError::Mismatch(format!(
                 "tensor `{name}` has shape {:?}, the configuration needs [{}, {classes}]",
                 label_weight.dims(),
                 hidden[0]
-            ));
+            )));
         }
         let rest = hidden
             .windows(2)
@@ -188,7 +186,7 @@ impl LabelledStack {
 
     fn push_parameters(&self, prefix: &str, out: &mut Vec<Parameter>) {
         self.first.push_parameters(out);
-        out.push(matrix_parameter(format!("{prefix}.0.label_weight"), &self.label_weight));
+        out.push(Parameter::matrix(format!("{prefix}.0.label_weight"), &self.label_weight));
         for l in &self.rest {
             l.push_parameters(out);
         }
@@ -250,14 +248,14 @@ impl M2 {
 
     /// The model stored in named tensors (what [`M2::weights`] gives); the error names the first
     /// missing or misshapen tensor.
-    pub fn from_tensors(shape: &M2Shape, t: &HashMap<String, Tensor>) -> Result<Self, String> {
-        shape.validate().map_err(|e| e.to_string())?;
+    pub fn from_tensors(shape: &M2Shape, t: &HashMap<String, Tensor>) -> Result<Self, WeightsError> {
+        shape.validate().map_err(WeightsError::config)?;
         let classifier = Mlp::from_tensors("classifier", t)?;
         if classifier.inputs() != shape.classifier_inputs()
             || classifier.outputs() != shape.classes
             || classifier.hidden() != shape.classifier_hidden
         {
-            return Err(format!(
+            return Err(WeightsError::Mismatch(format!(
                 "classifier tensors are {} -> {:?} -> {}, the configuration needs {} -> {:?} -> {}",
                 classifier.inputs(),
                 classifier.hidden(),
@@ -265,7 +263,7 @@ impl M2 {
                 shape.classifier_inputs(),
                 shape.classifier_hidden,
                 shape.classes
-            ));
+            )));
         }
         let encoder = LabelledStack::from_tensors("encoder", shape.input_len, &shape.encoder_hidden, shape.classes, t)?;
         let top = *shape.encoder_hidden.last().expect("validated non-empty");

@@ -1,8 +1,12 @@
 //! The blob format: constants, record layouts and the little-endian field readers shared by
-//! the parser (`Model::parse`) and the writer (`format::write`, behind the `alloc` feature).
+//! the parser ([`Model::parse`](crate::Model::parse)) and the writer (`format::write`, behind
+//! the `alloc` feature).
 //!
-//! The authoritative description is `docs/FORMAT.md` beside this crate; the offsets below are
-//! the same numbers, and the round-trip tests keep the two sides of the format in step.
+//! The specification follows. It is `docs/FORMAT.md` beside this crate's sources, included
+//! here; the constants of this module are its numbers, and the round-trip tests keep the
+//! parser and the writer in step with it.
+//!
+#![doc = include_str!("../../docs/FORMAT.md")]
 
 mod crc32;
 #[cfg(feature = "alloc")]

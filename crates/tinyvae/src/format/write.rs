@@ -25,6 +25,9 @@ pub struct TensorSpec {
 }
 
 /// A node to write, with the data arrays it owns.
+// On 32-bit targets the table outweighs a Dense node's three `Vec`s; a few nodes per model,
+// built on the host, are not worth a `Box` in the quantizer's code.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum NodeSpec {
     /// Fully connected layer.

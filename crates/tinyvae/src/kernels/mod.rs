@@ -1,10 +1,45 @@
-//! The kernel interface: one table of function pointers per implementation.
+//! The kernel interface: one table of function pointers per implementation, and the contract
+//! every implementation keeps.
 //!
 //! [`REFERENCE`] (scalar, in `reference/`) defines every result. Optimized tables (SIMD, DSP)
-//! replace entries of it and must give the reference's int8 bytes exactly; the generic suite in
-//! The `suite` module checks any table against the reference, and every architecture instantiates it.
-//! Kernels never fail and never panic: the blob parser has checked every shape before a kernel
-//! sees it, and kernels only walk slices with bounded iterators.
+//! replace entries of it and must give the reference's int8 bytes exactly. The generic suite,
+//! `kernels::suite` (feature `alloc`), checks a table against the reference and against the
+//! contract below, and every architecture instantiates it: the unit tests on the host,
+//! `tests/x86_64_kernels.rs`, `tests/aarch64_kernels.rs` under QEMU, and the Cortex-M test
+//! program (`tests/cortex-m`).
+//!
+//! # The contract
+//!
+//! The blob parser checks every shape before a kernel sees it, but kernels are safe functions
+//! that anyone may call with anything. So whatever the arguments, a kernel never panics, never
+//! fails, allocates nothing, and reads and writes only inside its slices. What it writes:
+//!
+//! - **Batched kernels** (`dense_i8`, `dense_f16`, `dense_f32`) compute
+//!   `n = min(batch, x.len() / cols, out.len() / rows)` whole samples: sample `b < n` reads
+//!   `x[b * cols..(b + 1) * cols]` and writes `out[b * rows..(b + 1) * rows]`. A short `x` or
+//!   `out` shortens the batch to the whole samples it holds, as zipping them would; an `out`
+//!   shorter than `rows` gets nothing.
+//! - **A layer whose parameters do not hold its shape writes nothing**: `rows` or `cols` zero,
+//!   a size that overflows `usize`, `weights` shorter than `rows * cols` weights, or `bias`,
+//!   `multipliers`, `shifts` or `weight_sums` shorter than `rows` entries. Some rows computed
+//!   with a made-up bias would look like an answer without being one. [`DenseI8::samples`] and
+//!   [`DenseFloat::samples`] give `n` (0 in these cases): every batched kernel starts with
+//!   them, and their `n` is also the bound its pointer arithmetic relies on.
+//! - **Elementwise kernels** (`lut_i8`, `activation_f32`, `quantize_i8`, `pixels_f32`) map
+//!   `min(x.len(), out.len())` elements. `lut_i8` with a table shorter than 256 bytes writes
+//!   nothing, as a Dense layer with a short parameter does.
+//! - **Every other element of `out` keeps its value**: no kernel uses its output as scratch.
+//!
+//! And the values: int8 results (`dense_i8`, `lut_i8`, `quantize_i8`), `activation_f32`,
+//! `pixels_f32` and `weight_stream` are the reference's, bit for bit. For `dense_i8` that holds
+//! for any parameter values, also those no valid blob holds (shifts outside `-31..=30`, negative
+//! multipliers, zero points outside int8, an empty clamp range), with one exception: a weight of
+//! -128, which the format forbids, may give other bytes (x86 `vpmaddubsw` and the NEON kernel
+//! sum products in int16 pairs, which only stay exact without it). Float Dense may differ from
+//! the reference by rounding, as its summation order does; the suite bounds the difference.
+//! In builds without the `f32` and `f16` features no blob that needs the float kernels parses,
+//! and the reference leaves them empty to save flash; their results there are not part of the
+//! contract (the suite checks them only in builds that carry them).
 
 pub mod reference;
 pub mod suite;
@@ -58,11 +93,59 @@ pub struct DenseFloat<'a> {
     pub relu: bool,
 }
 
-/// `out[b * rows + o]` for `b < batch` from `x[b * cols + k]`.
+impl DenseI8<'_> {
+    /// The number of whole samples a call with these slices computes under the
+    /// [contract](crate::kernels#the-contract): `min(batch, x.len() / cols, out.len() / rows)`, or 0 when
+    /// the layer's parameters do not hold its shape. When it is `n > 0`, `weights` holds
+    /// `rows * cols` bytes, every parameter array `4 * rows` bytes, `x` at least `n * cols`
+    /// values and `out` at least `n * rows`.
+    pub fn samples(&self, x: &[i8], batch: usize, out: &[i8]) -> usize {
+        // A new layout would change what `weights` must hold: this match makes it come here.
+        match self.layout {
+            WeightLayout::RowMajor => {}
+        }
+        let (Some(weights), Some(channel_bytes)) = (self.rows.checked_mul(self.cols), self.rows.checked_mul(4)) else {
+            return 0;
+        };
+        let holds_rows = |a: &[u8]| a.len() >= channel_bytes;
+        let layer_fits = self.rows > 0
+            && self.cols > 0
+            && self.weights.len() >= weights
+            && holds_rows(self.bias)
+            && holds_rows(self.multipliers)
+            && holds_rows(self.shifts)
+            && holds_rows(self.weight_sums);
+        if !layer_fits {
+            return 0;
+        }
+        batch.min(x.len() / self.cols).min(out.len() / self.rows)
+    }
+}
+
+impl DenseFloat<'_> {
+    /// As [`DenseI8::samples`], for weights of `weight_bytes` bytes each (4 for f32, 2 for
+    /// f16): when it is `n > 0`, `weights` holds `rows * cols * weight_bytes` bytes, `bias`
+    /// `4 * rows`, `x` at least `n * cols` values and `out` at least `n * rows`.
+    pub fn samples(&self, weight_bytes: usize, x: &[f32], batch: usize, out: &[f32]) -> usize {
+        let weights = self.rows.checked_mul(self.cols).and_then(|n| n.checked_mul(weight_bytes));
+        let (Some(weights), Some(bias)) = (weights, self.rows.checked_mul(4)) else {
+            return 0;
+        };
+        let layer_fits = self.rows > 0 && self.cols > 0 && self.weights.len() >= weights && self.bias.len() >= bias;
+        if !layer_fits {
+            return 0;
+        }
+        batch.min(x.len() / self.cols).min(out.len() / self.rows)
+    }
+}
+
+/// `out[b * rows + o]` for `b < batch` from `x[b * cols + k]`; short slices as the
+/// [contract](crate::kernels#the-contract) says.
 pub type DenseI8Fn = fn(&DenseI8<'_>, x: &[i8], batch: usize, out: &mut [i8]);
 /// Float Dense over a batch, same indexing as [`DenseI8Fn`].
 pub type DenseFloatFn = fn(&DenseFloat<'_>, x: &[f32], batch: usize, out: &mut [f32]);
-/// `out[i] = table[x[i] + 128]`.
+/// `out[i] = table[x[i] + 128]` for `i < min(x.len(), out.len())`; nothing when the table has
+/// fewer than 256 entries.
 pub type LutI8Fn = fn(table: &[u8], x: &[i8], out: &mut [i8]);
 /// `out[i] = act(x[i])` for float graphs (`alpha`: the leaky-ReLU slope).
 pub type ActivationF32Fn = fn(act: ActKind, alpha: f32, x: &[f32], out: &mut [f32]);

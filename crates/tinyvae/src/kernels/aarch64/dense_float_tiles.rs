@@ -32,20 +32,11 @@ pub(super) trait WeightFormat {
     unsafe fn load1(p: *const u8) -> f32;
 }
 
-/// True when the vector driver may run: every slice holds what the shapes say it does.
-/// Anything else goes to the scalar reference, which defines the result of short slices too.
+/// True when the vector driver may run: the slices hold the whole batch
+/// ([`DenseFloat::samples`] gives all of it). Anything else goes to the scalar reference, which
+/// keeps the kernel contract for short slices too.
 pub(super) fn fits<F: WeightFormat>(p: &DenseFloat<'_>, x: &[f32], batch: usize, out: &[f32]) -> bool {
-    let weights = p.rows.checked_mul(p.cols).and_then(|n| n.checked_mul(F::BYTES));
-    let sizes = (weights, p.rows.checked_mul(4), batch.checked_mul(p.cols), batch.checked_mul(p.rows));
-    let (Some(weights), Some(bias), Some(inputs), Some(outputs)) = sizes else {
-        return false;
-    };
-    p.rows > 0
-        && p.cols > 0
-        && p.weights.len() >= weights
-        && p.bias.len() >= bias
-        && x.len() >= inputs
-        && out.len() >= outputs
+    batch > 0 && p.samples(F::BYTES, x, batch, out) == batch
 }
 
 /// Float Dense over the batch with `F` weights.

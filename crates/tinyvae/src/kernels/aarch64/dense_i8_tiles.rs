@@ -15,7 +15,6 @@
 use core::arch::aarch64::*;
 
 use super::requantize::ChannelQuant4;
-use crate::format::WeightLayout;
 use crate::kernels::reference::le_i32;
 use crate::kernels::DenseI8;
 use crate::quant::requantize;
@@ -30,24 +29,11 @@ pub(super) trait DotStep {
     unsafe fn step(acc: int32x4_t, w: int8x16_t, x: int8x16_t) -> int32x4_t;
 }
 
-/// True when the vector driver may run: the layout is row-major, `cols >= 16`, and every slice
-/// holds what the shapes say it does. Anything else goes to the scalar reference, which defines
-/// the result of short slices too.
+/// True when the vector driver may run: `cols >= 16`, and the slices hold the whole batch
+/// ([`DenseI8::samples`] gives all of it). Anything else goes to the scalar reference, which
+/// keeps the kernel contract for short slices too.
 pub(super) fn fits(p: &DenseI8<'_>, x: &[i8], batch: usize, out: &[i8]) -> bool {
-    let sizes =
-        (p.rows.checked_mul(p.cols), p.rows.checked_mul(4), batch.checked_mul(p.cols), batch.checked_mul(p.rows));
-    let (Some(weights), Some(channel_bytes), Some(inputs), Some(outputs)) = sizes else {
-        return false;
-    };
-    matches!(p.layout, WeightLayout::RowMajor)
-        && p.rows > 0
-        && p.cols >= 16
-        && p.weights.len() >= weights
-        && p.bias.len() >= channel_bytes
-        && p.multipliers.len() >= channel_bytes
-        && p.shifts.len() >= channel_bytes
-        && x.len() >= inputs
-        && out.len() >= outputs
+    p.cols >= 16 && batch > 0 && p.samples(x, batch, out) == batch
 }
 
 /// int8 Dense over the batch with `D` as the inner product.

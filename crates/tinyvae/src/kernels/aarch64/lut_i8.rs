@@ -12,7 +12,7 @@ pub(super) fn lut_i8_neon(table: &[u8], x: &[i8], out: &mut [i8]) {
         // SAFETY: NEON is present and the table holds 256 bytes (checked above).
         unsafe { lut_i8_tbl(table, x, out) }
     } else {
-        // A short table leaves some outputs alone: the reference defines which.
+        // No NEON, or a short table (which writes nothing, as the kernel contract says).
         reference::lut_i8(table, x, out)
     }
 }

@@ -473,12 +473,10 @@ pub fn dense_i8(p: &DenseI8<'_>, x: &[i8], batch: usize, out: &mut [i8]) {
         return reference::dense_i8(p, x, batch, out);
     }
     let (rows, cols) = (p.rows, p.cols);
-    if rows == 0 || cols == 0 {
-        return;
-    }
-    let (Some(n_w), Some(n_aux)) = (rows.checked_mul(cols), rows.checked_mul(4)) else { return };
-    let short = |b: &[u8]| b.len() < n_aux;
-    if p.weights.len() < n_w || short(p.bias) || short(p.multipliers) || short(p.shifts) {
+    // From here on weights hold rows * cols bytes and bias, multipliers and shifts 4 * rows
+    // (what the asm's pointers rely on), and x and out `batch` samples.
+    let batch = p.samples(x, batch, out);
+    if batch == 0 {
         return;
     }
     // Row r's padded reads end at r * cols + padded_end: the last chunk's start plus its

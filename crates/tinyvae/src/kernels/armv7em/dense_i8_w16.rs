@@ -57,7 +57,7 @@ pub fn dense_i8_w16(p: &DenseI8<'_>, x: &[i8], batch: usize, out: &mut [i8]) {
         return;
     };
     let short = |b: &[u8]| b.len() < n_aux;
-    if p.weights.len() < n_w || short(p.bias) || short(p.multipliers) || short(p.shifts) {
+    if p.weights.len() < n_w || short(p.bias) || short(p.multipliers) || short(p.shifts) || short(p.weight_sums) {
         return;
     }
     let w = &p.weights[..n_w];

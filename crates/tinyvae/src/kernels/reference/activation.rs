@@ -60,7 +60,7 @@ pub fn pixels_f32(x: &[f32], out: &mut [u8]) {
 #[inline(always)]
 pub(crate) fn pixels_f32_inline(x: &[f32], out: &mut [u8]) {
     for (o, &v) in out.iter_mut().zip(x) {
-        *o = crate::model::to_pixel(v);
+        *o = crate::quant::to_pixel(v);
     }
 }
 

@@ -10,10 +10,11 @@ pub fn dense_f32(p: &DenseFloat<'_>, x: &[f32], batch: usize, out: &mut [f32]) {
     // with work to do; leaving the body out keeps the float code out of int8-only firmware.
     #[cfg(feature = "f32")]
     {
-        if p.rows == 0 || p.cols == 0 {
+        let n = p.samples(4, x, batch, out);
+        if n == 0 {
             return;
         }
-        for (xs, ys) in x.chunks_exact(p.cols).zip(out.chunks_exact_mut(p.rows)).take(batch) {
+        for (xs, ys) in x.chunks_exact(p.cols).zip(out.chunks_exact_mut(p.rows)).take(n) {
             for (o, (y, w)) in ys.iter_mut().zip(p.weights.chunks_exact(4 * p.cols)).enumerate() {
                 let mut acc = le_f32(p.bias, o);
                 for (wk, &xk) in w.chunks_exact(4).zip(xs) {

@@ -6,10 +6,11 @@ use crate::quant::requantize;
 
 /// See [`crate::kernels::DenseI8`].
 pub fn dense_i8(p: &DenseI8<'_>, x: &[i8], batch: usize, out: &mut [i8]) {
-    if p.rows == 0 || p.cols == 0 {
+    let n = p.samples(x, batch, out);
+    if n == 0 {
         return;
     }
-    for (xs, ys) in x.chunks_exact(p.cols).zip(out.chunks_exact_mut(p.rows)).take(batch) {
+    for (xs, ys) in x.chunks_exact(p.cols).zip(out.chunks_exact_mut(p.rows)).take(n) {
         for (o, (y, w)) in ys.iter_mut().zip(p.weights.chunks_exact(p.cols)).enumerate() {
             let mut acc = le_i32(p.bias, o);
             for (&wk, &xk) in w.iter().zip(xs) {

@@ -9,7 +9,7 @@
 
 use core::arch::x86_64::*;
 
-use super::{block_starts, dense_float_fits, has, Level};
+use super::{block_starts, has, Level};
 use crate::kernels::reference::{self, le_f32};
 use crate::kernels::DenseFloat;
 
@@ -25,11 +25,13 @@ pub fn dense_f16(p: &DenseFloat<'_>, x: &[f32], batch: usize, out: &mut [f32]) {
     if !has(Level::Avx512Vnni) {
         return reference::dense_f16(p, x, batch, out);
     }
-    if !dense_float_fits(p, 2, x, batch, out) {
+    let batch = p.samples(2, x, batch, out);
+    if batch == 0 {
         return;
     }
-    // SAFETY: the CPU has AVX-512 F/BW/VL (checked above), and `dense_float_fits` checked that
-    // every buffer covers the shape with 2-byte weights.
+    // SAFETY: the CPU has AVX-512 F/BW/VL (checked above); `samples` returned `batch` > 0, so
+    // weights hold rows*cols 2-byte weights, bias 4*rows bytes, x batch*cols and out batch*rows
+    // values.
     unsafe { run::<true>(p, x, batch, out) }
 }
 
@@ -38,7 +40,8 @@ pub fn dense_f32(p: &DenseFloat<'_>, x: &[f32], batch: usize, out: &mut [f32]) {
     if !has(Level::Avx512Vnni) {
         return reference::dense_f32(p, x, batch, out);
     }
-    if !dense_float_fits(p, 4, x, batch, out) {
+    let batch = p.samples(4, x, batch, out);
+    if batch == 0 {
         return;
     }
     // SAFETY: as in dense_f16, with 4-byte weights.
@@ -46,7 +49,7 @@ pub fn dense_f32(p: &DenseFloat<'_>, x: &[f32], batch: usize, out: &mut [f32]) {
 }
 
 /// # Safety
-/// AVX-512 F/BW/VL, and `p`'s buffers, `x` and `out` cover the shape (`dense_float_fits`)
+/// AVX-512 F/BW/VL, and `p`'s buffers, `x` and `out` cover the shape (`DenseFloat::samples`)
 /// with `2` (F16) or `4` byte weights.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
 unsafe fn run<const F16: bool>(p: &DenseFloat<'_>, x: &[f32], batch: usize, out: &mut [f32]) {
@@ -165,8 +168,9 @@ unsafe fn rows16_sample1_f16_split(
         let row = (o + r) * cols;
         let (mut even, mut odd) = (_mm512_setzero_ps(), _mm512_setzero_ps());
         let mut k = 0;
-        // SAFETY (loads): as in rows16_sample1: row o + r < rows, k + 32 <= cols inside the row
-        // (2 bytes a weight), split and x; the tail loads are masked.
+        // SAFETY: row o + r < rows is inside the weights; k + 32 <= full <= cols keeps each load
+        // inside the row (2 bytes a weight) and inside `split`, and `row_rest` reads the rest of
+        // the row and of x with masked loads.
         unsafe {
             while k < full {
                 let d = _mm512_loadu_si512(w.add(2 * (row + k)).cast());
@@ -274,8 +278,8 @@ unsafe fn rows16_sample1<const F16: bool>(p: &DenseFloat<'_>, x: *const f32, out
         // Two chains halve the wait on the FMA latency.
         let (mut even, mut odd) = (_mm512_setzero_ps(), _mm512_setzero_ps());
         let mut k = 0;
-        // SAFETY (loads): row o + r < rows is inside the weights; k + 16 <= cols stays inside
-        // the row and inside x; the tail loads are masked to the last cols - k elements.
+        // SAFETY: row o + r < rows is inside the weights; k + 32 <= cols keeps each load inside
+        // the row and inside x, and `row_rest` reads the rest with masked loads.
         unsafe {
             while k + 32 <= cols {
                 even = _mm512_fmadd_ps(weights16::<F16>(w, row + k), _mm512_loadu_ps(x.add(k)), even);
@@ -305,8 +309,8 @@ unsafe fn row_rest<const F16: bool>(
     cols: usize,
     (mut even, mut odd): (__m512, __m512),
 ) -> (__m512, __m512) {
-    // SAFETY (loads): k + 16 <= cols stays inside the row and x; the tail loads are masked to
-    // the last cols - k elements.
+    // SAFETY: the row's cols weights and x's cols inputs are readable (caller); k + 16 <= cols
+    // keeps the full load inside both, and the tail loads are masked to the cols - k left.
     unsafe {
         if k + 16 <= cols {
             even = _mm512_fmadd_ps(weights16::<F16>(w, row + k), _mm512_loadu_ps(x.add(k)), even);
@@ -347,10 +351,12 @@ unsafe fn rows4_samples4<const F16: bool>(p: &DenseFloat<'_>, x: *const f32, out
     // acc[4 s + r]: row o+r of sample s.
     let mut acc = [_mm512_setzero_ps(); BLOCK * BLOCK];
     let mut k = 0;
-    // SAFETY (loads): as in rows16_sample1, for rows o..o+4 and samples 0..4.
     while k + 16 <= cols {
+        // SAFETY: rows o..o+4 are inside the weights (o + 4 <= rows), and k + 16 <= cols keeps
+        // each load inside its row.
         let wv: [__m512; BLOCK] = core::array::from_fn(|r| unsafe { weights16::<F16>(w, row0 + r * cols + k) });
         for s in 0..BLOCK {
+            // SAFETY: sample s < 4 is inside x, and k + 16 <= cols keeps the load inside it.
             let xv = unsafe { _mm512_loadu_ps(x.add(s * cols + k)) };
             for r in 0..BLOCK {
                 acc[BLOCK * s + r] = _mm512_fmadd_ps(wv[r], xv, acc[BLOCK * s + r]);
@@ -360,9 +366,12 @@ unsafe fn rows4_samples4<const F16: bool>(p: &DenseFloat<'_>, x: *const f32, out
     }
     if k < cols {
         let m = low_lanes(cols - k);
+        // SAFETY: rows o..o+4 are inside the weights; the mask keeps each load to the cols - k
+        // weights left in its row.
         let wv: [__m512; BLOCK] =
             core::array::from_fn(|r| unsafe { weights16_masked::<F16>(m, w, row0 + r * cols + k) });
         for s in 0..BLOCK {
+            // SAFETY: sample s < 4 is inside x; the mask keeps the load to its cols - k inputs left.
             let xv = unsafe { _mm512_maskz_loadu_ps(m, x.add(s * cols + k)) };
             for r in 0..BLOCK {
                 acc[BLOCK * s + r] = _mm512_fmadd_ps(wv[r], xv, acc[BLOCK * s + r]);
@@ -391,15 +400,18 @@ unsafe fn row1_sample1<const F16: bool>(p: &DenseFloat<'_>, x: *const f32, out: 
     let w = p.weights.as_ptr();
     let mut acc = _mm512_setzero_ps();
     let mut k = 0;
-    // SAFETY (loads): as in rows16_sample1, for the single row o.
     while k + 16 <= cols {
-        acc = _mm512_fmadd_ps(unsafe { weights16::<F16>(w, o * cols + k) }, unsafe { _mm512_loadu_ps(x.add(k)) }, acc);
+        // SAFETY: row o < rows is inside the weights and x holds cols inputs; k + 16 <= cols
+        // keeps both loads inside them.
+        let (wv, xv) = unsafe { (weights16::<F16>(w, o * cols + k), _mm512_loadu_ps(x.add(k))) };
+        acc = _mm512_fmadd_ps(wv, xv, acc);
         k += 16;
     }
     if k < cols {
         let m = low_lanes(cols - k);
-        let xv = unsafe { _mm512_maskz_loadu_ps(m, x.add(k)) };
-        acc = _mm512_fmadd_ps(unsafe { weights16_masked::<F16>(m, w, o * cols + k) }, xv, acc);
+        // SAFETY: as above; the mask keeps both loads to the cols - k elements left.
+        let (wv, xv) = unsafe { (weights16_masked::<F16>(m, w, o * cols + k), _mm512_maskz_loadu_ps(m, x.add(k))) };
+        acc = _mm512_fmadd_ps(wv, xv, acc);
     }
     let v = _mm512_reduce_add_ps(acc) + le_f32(p.bias, o);
     // SAFETY: o < rows.

@@ -9,7 +9,7 @@
 
 use core::arch::x86_64::*;
 
-use super::{block_starts, dense_float_fits, has, Level};
+use super::{block_starts, has, Level};
 use crate::kernels::reference::{self, le_f32};
 use crate::kernels::DenseFloat;
 
@@ -27,11 +27,13 @@ pub fn dense_f16(p: &DenseFloat<'_>, x: &[f32], batch: usize, out: &mut [f32]) {
     if !has(Level::Avx2) {
         return reference::dense_f16(p, x, batch, out);
     }
-    if !dense_float_fits(p, 2, x, batch, out) {
+    let batch = p.samples(2, x, batch, out);
+    if batch == 0 {
         return;
     }
-    // SAFETY: the CPU has AVX2, FMA and F16C (checked above), and `dense_float_fits` checked
-    // that every buffer covers the shape with 2-byte weights.
+    // SAFETY: the CPU has AVX2, FMA and F16C (checked above); `samples` returned `batch` > 0, so
+    // weights hold rows*cols 2-byte weights, bias 4*rows bytes, x batch*cols and out batch*rows
+    // values.
     unsafe { run::<true>(p, x, batch, out) }
 }
 
@@ -40,7 +42,8 @@ pub fn dense_f32(p: &DenseFloat<'_>, x: &[f32], batch: usize, out: &mut [f32]) {
     if !has(Level::Avx2) {
         return reference::dense_f32(p, x, batch, out);
     }
-    if !dense_float_fits(p, 4, x, batch, out) {
+    let batch = p.samples(4, x, batch, out);
+    if batch == 0 {
         return;
     }
     // SAFETY: as in dense_f16, with 4-byte weights.
@@ -57,7 +60,7 @@ const fn weight_size<const F16: bool>() -> usize {
 }
 
 /// # Safety
-/// AVX2, FMA and F16C, and `p`'s buffers, `x` and `out` cover the shape (`dense_float_fits`).
+/// AVX2, FMA and F16C, and `p`'s buffers, `x` and `out` cover the shape (`DenseFloat::samples`).
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn run<const F16: bool>(p: &DenseFloat<'_>, x: &[f32], batch: usize, out: &mut [f32]) {
     let (rows, cols) = (p.rows, p.cols);
@@ -173,12 +176,13 @@ unsafe fn rows8_sample1<const F16: bool>(p: &DenseFloat<'_>, x: &[f32], out: *mu
     let w = p.weights.as_ptr();
     let mut acc = [_mm256_setzero_ps(); ROWS];
     let mut k = 0;
-    // SAFETY (loads): rows o..o+8 are inside the weights, k + 8 <= full <= cols inside each row
-    // and inside x.
     while k < full {
+        // SAFETY: x holds cols inputs, and k + 8 <= full <= cols.
         let xv = unsafe { _mm256_loadu_ps(x.as_ptr().add(k)) };
         for (r, a) in acc.iter_mut().enumerate() {
-            *a = _mm256_fmadd_ps(unsafe { weights8::<F16>(w, (o + r) * cols + k) }, xv, *a);
+            // SAFETY: row o + r < rows is inside the weights, and k + 8 <= cols inside the row.
+            let wv = unsafe { weights8::<F16>(w, (o + r) * cols + k) };
+            *a = _mm256_fmadd_ps(wv, xv, *a);
         }
         k += 8;
     }
@@ -209,10 +213,12 @@ unsafe fn rows4_samples2<const F16: bool>(p: &DenseFloat<'_>, x: &[f32], out: *m
     // acc[4 s + r]: row o+r of sample s.
     let mut acc = [_mm256_setzero_ps(); ROW_BLOCK * SAMPLE_BLOCK];
     let mut k = 0;
-    // SAFETY (loads): as in rows8_sample1, for rows o..o+4 and samples 0..2.
     while k < full {
+        // SAFETY: rows o..o+4 are inside the weights (o + 4 <= rows), and k + 8 <= full <= cols
+        // keeps each load inside its row.
         let wv: [__m256; ROW_BLOCK] = core::array::from_fn(|r| unsafe { weights8::<F16>(w, (o + r) * cols + k) });
         for s in 0..SAMPLE_BLOCK {
+            // SAFETY: x holds both samples' cols inputs, and k + 8 <= cols.
             let xv = unsafe { _mm256_loadu_ps(x.as_ptr().add(s * cols + k)) };
             for r in 0..ROW_BLOCK {
                 acc[ROW_BLOCK * s + r] = _mm256_fmadd_ps(wv[r], xv, acc[ROW_BLOCK * s + r]);

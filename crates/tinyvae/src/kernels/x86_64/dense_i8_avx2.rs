@@ -16,7 +16,7 @@ use core::arch::x86_64::*;
 
 use super::param;
 use super::requantize_avx2::{activation_tail, load32_or_pad, reduce8, Epilogue};
-use super::{block_starts, dense_i8_fits, has, Level};
+use super::{block_starts, has, Level};
 use crate::kernels::reference;
 use crate::kernels::DenseI8;
 use crate::quant::requantize;
@@ -35,11 +35,13 @@ pub fn dense_i8(p: &DenseI8<'_>, x: &[i8], batch: usize, out: &mut [i8]) {
     if !has(Level::Avx2) {
         return reference::dense_i8(p, x, batch, out);
     }
-    if !dense_i8_fits(p, x, batch, out) {
+    let batch = p.samples(x, batch, out);
+    if batch == 0 {
         return;
     }
-    // SAFETY: the CPU has AVX2 (checked above), and `dense_i8_fits` checked that every buffer
-    // covers the shape: the bounds every pointer below stays within.
+    // SAFETY: the CPU has AVX2 (checked above); `samples` returned `batch` > 0, so weights hold
+    // rows*cols bytes, every parameter array 4*rows, x batch*cols and out batch*rows: the
+    // bounds every pointer below stays within.
     unsafe { run(p, x, batch, out) }
 }
 
@@ -60,7 +62,7 @@ unsafe fn run(p: &DenseI8<'_>, x: &[i8], batch: usize, out: &mut [i8]) {
                 for b in block_starts(batch, SAMPLE_BLOCK).skip(group.start).take(group.len()) {
                     let xs = x.get(b * cols..(b + SAMPLE_BLOCK) * cols).unwrap_or(&[]);
                     // SAFETY: b + 2 <= batch and o + 4 <= rows (block_starts); xs holds the two
-                    // samples' inputs (dense_i8_fits), and their outputs are in bounds.
+                    // samples' inputs (`samples`), and their outputs are in bounds.
                     unsafe { rows4_samples2(p, &ep, xs, out.add(b * rows), o) };
                 }
             }
@@ -112,16 +114,18 @@ pub(super) fn pack8(y: __m256i) -> u64 {
 unsafe fn rows8_sample1(p: &DenseI8<'_>, ep: &Epilogue<'_>, x: &[u8], out: *mut i8, o: usize) {
     let cols = p.cols;
     let full = cols / 32 * 32;
-    // SAFETY (loads): rows o..o+8 are inside the weights, and offsets k + 32 <= full <= cols
-    // stay inside each row; x holds cols bytes.
+    // SAFETY: rows o..o+8 are inside the weights (o + 8 <= rows), so their start is too.
     let w = unsafe { p.weights.as_ptr().add(o * cols) };
     let mut acc = [_mm256_setzero_si256(); ROWS];
     let mut k = 0;
     while k < full {
+        // SAFETY: x holds cols bytes, and k + 32 <= full <= cols.
         let xv = unsafe { _mm256_loadu_si256(x.as_ptr().add(k).cast()) };
         let xa = _mm256_sign_epi8(xv, xv);
         for (r, a) in acc.iter_mut().enumerate() {
-            *a = dot32(*a, xa, xv, unsafe { _mm256_loadu_si256(w.add(r * cols + k).cast()) });
+            // SAFETY: row o + r < rows, and k + 32 <= cols keeps the load inside it.
+            let wv = unsafe { _mm256_loadu_si256(w.add(r * cols + k).cast()) };
+            *a = dot32(*a, xa, xv, wv);
         }
         k += 32;
     }
@@ -149,15 +153,17 @@ unsafe fn rows8_sample1(p: &DenseI8<'_>, ep: &Epilogue<'_>, x: &[u8], out: *mut 
 unsafe fn rows4_samples2(p: &DenseI8<'_>, ep: &Epilogue<'_>, x: &[u8], out: *mut i8, o: usize) {
     let (rows, cols) = (p.rows, p.cols);
     let full = cols / 32 * 32;
-    // SAFETY (loads): as in rows8_sample1, for rows o..o+4 and samples 0..2.
+    // SAFETY: rows o..o+4 are inside the weights (o + 4 <= rows), so their start is too.
     let w = unsafe { p.weights.as_ptr().add(o * cols) };
     // acc[4 s + r]: row o+r of sample s.
     let mut acc = [_mm256_setzero_si256(); ROW_BLOCK * SAMPLE_BLOCK];
     let mut k = 0;
     while k < full {
+        // SAFETY: rows o..o+4 < rows, and k + 32 <= full <= cols keeps each load inside its row.
         let wv: [__m256i; ROW_BLOCK] =
             core::array::from_fn(|r| unsafe { _mm256_loadu_si256(w.add(r * cols + k).cast()) });
         for s in 0..SAMPLE_BLOCK {
+            // SAFETY: x holds both samples' cols bytes, and k + 32 <= cols.
             let xv = unsafe { _mm256_loadu_si256(x.as_ptr().add(s * cols + k).cast()) };
             let xa = _mm256_sign_epi8(xv, xv);
             for r in 0..ROW_BLOCK {

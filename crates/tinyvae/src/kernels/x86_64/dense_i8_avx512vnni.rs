@@ -35,7 +35,7 @@ use core::mem::MaybeUninit;
 
 use super::param;
 use super::requantize_avx512::{reduce_quads, transpose16, Epilogue};
-use super::{block_starts, dense_i8_fits, has, partial_word, Level};
+use super::{block_starts, has, partial_word, Level};
 use crate::kernels::reference;
 use crate::kernels::DenseI8;
 use crate::quant::requantize;
@@ -69,11 +69,12 @@ pub fn dense_i8(p: &DenseI8<'_>, x: &[i8], batch: usize, out: &mut [i8]) {
     if !has(Level::Avx512Vnni) {
         return reference::dense_i8(p, x, batch, out);
     }
-    if !dense_i8_fits(p, x, batch, out) {
+    let batch = p.samples(x, batch, out);
+    if batch == 0 {
         return;
     }
-    // SAFETY: the CPU has AVX-512 F/BW/VL/VNNI (checked above), and `dense_i8_fits` checked that
-    // weights hold rows*cols bytes, every parameter array 4*rows, x batch*cols and out
+    // SAFETY: the CPU has AVX-512 F/BW/VL/VNNI (checked above); `samples` returned `batch` > 0,
+    // so weights hold rows*cols bytes, every parameter array 4*rows, x batch*cols and out
     // batch*rows: the bounds every pointer below stays within.
     unsafe { run(p, x, batch, out) }
 }
@@ -127,7 +128,8 @@ unsafe fn one_sample(p: &DenseI8<'_>, x: *const u8, out: *mut i8) {
         }
         return;
     }
-    // SAFETY (all calls): rows >= 16; x and out as the caller guarantees.
+    // SAFETY: every callee needs rows >= 16 (checked above), x's cols inputs, out's rows
+    // outputs and p's buffers covering its shape (this function's own contract).
     unsafe {
         match cols / 64 {
             _ if cols > NARROW_COLS => wide_rows16(p, x, out),
@@ -173,11 +175,12 @@ unsafe fn narrow_rows16<const N: usize>(p: &DenseI8<'_>, x: *const u8, out: *mut
     let flip = _mm512_set1_epi8(-128);
     let tail = cols - 64 * N;
     let m = low_bytes(tail);
-    // SAFETY (loads of x): N full vectors lie inside x's cols bytes; the tail load is masked to
-    // its last `tail` bytes, and masked-off bytes are never accessed.
+    // SAFETY: x holds cols = 64 * N + tail bytes: the N full vectors lie inside them.
     let xs: [__m512i; N] =
         core::array::from_fn(|j| _mm512_xor_si512(unsafe { _mm512_loadu_si512(x.add(64 * j).cast()) }, flip));
     // Masked-off activations become 0x80 after the flip, but meet masked-off (zero) weights.
+    // SAFETY: the mask limits the load to the `tail` bytes after them; masked-off bytes are
+    // never accessed.
     let xt = _mm512_xor_si512(unsafe { _mm512_maskz_loadu_epi8(m, x.add(64 * N).cast()) }, flip);
     let mut partial = [_mm512_setzero_si512(); ROWS / 4];
     for o in block_starts(rows, ROWS) {
@@ -472,10 +475,11 @@ fn reduce_pairs(v: &[__m512i; ROWS / 2]) -> __m512i {
 unsafe fn activations<const N: usize>(x: *const u8, tail: usize) -> ([__m512i; N], __m512i, __mmask64) {
     let flip = _mm512_set1_epi8(-128);
     let m = low_bytes(tail);
-    // SAFETY: full vectors lie inside the N*64 bytes; the tail load is masked to the last
-    // `tail` bytes, and masked-off bytes are never accessed.
+    // SAFETY: the N full vectors lie inside the N * 64 + tail readable bytes.
     let xs = core::array::from_fn(|j| _mm512_xor_si512(unsafe { _mm512_loadu_si512(x.add(64 * j).cast()) }, flip));
     // Masked-off activations become 0x80 after the flip, but meet masked-off (zero) weights.
+    // SAFETY: the mask limits the load to the `tail` bytes after them; masked-off bytes are
+    // never accessed.
     let xt = _mm512_xor_si512(unsafe { _mm512_maskz_loadu_epi8(m, x.add(64 * N).cast()) }, flip);
     (xs, xt, m)
 }
@@ -489,20 +493,23 @@ unsafe fn activations<const N: usize>(x: *const u8, tail: usize) -> ([__m512i; N
 unsafe fn row1_sample1(p: &DenseI8<'_>, x: *const u8, out: *mut i8, o: usize) {
     let cols = p.cols;
     let flip = _mm512_set1_epi8(-128);
-    // SAFETY (loads): row o is inside the weights; full vectors lie inside the row and x, the
-    // tail loads are masked to their last cols - k bytes.
+    // SAFETY: row o < rows is inside the weights, so its start is too.
     let w = unsafe { p.weights.as_ptr().add(o * cols) };
     let mut acc = _mm512_setzero_si512();
     let mut k = 0;
     while k + 64 <= cols {
-        let xv = _mm512_xor_si512(unsafe { _mm512_loadu_si512(x.add(k).cast()) }, flip);
-        acc = _mm512_dpbusd_epi32(acc, xv, unsafe { _mm512_loadu_si512(w.add(k).cast()) });
+        // SAFETY: the row and x hold cols bytes each, and k + 64 <= cols.
+        let (xv, wv) = unsafe { (_mm512_loadu_si512(x.add(k).cast()), _mm512_loadu_si512(w.add(k).cast())) };
+        acc = _mm512_dpbusd_epi32(acc, _mm512_xor_si512(xv, flip), wv);
         k += 64;
     }
     if k < cols {
         let m = low_bytes(cols - k);
-        let xv = _mm512_xor_si512(unsafe { _mm512_maskz_loadu_epi8(m, x.add(k).cast()) }, flip);
-        acc = _mm512_dpbusd_epi32(acc, xv, unsafe { _mm512_maskz_loadu_epi8(m, w.add(k).cast()) });
+        // SAFETY: as above; the mask limits both loads to the cols - k bytes left, and masked-off
+        // bytes are never accessed.
+        let (xv, wv) =
+            unsafe { (_mm512_maskz_loadu_epi8(m, x.add(k).cast()), _mm512_maskz_loadu_epi8(m, w.add(k).cast())) };
+        acc = _mm512_dpbusd_epi32(acc, _mm512_xor_si512(xv, flip), wv);
     }
     let acc = _mm512_reduce_add_epi32(acc)
         .wrapping_add(param(p.bias, o))
@@ -678,9 +685,11 @@ unsafe fn packed_pair(p: &DenseI8<'_>, ep: &Epilogue<'_>, x: *const u8, n: usize
     let a = buffer.as_mut_ptr().cast::<__m512i>();
     // Group B right after group A, so that the two share as few cache sets as they can.
     let vectors = cols.div_ceil(4);
-    // SAFETY: each group writes cols.div_ceil(4) <= PAIR_MAX_COLS / 4 vectors, group B from
-    // that many vectors in; samples 0..16 and 16..n are inside x.
+    // SAFETY: each group writes cols.div_ceil(4) <= PAIR_MAX_COLS / 4 vectors, so group B,
+    // starting that many vectors in, stays inside the buffer.
     let b = unsafe { a.add(vectors) };
+    // SAFETY: A and B each have room for their vectors (above); samples 0..16 and 16..n are
+    // inside x (caller).
     unsafe {
         pack_group(cols, x, GROUP, a);
         pack_group(cols, x.add(GROUP * cols), n - GROUP, b);
@@ -779,6 +788,7 @@ unsafe fn rows16_of_group(
         // SAFETY: q < quads: the packed vector was written; bytes 4q..4q+4 <= cols of each row.
         let xv = unsafe { packed.add(q).read() };
         for (r, a) in acc.iter_mut().enumerate() {
+            // SAFETY: row o + r < rows, and 4q + 4 <= cols keeps the read inside it.
             let four = unsafe { w.add(r * cols + 4 * q).cast::<i32>().read_unaligned() };
             *a = _mm512_dpbusd_epi32(*a, xv, _mm512_set1_epi32(four));
         }

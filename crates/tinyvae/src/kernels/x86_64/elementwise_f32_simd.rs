@@ -147,7 +147,7 @@ mod tests {
         }
         // Every float within 64 ulps of each tie k + 0.5 and each integer, both signs, up to
         // 300, then past the clamp; scale 1 so that the division is exact.
-        let mut x = alloc::vec::Vec::new();
+        let mut x = Vec::new();
         for k in 0..=301 {
             for base in [k as f32, k as f32 + 0.5] {
                 for d in -64i32..=64 {

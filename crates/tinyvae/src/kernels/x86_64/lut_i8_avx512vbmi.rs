@@ -13,7 +13,8 @@ use crate::kernels::reference;
 
 /// See [`crate::kernels::LutI8Fn`].
 pub fn lut_i8(table: &[u8], x: &[i8], out: &mut [i8]) {
-    // A short table maps only some inputs; the reference defines which.
+    // CPUs without VBMI, and tables too short to load (the contract has them write nothing),
+    // take the reference.
     if !has(Level::Avx512Vbmi) || table.len() < 256 {
         return reference::lut_i8(table, x, out);
     }

@@ -32,7 +32,7 @@ mod weight_stream_avx512;
 #[cfg(test)]
 mod requantize_cases;
 
-use crate::kernels::{DenseFloat, DenseI8, Kernels, REFERENCE};
+use crate::kernels::{Kernels, REFERENCE};
 
 /// AVX-512 F/BW/VL + VNNI int8 Dense, 16-wide float Dense and a VBMI byte-permute LUT
 /// (Ice Lake, Sapphire Rapids, Zen 4 and later).
@@ -190,49 +190,6 @@ pub fn all() -> [&'static Kernels; 4] {
     [&AVX512_VNNI_VBMI, &AVX512_VNNI, &AVX_VNNI, &AVX2]
 }
 
-/// True when every buffer of an int8 Dense call covers its shape, so kernels can index with
-/// raw pointers; a kernel given anything less does nothing (the blob parser never lets that
-/// happen, and a partial answer would differ from the reference's anyway).
-fn dense_i8_fits(p: &DenseI8<'_>, x: &[i8], batch: usize, out: &[i8]) -> bool {
-    let (Some(weights), Some(params), Some(inputs), Some(outputs)) =
-        (p.rows.checked_mul(p.cols), p.rows.checked_mul(4), batch.checked_mul(p.cols), batch.checked_mul(p.rows))
-    else {
-        return false;
-    };
-    match p.layout {
-        crate::format::WeightLayout::RowMajor => {}
-    }
-    p.rows > 0
-        && p.cols > 0
-        && batch > 0
-        && p.weights.len() >= weights
-        && p.bias.len() >= params
-        && p.multipliers.len() >= params
-        && p.shifts.len() >= params
-        && p.weight_sums.len() >= params
-        && x.len() >= inputs
-        && out.len() >= outputs
-}
-
-/// As [`dense_i8_fits`] for float Dense with `weight_size`-byte weights.
-fn dense_float_fits(p: &DenseFloat<'_>, weight_size: usize, x: &[f32], batch: usize, out: &[f32]) -> bool {
-    let (Some(weights), Some(bias), Some(inputs), Some(outputs)) = (
-        p.rows.checked_mul(p.cols).and_then(|n| n.checked_mul(weight_size)),
-        p.rows.checked_mul(4),
-        batch.checked_mul(p.cols),
-        batch.checked_mul(p.rows),
-    ) else {
-        return false;
-    };
-    p.rows > 0
-        && p.cols > 0
-        && batch > 0
-        && p.weights.len() >= weights
-        && p.bias.len() >= bias
-        && x.len() >= inputs
-        && out.len() >= outputs
-}
-
 /// Little-endian i32 number `i` of a parameter array, 0 past its end. `reference::le_i32`
 /// does the same, but is not inlined into the large `#[target_feature]` kernels, and a call
 /// there costs a `vzeroupper` and spills every vector register.
@@ -272,7 +229,7 @@ mod tests {
     #[test]
     fn block_starts_cover_everything_without_running_past_the_end() {
         for n in 4..40 {
-            let starts: alloc::vec::Vec<usize> = block_starts(n, 4).collect();
+            let starts: Vec<usize> = block_starts(n, 4).collect();
             let mut seen = alloc::vec![false; n];
             for &s in &starts {
                 assert!(s + 4 <= n);
@@ -286,14 +243,14 @@ mod tests {
     fn every_table_matches_the_reference_even_when_not_usable_here() {
         for k in all() {
             if let Err(m) = crate::kernels::suite::check_kernels(k, 200, 0xC0FFEE) {
-                panic!("{}: {m:?}", k.name);
+                panic!("{}: {m}", k.name);
             }
         }
     }
 
     #[test]
     fn usable_tables_are_ordered_fastest_first() {
-        let names: alloc::vec::Vec<&str> = usable().iter().map(|k| k.name).collect();
+        let names: Vec<&str> = usable().iter().map(|k| k.name).collect();
         let rank = |n: &str| ["avx512-vnni-vbmi", "avx512-vnni", "avx-vnni", "avx2"].iter().position(|&x| x == n);
         assert!(names.windows(2).all(|w| rank(w[0]) < rank(w[1])), "{names:?}");
         if has(Level::Avx512Vnni) {

@@ -29,7 +29,7 @@ impl<'a> Epilogue<'a> {
     ///
     /// # Safety
     /// AVX2 must be available, and `o + 8 <= rows` with every parameter array holding `rows`
-    /// entries (as `dense_i8_fits` checks).
+    /// entries (as [`DenseI8::samples`] checks).
     #[target_feature(enable = "avx2")]
     #[inline]
     pub(super) unsafe fn rows8(&self, sums: __m256i, o: usize) -> __m256i {

@@ -43,7 +43,7 @@ impl<'a> Epilogue<'a> {
     ///
     /// # Safety
     /// AVX-512 F/BW/VL must be available, and `o + 16 <= rows` with every parameter array
-    /// holding `rows` entries (as `dense_i8_fits` checks).
+    /// holding `rows` entries (as [`DenseI8::samples`] checks).
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     #[inline]
     pub(super) unsafe fn params16(&self, o: usize) -> Rows16 {
@@ -173,8 +173,8 @@ impl<'a> Epilogue<'a> {
             }
         } else {
             let mut lanes = [[0u8; 16]; 16];
-            // SAFETY: `lanes` is 4 x 64 writable bytes.
             for (j, &v) in bytes.iter().enumerate() {
+                // SAFETY: j < 4, so the 64 bytes stored are lanes[4j..4j + 4], inside `lanes`.
                 unsafe { _mm512_storeu_si512(lanes[4 * j..].as_mut_ptr().cast(), v) };
             }
             for s in 0..samples {
