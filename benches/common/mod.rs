@@ -17,8 +17,7 @@ use criterion::{BenchmarkId, Criterion, Throughput};
 use ndarray::{Array1, Array2};
 use tinyvae::{Decoder, Encoder, Kernels, Model, ModelKind, Precision};
 use tinyvae_compiler::ir::{Graph, Input, Node, Op, Role};
-use tinyvae_compiler::pipeline::{self, Purpose, Settings};
-use tinyvae_compiler::tract_ref::TractModel;
+use tinyvae_compiler::{Purpose, Settings, TractModel};
 
 /// Batch sizes every engine is timed at.
 pub const BATCHES: [usize; 2] = [1, 64];
@@ -185,12 +184,12 @@ pub fn prepare(net: Net, onnx: PathBuf) -> Result<Prepared, String> {
     let data = (net == Net::Encoder).then(data_dir);
     let blob = |precision| {
         let settings = Settings { precision, data: data.clone(), eval_samples: 100, ..Settings::default() };
-        pipeline::quantize_and_measure(&graph, &settings)
+        tinyvae_compiler::quantize_and_measure(&graph, &settings)
             .map(|(blob, _)| tinyvae::AlignedBlob::new(&blob))
             .map_err(|e| e.to_string())
     };
     let max_batch = BATCHES.iter().copied().max().unwrap_or(1);
-    let (inputs, _) = pipeline::model_inputs(&graph, Purpose::Evaluation, max_batch, 1, data.as_deref())
+    let (inputs, _) = tinyvae_compiler::model_inputs(&graph, Purpose::Evaluation, max_batch, 1, data.as_deref())
         .map_err(|e| e.to_string())?;
     Ok(Prepared {
         net,

@@ -10,13 +10,8 @@ use serde::Serialize;
 use tinyvae::{Decoder, Encoder, Kernels, Model, ModelKind, Precision};
 
 use crate::ir::Graph;
-use crate::pipeline::{self, Purpose, Settings};
-use crate::quantize::QuantizeError;
+use crate::pipeline::{self, PipelineError, Purpose, Settings};
 use crate::tract_ref::TractModel;
-
-fn qerr(e: impl std::fmt::Display) -> QuantizeError {
-    QuantizeError(e.to_string())
-}
 
 /// One measured engine at one batch size.
 #[derive(Debug, Clone, Serialize)]
@@ -70,7 +65,7 @@ pub struct Candidate {
 }
 
 /// The blobs `tinyvae bench` times: int8 with every available kernel table, f16 and f32.
-pub fn candidates(graph: &Graph, data: Option<&Path>) -> Result<Vec<Candidate>, QuantizeError> {
+pub fn candidates(graph: &Graph, data: Option<&Path>) -> Result<Vec<Candidate>, PipelineError> {
     let mut out = Vec::new();
     for precision in [Precision::Int8, Precision::F16, Precision::F32] {
         let settings =
@@ -78,7 +73,7 @@ pub fn candidates(graph: &Graph, data: Option<&Path>) -> Result<Vec<Candidate>, 
         let prepared = crate::quantize::prepare(graph, true)?;
         let ranges = if precision == Precision::Int8 {
             let (calib, _) = pipeline::model_inputs(graph, Purpose::Calibration, settings.calib_samples, 0, data)?;
-            Some(crate::calibrate::calibrate(&prepared.graph, &calib, settings.method).map_err(qerr)?)
+            Some(crate::calibrate::calibrate(&prepared.graph, &calib, settings.method)?)
         } else {
             None
         };
@@ -104,27 +99,27 @@ pub fn time_blob(
     inputs: &[Array2<f32>],
     batch: usize,
     budget: Duration,
-) -> Result<(f64, (f64, f64), usize), QuantizeError> {
-    let model = Model::parse(&c.blob).map_err(qerr)?;
+) -> Result<(f64, (f64, f64), usize), PipelineError> {
+    let model = Model::parse(&c.blob)?;
     let mut arena = vec![0u8; model.arena_size_for_batch(batch).unwrap_or(0)];
     let x: Vec<f32> = inputs[0].rows().into_iter().take(batch).flat_map(|r| r.to_vec()).collect();
     match model.kind() {
         ModelKind::Decoder => {
-            let d = Decoder::new(&model).map_err(qerr)?.with_kernels(c.kernels);
+            let d = Decoder::new(&model)?.with_kernels(c.kernels);
             let labels: Option<Vec<u32>> =
                 (d.classes() > 0).then(|| (0..batch as u32).map(|i| i % d.classes() as u32).collect());
             let mut px = vec![0u8; batch * d.output_len()];
-            d.decode_batch(&x, labels.as_deref(), batch, &mut arena, &mut px).map_err(qerr)?;
+            d.decode_batch(&x, labels.as_deref(), batch, &mut arena, &mut px)?;
             Ok(time_it(batch, budget, || {
                 d.decode_batch(black_box(&x), labels.as_deref(), batch, &mut arena, &mut px).ok();
                 black_box(&px);
             }))
         }
         _ => {
-            let e = Encoder::new(&model).map_err(qerr)?.with_kernels(c.kernels);
+            let e = Encoder::new(&model)?.with_kernels(c.kernels);
             let l = e.latent_dim();
             let (mut mu, mut lv) = (vec![0f32; batch * l], vec![0f32; batch * l]);
-            e.encode_batch(&x, None, batch, &mut arena, &mut mu, &mut lv).map_err(qerr)?;
+            e.encode_batch(&x, None, batch, &mut arena, &mut mu, &mut lv)?;
             Ok(time_it(batch, budget, || {
                 e.encode_batch(black_box(&x), None, batch, &mut arena, &mut mu, &mut lv).ok();
                 black_box(&mu);
@@ -139,13 +134,13 @@ pub fn time_tract(
     inputs: &[Array2<f32>],
     batch: usize,
     budget: Duration,
-) -> Result<(f64, (f64, f64), usize), QuantizeError> {
-    let tract = TractModel::load(onnx).map_err(qerr)?;
-    let mut run = tract.prepare(batch).map_err(qerr)?;
+) -> Result<(f64, (f64, f64), usize), PipelineError> {
+    let tract = TractModel::load(onnx)?;
+    let mut run = tract.prepare(batch)?;
     let rows: Vec<Array2<f32>> = inputs.iter().map(|a| a.slice(ndarray::s![..batch, ..]).to_owned()).collect();
     let views: Vec<_> = rows.iter().map(|a| a.view()).collect();
-    run.set_inputs(&views).map_err(qerr)?;
-    run.run().map_err(qerr)?;
+    run.set_inputs(&views)?;
+    run.run()?;
     Ok(time_it(batch, budget, || {
         run.run().ok();
     }))
@@ -153,8 +148,8 @@ pub fn time_tract(
 
 /// The memory-bound floor of a batch-1 int8 pass: every int8 weight byte of the blob read once
 /// with the fastest kernel table's SIMD loads (what no batch-1 int8 pass can beat).
-pub fn time_weight_stream(blob: &[u8], budget: Duration) -> Result<(f64, (f64, f64), usize), QuantizeError> {
-    let model = Model::parse(blob).map_err(qerr)?;
+pub fn time_weight_stream(blob: &[u8], budget: Duration) -> Result<(f64, (f64, f64), usize), PipelineError> {
+    let model = Model::parse(blob)?;
     let weights = dense_weights(&model);
     Ok(time_it(1, budget, || {
         black_box(stream_weights(black_box(&weights)));
@@ -188,7 +183,7 @@ pub fn compare(
     data: Option<&Path>,
     batches: &[usize],
     budget: Duration,
-) -> Result<Vec<Timing>, QuantizeError> {
+) -> Result<Vec<Timing>, PipelineError> {
     let max_batch = batches.iter().copied().max().unwrap_or(1);
     let (inputs, _) = pipeline::model_inputs(graph, Purpose::Evaluation, max_batch, 1, data)?;
     let candidates = candidates(graph, data)?;

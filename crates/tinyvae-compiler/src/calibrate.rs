@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use ndarray::{Array2, Axis};
 
-use crate::ir::{Graph, GraphError, Op, Role};
+use crate::ir::{Graph, GraphError, Op};
 
 /// How a value's range is read off its calibration samples.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -19,21 +19,36 @@ pub enum Method {
     Percentile(f64),
 }
 
+/// Why a calibration method did not parse (`minmax`, `percentile` or `percentile:P`).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ParseMethodError {
+    /// The P of `percentile:P` is not a number.
+    #[error("bad percentile `{0}`")]
+    BadPercentile(String),
+    /// P outside 50..=100.
+    #[error("percentile {0} must be in 50..=100")]
+    PercentileRange(f64),
+    /// Neither method.
+    #[error("unknown calibration method `{0}` (use minmax or percentile[:P])")]
+    Unknown(String),
+}
+
 impl std::str::FromStr for Method {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ParseMethodError;
+    fn from_str(s: &str) -> Result<Self, ParseMethodError> {
         if s == "minmax" {
             return Ok(Method::MinMax);
         }
         if let Some(p) = s.strip_prefix("percentile") {
             let p = p.trim_start_matches([':', '=']);
-            let p: f64 = if p.is_empty() { 99.99 } else { p.parse().map_err(|_| format!("bad percentile `{p}`"))? };
+            let p: f64 =
+                if p.is_empty() { 99.99 } else { p.parse().map_err(|_| ParseMethodError::BadPercentile(p.into()))? };
             if !(50.0..=100.0).contains(&p) {
-                return Err(format!("percentile {p} must be in 50..=100"));
+                return Err(ParseMethodError::PercentileRange(p));
             }
             return Ok(Method::Percentile(p));
         }
-        Err(format!("unknown calibration method `{s}` (use minmax or percentile[:P])"))
+        Err(ParseMethodError::Unknown(s.into()))
     }
 }
 
@@ -46,10 +61,11 @@ pub struct Calibration {
     /// that rounding the weights adds to a layer's output on average.
     pub mean: HashMap<String, Vec<f32>>,
     /// `E[x x^T]` of every value a Dense node reads: what error-compensating weight rounding
-    /// ([`crate::rounding::gptq`]) weighs rounding errors by.
+    /// (GPTQ) weighs rounding errors by.
     pub gram: HashMap<String, Array2<f64>>,
-    /// int8 weight codes per Dense node (by node name), when chosen ahead of quantization
-    /// ([`crate::quantize::round_weights`]); otherwise the quantizer rounds to nearest.
+    /// int8 weight codes per Dense node (by node name), when chosen ahead of quantization (by
+    /// GPTQ, with [`Settings::gptq`](crate::Settings::gptq)); otherwise the quantizer rounds to
+    /// nearest.
     pub codes: HashMap<String, Array2<i8>>,
 }
 
@@ -86,49 +102,4 @@ fn percentile_range(mut v: Vec<f32>, p: f64) -> (f32, f32) {
     let last = (v.len() - 1) as f64;
     let at = |q: f64| v[(q * last).round() as usize];
     (at(1.0 - p / 100.0), at(p / 100.0))
-}
-
-/// `n` prior samples for a decoder: z ~ N(0, I) from the runtime's sampler (and, for
-/// conditional decoders, one-hot labels cycling through the classes).
-pub fn prior_inputs(graph: &Graph, n: usize, seed: u64) -> Result<Vec<Array2<f32>>, GraphError> {
-    let Role::Decoder { latent, classes, .. } = graph.role else {
-        return Err(GraphError("prior samples need a decoder".into()));
-    };
-    let mut rng = tinyvae::Rng::new(seed);
-    let mut z = vec![0f32; n * latent];
-    rng.fill_gaussian(&mut z);
-    let mut inputs = vec![Array2::from_shape_vec((n, latent), z).expect("shape")];
-    if classes > 0 {
-        let mut y = Array2::zeros((n, classes));
-        for (i, mut row) in y.axis_iter_mut(Axis(0)).enumerate() {
-            row[i % classes] = 1.0;
-        }
-        inputs.push(y);
-    }
-    Ok(inputs)
-}
-
-/// Images (and one-hot labels for conditional encoders) as encoder inputs: the first `n`.
-pub fn image_inputs(graph: &Graph, data: &tinyvae_data::idx::Dataset, n: usize) -> Result<Vec<Array2<f32>>, GraphError> {
-    let n = n.min(data.count);
-    let len = data.image_len();
-    if graph.inputs.first().map(|i| i.len) != Some(len) {
-        return Err(GraphError(format!(
-            "the model's input `{}` takes {} values but the dataset's images have {len} pixels",
-            graph.inputs.first().map(|i| i.name.as_str()).unwrap_or("?"),
-            graph.inputs.first().map(|i| i.len).unwrap_or(0)
-        )));
-    }
-    let x: Vec<f32> = data.pixels[..n * len].iter().map(|&p| p as f32 / 255.0).collect();
-    let mut inputs = vec![Array2::from_shape_vec((n, len), x).expect("shape")];
-    if let Role::Encoder { classes, .. } = graph.role {
-        if classes > 0 {
-            let mut y = Array2::zeros((n, classes));
-            for i in 0..n {
-                y[[i, data.labels[i] as usize % classes]] = 1.0;
-            }
-            inputs.push(y);
-        }
-    }
-    Ok(inputs)
 }

@@ -5,7 +5,6 @@
 //! ONNX import maps Gemm/MatMul+Add/activations/Concat onto this, and export maps it back.
 
 use std::collections::HashMap;
-use std::fmt;
 
 use ndarray::{concatenate, Array1, Array2, ArrayView2, Axis};
 
@@ -111,17 +110,118 @@ pub struct Graph {
     pub role: Role,
 }
 
-/// A structural problem in a graph, naming the node or value at fault.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GraphError(pub String);
-
-impl fmt::Display for GraphError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
+/// A structural problem in a graph, or inputs that do not fit it; names the node or value at
+/// fault.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum GraphError {
+    /// A graph input declares no features.
+    #[error("graph input `{input}` has no features")]
+    EmptyInput {
+        /// Input name.
+        input: String,
+    },
+    /// A node reads a value that no graph input or earlier node computes.
+    #[error("node `{node}` ({op}) reads `{value}`, which is not computed before it")]
+    ReadBeforeWrite {
+        /// Node name.
+        node: String,
+        /// Its op ([`Op::name`]).
+        op: &'static str,
+        /// The value read.
+        value: String,
+    },
+    /// An elementwise or Dense node without exactly one input.
+    #[error("node `{node}` ({op}) needs one input")]
+    NeedsOneInput {
+        /// Node name.
+        node: String,
+        /// Its op ([`Op::name`]).
+        op: &'static str,
+    },
+    /// A Concat node without inputs.
+    #[error("node `{node}` (Concat) has no inputs")]
+    EmptyConcat {
+        /// Node name.
+        node: String,
+    },
+    /// A Dense weight whose columns do not match its input's features.
+    #[error("node `{node}` (Dense): weight has {weight_inputs} inputs but `{input}` has {features} features")]
+    WeightShape {
+        /// Node name.
+        node: String,
+        /// Columns of the weight.
+        weight_inputs: usize,
+        /// The value read.
+        input: String,
+        /// Its features.
+        features: usize,
+    },
+    /// A Dense bias whose length is not the weight's row count.
+    #[error("node `{node}` (Dense): bias has {bias} values for {outputs} outputs")]
+    BiasShape {
+        /// Node name.
+        node: String,
+        /// Bias length.
+        bias: usize,
+        /// Rows of the weight.
+        outputs: usize,
+    },
+    /// Two writers of one value.
+    #[error("node `{node}` writes `{value}`, which already has a value")]
+    Rewrite {
+        /// Node name.
+        node: String,
+        /// The value written twice.
+        value: String,
+    },
+    /// A graph output no node computes.
+    #[error("graph output `{output}` is not computed by any node")]
+    OutputNotComputed {
+        /// Output name.
+        output: String,
+    },
+    /// An output index past the graph's outputs.
+    #[error("graph has no output {index}")]
+    NoOutput {
+        /// The index asked for.
+        index: usize,
+    },
+    /// Evaluation given the wrong number of inputs.
+    #[error("graph takes {expected} inputs, {given} given")]
+    InputCount {
+        /// Graph inputs.
+        expected: usize,
+        /// Arrays given.
+        given: usize,
+    },
+    /// Evaluation given an input of the wrong width.
+    #[error("input `{input}` needs {expected} features, got {got}")]
+    InputWidth {
+        /// Input name.
+        input: String,
+        /// Its features.
+        expected: usize,
+        /// Columns given.
+        got: usize,
+    },
+    /// An encoder's single output that is neither z nor `[mu | logvar]`.
+    #[error("encoder output has {got} values, expected {latent} or 2 x {latent}")]
+    EncoderOutput {
+        /// Values per sample.
+        got: usize,
+        /// Latent size.
+        latent: usize,
+    },
+    /// A Concat whose inputs do not join (different batch sizes).
+    #[error("node `{node}` (Concat) cannot join its inputs")]
+    Concat {
+        /// Node name.
+        node: String,
+        /// ndarray's error.
+        #[source]
+        source: ndarray::ShapeError,
+    },
 }
-
-impl std::error::Error for GraphError {}
 
 impl Graph {
     /// Feature length of every value, checking shapes and order; the first problem found is
@@ -130,66 +230,62 @@ impl Graph {
         let mut lens: HashMap<String, usize> = HashMap::new();
         for i in &self.inputs {
             if i.len == 0 {
-                return Err(GraphError(format!("graph input `{}` has no features", i.name)));
+                return Err(GraphError::EmptyInput { input: i.name.clone() });
             }
             lens.insert(i.name.clone(), i.len);
         }
         for n in &self.nodes {
             let mut ins = Vec::new();
             for v in &n.inputs {
-                let len = lens.get(v).copied().ok_or_else(|| {
-                    GraphError(format!(
-                        "node `{}` ({}) reads `{v}`, which is not computed before it",
-                        n.name,
-                        n.op.name()
-                    ))
+                let len = lens.get(v).copied().ok_or_else(|| GraphError::ReadBeforeWrite {
+                    node: n.name.clone(),
+                    op: n.op.name(),
+                    value: v.clone(),
                 })?;
                 ins.push(len);
             }
             let out = match &n.op {
                 Op::Dense { weight, bias } => {
                     if ins.len() != 1 {
-                        return Err(GraphError(format!("node `{}` (Dense) needs one input", n.name)));
+                        return Err(GraphError::NeedsOneInput { node: n.name.clone(), op: "Dense" });
                     }
                     if weight.ncols() != ins[0] {
-                        return Err(GraphError(format!(
-                            "node `{}` (Dense): weight has {} inputs but `{}` has {} features",
-                            n.name,
-                            weight.ncols(),
-                            n.inputs[0],
-                            ins[0]
-                        )));
+                        return Err(GraphError::WeightShape {
+                            node: n.name.clone(),
+                            weight_inputs: weight.ncols(),
+                            input: n.inputs[0].clone(),
+                            features: ins[0],
+                        });
                     }
                     if bias.len() != weight.nrows() {
-                        return Err(GraphError(format!(
-                            "node `{}` (Dense): bias has {} values for {} outputs",
-                            n.name,
-                            bias.len(),
-                            weight.nrows()
-                        )));
+                        return Err(GraphError::BiasShape {
+                            node: n.name.clone(),
+                            bias: bias.len(),
+                            outputs: weight.nrows(),
+                        });
                     }
                     weight.nrows()
                 }
                 Op::Concat => {
                     if ins.is_empty() {
-                        return Err(GraphError(format!("node `{}` (Concat) has no inputs", n.name)));
+                        return Err(GraphError::EmptyConcat { node: n.name.clone() });
                     }
                     ins.iter().sum()
                 }
                 op => {
                     if ins.len() != 1 {
-                        return Err(GraphError(format!("node `{}` ({}) needs one input", n.name, op.name())));
+                        return Err(GraphError::NeedsOneInput { node: n.name.clone(), op: op.name() });
                     }
                     ins[0]
                 }
             };
             if lens.insert(n.output.clone(), out).is_some() {
-                return Err(GraphError(format!("node `{}` writes `{}`, which already has a value", n.name, n.output)));
+                return Err(GraphError::Rewrite { node: n.name.clone(), value: n.output.clone() });
             }
         }
         for o in &self.outputs {
             if !lens.contains_key(o) {
-                return Err(GraphError(format!("graph output `{o}` is not computed by any node")));
+                return Err(GraphError::OutputNotComputed { output: o.clone() });
             }
         }
         Ok(lens)
@@ -198,7 +294,7 @@ impl Graph {
     /// Features of graph output `k`.
     pub fn output_len(&self, k: usize) -> Result<usize, GraphError> {
         let lens = self.value_lens()?;
-        let name = self.outputs.get(k).ok_or_else(|| GraphError(format!("graph has no output {k}")))?;
+        let name = self.outputs.get(k).ok_or(GraphError::NoOutput { index: k })?;
         Ok(lens[name])
     }
 
@@ -206,23 +302,22 @@ impl Graph {
     /// `inputs[k]` is `batch x inputs[k].len`.
     pub fn eval_all(&self, inputs: &[ArrayView2<'_, f32>]) -> Result<HashMap<String, Array2<f32>>, GraphError> {
         if inputs.len() != self.inputs.len() {
-            return Err(GraphError(format!("graph takes {} inputs, {} given", self.inputs.len(), inputs.len())));
+            return Err(GraphError::InputCount { expected: self.inputs.len(), given: inputs.len() });
         }
         let mut values: HashMap<String, Array2<f32>> = HashMap::new();
         for (spec, x) in self.inputs.iter().zip(inputs) {
             if x.ncols() != spec.len {
-                return Err(GraphError(format!(
-                    "input `{}` needs {} features, got {}",
-                    spec.name,
-                    spec.len,
-                    x.ncols()
-                )));
+                return Err(GraphError::InputWidth { input: spec.name.clone(), expected: spec.len, got: x.ncols() });
             }
             values.insert(spec.name.clone(), x.to_owned());
         }
         for n in &self.nodes {
             let get = |v: &String| {
-                values.get(v).ok_or_else(|| GraphError(format!("node `{}` reads unknown value `{v}`", n.name)))
+                values.get(v).ok_or_else(|| GraphError::ReadBeforeWrite {
+                    node: n.name.clone(),
+                    op: n.op.name(),
+                    value: v.clone(),
+                })
             };
             let y = match &n.op {
                 Op::Dense { weight, bias } => get(&n.inputs[0])?.dot(&weight.t()) + bias,
@@ -233,7 +328,8 @@ impl Graph {
                 Op::Concat => {
                     let parts: Vec<ArrayView2<f32>> =
                         n.inputs.iter().map(|v| get(v).map(|a| a.view())).collect::<Result<_, _>>()?;
-                    concatenate(Axis(1), &parts).map_err(|e| GraphError(format!("node `{}` (Concat): {e}", n.name)))?
+                    concatenate(Axis(1), &parts)
+                        .map_err(|source| GraphError::Concat { node: n.name.clone(), source })?
                 }
             };
             values.insert(n.output.clone(), y);
@@ -246,7 +342,7 @@ impl Graph {
         let mut all = self.eval_all(inputs)?;
         self.outputs
             .iter()
-            .map(|o| all.remove(o).ok_or_else(|| GraphError(format!("graph output `{o}` was not computed"))))
+            .map(|o| all.remove(o).ok_or_else(|| GraphError::OutputNotComputed { output: o.clone() }))
             .collect()
     }
 }

@@ -3,17 +3,20 @@
 
 use std::path::{Path, PathBuf};
 
-use ndarray::Array2;
+use ndarray::{Array2, Axis};
 use serde::Serialize;
 use tinyvae::{Model, Precision};
 
-use crate::calibrate::Calibration;
-use crate::calibrate::{self, Method};
-use tinyvae_data::idx::{Dataset, Split};
-use crate::ir::{Graph, Role};
+use tinyvae_data::idx::{Dataset, IdxError, Split};
+
+use crate::calibrate::{self, Calibration, Method};
+use crate::ir::{Graph, GraphError, Role};
 use crate::metrics::Fidelity;
+use crate::onnx::ImportError;
 use crate::quantize::{self, Prepared, QuantizeError};
 use crate::runner;
+#[cfg(feature = "tract")]
+use crate::tract_ref::TractRefError;
 
 /// Where calibration and evaluation inputs come from.
 #[derive(Debug, Clone)]
@@ -82,11 +85,82 @@ pub struct Report {
     pub fidelity: Fidelity,
 }
 
-/// Error of the pipeline, a readable sentence.
-pub type PipelineError = QuantizeError;
+/// Why quantizing, validating or benchmarking a model failed. The model the caller passed is
+/// the caller's to name (the CLI adds the file); files met on the way (the encoder, the data
+/// set's files) are named here.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The float graph is inconsistent, or does not take the inputs made for it.
+    #[error(transparent)]
+    Graph(#[from] GraphError),
+    /// The graph could not be lowered to a blob.
+    #[error(transparent)]
+    Quantize(#[from] QuantizeError),
+    /// The ONNX model could not be imported.
+    #[error(transparent)]
+    Import(#[from] ImportError),
+    /// The encoder of [`Settings::encoder`] could not be imported.
+    #[error("cannot import the encoder {}", path.display())]
+    Encoder {
+        /// The encoder's ONNX file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: ImportError,
+    },
+    /// An encoder needs images and none were given.
+    #[error("an encoder runs on images: pass --data DIR (an MNIST-style IDX directory)")]
+    NeedsData,
+    /// A data set file is missing or malformed (the error names the file).
+    #[error(transparent)]
+    Data(#[from] IdxError),
+    /// The images do not have the encoder's input width.
+    #[error("the model's input `{input}` takes {features} values but the dataset's images have {pixels} pixels")]
+    ImageSize {
+        /// The encoder's first input.
+        input: String,
+        /// Its features.
+        features: usize,
+        /// Pixels per image.
+        pixels: usize,
+    },
+    /// The graph's role is [`Role::Generic`]: there is no way to make inputs for it.
+    #[error("cannot tell whether this model is an encoder or a decoder: pass --role decoder|encoder")]
+    UnknownRole,
+    /// An encoder was given to make the inputs of a graph that is not a decoder.
+    #[error("--encoder applies to decoders")]
+    EncoderForNonDecoder,
+    /// The encoder's codes do not have the decoder's latent size.
+    #[error("the encoder gives {codes} values per image but the decoder takes z of {latent}")]
+    EncoderWidth {
+        /// Values per image of the encoder's first output.
+        codes: usize,
+        /// The decoder's latent size.
+        latent: usize,
+    },
+    /// The runtime rejected the blob or could not run it.
+    #[error("the runtime could not run the blob")]
+    Runtime(#[from] tinyvae::Error),
+    /// A blob of no known kind, which no inputs can be made for.
+    #[error("generic blobs have no input generator to validate with")]
+    GenericBlob,
+    /// The ONNX model (in tract) and the blob give outputs of different shapes.
+    #[error("outputs of the ONNX model ({onnx:?}) and the blob ({blob:?}) have different shapes")]
+    OutputShapes {
+        /// `(batch, features)` of each ONNX output.
+        onnx: Vec<(usize, usize)>,
+        /// `(batch, features)` of each blob output.
+        blob: Vec<(usize, usize)>,
+    },
+    /// The tract reference failed.
+    #[cfg(feature = "tract")]
+    #[error(transparent)]
+    Tract(#[from] TractRefError),
+}
 
-fn qerr(e: impl std::fmt::Display) -> QuantizeError {
-    QuantizeError(e.to_string())
+/// Imports the encoder that feeds a decoder's calibration or evaluation, naming its file.
+pub(crate) fn import_encoder(path: &Path) -> Result<Graph, PipelineError> {
+    crate::onnx::import_file(path).map_err(|source| PipelineError::Encoder { path: path.to_path_buf(), source })
 }
 
 /// What a set of inputs is for: encoders calibrate on training images and are evaluated on
@@ -106,27 +180,61 @@ pub fn model_inputs(
     n: usize,
     seed: u64,
     data: Option<&Path>,
-) -> Result<(Vec<Array2<f32>>, String), QuantizeError> {
+) -> Result<(Vec<Array2<f32>>, String), PipelineError> {
     match graph.role {
-        Role::Decoder { .. } => Ok((
-            calibrate::prior_inputs(graph, n, seed).map_err(qerr)?,
-            format!("{n} prior samples z ~ N(0, I), seed {seed}"),
-        )),
-        Role::Encoder { .. } => {
-            let dir = data.ok_or_else(|| {
-                QuantizeError("an encoder runs on images: pass --data DIR (an MNIST-style IDX directory)".into())
-            })?;
-            let what = if purpose == Purpose::Calibration { "training" } else { "test" };
-            let set = Dataset::load(dir, split_for(purpose)).map_err(qerr)?;
-            Ok((
-                calibrate::image_inputs(graph, &set, n).map_err(qerr)?,
-                format!("{} {what} images of {}", n.min(set.count), dir.display()),
-            ))
+        Role::Decoder { latent, classes, .. } => {
+            Ok((prior_inputs(latent, classes, n, seed), format!("{n} prior samples z ~ N(0, I), seed {seed}")))
         }
-        Role::Generic => Err(QuantizeError(
-            "cannot tell whether this model is an encoder or a decoder: pass --role decoder|encoder".into(),
-        )),
+        Role::Encoder { .. } => {
+            let dir = data.ok_or(PipelineError::NeedsData)?;
+            let what = if purpose == Purpose::Calibration { "training" } else { "test" };
+            let set = Dataset::load(dir, split_for(purpose))?;
+            Ok((image_inputs(graph, &set, n)?, format!("{} {what} images of {}", n.min(set.count), dir.display())))
+        }
+        Role::Generic => Err(PipelineError::UnknownRole),
     }
+}
+
+/// `n` prior samples for a decoder of `latent` and `classes`: z ~ N(0, I) from the runtime's
+/// sampler (and, for conditional decoders, one-hot labels cycling through the classes).
+fn prior_inputs(latent: usize, classes: usize, n: usize, seed: u64) -> Vec<Array2<f32>> {
+    let mut rng = tinyvae::Rng::new(seed);
+    let mut z = vec![0f32; n * latent];
+    rng.fill_gaussian(&mut z);
+    let mut inputs = vec![Array2::from_shape_vec((n, latent), z).expect("shape")];
+    if classes > 0 {
+        let mut y = Array2::zeros((n, classes));
+        for (i, mut row) in y.axis_iter_mut(Axis(0)).enumerate() {
+            row[i % classes] = 1.0;
+        }
+        inputs.push(y);
+    }
+    inputs
+}
+
+/// Images (and one-hot labels for conditional encoders) as encoder inputs: the first `n`.
+fn image_inputs(graph: &Graph, data: &Dataset, n: usize) -> Result<Vec<Array2<f32>>, PipelineError> {
+    let n = n.min(data.count);
+    let len = data.image_len();
+    if graph.inputs.first().map(|i| i.len) != Some(len) {
+        return Err(PipelineError::ImageSize {
+            input: graph.inputs.first().map_or("?", |i| i.name.as_str()).to_string(),
+            features: graph.inputs.first().map_or(0, |i| i.len),
+            pixels: len,
+        });
+    }
+    let x: Vec<f32> = data.pixels[..n * len].iter().map(|&p| p as f32 / 255.0).collect();
+    let mut inputs = vec![Array2::from_shape_vec((n, len), x).expect("shape")];
+    if let Role::Encoder { classes, .. } = graph.role {
+        if classes > 0 {
+            let mut y = Array2::zeros((n, classes));
+            for i in 0..n {
+                y[[i, data.labels[i] as usize % classes]] = 1.0;
+            }
+            inputs.push(y);
+        }
+    }
+    Ok(inputs)
 }
 
 /// Decoder inputs made by an encoder: the codes (mu for VAEs, z for autoencoders) of the first
@@ -138,9 +246,9 @@ pub fn encoded_inputs(
     purpose: Purpose,
     n: usize,
     data: Option<&Path>,
-) -> Result<(Vec<Array2<f32>>, String), QuantizeError> {
+) -> Result<(Vec<Array2<f32>>, String), PipelineError> {
     let Role::Decoder { latent, classes, .. } = decoder.role else {
-        return Err(QuantizeError("--encoder applies to decoders".into()));
+        return Err(PipelineError::EncoderForNonDecoder);
     };
     let mut encoder = encoder.clone();
     if !matches!(encoder.role, Role::Encoder { .. }) {
@@ -148,17 +256,14 @@ pub fn encoded_inputs(
     }
     let (images, desc) = model_inputs(&encoder, purpose, n, 0, data)?;
     let views: Vec<_> = images.iter().map(|a| a.view()).collect();
-    let codes = encoder.eval(&views).map_err(qerr)?.remove(0);
+    let codes = encoder.eval(&views)?.remove(0);
     if codes.ncols() != latent && codes.ncols() != 2 * latent {
-        return Err(QuantizeError(format!(
-            "the encoder gives {} values per image but the decoder takes z of {latent}",
-            codes.ncols()
-        )));
+        return Err(PipelineError::EncoderWidth { codes: codes.ncols(), latent });
     }
     let z = codes.slice(ndarray::s![.., ..latent]).to_owned();
     let mut inputs = vec![z];
     if classes > 0 {
-        let set = Dataset::load(data.unwrap_or(Path::new(".")), split_for(purpose)).map_err(qerr)?;
+        let set = Dataset::load(data.unwrap_or(Path::new(".")), split_for(purpose))?;
         let rows = inputs[0].nrows();
         inputs.push(Array2::from_shape_fn((rows, classes), |(i, j)| (set.labels[i] as usize == j) as u8 as f32));
     }
@@ -180,7 +285,7 @@ pub fn inputs_for(
     n: usize,
     seed: u64,
     data: Option<&Path>,
-) -> Result<(Vec<Array2<f32>>, String), QuantizeError> {
+) -> Result<(Vec<Array2<f32>>, String), PipelineError> {
     match encoder {
         Some(e) => encoded_inputs(graph, e, purpose, n, data),
         None => model_inputs(graph, purpose, n, seed, data),
@@ -188,17 +293,14 @@ pub fn inputs_for(
 }
 
 /// Quantizes `graph` and measures the blob against it.
-pub fn quantize_and_measure(graph: &Graph, s: &Settings) -> Result<(Vec<u8>, Report), QuantizeError> {
+pub fn quantize_and_measure(graph: &Graph, s: &Settings) -> Result<(Vec<u8>, Report), PipelineError> {
     let prepared = quantize::prepare(graph, s.fuse_heads)?;
     let data = s.data.as_deref();
-    let encoder = match &s.encoder {
-        Some(p) => Some(crate::onnx::import_file(p).map_err(qerr)?),
-        None => None,
-    };
+    let encoder = s.encoder.as_deref().map(import_encoder).transpose()?;
     let (calib, calib_desc) = inputs_for(graph, encoder.as_ref(), Purpose::Calibration, s.calib_samples, s.seed, data)?;
     let (eval, eval_desc) = inputs_for(graph, encoder.as_ref(), Purpose::Evaluation, s.eval_samples, s.seed + 1, data)?;
     let ranges = if s.precision == Precision::Int8 {
-        let mut ranges = calibrate::calibrate(&prepared.graph, &calib, s.method).map_err(qerr)?;
+        let mut ranges = calibrate::calibrate(&prepared.graph, &calib, s.method)?;
         if s.gptq {
             quantize::round_weights(&prepared, &mut ranges);
         }
@@ -208,7 +310,7 @@ pub fn quantize_and_measure(graph: &Graph, s: &Settings) -> Result<(Vec<u8>, Rep
     };
     let blob = quantize::quantize(&prepared, ranges.as_ref(), s.precision)?;
     let fidelity = measure(graph, &blob, &eval)?;
-    let model = Model::parse(&blob).map_err(qerr)?;
+    let model = Model::parse(&blob)?;
     let report = Report {
         kind: model.kind().to_string(),
         precision: s.precision.to_string(),
@@ -244,15 +346,15 @@ pub fn refine_ranges(
     prepared: &Prepared,
     mut ranges: Calibration,
     calib: &[Array2<f32>],
-) -> Result<Calibration, QuantizeError> {
+) -> Result<Calibration, PipelineError> {
     quantize::clip_to_saturation(prepared, &mut ranges)?;
     // A subset keeps the search fast; the held-out evaluation set judges the result.
     let n = calib.first().map(|a| a.nrows()).unwrap_or(0).min(1000);
     let subset: Vec<Array2<f32>> = calib.iter().map(|a| a.slice(ndarray::s![..n, ..]).to_owned()).collect();
-    let reference = runner::flatten(&runner::reference_outputs(&prepared.graph, &subset).map_err(qerr)?);
-    let error = |r: &Calibration| -> Result<(f64, Vec<u8>), QuantizeError> {
+    let reference = runner::flatten(&runner::reference_outputs(&prepared.graph, &subset)?);
+    let error = |r: &Calibration| -> Result<(f64, Vec<u8>), PipelineError> {
         let blob = quantize::quantize(prepared, Some(r), Precision::Int8)?;
-        let got = runner::flatten(&runner::run_blob(&blob, &subset, tinyvae::kernels::best()).map_err(qerr)?);
+        let got = runner::flatten(&runner::run_blob(&blob, &subset, tinyvae::kernels::best())?);
         let mse = reference.iter().zip(&got).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>();
         Ok((mse, blob))
     };
@@ -288,9 +390,9 @@ pub fn refine_ranges(
 
 /// Blob outputs against the float graph's on `inputs`. Bernoulli decoders use a peak of 1.0
 /// (pixel intensities); anything else the reference's own range.
-pub fn measure(graph: &Graph, blob: &[u8], inputs: &[Array2<f32>]) -> Result<Fidelity, QuantizeError> {
-    let reference = runner::reference_outputs(graph, inputs).map_err(qerr)?;
-    let got = runner::run_blob(blob, inputs, tinyvae::kernels::best()).map_err(qerr)?;
+pub fn measure(graph: &Graph, blob: &[u8], inputs: &[Array2<f32>]) -> Result<Fidelity, PipelineError> {
+    let reference = runner::reference_outputs(graph, inputs)?;
+    let got = runner::run_blob(blob, inputs, tinyvae::kernels::best())?;
     let peak = match graph.role {
         Role::Decoder { bernoulli: true, .. } => Some(1.0),
         _ => None,

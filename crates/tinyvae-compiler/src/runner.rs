@@ -71,20 +71,20 @@ pub fn reference_outputs(graph: &Graph, inputs: &[Array2<f32>]) -> Result<Vec<Ar
     let views: Vec<_> = inputs.iter().map(|a| a.view()).collect();
     let outs = graph.eval(&views)?;
     if let Role::Encoder { latent, .. } = graph.role {
-        return split_fused(outs, latent).map_err(GraphError);
+        return split_fused(outs, latent);
     }
     Ok(outs)
 }
 
 /// An encoder's outputs in [`run_blob`]'s convention: a fused `[mu | logvar]` output is split
 /// in two; a deterministic encoder's single z output, and separate heads, stay as they are.
-pub fn split_fused(mut outs: Vec<Array2<f32>>, latent: usize) -> Result<Vec<Array2<f32>>, String> {
+pub fn split_fused(mut outs: Vec<Array2<f32>>, latent: usize) -> Result<Vec<Array2<f32>>, GraphError> {
     if outs.len() != 1 || outs[0].ncols() == latent {
         return Ok(outs);
     }
     let both = outs.remove(0);
     if both.ncols() != 2 * latent {
-        return Err(format!("encoder output has {} values, expected {latent} or 2 x {latent}", both.ncols()));
+        return Err(GraphError::EncoderOutput { got: both.ncols(), latent });
     }
     Ok(vec![both.slice(s![.., ..latent]).to_owned(), both.slice(s![.., latent..]).to_owned()])
 }

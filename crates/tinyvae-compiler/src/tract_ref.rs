@@ -21,34 +21,92 @@ use tract_onnx::prelude::{
     TractError, TypedRunnableModel, TypedSimpleState,
 };
 
-/// A failure of the tract reference, naming the model.
+/// A failure of the tract reference. The model is the caller's to name (the CLI adds the file).
 #[derive(Debug, thiserror::Error)]
 pub enum TractRefError {
     /// The file could not be read.
-    #[error("cannot read ONNX model `{path}`: {err}")]
-    Io {
-        /// File path.
-        path: String,
-        /// Underlying error.
-        err: std::io::Error,
-    },
+    #[error("cannot read the file")]
+    Io(#[source] std::io::Error),
+    /// The bytes are not an ONNX protobuf.
+    #[error("not an ONNX model (protobuf decoding failed)")]
+    Decode(#[source] prost::DecodeError),
     /// tract rejected the model or failed to run it.
-    #[error("tract failed on `{model}` while {stage}: {detail}")]
+    #[error("tract failed while {stage}")]
     Tract {
-        /// File path or source name.
-        model: String,
         /// What was being done.
         stage: &'static str,
         /// tract's error chain.
-        detail: String,
+        #[source]
+        source: TractError,
     },
-    /// The model or the call does not fit the `batch x features` contract.
-    #[error("`{model}`: {msg}")]
-    Usage {
-        /// File path or source name.
-        model: String,
-        /// What is wrong.
-        msg: String,
+    /// The model holds no graph.
+    #[error("the model has no graph")]
+    NoGraph,
+    /// A graph input that is not a tensor of fixed per-sample shape.
+    #[error("graph input `{input}` {problem}")]
+    Input {
+        /// Input name.
+        input: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+    /// A graph input without a batch axis and features.
+    #[error("graph input `{input}` has rank {rank}; need [batch, features...]")]
+    InputRank {
+        /// Input name.
+        input: String,
+        /// Its rank.
+        rank: usize,
+    },
+    /// A call with the wrong number of inputs.
+    #[error("the model takes {expected} inputs, {given} given")]
+    InputCount {
+        /// Model inputs.
+        expected: usize,
+        /// Arrays given.
+        given: usize,
+    },
+    /// An input array of the wrong width.
+    #[error("input `{input}` needs {expected} features, got {got}")]
+    InputWidth {
+        /// Input name.
+        input: String,
+        /// Its features per sample.
+        expected: usize,
+        /// Columns given.
+        got: usize,
+    },
+    /// Input arrays with different row counts.
+    #[error("input `{input}` has {rows} rows where the first input has {batch}")]
+    InputRows {
+        /// Input name.
+        input: String,
+        /// Its rows.
+        rows: usize,
+        /// Rows of the first input.
+        batch: usize,
+    },
+    /// A batch of zero samples.
+    #[error("empty batch")]
+    EmptyBatch,
+    /// Inputs for a [`PreparedRun`] of another batch size.
+    #[error("this plan was prepared for batch {prepared}, got {rows} rows")]
+    PreparedBatch {
+        /// The plan's batch size.
+        prepared: usize,
+        /// Rows given.
+        rows: usize,
+    },
+    /// [`PreparedRun::outputs`] before any [`PreparedRun::run`].
+    #[error("no run yet")]
+    NoRun,
+    /// An output that does not start with the batch axis.
+    #[error("output shape {shape:?} does not start with the batch size {batch}")]
+    OutputShape {
+        /// tract's output shape.
+        shape: Vec<usize>,
+        /// The batch size run.
+        batch: usize,
     },
 }
 
@@ -68,7 +126,6 @@ impl InputSpec {
 /// An ONNX model loaded in tract, runnable on f32 batches of any size.
 #[derive(Debug, Clone)]
 pub struct TractModel {
-    source: String,
     proto: pb::ModelProto,
     inputs: Vec<InputSpec>,
     plan: Arc<TypedRunnableModel>,
@@ -78,7 +135,6 @@ pub struct TractModel {
 /// measures tract's inference and nothing else.
 #[derive(Debug)]
 pub struct PreparedRun {
-    source: String,
     batch: usize,
     inputs_spec: Vec<InputSpec>,
     state: TypedSimpleState,
@@ -89,26 +145,16 @@ pub struct PreparedRun {
 impl TractModel {
     /// Loads an ONNX file.
     pub fn load(path: &Path) -> Result<Self, TractRefError> {
-        let name = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|err| TractRefError::Io { path: name.clone(), err })?;
-        Self::from_bytes(&bytes, &name)
+        let bytes = std::fs::read(path).map_err(TractRefError::Io)?;
+        Self::from_bytes(&bytes)
     }
 
-    /// Loads a serialized ONNX model; `source` names it in errors.
-    pub fn from_bytes(bytes: &[u8], source: &str) -> Result<Self, TractRefError> {
-        let proto = pb::ModelProto::decode(bytes).map_err(|e| TractRefError::Tract {
-            model: source.to_string(),
-            stage: "decoding the protobuf",
-            detail: e.to_string(),
-        })?;
-        let inputs = input_specs(&proto).map_err(|msg| TractRefError::Usage { model: source.to_string(), msg })?;
-        let plan = build(source, &proto, &inputs, None)?;
-        Ok(TractModel { source: source.to_string(), proto, inputs, plan })
-    }
-
-    /// The model's name in messages (its path, for [`TractModel::load`]).
-    pub fn source(&self) -> &str {
-        &self.source
+    /// Loads a serialized ONNX model.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, TractRefError> {
+        let proto = pb::ModelProto::decode(bytes).map_err(TractRefError::Decode)?;
+        let inputs = input_specs(&proto)?;
+        let plan = build(&proto, &inputs, None)?;
+        Ok(TractModel { proto, inputs, plan })
     }
 
     /// Features per sample of each input, in order.
@@ -121,44 +167,29 @@ impl TractModel {
         self.inputs.iter().map(|i| i.name.as_str()).collect()
     }
 
-    fn err(&self, stage: &'static str) -> impl Fn(TractError) -> TractRefError + '_ {
-        tract_err(&self.source, stage)
-    }
-
-    fn check_inputs(&self, inputs: &[ArrayView2<'_, f32>]) -> Result<usize, TractRefError> {
-        check_inputs(&self.source, &self.inputs, inputs)
-    }
-
     /// Runs the model on `inputs[k]` (`batch x input_lens()[k]`) and returns every output as
     /// `batch x features`.
     pub fn run(&self, inputs: &[ArrayView2<'_, f32>]) -> Result<Vec<Array2<f32>>, TractRefError> {
-        let batch = self.check_inputs(inputs)?;
-        let tv = to_tvalues(&self.source, &self.inputs, inputs)?;
-        let outs = self.plan.run(tv).map_err(self.err("running"));
+        let batch = check_inputs(&self.inputs, inputs)?;
+        let tv = to_tvalues(&self.inputs, inputs)?;
+        let outs = self.plan.run(tv).map_err(tract_err("running"));
         clear_upper_vector_state();
         let outs = outs?;
-        outs.iter().map(|t| to_array2(&self.source, t, batch)).collect()
+        outs.iter().map(|t| to_array2(t, batch)).collect()
     }
 
     /// Builds a plan optimized for exactly `batch` samples, with zero inputs until
     /// [`PreparedRun::set_inputs`].
     pub fn prepare(&self, batch: usize) -> Result<PreparedRun, TractRefError> {
         if batch == 0 {
-            return Err(TractRefError::Usage { model: self.source.clone(), msg: "batch size 0".into() });
+            return Err(TractRefError::EmptyBatch);
         }
-        let plan = build(&self.source, &self.proto, &self.inputs, Some(batch))?;
-        let state = plan.spawn().map_err(self.err("creating the run state"))?;
+        let plan = build(&self.proto, &self.inputs, Some(batch))?;
+        let state = plan.spawn().map_err(tract_err("creating the run state"))?;
         let zeros: Vec<Array2<f32>> = self.inputs.iter().map(|s| Array2::zeros((batch, s.len()))).collect();
         let views: Vec<ArrayView2<f32>> = zeros.iter().map(|a| a.view()).collect();
-        let inputs = to_tvalues(&self.source, &self.inputs, &views)?;
-        Ok(PreparedRun {
-            source: self.source.clone(),
-            batch,
-            inputs_spec: self.inputs.clone(),
-            state,
-            inputs,
-            outputs: tvec!(),
-        })
+        let inputs = to_tvalues(&self.inputs, &views)?;
+        Ok(PreparedRun { batch, inputs_spec: self.inputs.clone(), state, inputs, outputs: tvec!() })
     }
 }
 
@@ -170,14 +201,11 @@ impl PreparedRun {
 
     /// Stores the inputs for the next [`PreparedRun::run`] calls; each needs `batch()` rows.
     pub fn set_inputs(&mut self, inputs: &[ArrayView2<'_, f32>]) -> Result<(), TractRefError> {
-        let batch = check_inputs(&self.source, &self.inputs_spec, inputs)?;
-        if batch != self.batch {
-            return Err(TractRefError::Usage {
-                model: self.source.clone(),
-                msg: format!("this plan was prepared for batch {}, got {batch} rows", self.batch),
-            });
+        let rows = check_inputs(&self.inputs_spec, inputs)?;
+        if rows != self.batch {
+            return Err(TractRefError::PreparedBatch { prepared: self.batch, rows });
         }
-        self.inputs = to_tvalues(&self.source, &self.inputs_spec, inputs)?;
+        self.inputs = to_tvalues(&self.inputs_spec, inputs)?;
         Ok(())
     }
 
@@ -186,20 +214,16 @@ impl PreparedRun {
     pub fn run(&mut self) -> Result<(), TractRefError> {
         let outputs = self.state.run(self.inputs.clone());
         clear_upper_vector_state();
-        self.outputs = outputs.map_err(|e| TractRefError::Tract {
-            model: self.source.clone(),
-            stage: "running",
-            detail: format!("{e:#}"),
-        })?;
+        self.outputs = outputs.map_err(tract_err("running"))?;
         Ok(())
     }
 
     /// The outputs of the last [`PreparedRun::run`], each `batch x features`.
     pub fn outputs(&self) -> Result<Vec<Array2<f32>>, TractRefError> {
         if self.outputs.is_empty() {
-            return Err(TractRefError::Usage { model: self.source.clone(), msg: "no run yet".into() });
+            return Err(TractRefError::NoRun);
         }
-        self.outputs.iter().map(|t| to_array2(&self.source, t, self.batch)).collect()
+        self.outputs.iter().map(|t| to_array2(t, self.batch)).collect()
     }
 }
 
@@ -222,19 +246,18 @@ unsafe fn zero_upper() {
     std::arch::x86_64::_mm256_zeroupper()
 }
 
-fn tract_err<'s>(source: &'s str, stage: &'static str) -> impl Fn(TractError) -> TractRefError + 's {
-    move |e| TractRefError::Tract { model: source.to_string(), stage, detail: format!("{e:#}") }
+fn tract_err(stage: &'static str) -> impl Fn(TractError) -> TractRefError {
+    move |source| TractRefError::Tract { stage, source }
 }
 
 /// Parses the ONNX and optimizes it for `batch` samples (a symbol when `None`). Parsing again
 /// for each batch size is cheap next to optimizing, and leaves no shared state between plans.
 fn build(
-    source: &str,
     proto: &pb::ModelProto,
     inputs: &[InputSpec],
     batch: Option<usize>,
 ) -> Result<Arc<TypedRunnableModel>, TractRefError> {
-    let mut model = tract_onnx::onnx().model_for_proto_model(proto).map_err(tract_err(source, "parsing the model"))?;
+    let mut model = tract_onnx::onnx().model_for_proto_model(proto).map_err(tract_err("parsing the model"))?;
     let b: TDim = match batch {
         Some(n) => n.to_dim(),
         None => model.symbols.sym("batch").to_dim(),
@@ -243,31 +266,32 @@ fn build(
         let shape: Vec<TDim> = std::iter::once(b.clone()).chain(spec.dims.iter().map(|d| d.to_dim())).collect();
         model
             .set_input_fact(k, InferenceFact::dt_shape(f32::datum_type(), shape))
-            .map_err(tract_err(source, "setting the input shapes"))?;
+            .map_err(tract_err("setting the input shapes"))?;
     }
-    let typed = model.into_optimized().map_err(tract_err(source, "analysing and optimizing the model"))?;
-    typed.into_runnable().map_err(tract_err(source, "building the execution plan"))
+    let typed = model.into_optimized().map_err(tract_err("analysing and optimizing the model"))?;
+    typed.into_runnable().map_err(tract_err("building the execution plan"))
 }
 
 /// Graph inputs that are not initializers, with their per-sample shapes.
-fn input_specs(proto: &pb::ModelProto) -> Result<Vec<InputSpec>, String> {
+fn input_specs(proto: &pb::ModelProto) -> Result<Vec<InputSpec>, TractRefError> {
     use pb::tensor_shape_proto::dimension::Value as D;
-    let g = proto.graph.as_ref().ok_or("the model has no graph")?;
+    let g = proto.graph.as_ref().ok_or(TractRefError::NoGraph)?;
     let inits: std::collections::HashSet<&str> = g.initializer.iter().map(|t| t.name.as_str()).collect();
     let mut specs = Vec::new();
     for vi in g.input.iter().filter(|vi| !inits.contains(vi.name.as_str())) {
+        let input_err = |problem| TractRefError::Input { input: vi.name.clone(), problem };
         let Some(pb::TypeProto { value: Some(pb::type_proto::Value::TensorType(t)), .. }) = &vi.r#type else {
-            return Err(format!("graph input `{}` is not a tensor", vi.name));
+            return Err(input_err("is not a tensor"));
         };
-        let shape = t.shape.as_ref().ok_or_else(|| format!("graph input `{}` has no shape", vi.name))?;
+        let shape = t.shape.as_ref().ok_or_else(|| input_err("has no shape"))?;
         if shape.dim.len() < 2 {
-            return Err(format!("graph input `{}` has rank {}; need [batch, features...]", vi.name, shape.dim.len()));
+            return Err(TractRefError::InputRank { input: vi.name.clone(), rank: shape.dim.len() });
         }
         let dims = shape.dim[1..]
             .iter()
             .map(|d| match &d.value {
                 Some(D::DimValue(v)) if *v > 0 => Ok(*v as usize),
-                _ => Err(format!("graph input `{}` has a non-fixed dimension after the batch axis", vi.name)),
+                _ => Err(input_err("has a non-fixed dimension after the batch axis")),
             })
             .collect::<Result<Vec<_>, _>>()?;
         specs.push(InputSpec { name: vi.name.clone(), dims });
@@ -275,64 +299,46 @@ fn input_specs(proto: &pb::ModelProto) -> Result<Vec<InputSpec>, String> {
     Ok(specs)
 }
 
-fn check_inputs(source: &str, specs: &[InputSpec], inputs: &[ArrayView2<'_, f32>]) -> Result<usize, TractRefError> {
-    let usage = |msg: String| TractRefError::Usage { model: source.to_string(), msg };
+fn check_inputs(specs: &[InputSpec], inputs: &[ArrayView2<'_, f32>]) -> Result<usize, TractRefError> {
     if inputs.len() != specs.len() {
-        return Err(usage(format!("the model takes {} inputs, {} given", specs.len(), inputs.len())));
+        return Err(TractRefError::InputCount { expected: specs.len(), given: inputs.len() });
     }
     let batch = inputs.first().map_or(0, |x| x.nrows());
     for (spec, x) in specs.iter().zip(inputs) {
         if x.ncols() != spec.len() {
-            return Err(usage(format!("input `{}` needs {} features, got {}", spec.name, spec.len(), x.ncols())));
+            return Err(TractRefError::InputWidth { input: spec.name.clone(), expected: spec.len(), got: x.ncols() });
         }
         if x.nrows() != batch {
-            return Err(usage(format!(
-                "input `{}` has {} rows where the first input has {batch}",
-                spec.name,
-                x.nrows()
-            )));
+            return Err(TractRefError::InputRows { input: spec.name.clone(), rows: x.nrows(), batch });
         }
     }
     if batch == 0 {
-        return Err(usage("empty batch".into()));
+        return Err(TractRefError::EmptyBatch);
     }
     Ok(batch)
 }
 
-fn to_tvalues(
-    source: &str,
-    specs: &[InputSpec],
-    inputs: &[ArrayView2<'_, f32>],
-) -> Result<TVec<TValue>, TractRefError> {
+fn to_tvalues(specs: &[InputSpec], inputs: &[ArrayView2<'_, f32>]) -> Result<TVec<TValue>, TractRefError> {
     specs
         .iter()
         .zip(inputs)
         .map(|(spec, x)| {
             let shape: Vec<usize> = std::iter::once(x.nrows()).chain(spec.dims.iter().copied()).collect();
+            // A standard-layout array is contiguous, so this always gives the data.
             let x = x.as_standard_layout();
-            let data = x.as_slice().ok_or_else(|| TractRefError::Usage {
-                model: source.to_string(),
-                msg: format!("input `{}` could not be laid out contiguously", spec.name),
-            })?;
-            Tensor::from_shape(&shape, data).map(TValue::from).map_err(|e| TractRefError::Tract {
-                model: source.to_string(),
-                stage: "building an input tensor",
-                detail: format!("{e:#}"),
-            })
+            let data = x.as_slice().unwrap_or_default();
+            Tensor::from_shape(&shape, data).map(TValue::from).map_err(tract_err("building an input tensor"))
         })
         .collect()
 }
 
-fn to_array2(source: &str, t: &TValue, batch: usize) -> Result<Array2<f32>, TractRefError> {
-    let bad = |detail: String| TractRefError::Tract { model: source.to_string(), stage: "reading an output", detail };
+fn to_array2(t: &TValue, batch: usize) -> Result<Array2<f32>, TractRefError> {
     let shape = t.shape();
     if shape.first() != Some(&batch) {
-        return Err(bad(format!("output shape {shape:?} does not start with the batch size {batch}")));
+        return Err(TractRefError::OutputShape { shape: shape.to_vec(), batch });
     }
-    let data = t
-        .try_as_plain_ram()
-        .and_then(|v| v.as_slice::<f32>().map(<[f32]>::to_vec))
-        .map_err(|e| bad(format!("{e:#}")))?;
+    let reading = tract_err("reading an output");
+    let data = t.try_as_plain_ram().and_then(|v| v.as_slice::<f32>().map(<[f32]>::to_vec)).map_err(&reading)?;
     let features = shape[1..].iter().product();
-    Array2::from_shape_vec((batch, features), data).map_err(|e| bad(e.to_string()))
+    Array2::from_shape_vec((batch, features), data).map_err(|e| reading(e.into()))
 }

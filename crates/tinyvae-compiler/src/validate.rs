@@ -9,8 +9,7 @@ use tinyvae::{Model, ModelKind};
 
 use crate::ir::Role;
 use crate::metrics::Fidelity;
-use crate::pipeline::{self, Purpose};
-use crate::quantize::QuantizeError;
+use crate::pipeline::{self, PipelineError, Purpose};
 use crate::runner;
 use crate::tract_ref::TractModel;
 
@@ -27,13 +26,10 @@ pub struct Validation {
     pub fidelity: Fidelity,
 }
 
-fn qerr(e: impl std::fmt::Display) -> QuantizeError {
-    QuantizeError(e.to_string())
-}
-
 /// Runs `onnx` in tract and `blob` in the runtime on `samples` inputs: prior samples from
 /// `seed` for decoders, the first test images of `data` for encoders. With `encoder`, a
-/// decoder is fed the encoder's codes of `data`'s test images instead.
+/// decoder is fed the encoder's codes of `data`'s test images instead. Errors about `onnx` or
+/// `blob` are the caller's to attribute (the CLI names both files).
 pub fn validate(
     onnx: &Path,
     blob: &[u8],
@@ -41,10 +37,10 @@ pub fn validate(
     seed: u64,
     data: Option<PathBuf>,
     encoder: Option<&Path>,
-) -> Result<Validation, QuantizeError> {
-    let model = Model::parse(blob).map_err(qerr)?;
+) -> Result<Validation, PipelineError> {
+    let model = Model::parse(blob)?;
     let meta = model.meta();
-    let mut graph = crate::onnx::import_file(onnx).map_err(qerr)?;
+    let mut graph = crate::onnx::import_file(onnx)?;
     // The blob says what it is; the ONNX file may carry no metadata at all.
     graph.role = match model.kind() {
         ModelKind::Decoder => Role::Decoder {
@@ -53,32 +49,24 @@ pub fn validate(
             bernoulli: meta.output_kind == OutputKind::Bernoulli,
         },
         ModelKind::Encoder => Role::Encoder { latent: meta.latent, classes: meta.classes },
-        ModelKind::Generic => {
-            return Err(QuantizeError("generic blobs have no input generator to validate with".into()))
-        }
+        ModelKind::Generic => return Err(PipelineError::GenericBlob),
     };
-    let encoder = match encoder {
-        Some(p) => Some(crate::onnx::import_file(p).map_err(qerr)?),
-        None => None,
-    };
+    let encoder = encoder.map(pipeline::import_encoder).transpose()?;
     let (inputs, desc) =
         pipeline::inputs_for(&graph, encoder.as_ref(), Purpose::Evaluation, samples, seed, data.as_deref())?;
 
-    let tract = TractModel::load(onnx).map_err(qerr)?;
+    let tract = TractModel::load(onnx)?;
     let views: Vec<_> = inputs.iter().map(|a| a.view()).collect();
-    let mut reference = tract.run(&views).map_err(qerr)?;
+    let mut reference = tract.run(&views)?;
     if let Role::Encoder { latent, .. } = graph.role {
-        reference =
-            runner::split_fused(reference, latent).map_err(|e| QuantizeError(format!("{}: {e}", onnx.display())))?;
+        reference = runner::split_fused(reference, latent)?;
     }
-    let got = runner::run_blob(blob, &inputs, tinyvae::kernels::best()).map_err(qerr)?;
+    let got = runner::run_blob(blob, &inputs, tinyvae::kernels::best())?;
     if reference.len() != got.len() || reference.iter().zip(&got).any(|(r, g)| r.dim() != g.dim()) {
-        return Err(QuantizeError(format!(
-            "{}: outputs of the ONNX model ({:?}) and the blob ({:?}) have different shapes",
-            onnx.display(),
-            reference.iter().map(|a| a.dim()).collect::<Vec<_>>(),
-            got.iter().map(|a| a.dim()).collect::<Vec<_>>()
-        )));
+        return Err(PipelineError::OutputShapes {
+            onnx: reference.iter().map(|a| a.dim()).collect(),
+            blob: got.iter().map(|a| a.dim()).collect(),
+        });
     }
     let peak = (meta.output_kind == OutputKind::Bernoulli && model.kind() == ModelKind::Decoder).then_some(1.0);
     Ok(Validation {

@@ -13,8 +13,7 @@ use std::process::Command;
 use common::*;
 use ndarray::{Array2, ArrayView2};
 use prost::Message;
-use tinyvae_compiler::ir::Graph;
-use tinyvae_compiler::onnx::{export, import_bytes};
+use tinyvae_compiler::{export, import_bytes, Graph};
 
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/python/check_onnxruntime.py")
@@ -111,7 +110,7 @@ fn onnxruntime_agrees_with_eval() {
         ("dynamo_style_encoder", dynamo_style_encoder(&mut rng)),
     ] {
         let bytes = m.encode_to_vec();
-        let g = import_bytes(&bytes, name).unwrap_or_else(|e| panic!("{e}"));
+        let g = import_bytes(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
         check(name, &bytes, &g, &mut rng);
     }
 }

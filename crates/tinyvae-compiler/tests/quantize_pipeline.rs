@@ -3,11 +3,9 @@
 
 use ndarray::{Array1, Array2};
 use tinyvae::{Model, Precision};
-use tinyvae_compiler::calibrate::{self, Method};
-use tinyvae_compiler::ir::{Graph, Input, Node, Op, Role};
-use tinyvae_compiler::metrics::Fidelity;
-use tinyvae_compiler::pipeline::measure;
-use tinyvae_compiler::quantize::{prepare, quantize};
+use tinyvae_compiler::{
+    calibrate, measure, model_inputs, prepare, quantize, Fidelity, Graph, Input, Method, Node, Op, Purpose, Role,
+};
 
 fn dense(rng: &mut tinyvae::Rng, name: &str, input: &str, output: &str, out: usize, inp: usize, gain: f32) -> Node {
     let s = gain / (inp as f32).sqrt();
@@ -83,7 +81,7 @@ fn conditional_encoder(seed: u64) -> Graph {
 /// Inputs shaped for `g`: prior samples for decoders, image-like rows (and labels) for encoders.
 fn inputs(g: &Graph, n: usize, seed: u64) -> Vec<Array2<f32>> {
     match g.role {
-        Role::Decoder { .. } => calibrate::prior_inputs(g, n, seed).unwrap(),
+        Role::Decoder { .. } => model_inputs(g, Purpose::Calibration, n, seed, None).unwrap().0,
         _ => {
             let mut v = vec![image_like(n, seed)];
             if g.inputs.len() == 2 {
@@ -98,7 +96,7 @@ fn blob_fidelity(g: &Graph, precision: Precision, fuse: bool) -> (Vec<u8>, Fidel
     let prepared = prepare(g, fuse).unwrap();
     let calib = inputs(g, 500, 1);
     let eval = inputs(g, 300, 2);
-    let ranges = calibrate::calibrate(&prepared.graph, &calib, Method::MinMax).unwrap();
+    let ranges = calibrate(&prepared.graph, &calib, Method::MinMax).unwrap();
     let blob = quantize(&prepared, Some(&ranges), precision).unwrap();
     let f = measure(g, &blob, &eval).unwrap();
     (blob, f)
@@ -188,8 +186,8 @@ fn errors_name_the_node() {
         bias[3] = f32::NAN;
     }
     let prepared = prepare(&g, true).unwrap();
-    let calib = calibrate::prior_inputs(&g, 10, 0).unwrap();
-    let ranges = calibrate::calibrate(&prepared.graph, &calib, Method::MinMax).unwrap();
+    let calib = inputs(&g, 10, 0);
+    let ranges = calibrate(&prepared.graph, &calib, Method::MinMax).unwrap();
     let e = quantize(&prepared, Some(&ranges), Precision::Int8).unwrap_err();
     assert!(e.to_string().contains("fc2"), "{e}");
     let mut g = decoder(6, 20, 0);

@@ -2,6 +2,7 @@
 //! for microcontrollers and edge boards.
 
 mod cmd;
+mod datasets;
 mod figures;
 mod util;
 
@@ -41,10 +42,19 @@ enum Command {
     TrainClassifier(cmd::classify::TrainArgs),
     /// Classify raw uint8 images (from `tinyvae sample --raw`) and report the fraction with the expected label.
     Classify(cmd::classify::Args),
+    /// Download MNIST or Fashion-MNIST (checked against their SHA-256), list and locate cached sets.
+    #[command(subcommand)]
+    Data(cmd::data::Data),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The documentation's long commands (training for hours) are checked in CI by parsing
+    // their arguments only: scripts/doc-commands.py sets this for them.
+    if std::env::var_os("TINYVAE_CHECK_ARGS").is_some() {
+        println!("tinyvae: arguments parsed, not run (TINYVAE_CHECK_ARGS is set)");
+        return ExitCode::SUCCESS;
+    }
     let result = match cli.command {
         Command::Train(a) => cmd::train::run(a),
         Command::Quantize(a) => cmd::quantize::run(a),
@@ -57,6 +67,7 @@ fn main() -> ExitCode {
         Command::EvalSsl(a) => cmd::eval_ssl::run(a),
         Command::TrainClassifier(a) => cmd::classify::run_train(a),
         Command::Classify(a) => cmd::classify::run(a),
+        Command::Data(d) => cmd::data::run(d),
     };
     match result {
         Ok(code) => code,

@@ -8,28 +8,29 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use prost::Message;
 use super::proto as pb;
 use super::proto::attribute_proto::AttributeType;
 use super::proto::tensor_proto::DataType;
+use prost::Message;
 
 use super::{META_CLASSES, META_LATENT, META_OUTPUT, META_ROLE};
-use crate::ir::{Graph, Op, Role};
+use crate::ir::{Graph, GraphError, Op, Role};
 
-/// Why a graph could not be exported.
+/// Why a graph could not be exported. The file, for [`export_file`], is for the caller to name.
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
     /// The graph is inconsistent (see [`Graph::value_lens`]).
-    #[error("cannot export: {0}")]
-    Invalid(String),
-    /// Writing the file failed.
-    #[error("cannot write ONNX model `{path}`: {err}")]
-    Io {
-        /// File path.
-        path: String,
-        /// Underlying error.
-        err: std::io::Error,
+    #[error("the graph is inconsistent")]
+    Graph(#[source] GraphError),
+    /// A value listed twice among the graph outputs: ONNX names each output once.
+    #[error("graph output `{output}` is listed twice")]
+    DuplicateOutput {
+        /// The value.
+        output: String,
     },
+    /// Writing the file failed.
+    #[error("cannot write the file")]
+    Io(#[source] std::io::Error),
 }
 
 /// Serializes `graph` as an ONNX model.
@@ -40,7 +41,7 @@ pub fn export(graph: &Graph) -> Result<Vec<u8>, ExportError> {
 /// Writes `graph` as an ONNX file, atomically (a reader never sees half a model).
 pub fn export_file(graph: &Graph, path: &Path) -> Result<(), ExportError> {
     let bytes = export(graph)?;
-    tinyvae_data::write_atomic(path, &bytes).map_err(|err| ExportError::Io { path: path.display().to_string(), err })
+    tinyvae_data::write_atomic(path, &bytes).map_err(ExportError::Io)
 }
 
 fn tensor_value_info(name: &str, len: usize) -> pb::ValueInfoProto {
@@ -82,7 +83,7 @@ fn attr_int(name: &str, i: i64) -> pb::AttributeProto {
 
 /// Builds the ONNX model for `graph` (what [`export`] serializes).
 pub fn to_model_proto(graph: &Graph) -> Result<pb::ModelProto, ExportError> {
-    let lens = graph.value_lens().map_err(|e| ExportError::Invalid(e.to_string()))?;
+    let lens = graph.value_lens().map_err(ExportError::Graph)?;
     // Initializer names must not collide with value names or each other.
     let mut taken: HashSet<String> = lens.keys().cloned().collect();
     let mut unique = |base: String| {
@@ -137,7 +138,7 @@ pub fn to_model_proto(graph: &Graph) -> Result<pb::ModelProto, ExportError> {
     let mut seen = HashSet::new();
     for o in &graph.outputs {
         if !seen.insert(o.as_str()) {
-            return Err(ExportError::Invalid(format!("graph output `{o}` is listed twice")));
+            return Err(ExportError::DuplicateOutput { output: o.clone() });
         }
     }
     let gp = pb::GraphProto {

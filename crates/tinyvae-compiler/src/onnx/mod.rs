@@ -13,7 +13,7 @@ mod import;
 pub mod proto;
 
 pub use export::{export, export_file, to_model_proto, ExportError};
-pub use import::{import_bytes, import_file, import_proto, ImportError, SUPPORTED_OPS};
+pub use import::{import_bytes, import_file, import_proto, ImportError, SupportedOps};
 
 /// Metadata key holding the role: "decoder", "encoder" or "generic".
 pub const META_ROLE: &str = "tinyvae.role";

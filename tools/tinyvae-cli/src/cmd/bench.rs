@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use super::quantize::RoleArgs;
 
@@ -19,8 +19,8 @@ pub struct Args {
     /// Time spent per engine and batch size, in milliseconds.
     #[arg(long, default_value_t = 1000)]
     pub time_ms: u64,
-    /// IDX directory (encoders calibrate and run on its images).
-    #[arg(long)]
+    /// IDX directory (encoders calibrate and run on its images), or a fetched data set (mnist, fashion-mnist).
+    #[arg(long, value_parser = crate::datasets::data_arg)]
     pub data: Option<PathBuf>,
     #[command(flatten)]
     pub role: RoleArgs,
@@ -41,7 +41,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         &a.batch,
         Duration::from_millis(a.time_ms),
     )
-    .map_err(|e| anyhow::anyhow!("{}: {e}", a.model.display()))?;
+    .with_context(|| format!("cannot benchmark {}", a.model.display()))?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&timings)?);
         return Ok(ExitCode::SUCCESS);

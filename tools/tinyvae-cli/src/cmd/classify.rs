@@ -15,8 +15,9 @@ use crate::util;
 
 #[derive(clap::Args, Debug)]
 pub struct TrainArgs {
-    /// MNIST-style IDX directory: trains on its training split, reports its test split.
-    #[arg(long)]
+    /// MNIST-style IDX directory, or a fetched data set (mnist, fashion-mnist): trains on its
+    /// training split, reports its test split.
+    #[arg(long, value_parser = crate::datasets::data_arg)]
     pub data: PathBuf,
     /// Output weights (safetensors); a JSON report is written beside them.
     #[arg(short, long)]
@@ -110,8 +111,9 @@ pub struct Args {
     /// Expected labels as a file of one byte per image (instead of --expect-label).
     #[arg(long)]
     pub labels: Option<PathBuf>,
-    /// Instead of raw files: classify a split of an MNIST-style IDX directory against its labels.
-    #[arg(long, conflicts_with_all = ["raw", "expect_label", "labels"])]
+    /// Instead of raw files: classify a split of an MNIST-style IDX directory (or a fetched data
+    /// set: mnist, fashion-mnist) against its labels.
+    #[arg(long, conflicts_with_all = ["raw", "expect_label", "labels"], value_parser = crate::datasets::data_arg)]
     pub data: Option<PathBuf>,
     /// Split of --data: test or train.
     #[arg(long, default_value = "test", value_parser = ["test", "train"])]
@@ -155,15 +157,15 @@ fn expected_labels(a: &Args, counts: &[usize]) -> Result<Vec<u8>> {
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
-    let classifier = Classifier::load(&a.model).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let classifier = Classifier::load(&a.model)?;
     let n = classifier.input_len();
     let (predicted, expected, source) = if let Some(dir) = &a.data {
         let split = if a.split == "train" { Split::Train } else { Split::Test };
-        let set = LabelledImages::load(dir, split, None).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let set = LabelledImages::load(dir, split, None)?;
         if set.images.len() != n {
             bail!("{}: images have {} pixels, {} takes {n}", dir.display(), set.images.len(), a.model.display());
         }
-        let predicted = classifier.predict(&set.images.pixels).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let predicted = classifier.predict(&set.images.pixels)?;
         (predicted, set.labels, format!("{} ({} split)", dir.display(), a.split))
     } else {
         if a.raw.is_empty() {
@@ -183,7 +185,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         if let Some(&bad) = expected.iter().find(|&&l| l as usize >= classifier.classes()) {
             bail!("expected label {bad} is outside 0..{}", classifier.classes());
         }
-        let predicted = classifier.predict_bytes(&bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let predicted = classifier.predict_bytes(&bytes)?;
         let names: Vec<String> = a.raw.iter().map(|p| p.display().to_string()).collect();
         (predicted, expected, names.join(", "))
     };

@@ -13,8 +13,8 @@ use tinyvae_train::LrSchedule;
 /// The M2 recipe, shared with anything else that trains M2 from flags.
 #[derive(clap::Args, Debug, Clone)]
 pub struct M2Args {
-    /// MNIST-style IDX directory (train-* and t10k-* files).
-    #[arg(long)]
+    /// MNIST-style IDX directory (train-* and t10k-* files), or a fetched data set (mnist, fashion-mnist).
+    #[arg(long, value_parser = crate::datasets::data_arg)]
     pub data: PathBuf,
     /// Size of z.
     #[arg(long, default_value_t = 50)]
@@ -129,7 +129,7 @@ impl M2Args {
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Output directory: table.md, table.json and one n<labels>-seed<seed>/ directory per run.
+    /// Output directory: table.md, table.json and one nLABELS-seedSEED/ directory per run (e.g. n100-seed0/).
     #[arg(short, long)]
     pub out: PathBuf,
     /// Labelled-image counts (balanced per class), comma separated.

@@ -3,10 +3,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::figures;
 use anyhow::{bail, Result};
 use tinyvae::{Decoder, Model};
 use tinyvae_data::corrupt::Corruption;
-use crate::figures;
 use tinyvae_data::image::Grid;
 
 use crate::util;
@@ -28,8 +28,8 @@ pub enum Figure {
 /// Test images to draw from, and the PNG to write.
 #[derive(clap::Args, Debug)]
 pub struct ImageArgs {
-    /// MNIST-style IDX directory; its test split is used.
-    #[arg(long)]
+    /// MNIST-style IDX directory, or a fetched data set (mnist, fashion-mnist); its test split is used.
+    #[arg(long, value_parser = crate::datasets::data_arg)]
     pub data: PathBuf,
     /// Number of test images.
     #[arg(long, default_value_t = 10)]
@@ -140,8 +140,9 @@ pub struct LatentArgs {
     /// Encoder blob with a 2-D code (mu for Gaussian encoders).
     #[arg(long)]
     pub encoder: PathBuf,
-    /// MNIST-style IDX directory; the first --count images of its test split are used.
-    #[arg(long)]
+    /// MNIST-style IDX directory, or a fetched data set (mnist, fashion-mnist); the first --count
+    /// images of its test split are used.
+    #[arg(long, value_parser = crate::datasets::data_arg)]
     pub data: PathBuf,
     /// Number of test images (default: all).
     #[arg(long)]

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod classify;
+pub mod data;
 pub mod deploy;
 pub mod eval_ssl;
 pub mod figure;

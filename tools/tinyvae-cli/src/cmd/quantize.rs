@@ -5,9 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use tinyvae::Precision;
-use tinyvae_compiler::calibrate::Method;
-use tinyvae_compiler::ir::{Graph, Role};
-use tinyvae_compiler::pipeline::{self, Report, Settings};
+use tinyvae_compiler::{Graph, Method, Report, Role, Settings};
 
 use crate::util;
 
@@ -32,7 +30,7 @@ impl RoleArgs {
         match self.role.as_deref() {
             Some("decoder") => g.role = Role::Decoder { latent: len(0), classes: len(1), bernoulli: !self.gaussian },
             Some("encoder") => {
-                let out = g.output_len(0).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                let out = g.output_len(0).with_context(|| path.display().to_string())?;
                 let latent = if g.outputs.len() == 2 { out } else { out / 2 };
                 g.role = Role::Encoder { latent, classes: len(1) };
             }
@@ -52,7 +50,7 @@ pub struct Args {
     /// Precision of the blob.
     #[arg(long, default_value = "int8", value_parser = util::parse_precision)]
     pub precision: Precision,
-    /// int8 range estimator: minmax, or percentile[:P] (default P = 99.99).
+    /// int8 range estimator: minmax, or percentile:P for the P-th percentile (percentile alone: P = 99.99).
     #[arg(long, default_value = "minmax")]
     pub calibration: Method,
     /// Calibration inputs: prior samples (decoders) or training images (encoders).
@@ -64,8 +62,9 @@ pub struct Args {
     /// Seed of the prior samples (evaluation uses seed + 1).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// IDX directory with train and t10k files (required for encoders).
-    #[arg(long)]
+    /// IDX directory with train and t10k files, or a fetched data set: mnist, fashion-mnist
+    /// (required for encoders).
+    #[arg(long, value_parser = crate::datasets::data_arg)]
     pub data: Option<PathBuf>,
     /// Calibrate and evaluate a decoder on this encoder's codes of --data images instead of
     /// prior samples (for autoencoder and AAE decoders, whose codes are not N(0, I)).
@@ -102,8 +101,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
         refine: !a.no_refine,
         gptq: !a.no_gptq,
     };
-    let (blob, report) =
-        pipeline::quantize_and_measure(&graph, &settings).map_err(|e| anyhow::anyhow!("{}: {e}", a.model.display()))?;
+    let (blob, report) = tinyvae_compiler::quantize_and_measure(&graph, &settings)
+        .with_context(|| format!("cannot quantize {}", a.model.display()))?;
     util::write(&a.output, &blob)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

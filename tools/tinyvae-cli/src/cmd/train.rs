@@ -34,8 +34,9 @@ pub enum Model {
 /// Flags every member shares: data, schedule, seed, checkpoints, output.
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
-    /// MNIST-style IDX directory (train-* and t10k-* files, gzipped or not).
-    #[arg(long)]
+    /// MNIST-style IDX directory (train-* and t10k-* files, gzipped or not), or a fetched data
+    /// set (mnist, fashion-mnist).
+    #[arg(long, value_parser = crate::datasets::data_arg)]
     pub data: PathBuf,
     /// Output directory: checkpoints, train_log.jsonl, model.safetensors, encoder.onnx, decoder.onnx.
     #[arg(short, long)]

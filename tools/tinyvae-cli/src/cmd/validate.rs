@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::util;
 
@@ -20,8 +20,9 @@ pub struct Args {
     /// Seed of the prior samples.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// IDX directory (required for encoders, and with --encoder).
-    #[arg(long)]
+    /// IDX directory, or a fetched data set: mnist, fashion-mnist (required for encoders, and
+    /// with --encoder).
+    #[arg(long, value_parser = crate::datasets::data_arg)]
     pub data: Option<PathBuf>,
     /// Feed a decoder this encoder's codes of --data's test images instead of prior samples.
     #[arg(long)]
@@ -42,9 +43,8 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<ExitCode> {
     let blob = util::read_blob(&a.blob)?;
-    let v =
-        tinyvae_compiler::validate::validate(&a.model, &blob, a.samples, a.seed, a.data.clone(), a.encoder.as_deref())
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let v = tinyvae_compiler::validate(&a.model, &blob, a.samples, a.seed, a.data.clone(), a.encoder.as_deref())
+        .with_context(|| format!("cannot validate {} against {}", a.blob.display(), a.model.display()))?;
     let f = &v.fidelity;
     let mut failures = Vec::new();
     if let Some(min) = a.min_psnr {

@@ -7,34 +7,126 @@
 //! plan the arena; write the blob and parse it back as a self-check.
 
 use std::collections::{HashMap, HashSet};
-use std::fmt;
+
+mod int8;
 
 use half::f16;
 use ndarray::{concatenate, Array1, Array2, Axis};
 use tinyvae::format::write::{self, BlobSpec, MetaSpec, NodeSpec, TensorSpec};
 use tinyvae::format::{ActKind, DType, EncoderHead, ModelKind, OutputKind, WeightLayout};
-use tinyvae::quant::quantize_multiplier;
 use tinyvae::Precision;
 
+use self::int8::{apply_act, choose_params, quantize_dense, QParams};
+pub(crate) use self::int8::{clip_to_saturation, round_weights};
 use crate::calibrate::Calibration;
-use crate::ir::{Graph, Node, Op, Role};
+use crate::ir::{Graph, GraphError, Node, Op, Role};
 use crate::plan::{plan_arena, Lifetime};
-use crate::rounding;
 
-/// Why a graph could not be quantized; names the node or value.
-#[derive(Debug, Clone, PartialEq)]
-pub struct QuantizeError(pub String);
-
-impl fmt::Display for QuantizeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for QuantizeError {}
-
-fn err<T>(msg: impl Into<String>) -> Result<T, QuantizeError> {
-    Err(QuantizeError(msg.into()))
+/// Why a graph could not be quantized; names the node or value at fault.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum QuantizeError {
+    /// The float graph is inconsistent.
+    #[error(transparent)]
+    Graph(#[from] GraphError),
+    /// An encoder whose outputs are neither (mu, logvar) nor z.
+    #[error("an encoder has outputs mu and logvar; this graph has {outputs}")]
+    EncoderOutputs {
+        /// Graph outputs.
+        outputs: usize,
+    },
+    /// The encoder's two heads could not be joined into one Dense.
+    #[error("cannot fuse the heads `{mu}` and `{logvar}`")]
+    FuseHeads {
+        /// Node computing mu.
+        mu: String,
+        /// Node computing the log-variance.
+        logvar: String,
+        /// ndarray's error.
+        #[source]
+        source: ndarray::ShapeError,
+    },
+    /// A Concat of other than two values.
+    #[error("node `{node}` (Concat) has {inputs} inputs; the runtime concatenates exactly two (z and a condition)")]
+    ConcatArity {
+        /// Node name.
+        node: String,
+        /// Its inputs.
+        inputs: usize,
+    },
+    /// An int8 Concat joining a computed value, whose quantization it cannot share.
+    #[error("node `{node}` (Concat) joins `{value}`, a computed value; int8 Concat is supported on graph inputs only")]
+    ConcatOfComputed {
+        /// Node name.
+        node: String,
+        /// The computed value.
+        value: String,
+    },
+    /// int8 asked for without calibration ranges.
+    #[error("int8 quantization needs calibration ranges")]
+    NeedsCalibration,
+    /// A value the calibration has no range for.
+    #[error("no calibration range for value `{value}`")]
+    NoRange {
+        /// Value name.
+        value: String,
+    },
+    /// A value read or listed as an output that no node computes.
+    #[error("value `{value}` is never computed")]
+    Uncomputed {
+        /// Value name.
+        value: String,
+    },
+    /// More tensors than a blob can index.
+    #[error("{tensors} tensors exceed the runtime's limit of {limit}")]
+    TooManyTensors {
+        /// Tensors needed.
+        tensors: usize,
+        /// The runtime's limit.
+        limit: usize,
+    },
+    /// A node lowered as an activation whose op is none.
+    #[error("node `{node}`: {op} is not an activation")]
+    NotAnActivation {
+        /// Node name.
+        node: String,
+        /// Its op.
+        op: &'static str,
+    },
+    /// A NaN or infinite weight or bias.
+    #[error("node `{node}`: output channel {channel} has a non-finite weight or bias")]
+    NonFinite {
+        /// Node name.
+        node: String,
+        /// Output channel (weight row).
+        channel: usize,
+    },
+    /// A bias too large for int32 at the input's scale.
+    #[error("node `{node}`: bias of output channel {channel} overflows int32 at this input scale")]
+    BiasOverflow {
+        /// Node name.
+        node: String,
+        /// Output channel.
+        channel: usize,
+    },
+    /// A requantization multiplier the fixed-point scheme cannot represent.
+    #[error("node `{node}`: requantization scale of channel {channel} is out of range")]
+    RequantScale {
+        /// Node name.
+        node: String,
+        /// Output channel.
+        channel: usize,
+    },
+    /// A size the blob's 16-bit metadata fields cannot hold.
+    #[error("{what} {value} is too large")]
+    TooLarge {
+        /// "latent size" or "class count".
+        what: &'static str,
+        /// The size.
+        value: usize,
+    },
+    /// The blob written does not parse: a bug in the quantizer.
+    #[error("internal error: the blob written does not parse")]
+    BlobRejected(#[source] tinyvae::Error),
 }
 
 /// The graph's shape as the runtime will see it: heads fused or not.
@@ -50,22 +142,18 @@ pub struct Prepared {
 /// output read by nothing else) into one Dense with output `[mu | logvar]`: one kernel call
 /// and one weight stream instead of two.
 pub fn prepare(graph: &Graph, fuse_heads: bool) -> Result<Prepared, QuantizeError> {
-    graph.value_lens().map_err(|e| QuantizeError(e.to_string()))?;
+    graph.value_lens()?;
     let Role::Encoder { .. } = graph.role else {
         return Ok(Prepared { graph: graph.clone(), head: EncoderHead::None });
     };
     if graph.outputs.len() == 1 {
         // One output: z itself (autoencoders), or mu and logvar already side by side.
         let Role::Encoder { latent, .. } = graph.role else { unreachable!("matched above") };
-        let head = if graph.output_len(0).map_err(|e| QuantizeError(e.to_string()))? == latent {
-            EncoderHead::Deterministic
-        } else {
-            EncoderHead::Fused
-        };
+        let head = if graph.output_len(0)? == latent { EncoderHead::Deterministic } else { EncoderHead::Fused };
         return Ok(Prepared { graph: graph.clone(), head });
     }
     if graph.outputs.len() != 2 {
-        return err(format!("an encoder has outputs mu and logvar; this graph has {}", graph.outputs.len()));
+        return Err(QuantizeError::EncoderOutputs { outputs: graph.outputs.len() });
     }
     let producer = |v: &str| graph.nodes.iter().position(|n| n.output == v);
     let read_elsewhere = |v: &str| graph.nodes.iter().any(|n| n.inputs.iter().any(|i| i == v));
@@ -89,11 +177,16 @@ pub fn prepare(graph: &Graph, fuse_heads: bool) -> Result<Prepared, QuantizeErro
     else {
         unreachable!("checked above")
     };
+    let fuse_err = |source| QuantizeError::FuseHeads {
+        mu: graph.nodes[a].name.clone(),
+        logvar: graph.nodes[b].name.clone(),
+        source,
+    };
     let fused = Node {
         name: format!("{}+{}", graph.nodes[a].name, graph.nodes[b].name),
         op: Op::Dense {
-            weight: concatenate(Axis(0), &[wa.view(), wb.view()]).map_err(|e| QuantizeError(e.to_string()))?,
-            bias: concatenate(Axis(0), &[ba.view(), bb.view()]).map_err(|e| QuantizeError(e.to_string()))?,
+            weight: concatenate(Axis(0), &[wa.view(), wb.view()]).map_err(fuse_err)?,
+            bias: concatenate(Axis(0), &[ba.view(), bb.view()]).map_err(fuse_err)?,
         },
         inputs: graph.nodes[a].inputs.clone(),
         output: format!("{mu}|{lv}"),
@@ -161,11 +254,7 @@ fn lower(g: &Graph) -> Result<Vec<Lowered<'_>>, QuantizeError> {
             }
             Op::Concat => {
                 if n.inputs.len() != 2 {
-                    return err(format!(
-                        "node `{}` (Concat) has {} inputs; the runtime concatenates exactly two (z and a condition)",
-                        n.name,
-                        n.inputs.len()
-                    ));
+                    return Err(QuantizeError::ConcatArity { node: n.name.clone(), inputs: n.inputs.len() });
                 }
                 out.push(Lowered::Concat { name: &n.name, a: &n.inputs[0], b: &n.inputs[1], output: &n.output });
             }
@@ -175,177 +264,7 @@ fn lower(g: &Graph) -> Result<Vec<Lowered<'_>>, QuantizeError> {
     Ok(out)
 }
 
-/// int8 quantization of one tensor.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct QParams {
-    /// Real value of one step.
-    pub scale: f32,
-    /// Code of real 0.
-    pub zero_point: i32,
-}
-
-impl QParams {
-    /// Asymmetric parameters covering `[lo, hi]` widened to include 0 (so that zero padding and
-    /// ReLU are exact), TFLite's convention.
-    pub fn asymmetric(lo: f32, hi: f32) -> QParams {
-        let lo = lo.min(0.0) as f64;
-        let hi = (hi.max(0.0) as f64).max(lo + 1e-6);
-        let scale = (hi - lo) / 255.0;
-        let zero_point = (-128.0 - lo / scale).round().clamp(-128.0, 127.0) as i32;
-        QParams { scale: scale as f32, zero_point }
-    }
-
-    /// Pixels in [0, 1]: code `q` is pixel `q + 128`, so sigmoid outputs are display-ready.
-    pub const PIXELS: QParams = QParams { scale: 1.0 / 255.0, zero_point: -128 };
-    /// TFLite's tanh output: [-1, 127/128].
-    pub const TANH: QParams = QParams { scale: 1.0 / 128.0, zero_point: 0 };
-
-    fn quantize(&self, x: f64) -> i8 {
-        ((x / self.scale as f64).round() + self.zero_point as f64).clamp(-128.0, 127.0) as i8
-    }
-
-    fn dequantize(&self, q: i32) -> f64 {
-        (q - self.zero_point) as f64 * self.scale as f64
-    }
-}
-
-/// Inputs beyond which an activation's int8 output no longer changes: spending input codes
-/// there only coarsens the useful part. Sigmoid at 1/255 saturates at |x| = ln(509) = 6.23;
-/// tanh at 1/128 at atanh(127.5/128) = 3.17.
-fn saturation_bound(op: &Op) -> Option<f32> {
-    match op {
-        Op::Sigmoid => Some(6.25),
-        Op::Tanh => Some(3.2),
-        _ => None,
-    }
-}
-
-fn apply_act(op: &Op, x: f64) -> f64 {
-    match op {
-        Op::Relu => x.max(0.0),
-        Op::LeakyRelu { alpha } => {
-            if x >= 0.0 {
-                x
-            } else {
-                *alpha as f64 * x
-            }
-        }
-        Op::Sigmoid => 1.0 / (1.0 + (-x).exp()),
-        Op::Tanh => x.tanh(),
-        _ => x,
-    }
-}
-
-/// Chooses every Dense node's int8 weight codes by error-compensating rounding
-/// ([`rounding::gptq`]) on the calibration inputs' second moments, and stores them in
-/// `calibration.codes`, where [`quantize`] takes them from. Done once, ahead of any range
-/// search, because the codes do not depend on activation ranges.
-pub fn round_weights(prepared: &Prepared, calibration: &mut Calibration) {
-    for n in &prepared.graph.nodes {
-        if let (Op::Dense { weight, .. }, Some(gram)) = (&n.op, calibration.gram.get(&n.inputs[0])) {
-            let codes = rounding::gptq(weight, &rounding::row_scales(weight), gram);
-            calibration.codes.insert(n.name.clone(), codes);
-        }
-    }
-}
-
-/// The saturation bound of the activation that alone reads `v` (sigmoid, tanh), when `v` is
-/// not also a graph output: `v`'s range beyond it buys nothing.
-fn read_by_saturating(g: &Graph, lowered: &[Lowered<'_>], v: &str) -> Option<f32> {
-    let readers: Vec<_> = lowered.iter().filter(|m| m.inputs().contains(&v)).collect();
-    match readers.as_slice() {
-        [Lowered::Act { op, .. }] if !g.outputs.iter().any(|o| o == v) => saturation_bound(op),
-        _ => None,
-    }
-}
-
-/// `ranges` with every value read only by a saturating activation clipped to the bound the
-/// quantizer would clip it to anyway; range searches then explore the range that matters.
-pub fn clip_to_saturation(prepared: &Prepared, ranges: &mut Calibration) -> Result<(), QuantizeError> {
-    let lowered = lower(&prepared.graph)?;
-    for (name, span) in ranges.span.iter_mut() {
-        if let Some(b) = read_by_saturating(&prepared.graph, &lowered, name) {
-            *span = (span.0.max(-b), span.1.min(b));
-        }
-    }
-    Ok(())
-}
-
-fn choose_params(
-    g: &Graph,
-    lowered: &[Lowered<'_>],
-    ranges: &Calibration,
-) -> Result<HashMap<String, QParams>, QuantizeError> {
-    let range = |v: &str| {
-        ranges.span.get(v).copied().ok_or_else(|| QuantizeError(format!("no calibration range for value `{v}`")))
-    };
-    let mut params: HashMap<String, QParams> = HashMap::new();
-    let is_encoder = matches!(g.role, Role::Encoder { .. });
-    for inp in &g.inputs {
-        let (lo, hi) = range(&inp.name)?;
-        // Images in [0, 1] get the pixel quantization: staging pixels is then a byte copy.
-        let p = if is_encoder && lo >= 0.0 && hi <= 1.0 { QParams::PIXELS } else { QParams::asymmetric(lo, hi) };
-        params.insert(inp.name.clone(), p);
-    }
-    for n in lowered {
-        let out = n.output();
-        let p = match n {
-            Lowered::Act { op: Op::Sigmoid, .. } => QParams::PIXELS,
-            Lowered::Act { op: Op::Tanh, .. } => QParams::TANH,
-            Lowered::Dense { relu: true, .. } | Lowered::Act { op: Op::Relu, .. } => {
-                QParams::asymmetric(0.0, range(out)?.1)
-            }
-            _ => {
-                let (mut lo, mut hi) = range(out)?;
-                if let Some(b) = read_by_saturating(g, lowered, out) {
-                    lo = lo.max(-b);
-                    hi = hi.min(b);
-                }
-                QParams::asymmetric(lo, hi)
-            }
-        };
-        params.insert(out.to_string(), p);
-    }
-    // Concat copies bytes, so its inputs must share its quantization; only graph inputs (which
-    // the runtime quantizes itself) can be re-parameterized freely.
-    for n in lowered {
-        if let Lowered::Concat { name, a, b, output } = n {
-            let (la, ha) = range(a)?;
-            let (lb, hb) = range(b)?;
-            let p = QParams::asymmetric(la.min(lb), ha.max(hb));
-            for v in [a, b] {
-                if !g.inputs.iter().any(|i| &i.name == v) {
-                    return err(format!(
-                        "node `{name}` (Concat) joins `{v}`, a computed value; int8 Concat is supported on graph inputs only"
-                    ));
-                }
-                params.insert(v.to_string(), p);
-            }
-            params.insert(output.to_string(), p);
-        }
-    }
-    Ok(params)
-}
-
-/// Options of [`quantize`].
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Options {
-    /// Target precision.
-    pub precision: Precision,
-    /// Fuse an encoder's two heads into one Dense.
-    pub fuse_heads: bool,
-}
-
-/// A blob and the float graph it implements.
-#[derive(Debug, Clone)]
-pub struct Quantized {
-    /// The blob bytes (already parsed back once by the runtime).
-    pub blob: Vec<u8>,
-    /// The graph after head fusion: same function as the input graph.
-    pub prepared: Prepared,
-}
-
-/// Lowers `prepared` to a blob. `ranges` (from [`crate::calibrate::calibrate`] on
+/// Lowers `prepared` to a blob. `ranges` (from [`calibrate`](fn@crate::calibrate) on
 /// `prepared.graph`) is required for int8 and ignored otherwise.
 pub fn quantize(
     prepared: &Prepared,
@@ -353,12 +272,12 @@ pub fn quantize(
     precision: Precision,
 ) -> Result<Vec<u8>, QuantizeError> {
     let g = &prepared.graph;
-    let lens = g.value_lens().map_err(|e| QuantizeError(e.to_string()))?;
+    let lens = g.value_lens()?;
     let lowered = lower(g)?;
     let int8 = precision == Precision::Int8;
     let params = match (int8, ranges) {
         (true, Some(r)) => choose_params(g, &lowered, r)?,
-        (true, None) => return err("int8 quantization needs calibration ranges"),
+        (true, None) => return Err(QuantizeError::NeedsCalibration),
         (false, _) => HashMap::new(),
     };
 
@@ -370,10 +289,10 @@ pub fn quantize(
             .iter()
             .position(|&n| n == v)
             .map(|p| p as u16)
-            .ok_or_else(|| QuantizeError(format!("value `{v}` is never computed")))
+            .ok_or_else(|| QuantizeError::Uncomputed { value: v.to_string() })
     };
     if names.len() > tinyvae::format::MAX_TENSORS {
-        return err(format!("{} tensors exceed the runtime's limit of {}", names.len(), tinyvae::format::MAX_TENSORS));
+        return Err(QuantizeError::TooManyTensors { tensors: names.len(), limit: tinyvae::format::MAX_TENSORS });
     }
 
     let dtype = if int8 { DType::I8 } else { DType::F32 };
@@ -496,7 +415,9 @@ pub fn quantize(
                         Op::LeakyRelu { alpha } => (ActKind::LeakyRelu, *alpha),
                         Op::Sigmoid => (ActKind::Sigmoid, 0.0),
                         Op::Tanh => (ActKind::Tanh, 0.0),
-                        other => return err(format!("node `{name}`: {} is not an activation", other.name())),
+                        other => {
+                            return Err(QuantizeError::NotAnActivation { node: name.to_string(), op: other.name() })
+                        }
                     };
                     NodeSpec::Activation { input: id(input)?, output: id(output)?, act, alpha }
                 }
@@ -524,71 +445,8 @@ pub fn quantize(
     };
     let blob = write::write(&spec);
     // The runtime's parser is the judge of what is a valid blob.
-    tinyvae::Model::parse(&blob)
-        .map_err(|e| QuantizeError(format!("internal error: the blob written does not parse: {e}")))?;
+    tinyvae::Model::parse(&blob).map_err(QuantizeError::BlobRejected)?;
     Ok(blob)
-}
-
-/// The three data arrays of an int8 Dense node, as the blob stores them.
-struct Int8Dense {
-    weights: Vec<u8>,
-    bias: Vec<u8>,
-    aux: Vec<u8>,
-}
-
-/// int8 weights (symmetric per output channel), int32 bias with the input zero point folded
-/// in, and the planar aux array: per-channel fixed-point multipliers, shifts, weight sums.
-///
-/// With the layer's mean input (from calibration), the bias also absorbs the output shift that
-/// rounding the weights causes on average, `sum_k (w~[o][k] - w[o][k]) * mean[k]` (bias
-/// correction, Nagel et al. 2019): rounding errors then cost variance but no systematic offset.
-fn quantize_dense(
-    name: &str,
-    weight: &Array2<f32>,
-    bias: &Array1<f32>,
-    codes: Option<&Array2<i8>>,
-    input_mean: Option<&[f32]>,
-    pin: QParams,
-    pout: QParams,
-) -> Result<Int8Dense, QuantizeError> {
-    let scales = rounding::row_scales(weight);
-    let nearest;
-    let codes = match codes {
-        Some(c) if c.dim() == weight.dim() => c,
-        _ => {
-            nearest = rounding::nearest(weight, &scales);
-            &nearest
-        }
-    };
-    let mut w = Vec::with_capacity(weight.len());
-    let mut b = Vec::new();
-    let (mut mults, mut shifts, mut sums) = (Vec::new(), Vec::new(), Vec::new());
-    for (o, (row, row_codes)) in weight.outer_iter().zip(codes.outer_iter()).enumerate() {
-        let s_w = scales[o];
-        if !s_w.is_finite() || !bias[o].is_finite() || row.iter().any(|v| !v.is_finite()) {
-            return err(format!("node `{name}`: output channel {o} has a non-finite weight or bias"));
-        }
-        let codes: Vec<i32> = row_codes.iter().map(|&c| c as i32).collect();
-        let acc_scale = pin.scale as f64 * s_w;
-        let shift: f64 = input_mean
-            .filter(|m| m.len() == codes.len())
-            .map(|m| row.iter().zip(&codes).zip(m).map(|((&w, &c), &x)| (c as f64 * s_w - w as f64) * x as f64).sum())
-            .unwrap_or(0.0);
-        let folded = ((bias[o] as f64 - shift) / acc_scale).round() as i64
-            - pin.zero_point as i64 * codes.iter().map(|&c| c as i64).sum::<i64>();
-        let folded = i32::try_from(folded).map_err(|_| {
-            QuantizeError(format!("node `{name}`: bias of output channel {o} overflows int32 at this input scale"))
-        })?;
-        let (m, s) = quantize_multiplier(acc_scale / pout.scale as f64).ok_or_else(|| {
-            QuantizeError(format!("node `{name}`: requantization scale of channel {o} is out of range"))
-        })?;
-        w.extend(codes.iter().map(|&c| c as i8 as u8));
-        b.extend_from_slice(&folded.to_le_bytes());
-        mults.extend_from_slice(&m.to_le_bytes());
-        shifts.extend_from_slice(&s.to_le_bytes());
-        sums.extend_from_slice(&codes.iter().sum::<i32>().to_le_bytes());
-    }
-    Ok(Int8Dense { weights: w, bias: b, aux: [mults, shifts, sums].concat() })
 }
 
 fn meta_for(
@@ -604,7 +462,8 @@ fn meta_for(
             (0, 0)
         }
     };
-    let small = |v: usize, what: &str| u16::try_from(v).map_err(|_| QuantizeError(format!("{what} {v} is too large")));
+    let small =
+        |value: usize, what: &'static str| u16::try_from(value).map_err(|_| QuantizeError::TooLarge { what, value });
     Ok(match g.role {
         Role::Decoder { latent, classes, bernoulli } => {
             let (width, height) = image(lens[&g.outputs[0]]);
