@@ -2,7 +2,8 @@
 """Runs every shell command the documentation shows, as written, from the repository root.
 
 The READMEs (README.md, firmware/README.md, benches/README.md, crates/tinyvae-train/README.md),
-docs/*.md and the model cards (models/*/MODEL.md) show commands in ```sh blocks. Each block runs
+docs/*.md and the model cards (models/*/MODEL.md) show commands in ```sh blocks, and
+docs/FAMILY.md in a table (inline `$T ...` code). Each block runs
 as one bash script (so `cd` and variables carry from line to line), with `tinyvae` (also spelled
 `$T`, `./target/release/tinyvae` or `cargo run --release -p tinyvae-cli --`) being the release
 binary. Then:
@@ -74,6 +75,19 @@ def blocks(path):
         indent = len(m.group(1))
         lines = [line[indent:] if line[:indent].strip() == "" else line for line in m.group(2).split("\n")]
         yield text[: m.start()].count("\n") + 1, lines
+
+
+def inline_commands(path):
+    """Commands shown as inline code in tables (docs/FAMILY.md's figure table): spans that
+    start with `$T `, after the spans that set the variables they use (`T=... D=...`), in
+    document order, as one block. (A bare `tinyvae CMD` in prose names a command; it is not
+    one to run.)"""
+    text = open(path, encoding="utf-8").read()
+    text = re.sub(r"^[ \t]*```.*?^[ \t]*```", "", text, flags=re.S | re.M)  # fenced blocks run elsewhere
+    spans = re.findall(r"`([^`\n]+)`", text)
+    assigns = [s for s in spans if re.fullmatch(r"(?:[A-Z]+=\S+ ?)+", s)]
+    cmds = [s for s in spans if s.startswith("$T ")]
+    return ([a.replace(" ", "; ") for a in assigns] + cmds) if cmds else []
 
 
 def commands(lines):
@@ -164,6 +178,16 @@ def main():
                 ran += 1
                 if status != 0:
                     failures.append(f"{doc}:{line} (exit status {status})")
+            cmds = inline_commands(os.path.join(ROOT, doc))
+            if cmds:
+                print(f"== {doc} (inline commands)", flush=True)
+                with tempfile.NamedTemporaryFile("w", suffix=".sh", delete=False) as f:
+                    f.write(script_for(cmds))
+                status = subprocess.run(["bash", f.name], cwd=ROOT).returncode
+                os.unlink(f.name)
+                ran += 1
+                if status != 0:
+                    failures.append(f"{doc} inline commands (exit status {status})")
         for out, committed in EXPECT_SAME:
             made = os.path.join(ROOT, out)
             if os.path.exists(made) and open(made, "rb").read() != open(os.path.join(ROOT, committed), "rb").read():

@@ -235,3 +235,25 @@ fn aae_and_cvae_figures_and_samples() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A decoder whose weights sit in an external-data sidecar (the layout torch's default
+/// exporter writes since torch 2.9) quantizes and validates as it is, from another working
+/// folder; a sidecar that went missing is one error naming it, and nothing is written.
+#[test]
+fn external_data_models_quantize_and_validate_as_they_are() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/external-data/one-file");
+    let dir = scratch("external-data");
+    let blob = dir.join("decoder.int8.tvae");
+    ok(&["quantize", s(&fixture.join("decoder.onnx")), "--precision", "int8", "-o", s(&blob)]);
+    let report = ok(&["validate", s(&fixture.join("decoder.onnx")), s(&blob), "--min-psnr", "40"]);
+    assert!(report.contains("PSNR"), "{report}");
+
+    // The model without its sidecar.
+    std::fs::copy(fixture.join("decoder.onnx"), dir.join("alone.onnx")).unwrap();
+    let out = tinyvae(&["quantize", s(&dir.join("alone.onnx")), "-o", s(&dir.join("alone.tvae"))]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("decoder.onnx.data") && err.contains("alone.onnx"), "{err}");
+    assert_eq!(err.matches("alone.onnx").count(), 1, "the model is named once: {err}");
+    assert!(!dir.join("alone.tvae").exists());
+}

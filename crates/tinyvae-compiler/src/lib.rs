@@ -57,7 +57,7 @@ mod validate;
 pub use calibrate::{calibrate, Calibration, Method, ParseMethodError};
 pub use ir::{Graph, GraphError, Input, Node, Op, Role};
 pub use metrics::Fidelity;
-pub use onnx::{export, export_file, import_bytes, import_file, ExportError, ImportError};
+pub use onnx::{export, export_file, import_bytes, import_bytes_in, import_file, ExportError, ImportError};
 pub use pipeline::{inputs_for, measure, model_inputs, quantize_and_measure, PipelineError, Purpose, Report, Settings};
 pub use quantize::{prepare, quantize, Prepared, QuantizeError};
 #[cfg(feature = "tract")]

@@ -10,7 +10,7 @@
 //! symbolic batch axis; [`TractModel::prepare`] builds a plan optimized for one batch size and
 //! reruns it on stored inputs, for benchmarks.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ndarray::{Array2, ArrayView2};
@@ -30,6 +30,12 @@ pub enum TractRefError {
     /// The bytes are not an ONNX protobuf.
     #[error("not an ONNX model (protobuf decoding failed)")]
     Decode(#[source] prost::DecodeError),
+    /// tract takes the folder of external-data sidecars as UTF-8 text.
+    #[error("the model's folder is not valid UTF-8, which tract needs to find external data")]
+    NonUtf8Folder,
+    /// Graph inputs that tract could not connect to anything.
+    #[error("tract could not resolve the graph inputs {0:?}")]
+    UnresolvedInputs(Vec<String>),
     /// tract rejected the model or failed to run it.
     #[error("tract failed while {stage}")]
     Tract {
@@ -127,6 +133,9 @@ impl InputSpec {
 #[derive(Debug, Clone)]
 pub struct TractModel {
     proto: pb::ModelProto,
+    /// The model file's folder, where tract reads external-data sidecars (torch's default
+    /// exporter puts the weights in `model.onnx.data`); `None` for a model given as bytes.
+    dir: Option<PathBuf>,
     inputs: Vec<InputSpec>,
     plan: Arc<TypedRunnableModel>,
 }
@@ -143,18 +152,24 @@ pub struct PreparedRun {
 }
 
 impl TractModel {
-    /// Loads an ONNX file.
+    /// Loads an ONNX file, with any external-data sidecars beside it (tract reads them itself,
+    /// so the reference does not depend on tinyvae's importer).
     pub fn load(path: &Path) -> Result<Self, TractRefError> {
         let bytes = std::fs::read(path).map_err(TractRefError::Io)?;
-        Self::from_bytes(&bytes)
+        let dir = path.parent().map(|d| if d.as_os_str().is_empty() { Path::new(".") } else { d });
+        Self::from_parts(&bytes, dir.map(Path::to_path_buf))
     }
 
-    /// Loads a serialized ONNX model.
+    /// Loads a serialized ONNX model whose weights are all inside it.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, TractRefError> {
+        Self::from_parts(bytes, None)
+    }
+
+    fn from_parts(bytes: &[u8], dir: Option<PathBuf>) -> Result<Self, TractRefError> {
         let proto = pb::ModelProto::decode(bytes).map_err(TractRefError::Decode)?;
         let inputs = input_specs(&proto)?;
-        let plan = build(&proto, &inputs, None)?;
-        Ok(TractModel { proto, inputs, plan })
+        let plan = build(&proto, dir.as_deref(), &inputs, None)?;
+        Ok(TractModel { proto, dir, inputs, plan })
     }
 
     /// Features per sample of each input, in order.
@@ -184,7 +199,7 @@ impl TractModel {
         if batch == 0 {
             return Err(TractRefError::EmptyBatch);
         }
-        let plan = build(&self.proto, &self.inputs, Some(batch))?;
+        let plan = build(&self.proto, self.dir.as_deref(), &self.inputs, Some(batch))?;
         let state = plan.spawn().map_err(tract_err("creating the run state"))?;
         let zeros: Vec<Array2<f32>> = self.inputs.iter().map(|s| Array2::zeros((batch, s.len()))).collect();
         let views: Vec<ArrayView2<f32>> = zeros.iter().map(|a| a.view()).collect();
@@ -254,10 +269,21 @@ fn tract_err(stage: &'static str) -> impl Fn(TractError) -> TractRefError {
 /// for each batch size is cheap next to optimizing, and leaves no shared state between plans.
 fn build(
     proto: &pb::ModelProto,
+    dir: Option<&Path>,
     inputs: &[InputSpec],
     batch: Option<usize>,
 ) -> Result<Arc<TypedRunnableModel>, TractRefError> {
-    let mut model = tract_onnx::onnx().model_for_proto_model(proto).map_err(tract_err("parsing the model"))?;
+    let mut model = match dir {
+        None => tract_onnx::onnx().model_for_proto_model(proto).map_err(tract_err("parsing the model"))?,
+        Some(dir) => {
+            let dir = dir.to_str().ok_or(TractRefError::NonUtf8Folder)?;
+            let parsed = tract_onnx::onnx().parse(proto, Some(dir)).map_err(tract_err("parsing the model"))?;
+            if !parsed.unresolved_inputs.is_empty() {
+                return Err(TractRefError::UnresolvedInputs(parsed.unresolved_inputs));
+            }
+            parsed.model
+        }
+    };
     let b: TDim = match batch {
         Some(n) => n.to_dim(),
         None => model.symbols.sym("batch").to_dim(),

@@ -13,7 +13,9 @@ mod import;
 pub mod proto;
 
 pub use export::{export, export_file, to_model_proto, ExportError};
-pub use import::{import_bytes, import_file, import_proto, ImportError, SupportedOps};
+pub use import::{
+    import_bytes, import_bytes_in, import_file, import_proto, import_proto_in, ImportError, SupportedOps,
+};
 
 /// Metadata key holding the role: "decoder", "encoder" or "generic".
 pub const META_ROLE: &str = "tinyvae.role";

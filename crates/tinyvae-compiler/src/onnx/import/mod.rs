@@ -20,7 +20,7 @@ use std::path::Path;
 use ndarray::{Array1, Array2};
 use prost::Message;
 
-use self::tensor::{const_from_proto, product, type_name, Const};
+use self::tensor::{const_from_proto, product, type_name, Const, ExternalData};
 use super::proto as pb;
 use super::proto::tensor_proto::DataType;
 use super::{META_CLASSES, META_LATENT, META_OUTPUT, META_ROLE};
@@ -44,6 +44,50 @@ pub enum ImportError {
     /// Some weights are stored as sparse tensors.
     #[error("sparse initializers are not supported")]
     SparseInitializers,
+    /// An initializer is stored as external data, and the model came without the folder its
+    /// location is relative to (as bytes or a decoded proto).
+    #[error(
+        "initializer `{tensor}` is stored as external data in `{location}`, which is found relative to \
+         the model file: import the model from its file"
+    )]
+    ExternalDataWithoutFolder {
+        /// ONNX initializer name.
+        tensor: String,
+        /// The `location` entry, as the model spells it.
+        location: String,
+    },
+    /// An external-data location that is not a relative path to a file inside the model's
+    /// folder: absolute, through `..`, through a symbolic link that leads out, or missing.
+    #[error("initializer `{tensor}`: external data location `{location}` {problem}")]
+    ExternalDataLocation {
+        /// ONNX initializer name.
+        tensor: String,
+        /// The `location` entry, as the model spells it.
+        location: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+    /// An external-data file that cannot be opened or read (a missing sidecar, permissions).
+    #[error("initializer `{tensor}`: cannot read external data `{location}`")]
+    ExternalDataRead {
+        /// ONNX initializer name.
+        tensor: String,
+        /// The `location` entry, as the model spells it.
+        location: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An external-data `offset` or `length` that does not fit the file or the tensor.
+    #[error("initializer `{tensor}`: external data `{location}` {problem}")]
+    ExternalDataLayout {
+        /// ONNX initializer name.
+        tensor: String,
+        /// The `location` entry, as the model spells it.
+        location: String,
+        /// What does not fit.
+        problem: String,
+    },
     /// A graph input that is not a FLOAT tensor of shape `[batch, features...]`.
     #[error("graph input `{input}` {problem}")]
     Input {
@@ -127,22 +171,48 @@ pub enum ImportError {
     Graph(#[source] GraphError),
 }
 
-/// Reads and imports an ONNX file.
+/// Reads and imports an ONNX file. Initializers stored as external data (a sidecar such as
+/// `decoder.onnx.data`, which `torch.onnx.export` writes since torch 2.9) are read from the
+/// file's folder, which ONNX locations are relative to; a location that leads out of it is an
+/// error.
 pub fn import_file(path: &Path) -> Result<Graph, ImportError> {
     let bytes = std::fs::read(path).map_err(ImportError::Io)?;
-    import_bytes(&bytes)
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    import_bytes_in(&bytes, folder)
 }
 
-/// Imports a serialized ONNX model.
+/// Imports a serialized ONNX model. Bytes have no folder, so initializers stored as external
+/// data are an error ([`ImportError::ExternalDataWithoutFolder`]): import the file instead.
 pub fn import_bytes(bytes: &[u8]) -> Result<Graph, ImportError> {
-    let model = pb::ModelProto::decode(bytes).map_err(ImportError::Decode)?;
-    import_proto(&model)
+    import_proto(&decode(bytes)?)
 }
 
-/// Imports a decoded ONNX model.
+/// Imports a serialized ONNX model whose external data, if any, is relative to `folder` (the
+/// folder the model file was in).
+pub fn import_bytes_in(bytes: &[u8], folder: &Path) -> Result<Graph, ImportError> {
+    import_proto_in(&decode(bytes)?, folder)
+}
+
+/// Imports a decoded ONNX model; external data is an error, as for [`import_bytes`].
 pub fn import_proto(model: &pb::ModelProto) -> Result<Graph, ImportError> {
+    import_model(model, None)
+}
+
+/// Imports a decoded ONNX model whose external data, if any, is relative to `folder`.
+pub fn import_proto_in(model: &pb::ModelProto, folder: &Path) -> Result<Graph, ImportError> {
+    import_model(model, Some(folder))
+}
+
+fn decode(bytes: &[u8]) -> Result<pb::ModelProto, ImportError> {
+    pb::ModelProto::decode(bytes).map_err(ImportError::Decode)
+}
+
+fn import_model(model: &pb::ModelProto, folder: Option<&Path>) -> Result<Graph, ImportError> {
     let graph = model.graph.as_ref().ok_or(ImportError::NoGraph)?;
-    let mut imp = Importer::new(graph)?;
+    let mut imp = Importer::new(graph, folder)?;
     for (k, n) in graph.node.iter().enumerate() {
         imp.node(n, k)?;
     }
@@ -190,14 +260,16 @@ fn node_name(n: &pb::NodeProto, k: usize) -> String {
 }
 
 impl Importer {
-    fn new(graph: &pb::GraphProto) -> Result<Self, ImportError> {
+    fn new(graph: &pb::GraphProto, folder: Option<&Path>) -> Result<Self, ImportError> {
         if !graph.sparse_initializer.is_empty() {
             return Err(ImportError::SparseInitializers);
         }
         let mut vals = HashMap::new();
         let mut bad = HashMap::new();
+        let mut external = ExternalData::new(folder);
         for t in &graph.initializer {
-            match const_from_proto(t) {
+            let inlined = external.inline(t)?;
+            match const_from_proto(inlined.as_ref().unwrap_or(t)) {
                 Ok(c) => {
                     vals.insert(t.name.clone(), Val::Const(c));
                 }
