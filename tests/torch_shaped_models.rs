@@ -1,7 +1,8 @@
 //! `tinyvae quantize` on decoders laid out the way `torch.onnx.export` writes them (Gemm with
 //! transB=1, and MatMul + Add with a transposed initializer), carrying the shipped z20
-//! decoder's trained weights: the user's common case must go through without surgery and
-//! validate against tract.
+//! decoder's trained weights, and on decoders written by torch's two real exporters
+//! (tests/data/torch-export, external data included): the user's common case must go through
+//! without surgery and validate against tract.
 
 #[path = "../crates/tinyvae-compiler/tests/common/mod.rs"]
 mod common;
@@ -61,4 +62,50 @@ fn torch_exported_decoders_quantize_and_validate() {
         run(&["validate", &o(&onnx), &o(&b16), "--max-abs", "2e-3"]);
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn torch_export(path: &str) -> PathBuf {
+    repo().join("tests/data/torch-export").join(path)
+}
+
+/// Decoders written by PyTorch's two real exporters (tests/python/make_torch_fixtures.py): the
+/// TorchScript one (`dynamo=False`) and the default one since torch 2.9 (`dynamo=True`, opset
+/// 18, weights in an external-data sidecar). The MLP decoder imports as torch computes it and
+/// quantizes and validates without surgery; the conv decoder is refused with the op and node.
+#[test]
+fn decoders_from_both_torch_exporters() {
+    let expected: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(torch_export("expected.json")).unwrap()).unwrap();
+    let rows = |v: &serde_json::Value| -> ndarray::Array2<f32> {
+        let rows: Vec<Vec<f32>> = serde_json::from_value(v.clone()).unwrap();
+        ndarray::Array2::from_shape_fn((rows.len(), rows[0].len()), |(i, j)| rows[i][j])
+    };
+    let (z, want) = (rows(&expected["z"]), rows(&expected["mlp_decoder"]));
+    let scratch = std::env::temp_dir().join(format!("tinyvae-torch-export-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).unwrap();
+    for exporter in ["legacy", "dynamo"] {
+        let model = torch_export(&format!("{exporter}/mlp_decoder.onnx"));
+        let g = tinyvae_compiler::onnx::import_file(&model).unwrap_or_else(|e| panic!("{exporter}: {e}"));
+        let got = g.eval(&[z.view()]).unwrap();
+        let d = got[0].iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        assert!(d <= 1e-5, "{exporter}: the imported graph differs from torch by {d}");
+
+        let blob = scratch.join(format!("{exporter}.int8.tvae"));
+        run(&["quantize", model.to_str().unwrap(), "--precision", "int8", "-o", blob.to_str().unwrap()]);
+        let report = run(&["validate", model.to_str().unwrap(), blob.to_str().unwrap(), "--min-psnr", "40"]);
+        assert!(report.contains("ok"), "{exporter}: {report}");
+
+        let conv = torch_export(&format!("{exporter}/conv_decoder.onnx"));
+        let out = Command::new(env!("CARGO_BIN_EXE_tinyvae"))
+            .args(["quantize", conv.to_str().unwrap(), "-o", scratch.join("conv.tvae").to_str().unwrap()])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("unsupported ONNX op `ConvTranspose` at node"),
+            "{exporter}: {err}"
+        );
+        assert!(!scratch.join("conv.tvae").exists());
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
 }
