@@ -143,6 +143,25 @@ fn bad_inputs_give_one_line_errors_and_write_nothing() {
     assert_eq!(r.status.code(), Some(1));
     assert_eq!(std::fs::read(&blob).unwrap(), bytes);
 
+    // Absurd counts, a label for an unconditional decoder, an encoder given to `sample`: one
+    // line each, naming what is wrong, and no output.
+    let z20 = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/mnist-vae-z20/decoder.int8.tvae");
+    let enc = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/mnist-vae-z20/encoder.int8.tvae");
+    let png = dir.join("x.png");
+    for (args, says) in [
+        (vec!["--count", "100000000"], "--count 100000000: 100000000 samples of 784 pixels need 78400000000 bytes"),
+        (vec!["--count", "18446744073709551615"], "--count 18446744073709551615 is too large"),
+        (vec!["--label", "3"], "label 3 given, but the model is not conditional"),
+    ] {
+        let r = tinyvae(&[&["sample", s(&z20), "-o", s(&png)], &args[..]].concat());
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert_eq!(r.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(says) && err.trim().lines().count() == 1, "{args:?}: {err}");
+    }
+    let r = tinyvae(&["sample", s(&enc), "-o", s(&png)]);
+    assert!(String::from_utf8_lossy(&r.stderr).contains("model is an encoder, expected a decoder"));
+    assert!(!png.exists());
+
     // Usage errors come from clap with exit code 2.
     assert_eq!(tinyvae(&["quantize"]).status.code(), Some(2));
     let _ = std::fs::remove_dir_all(&dir);

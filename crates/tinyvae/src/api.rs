@@ -27,8 +27,8 @@ fn stage_labels(
     let classes = model.meta().classes;
     match (labels, classes) {
         (None, 0) => Ok(()),
-        (Some(_), 0) => Err(Error::BadLabel { label: 0, classes: 0 }),
-        (None, c) => Err(Error::BadLabel { label: u32::MAX, classes: c as u32 }),
+        (Some(labels), 0) => Err(Error::BadLabel { label: labels.first().copied().unwrap_or(0), classes: 0 }),
+        (None, c) => Err(Error::MissingLabel { classes: c as u32 }),
         (Some(labels), _) => {
             check_len("labels", batch, labels.len())?;
             if let Some(&bad) = labels.iter().find(|&&l| l as usize >= classes) {

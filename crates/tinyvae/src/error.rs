@@ -95,6 +95,11 @@ pub enum Error {
         /// Number of classes the model takes (0 when unconditional).
         classes: u32,
     },
+    /// An unconditional call was made on a conditional model.
+    MissingLabel {
+        /// Number of classes the model takes.
+        classes: u32,
+    },
     /// The blob's precision was left out of this build (cargo features `f32`, `f16`).
     PrecisionNotBuilt {
         /// The blob's precision.
@@ -141,7 +146,7 @@ impl fmt::Display for Error {
                 write!(f, "`{what}` has {got} elements, expected {expected}")
             }
             Error::WrongKind { expected, found } => {
-                write!(f, "model is a {found}, expected a {expected}")
+                write!(f, "model is {} {found}, expected {} {expected}", article(found), article(expected))
             }
             Error::BadLabel { label, classes } => {
                 if classes == 0 {
@@ -149,6 +154,9 @@ impl fmt::Display for Error {
                 } else {
                     write!(f, "label {label} is out of range 0..{classes}")
                 }
+            }
+            Error::MissingLabel { classes } => {
+                write!(f, "the model is conditional on {classes} classes: give a label")
             }
             Error::BadBatch { batch } => write!(f, "invalid batch size {batch}"),
             Error::PrecisionNotBuilt { precision } => write!(
@@ -161,3 +169,11 @@ impl fmt::Display for Error {
 
 #[cfg(feature = "std")]
 impl std::error::Error for Error {}
+
+/// "a" or "an" before a model kind's name, so messages read as English.
+fn article(kind: ModelKind) -> &'static str {
+    match kind.name().as_bytes().first() {
+        Some(b'a' | b'e' | b'i' | b'o' | b'u') => "an",
+        _ => "a",
+    }
+}

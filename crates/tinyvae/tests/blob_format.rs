@@ -186,8 +186,13 @@ fn api_checks_buffers_kinds_and_labels() {
     assert!(matches!(d.decode(&[0.0, 0.0], &mut small, &mut px), Err(Error::ArenaTooSmall { .. })));
     let mut arena = vec![0u8; m.arena_size()];
     assert!(matches!(d.decode(&[0.0], &mut arena, &mut px), Err(Error::BufferLength { what: "z", .. })));
-    assert!(matches!(d.decode_conditional(&[0.0, 0.0], 1, &mut arena, &mut px), Err(Error::BadLabel { .. })));
-    assert!(matches!(tinyvae::Encoder::new(&m), Err(Error::WrongKind { .. })));
+    // The label the caller gave is the one the message names.
+    let err = d.decode_conditional(&[0.0, 0.0], 3, &mut arena, &mut px).unwrap_err();
+    assert_eq!(err, Error::BadLabel { label: 3, classes: 0 });
+    assert_eq!(err.to_string(), "label 3 given, but the model is not conditional");
+    let err = tinyvae::Encoder::new(&m).unwrap_err();
+    assert!(matches!(err, Error::WrongKind { .. }));
+    assert_eq!(err.to_string(), "model is a decoder, expected an encoder");
     assert!(matches!(d.decode_batch(&[], None, 0, &mut arena, &mut []), Err(Error::BadBatch { batch: 0 })));
 }
 
@@ -217,4 +222,18 @@ fn sampling_is_deterministic_and_batch_matches_single() {
     d.decode_batch(&zs, None, 4, arena, &mut batched).unwrap();
     assert_eq!(batched, singles);
     assert!(singles.iter().any(|&p| p != singles[0]), "outputs should vary");
+}
+
+#[test]
+fn a_conditional_decoder_asks_for_its_label() {
+    let bytes = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/mnist-cvae/decoder.int8.tvae"));
+    let blob = tinyvae::AlignedBlob::new(bytes);
+    let m = Model::parse(&blob).unwrap();
+    let d = Decoder::new(&m).unwrap();
+    let (mut arena, mut px) = (vec![0u8; m.arena_size()], vec![0u8; d.output_len()]);
+    let err = d.sample(&mut Rng::new(1), &mut arena, &mut px).unwrap_err();
+    assert_eq!(err, Error::MissingLabel { classes: 10 });
+    assert_eq!(err.to_string(), "the model is conditional on 10 classes: give a label");
+    let err = d.sample_conditional(&mut Rng::new(1), 10, &mut arena, &mut px).unwrap_err();
+    assert_eq!(err.to_string(), "label 10 is out of range 0..10");
 }

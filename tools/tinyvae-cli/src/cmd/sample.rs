@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use tinyvae::{Decoder, Model, Rng};
 use tinyvae_data::image::Grid;
 use tinyvae_train::aae::Prior;
@@ -61,7 +61,17 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let decoder = Decoder::new(&model).map_err(|e| anyhow::anyhow!("{}: {e}", a.blob.display()))?;
     let n = decoder.output_len();
     let mut arena = vec![0u8; model.arena_size()];
-    let mut pixels = vec![0u8; a.count * n];
+    // An absurd --count is an error, not an allocation abort.
+    let total = a.count.checked_mul(n).with_context(|| format!("--count {} is too large", a.count))?;
+    let mut pixels = Vec::new();
+    pixels.try_reserve_exact(total).map_err(|_| {
+        anyhow::anyhow!(
+            "--count {}: {} samples of {n} pixels need {total} bytes, more than this machine can allocate",
+            a.count,
+            a.count
+        )
+    })?;
+    pixels.resize(total, 0);
     let mut rng = Rng::new(a.seed);
     if let Some(prior @ Prior::Mixture { components, .. }) = a.mixture {
         if decoder.latent_dim() != 2 || decoder.classes() != 0 {
