@@ -80,7 +80,7 @@ fn decoders_from_both_torch_exporters() {
         let rows: Vec<Vec<f32>> = serde_json::from_value(v.clone()).unwrap();
         ndarray::Array2::from_shape_fn((rows.len(), rows[0].len()), |(i, j)| rows[i][j])
     };
-    let (z, want) = (rows(&expected["z"]), rows(&expected["mlp_decoder"]));
+    let (z, want) = (rows(&expected["z"]), rows(&expected["mlp_decoder"][0]));
     let scratch = std::env::temp_dir().join(format!("tinyvae-torch-export-{}", std::process::id()));
     std::fs::create_dir_all(&scratch).unwrap();
     for exporter in ["legacy", "dynamo"] {
@@ -95,17 +95,19 @@ fn decoders_from_both_torch_exporters() {
         let report = run(&["validate", model.to_str().unwrap(), blob.to_str().unwrap(), "--min-psnr", "40"]);
         assert!(report.contains("ok"), "{exporter}: {report}");
 
-        let conv = torch_export(&format!("{exporter}/conv_decoder.onnx"));
-        let out = Command::new(env!("CARGO_BIN_EXE_tinyvae"))
-            .args(["quantize", conv.to_str().unwrap(), "-o", scratch.join("conv.tvae").to_str().unwrap()])
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            !out.status.success() && err.contains("unsupported ONNX op `ConvTranspose` at node"),
-            "{exporter}: {err}"
-        );
-        assert!(!scratch.join("conv.tvae").exists());
+        // Convolutional models are the next step: refused, naming the op and the node.
+        for conv in ["conv_decoder", "convt_k3_decoder", "upsample_decoder", "residual_decoder", "conv_encoder"] {
+            let model = torch_export(&format!("{exporter}/{conv}.onnx"));
+            let blob = scratch.join(format!("{conv}.tvae"));
+            let out = Command::new(env!("CARGO_BIN_EXE_tinyvae"))
+                .args(["quantize", model.to_str().unwrap(), "-o", blob.to_str().unwrap()])
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{exporter}/{conv}: {err}");
+            assert!(err.contains("unsupported ONNX op `") && err.contains("` at node `"), "{exporter}/{conv}: {err}");
+            assert!(!blob.exists());
+        }
     }
     let _ = std::fs::remove_dir_all(&scratch);
 }
