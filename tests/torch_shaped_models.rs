@@ -70,8 +70,9 @@ fn torch_export(path: &str) -> PathBuf {
 
 /// Decoders written by PyTorch's two real exporters (tests/python/make_torch_fixtures.py): the
 /// TorchScript one (`dynamo=False`) and the default one since torch 2.9 (`dynamo=True`, opset
-/// 18, weights in an external-data sidecar). The MLP decoder imports as torch computes it and
-/// quantizes and validates without surgery; the conv decoder is refused with the op and node.
+/// 20 here, weights in an external-data sidecar). The MLP decoder imports as torch computes it
+/// and quantizes and validates without surgery; the conv models are refused with the op and
+/// node.
 #[test]
 fn decoders_from_both_torch_exporters() {
     let expected: serde_json::Value =

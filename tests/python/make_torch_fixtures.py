@@ -4,7 +4,7 @@ the tests check what users' models look like without installing torch in CI.
 
 For each model, both exporters:
 - `legacy/NAME.onnx`: `torch.onnx.export(..., dynamo=False)`, the TorchScript exporter
-  (opset 17), weights inside the file;
+  (opset 20 with torch 2.15), weights inside the file;
 - `dynamo/NAME.onnx` + `dynamo/NAME.onnx.data`: `torch.onnx.export(..., dynamo=True)` with
   `external_data=True`, what torch 2.9 and later write by default (opset 18+), weights in a
   sidecar.
