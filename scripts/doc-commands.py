@@ -127,6 +127,16 @@ def script_for(cmds):
     return PRELUDE + "\n".join(body) + "\n"
 
 
+def run_block(cmds):
+    """Runs one block's commands as a bash script from the repository root; its exit status."""
+    with tempfile.NamedTemporaryFile("w", suffix=".sh", delete=False) as f:
+        f.write(script_for(cmds))
+    try:
+        return subprocess.run(["bash", f.name], cwd=ROOT).returncode
+    finally:
+        os.unlink(f.name)
+
+
 def sh_quote(s):
     return "'" + s.replace("'", "'\\''") + "'"
 
@@ -166,28 +176,17 @@ def main():
     failures, ran = [], 0
     try:
         for doc in docs:
-            for line, lines in blocks(os.path.join(ROOT, doc)):
-                cmds = commands(lines)
+            path = os.path.join(ROOT, doc)
+            found = [(f"{doc}:{line}", commands(lines)) for line, lines in blocks(path)]
+            found.append((f"{doc} (inline commands)", inline_commands(path)))
+            for where, cmds in found:
                 if not cmds:
                     continue
-                print(f"== {doc}:{line}", flush=True)
-                with tempfile.NamedTemporaryFile("w", suffix=".sh", delete=False) as f:
-                    f.write(script_for(cmds))
-                status = subprocess.run(["bash", f.name], cwd=ROOT).returncode
-                os.unlink(f.name)
+                print(f"== {where}", flush=True)
+                status = run_block(cmds)
                 ran += 1
                 if status != 0:
-                    failures.append(f"{doc}:{line} (exit status {status})")
-            cmds = inline_commands(os.path.join(ROOT, doc))
-            if cmds:
-                print(f"== {doc} (inline commands)", flush=True)
-                with tempfile.NamedTemporaryFile("w", suffix=".sh", delete=False) as f:
-                    f.write(script_for(cmds))
-                status = subprocess.run(["bash", f.name], cwd=ROOT).returncode
-                os.unlink(f.name)
-                ran += 1
-                if status != 0:
-                    failures.append(f"{doc} inline commands (exit status {status})")
+                    failures.append(f"{where} (exit status {status})")
         for out, committed in EXPECT_SAME:
             made = os.path.join(ROOT, out)
             if os.path.exists(made) and open(made, "rb").read() != open(os.path.join(ROOT, committed), "rb").read():

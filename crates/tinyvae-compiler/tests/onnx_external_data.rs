@@ -5,8 +5,11 @@
 //! embedded copy and compute what onnxruntime computed. The hostile variants are built here, in
 //! a temporary folder: each must be an error naming the tensor and the location once.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
+use common::chain;
 use ndarray::Array2;
 use prost::Message;
 use tinyvae_compiler::onnx::proto as pb;
@@ -23,16 +26,6 @@ fn scratch(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        parts.push(c.to_string());
-        cause = c.source();
-    }
-    parts.join(": ")
 }
 
 fn matrix(v: &serde_json::Value) -> Array2<f32> {

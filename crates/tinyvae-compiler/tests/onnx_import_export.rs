@@ -147,17 +147,6 @@ fn tract_prepared_plan_matches_run() {
     }
 }
 
-/// The error and its causes, outermost first, the way the CLI prints them.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        parts.push(c.to_string());
-        cause = c.source();
-    }
-    parts.join(": ")
-}
-
 #[cfg(feature = "tract")]
 #[test]
 fn tract_errors_say_what_failed_and_keep_the_cause() {

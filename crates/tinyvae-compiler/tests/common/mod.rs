@@ -552,3 +552,14 @@ pub fn dynamo_style_encoder(rng: &mut Rng) -> pb::ModelProto {
     m.opset_import[0].version = 18;
     m
 }
+
+/// The error and its causes, outermost first, the way the CLI prints them.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        parts.push(c.to_string());
+        cause = c.source();
+    }
+    parts.join(": ")
+}
