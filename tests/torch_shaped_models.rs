@@ -70,9 +70,9 @@ fn torch_export(path: &str) -> PathBuf {
 
 /// Decoders written by PyTorch's two real exporters (tests/python/make_torch_fixtures.py): the
 /// TorchScript one (`dynamo=False`) and the default one since torch 2.9 (`dynamo=True`, opset
-/// 20 here, weights in an external-data sidecar). The MLP decoder imports as torch computes it
-/// and quantizes and validates without surgery; the conv models are refused with the op and
-/// node.
+/// 20 here, weights in an external-data sidecar). Each imports as torch computes it and
+/// quantizes and validates without surgery (the weights are untrained, so the bar is lower
+/// than for the trained models below).
 #[test]
 fn decoders_from_both_torch_exporters() {
     let expected: serde_json::Value =
@@ -96,19 +96,52 @@ fn decoders_from_both_torch_exporters() {
         let report = run(&["validate", model.to_str().unwrap(), blob.to_str().unwrap(), "--min-psnr", "40"]);
         assert!(report.contains("ok"), "{exporter}: {report}");
 
-        // Convolutional models are the next step: refused, naming the op and the node.
-        for conv in ["conv_decoder", "convt_k3_decoder", "upsample_decoder", "residual_decoder", "conv_encoder"] {
+        // The conv models: int8 (the runtime's integer kernels) and f16, validated in tract.
+        for conv in ["conv_decoder", "convt_k3_decoder", "upsample_decoder", "residual_decoder"] {
             let model = torch_export(&format!("{exporter}/{conv}.onnx"));
-            let blob = scratch.join(format!("{conv}.tvae"));
-            let out = Command::new(env!("CARGO_BIN_EXE_tinyvae"))
-                .args(["quantize", model.to_str().unwrap(), "-o", blob.to_str().unwrap()])
-                .output()
-                .unwrap();
-            let err = String::from_utf8_lossy(&out.stderr);
-            assert!(!out.status.success(), "{exporter}/{conv}: {err}");
-            assert!(err.contains("unsupported ONNX op `") && err.contains("` at node `"), "{exporter}/{conv}: {err}");
-            assert!(!blob.exists());
+            let m = model.to_str().unwrap();
+            let (b8, b16) = (scratch.join(format!("{conv}.int8.tvae")), scratch.join(format!("{conv}.f16.tvae")));
+            // The clipping search is left to the trained models below: it costs seconds per
+            // conv model on the scalar kernels, and these weights are random.
+            run(&["quantize", m, "--precision", "int8", "--no-refine", "-o", b8.to_str().unwrap()]);
+            run(&["validate", m, b8.to_str().unwrap(), "--min-psnr", "38"]);
+            run(&["quantize", m, "--precision", "f16", "-o", b16.to_str().unwrap()]);
+            run(&["validate", m, b16.to_str().unwrap(), "--max-abs", "2e-3"]);
         }
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+}
+
+/// Conv VAEs trained in PyTorch (tests/data/torch-trained, see its README), from both
+/// exporters: the int8 decoders validate in tract at 44 dB or more on prior samples (what
+/// onnxruntime's own static int8 quantization reaches, 46.1 dB on the tutorial decoder, is
+/// measured by tests/python/ort_static_int8_psnr.py), and the encoder quantizes on images.
+#[test]
+fn trained_torch_conv_vaes_reach_44_db_in_int8() {
+    let trained = repo().join("tests/data/torch-trained");
+    let data = repo().join("tests/data/mnist-slice");
+    let scratch = std::env::temp_dir().join(format!("tinyvae-torch-trained-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).unwrap();
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    for exporter in ["legacy", "dynamo"] {
+        for name in ["tutorial_decoder", "upsample_decoder"] {
+            let model = trained.join(format!("{exporter}/{name}.onnx"));
+            let blob = scratch.join(format!("{exporter}-{name}.tvae"));
+            let mut args = vec!["quantize".to_string(), s(&model), "-o".into(), s(&blob)];
+            // The default clipping search takes a minute on the upsampling decoder's 5.2M MACs
+            // (scalar conv kernels): once is enough, and without it 44 dB must hold too.
+            if exporter == "legacy" && name == "upsample_decoder" {
+                args.push("--no-refine".into());
+            }
+            run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+            let v = run(&["validate", &s(&model), &s(&blob), "--min-psnr", "44", "--json"]);
+            let v: serde_json::Value = serde_json::from_str(&v).unwrap();
+            assert_eq!(v["pass"], true, "{exporter}/{name}: {v}");
+        }
+        let encoder = trained.join(format!("{exporter}/tutorial_encoder.onnx"));
+        let blob = scratch.join(format!("{exporter}-encoder.tvae"));
+        run(&["quantize", &s(&encoder), "--precision", "int8", "-o", &s(&blob), "--data", &s(&data)]);
+        run(&["validate", &s(&encoder), &s(&blob), "--data", &s(&data), "--min-psnr", "30"]);
     }
     let _ = std::fs::remove_dir_all(&scratch);
 }

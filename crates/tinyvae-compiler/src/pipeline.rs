@@ -333,6 +333,10 @@ pub fn quantize_and_measure(graph: &Graph, s: &Settings) -> Result<(Vec<u8>, Rep
     Ok((blob, report))
 }
 
+/// Multiply-accumulates per candidate evaluation of the clipping search, for convolutional
+/// models.
+const REFINE_MACS: usize = 50_000_000;
+
 /// Fractions of a calibrated bound tried when searching a tensor's clipping range.
 const CLIP_FRACTIONS: [f32; 12] = [1.0, 0.97, 0.94, 0.91, 0.88, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.5];
 
@@ -348,8 +352,13 @@ pub fn refine_ranges(
     calib: &[Array2<f32>],
 ) -> Result<Calibration, PipelineError> {
     quantize::clip_to_saturation(prepared, &mut ranges)?;
-    // A subset keeps the search fast; the held-out evaluation set judges the result.
-    let n = calib.first().map(|a| a.nrows()).unwrap_or(0).min(1000);
+    // A subset keeps the search fast: 1000 samples for dense models (the MLPs, on the SIMD
+    // kernels), and for convolutional ones (on the scalar conv kernels) as many as REFINE_MACS
+    // allows per candidate, at least 16 (12,544 pixels). The held-out evaluation set judges the
+    // result.
+    let spatial = prepared.graph.nodes.iter().any(|n| n.op.spatial_input().is_some());
+    let budget = if spatial { (REFINE_MACS / prepared.graph.macs().max(1)).clamp(16, 1000) } else { 1000 };
+    let n = calib.first().map(|a| a.nrows()).unwrap_or(0).min(budget);
     let subset: Vec<Array2<f32>> = calib.iter().map(|a| a.slice(ndarray::s![..n, ..]).to_owned()).collect();
     let reference = runner::flatten(&runner::reference_outputs(&prepared.graph, &subset)?);
     let error = |r: &Calibration| -> Result<(f64, Vec<u8>), PipelineError> {

@@ -121,7 +121,8 @@ impl fmt::Display for Error {
             Error::BadMagic => write!(f, "not a tinyvae blob (magic is not \"TVAE\")"),
             Error::UnsupportedVersion { found } => write!(
                 f,
-                "blob format version {found} is not supported (this runtime reads version {})",
+                "blob format version {found} is not supported (this runtime reads versions {} to {})",
+                crate::format::VERSION_1,
                 crate::format::VERSION
             ),
             Error::LengthMismatch { header, actual } => {

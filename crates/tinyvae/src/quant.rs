@@ -62,6 +62,38 @@ pub const fn requantize(acc: i32, multiplier: i32, shift: i32, zero_point: i32, 
     }
 }
 
+/// The left shift that gives a quantized addition's inputs headroom before rescaling (TFLite's
+/// `left_shift` for int8 Add): 20 bits keep 8-bit differences exact through the multiplier.
+pub const ADD_LEFT_SHIFT: u32 = 20;
+
+/// The int8 residual addition, TFLite's quantized Add exactly: each input code `q` with zero
+/// point `zp` is widened to `(q - zp) << 20` and rescaled to a shared scale,
+/// `multiply_by_quantized_multiplier((q - zp) << 20, multiplier, shift)`; the two are summed
+/// (saturating), and the sum is [`requantize`]d with the output's multiplier, shift, zero
+/// point and clamp.
+///
+/// The arrays are indexed `[a, b, out]`. With the quantizer's parameters (TFLite's
+/// `PrepareGeneralSubOp`): `2 * max(s_a, s_b)` is the shared scale, the input multipliers
+/// encode `s_a / shared` and `s_b / shared` (below 1), and the output multiplier
+/// `shared / (2^20 * s_out)`. Defined for any values (wrapping where C would overflow), so
+/// kernels can take any parameters without panicking.
+#[inline]
+pub const fn add_i8(
+    a: i8,
+    b: i8,
+    zero_points: [i32; 3],
+    multipliers: [i32; 3],
+    shifts: [i32; 3],
+    act_min: i8,
+    act_max: i8,
+) -> i8 {
+    let a = (a as i32).wrapping_sub(zero_points[0]).wrapping_shl(ADD_LEFT_SHIFT);
+    let b = (b as i32).wrapping_sub(zero_points[1]).wrapping_shl(ADD_LEFT_SHIFT);
+    let a = multiply_by_quantized_multiplier(a, multipliers[0], shifts[0]);
+    let b = multiply_by_quantized_multiplier(b, multipliers[1], shifts[1]);
+    requantize(a.saturating_add(b), multipliers[2], shifts[2], zero_points[2], act_min, act_max)
+}
+
 /// Splits a positive real scale into `(multiplier, shift)` with
 /// `real == multiplier * 2^(shift - 31)` to 31 bits of precision (TFLite's `QuantizeMultiplier`).
 ///
@@ -219,6 +251,49 @@ mod tests {
             // Exact ties, where the two roundings could part.
             let t = (a >> 1) | 1;
             assert_eq!(saturating_rounding_doubling_high_mul(t, 1 << 30), gemmlowp_srdhm(t, 1 << 30), "tie {t}");
+        }
+    }
+
+    /// TFLite's `AddElementwise` for int8 (reference_ops), written out as the specification.
+    fn tflite_add(a: i8, b: i8, zp: [i32; 3], m: [i32; 3], s: [i32; 3], min: i8, max: i8) -> i8 {
+        let ia = (a as i32 - zp[0]) * (1 << 20);
+        let ib = (b as i32 - zp[1]) * (1 << 20);
+        let sa = multiply_by_quantized_multiplier(ia, m[0], s[0]);
+        let sb = multiply_by_quantized_multiplier(ib, m[1], s[1]);
+        let raw = multiply_by_quantized_multiplier(sa + sb, m[2], s[2]) + zp[2];
+        raw.clamp(min as i32, max as i32) as i8
+    }
+
+    #[test]
+    fn quantized_add_is_tflites_and_adds_real_values() {
+        let mut rng = crate::Rng::new(21);
+        for _ in 0..200 {
+            let scale = |rng: &mut crate::Rng| 0.001 + rng.uniform() as f64 * 0.1;
+            let (s_a, s_b, s_out) = (scale(&mut rng), scale(&mut rng), scale(&mut rng) * 2.0);
+            let zp = [rng.below(256) as i32 - 128, rng.below(256) as i32 - 128, rng.below(256) as i32 - 128];
+            let shared = 2.0 * s_a.max(s_b);
+            let (ma, sa) = quantize_multiplier(s_a / shared).unwrap();
+            let (mb, sb) = quantize_multiplier(s_b / shared).unwrap();
+            let (mo, so) = quantize_multiplier(shared / ((1u64 << 20) as f64 * s_out)).unwrap();
+            let (m, s) = ([ma, mb, mo], [sa, sb, so]);
+            for _ in 0..200 {
+                let (a, b) = (rng.next_u64() as i8, rng.next_u64() as i8);
+                let got = add_i8(a, b, zp, m, s, -128, 127);
+                assert_eq!(got, tflite_add(a, b, zp, m, s, -128, 127));
+                let real = (a as i32 - zp[0]) as f64 * s_a + (b as i32 - zp[1]) as f64 * s_b;
+                let want = (real / s_out).round() + zp[2] as f64;
+                let want = want.clamp(-128.0, 127.0);
+                assert!((got as f64 - want).abs() <= 1.0, "{a} + {b}: {got} vs {want}");
+            }
+        }
+        // Any parameters: no panic, and the clamp holds.
+        let odd = [
+            ([i32::MIN, i32::MAX, 0], [i32::MAX, -1, i32::MIN], [40, -40, 30]),
+            ([1000, -1000, 5], [1 << 30, 1 << 30, i32::MAX], [30, 30, 30]),
+        ];
+        for (zp, m, s) in odd {
+            let y = add_i8(-128, 127, zp, m, s, -5, 5);
+            assert!((-5..=5).contains(&y));
         }
     }
 

@@ -49,9 +49,9 @@ fn a_float_blob_round_trips_and_computes_the_layer() {
         precision: Precision::F32,
         arena_bytes: 32,
         tensors: vec![
-            TensorSpec { dtype: DType::F32, len: 2, arena_offset: 0, scale: 0.0, zero_point: 0 },
-            TensorSpec { dtype: DType::F32, len: 2, arena_offset: 16, scale: 0.0, zero_point: 0 },
-            TensorSpec { dtype: DType::F32, len: 2, arena_offset: 0, scale: 0.0, zero_point: 0 },
+            TensorSpec::flat(DType::F32, 2, 0, 0.0, 0),
+            TensorSpec::flat(DType::F32, 2, 16, 0.0, 0),
+            TensorSpec::flat(DType::F32, 2, 0, 0.0, 0),
         ],
         nodes: vec![
             NodeSpec::Dense {
@@ -170,10 +170,10 @@ fn errors_say_what_is_wrong() {
     assert!(msg.contains("checksum"), "{msg}");
     let msg = Model::parse(&blob[..10]).unwrap_err().to_string();
     assert!(msg.contains("10 bytes"), "{msg}");
-    let mut v2 = blob.clone();
-    v2[4] = 2;
-    assert_eq!(Model::parse(&v2).unwrap_err(), Error::UnsupportedVersion { found: 2 });
-    assert!(Model::parse(&v2).unwrap_err().to_string().contains("version 2"));
+    let mut v3 = blob.clone();
+    v3[4] = 3;
+    assert_eq!(Model::parse(&v3).unwrap_err(), Error::UnsupportedVersion { found: 3 });
+    assert!(Model::parse(&v3).unwrap_err().to_string().contains("version 3"));
 }
 
 #[test]

@@ -4,7 +4,8 @@
 //! 1. Checks that dispatch picks the DSP table on this target.
 //! 2. Runs the generic kernel suite (`tinyvae::kernels::suite`) on it: the kernel contract
 //!    against the scalar reference, as on x86_64 and aarch64 (short slices, misaligned arrays,
-//!    extreme values, zero points, every tail).
+//!    extreme values, zero points, every tail), and the convolution, transposed-convolution,
+//!    upsampling and addition kernels against the suite's own definitions.
 //! 3. Checks what is specific to the DSP kernel on fixed shapes: the z20 decoder's 400x20 and
 //!    784x400 layers and the encoder's 400x784, with weights in flash; every short row (1 to 40
 //!    columns: every entry point of its unrolled loop) at several row counts; odd shapes around

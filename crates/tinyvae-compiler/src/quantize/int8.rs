@@ -70,6 +70,8 @@ pub(super) fn apply_act(op: &Op, x: f64) -> f64 {
         }
         Op::Sigmoid => 1.0 / (1.0 + (-x).exp()),
         Op::Tanh => x.tanh(),
+        Op::Silu => x / (1.0 + (-x).exp()),
+        Op::HardSwish => x * (x + 3.0).clamp(0.0, 6.0) / 6.0,
         _ => x,
     }
 }
@@ -128,9 +130,13 @@ pub(super) fn choose_params(
         let p = match n {
             Lowered::Act { op: Op::Sigmoid, .. } => QParams::PIXELS,
             Lowered::Act { op: Op::Tanh, .. } => QParams::TANH,
-            Lowered::Dense { relu: true, .. } | Lowered::Act { op: Op::Relu, .. } => {
-                QParams::asymmetric(0.0, range(out)?.1)
+            // Nearest-neighbour upsampling copies codes: its output shares its input's parameters.
+            Lowered::Upsample { input, .. } => {
+                params.get(*input).copied().ok_or_else(|| QuantizeError::NoRange { value: input.to_string() })?
             }
+            Lowered::Dense { relu: true, .. }
+            | Lowered::Conv { relu: true, .. }
+            | Lowered::Act { op: Op::Relu, .. } => QParams::asymmetric(0.0, range(out)?.1),
             _ => {
                 let (mut lo, mut hi) = range(out)?;
                 if let Some(b) = read_by_saturating(g, lowered, out) {
@@ -219,4 +225,21 @@ pub(super) fn quantize_dense(
         sums.extend_from_slice(&codes.iter().sum::<i32>().to_le_bytes());
     }
     Ok(Int8Dense { weights: w, bias: b, aux: [mults, shifts, sums].concat() })
+}
+
+/// The six int32 of an int8 Add (TFLite's quantized add): both inputs rescaled to a common
+/// scale of twice the larger input scale, with 20 bits of headroom, summed, then rescaled to
+/// the output: `[mult_a, shift_a, mult_b, shift_b, mult_out, shift_out]`, little-endian.
+pub(super) fn add_requant(node: &str, a: QParams, b: QParams, out: QParams) -> Result<Vec<u8>, QuantizeError> {
+    let twice_max = 2.0 * (a.scale as f64).max(b.scale as f64);
+    let bad = || QuantizeError::RequantScale { node: node.to_string(), channel: 0 };
+    let mut aux = Vec::with_capacity(24);
+    for real in
+        [a.scale as f64 / twice_max, b.scale as f64 / twice_max, twice_max / ((1 << 20) as f64 * out.scale as f64)]
+    {
+        let (m, s) = quantize_multiplier(real).ok_or_else(bad)?;
+        aux.extend_from_slice(&m.to_le_bytes());
+        aux.extend_from_slice(&s.to_le_bytes());
+    }
+    Ok(aux)
 }

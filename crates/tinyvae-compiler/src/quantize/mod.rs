@@ -9,6 +9,7 @@
 use std::collections::{HashMap, HashSet};
 
 mod int8;
+mod spatial;
 
 use half::f16;
 use ndarray::{concatenate, Array1, Array2, Axis};
@@ -18,8 +19,9 @@ use tinyvae::Precision;
 
 use self::int8::{apply_act, choose_params, quantize_dense, QParams};
 pub(crate) use self::int8::{clip_to_saturation, round_weights};
+use self::spatial::{conv_geometry, conv_rows, tensor_shapes};
 use crate::calibrate::Calibration;
-use crate::ir::{Graph, GraphError, Node, Op, Role};
+use crate::ir::{Chw, Graph, GraphError, Node, Op, Role};
 use crate::plan::{plan_arena, Lifetime};
 
 /// Why a graph could not be quantized; names the node or value at fault.
@@ -124,6 +126,28 @@ pub enum QuantizeError {
         /// The size.
         value: usize,
     },
+    /// A convolution parameter the blob's one-byte fields cannot hold.
+    #[error("node `{node}`: {what} {value} is larger than the runtime supports (255)")]
+    Geometry {
+        /// Node name.
+        node: String,
+        /// Which parameter.
+        what: &'static str,
+        /// Its value.
+        value: usize,
+    },
+    /// A value that two spatial ops read as different images.
+    #[error("node `{node}` reads `{value}` as {b:?}, but it is also {a:?}; one tensor has one shape")]
+    ShapeConflict {
+        /// Node name.
+        node: String,
+        /// The value.
+        value: String,
+        /// The shape seen first.
+        a: Chw,
+        /// The shape this node needs.
+        b: Chw,
+    },
     /// The blob written does not parse: a bug in the quantizer.
     #[error("internal error: the blob written does not parse")]
     BlobRejected(#[source] tinyvae::Error),
@@ -203,21 +227,64 @@ pub fn prepare(graph: &Graph, fuse_heads: bool) -> Result<Prepared, QuantizeErro
 /// A node as the runtime will run it.
 #[derive(Debug, Clone)]
 enum Lowered<'g> {
-    Dense { name: &'g str, input: &'g str, output: &'g str, weight: &'g Array2<f32>, bias: &'g Array1<f32>, relu: bool },
-    Act { name: &'g str, op: &'g Op, input: &'g str, output: &'g str },
-    Concat { name: &'g str, a: &'g str, b: &'g str, output: &'g str },
+    Dense {
+        name: &'g str,
+        input: &'g str,
+        output: &'g str,
+        weight: &'g Array2<f32>,
+        bias: &'g Array1<f32>,
+        relu: bool,
+    },
+    /// A Conv or ConvTranspose (`op`), with a ReLU fused as for Dense.
+    Conv {
+        name: &'g str,
+        input: &'g str,
+        output: &'g str,
+        op: &'g Op,
+        relu: bool,
+    },
+    Upsample {
+        input: &'g str,
+        output: &'g str,
+        factor: [usize; 2],
+    },
+    Add {
+        a: &'g str,
+        b: &'g str,
+        output: &'g str,
+    },
+    Act {
+        name: &'g str,
+        op: &'g Op,
+        input: &'g str,
+        output: &'g str,
+    },
+    Concat {
+        name: &'g str,
+        a: &'g str,
+        b: &'g str,
+        output: &'g str,
+    },
 }
 
 impl<'g> Lowered<'g> {
     fn output(&self) -> &'g str {
         match self {
-            Lowered::Dense { output, .. } | Lowered::Act { output, .. } | Lowered::Concat { output, .. } => output,
+            Lowered::Dense { output, .. }
+            | Lowered::Conv { output, .. }
+            | Lowered::Upsample { output, .. }
+            | Lowered::Add { output, .. }
+            | Lowered::Act { output, .. }
+            | Lowered::Concat { output, .. } => output,
         }
     }
     fn inputs(&self) -> Vec<&'g str> {
         match self {
-            Lowered::Dense { input, .. } | Lowered::Act { input, .. } => vec![input],
-            Lowered::Concat { a, b, .. } => vec![a, b],
+            Lowered::Dense { input, .. }
+            | Lowered::Conv { input, .. }
+            | Lowered::Upsample { input, .. }
+            | Lowered::Act { input, .. } => vec![input],
+            Lowered::Concat { a, b, .. } | Lowered::Add { a, b, .. } => vec![a, b],
         }
     }
 }
@@ -227,31 +294,43 @@ fn lower(g: &Graph) -> Result<Vec<Lowered<'_>>, QuantizeError> {
     let is_output = |v: &str| g.outputs.iter().any(|o| o == v);
     let mut out = Vec::new();
     let mut skip: HashSet<usize> = HashSet::new();
+    // Dense/Conv + ReLU: ReLU becomes the clamp (int8) or the kernel's epilogue (float).
+    let fused_relu = |n: &'_ Node, skip: &mut HashSet<usize>| -> Option<usize> {
+        let (j, _) = g.nodes.iter().enumerate().find(|(_, m)| m.op == Op::Relu && m.inputs[0] == n.output)?;
+        (consumers(&n.output) == 1 && !is_output(&n.output) && skip.insert(j)).then_some(j)
+    };
     for (i, n) in g.nodes.iter().enumerate() {
         if skip.contains(&i) {
             continue;
         }
         match &n.op {
             Op::Dense { weight, bias } => {
-                // Dense + ReLU: ReLU becomes the clamp (int8) or the kernel's epilogue (float).
-                let relu = g.nodes.iter().enumerate().find(|(_, m)| m.op == Op::Relu && m.inputs[0] == n.output);
-                let fuse = relu.filter(|_| consumers(&n.output) == 1 && !is_output(&n.output));
-                let output = match fuse {
-                    Some((j, m)) => {
-                        skip.insert(j);
-                        m.output.as_str()
-                    }
-                    None => n.output.as_str(),
-                };
+                let fused = fused_relu(n, &mut skip);
+                let output = fused.map_or(n.output.as_str(), |j| g.nodes[j].output.as_str());
                 out.push(Lowered::Dense {
                     name: &n.name,
                     input: &n.inputs[0],
                     output,
                     weight,
                     bias,
-                    relu: fuse.is_some(),
+                    relu: fused.is_some(),
                 });
             }
+            Op::Conv { .. } | Op::ConvTranspose { .. } => {
+                let fused = fused_relu(n, &mut skip);
+                let output = fused.map_or(n.output.as_str(), |j| g.nodes[j].output.as_str());
+                out.push(Lowered::Conv {
+                    name: &n.name,
+                    input: &n.inputs[0],
+                    output,
+                    op: &n.op,
+                    relu: fused.is_some(),
+                });
+            }
+            Op::Upsample { factor, .. } => {
+                out.push(Lowered::Upsample { input: &n.inputs[0], output: &n.output, factor: *factor })
+            }
+            Op::Add => out.push(Lowered::Add { a: &n.inputs[0], b: &n.inputs[1], output: &n.output }),
             Op::Concat => {
                 if n.inputs.len() != 2 {
                     return Err(QuantizeError::ConcatArity { node: n.name.clone(), inputs: n.inputs.len() });
@@ -337,20 +416,26 @@ pub fn quantize(
     let (slot_offsets, arena_bytes) = plan_arena(&slots);
     let offsets: Vec<usize> = slot.iter().map(|&s| slot_offsets[s]).collect();
 
+    let images = tensor_shapes(g, &lowered)?;
     let tensors: Vec<TensorSpec> = names
         .iter()
         .zip(&offsets)
         .map(|(&v, &off)| {
             let p = params.get(v).copied().unwrap_or(QParams { scale: 0.0, zero_point: 0 });
-            TensorSpec {
+            let [_, h, w] = images.get(v).copied().unwrap_or([0; 3]);
+            let side =
+                |d: usize| u16::try_from(d).map_err(|_| QuantizeError::TooLarge { what: "image side", value: d });
+            Ok(TensorSpec {
                 dtype,
                 len: lens[v] as u32,
                 arena_offset: off as u32,
                 scale: p.scale,
                 zero_point: p.zero_point,
-            }
+                height: side(h)?,
+                width: side(w)?,
+            })
         })
-        .collect();
+        .collect::<Result<_, QuantizeError>>()?;
 
     let mut nodes = Vec::new();
     for n in &lowered {
@@ -401,6 +486,80 @@ pub fn quantize(
                     }
                 }
             }
+            Lowered::Conv { name, input, output, op, relu } => {
+                let rows = conv_rows(op);
+                let (Op::Conv { bias, .. } | Op::ConvTranspose { bias, .. }) = op else {
+                    return Err(QuantizeError::NotAnActivation { node: name.to_string(), op: op.name() });
+                };
+                let transposed = matches!(op, Op::ConvTranspose { .. });
+                let geometry = conv_geometry(name, op)?;
+                let act = if *relu { ActKind::Relu } else { ActKind::None };
+                let base = |weight_dtype, weights, bias, requant, act_min, act_max| NodeSpec::Conv {
+                    input: id(input).unwrap_or(0),
+                    output: id(output).unwrap_or(0),
+                    transposed,
+                    geometry,
+                    rows: rows.nrows() as u32,
+                    cols: rows.ncols() as u32,
+                    weight_dtype,
+                    weights,
+                    bias,
+                    requant,
+                    act,
+                    act_min,
+                    act_max,
+                };
+                let f32_bias: Vec<u8> = bias.iter().flat_map(|v| v.to_le_bytes()).collect();
+                match precision {
+                    Precision::F32 => {
+                        base(DType::F32, rows.iter().flat_map(|v| v.to_le_bytes()).collect(), f32_bias, vec![], 0, 0)
+                    }
+                    Precision::F16 => base(
+                        DType::F16,
+                        rows.iter().flat_map(|&v| f16::from_f32(v).to_le_bytes()).collect(),
+                        f32_bias,
+                        vec![],
+                        0,
+                        0,
+                    ),
+                    Precision::Int8 => {
+                        // A transposed convolution's bias cannot hold the input zero point (each
+                        // output pixel sums a different subset of taps): its kernel subtracts it.
+                        let pin = if transposed { QParams { zero_point: 0, ..params[*input] } } else { params[*input] };
+                        let q = quantize_dense(name, &rows, bias, None, None, pin, params[*output])?;
+                        let zp = params[*output].zero_point as i8;
+                        base(DType::I8, q.weights, q.bias, q.aux, if *relu { zp } else { -128 }, 127)
+                    }
+                }
+            }
+            Lowered::Upsample { input, output, factor } => {
+                let byte = |v: usize| {
+                    u8::try_from(v).map_err(|_| QuantizeError::Geometry {
+                        node: output.to_string(),
+                        what: "upsampling factor",
+                        value: v,
+                    })
+                };
+                NodeSpec::Upsample {
+                    input: id(input)?,
+                    output: id(output)?,
+                    factor_h: byte(factor[0])?,
+                    factor_w: byte(factor[1])?,
+                }
+            }
+            Lowered::Add { a, b, output } => {
+                let requant =
+                    if int8 { int8::add_requant(output, params[*a], params[*b], params[*output])? } else { vec![] };
+                NodeSpec::Add {
+                    a: id(a)?,
+                    b: id(b)?,
+                    output: id(output)?,
+                    requant,
+                    act: ActKind::None,
+                    act_min: -128,
+                    act_max: 127,
+                }
+            }
             Lowered::Act { name, op, input, output } => {
                 if int8 {
                     let (pi, po) = (params[*input], params[*output]);
@@ -415,6 +574,8 @@ pub fn quantize(
                         Op::LeakyRelu { alpha } => (ActKind::LeakyRelu, *alpha),
                         Op::Sigmoid => (ActKind::Sigmoid, 0.0),
                         Op::Tanh => (ActKind::Tanh, 0.0),
+                        Op::Silu => (ActKind::Silu, 0.0),
+                        Op::HardSwish => (ActKind::HardSwish, 0.0),
                         other => {
                             return Err(QuantizeError::NotAnActivation { node: name.to_string(), op: other.name() })
                         }

@@ -18,8 +18,13 @@ use core::fmt;
 
 /// First four bytes of every blob.
 pub const MAGIC: [u8; 4] = *b"TVAE";
-/// The format version this runtime reads and writes.
-pub const VERSION: u16 = 1;
+/// The newest format version, which this runtime reads and writes: version 2 adds shaped
+/// tensors, convolutions, upsampling, residual additions and two activations. The writer
+/// still writes [`VERSION_1`] for blobs that use none of them, so that older firmware reads
+/// dense models.
+pub const VERSION: u16 = 2;
+/// The first format version (dense models only), still read and written.
+pub const VERSION_1: u16 = 1;
 /// Size of the fixed header.
 pub const HEADER_LEN: usize = 64;
 /// Byte offset where the checksummed body starts (everything after magic, version, length, CRC).
@@ -72,6 +77,8 @@ pub(crate) mod trec {
     pub const ARENA_OFF: usize = 8;
     pub const SCALE: usize = 12;
     pub const ZERO_POINT: usize = 16;
+    pub const HEIGHT: usize = 20;
+    pub const WIDTH: usize = 22;
 }
 
 /// Node record field offsets.
@@ -83,6 +90,7 @@ pub(crate) mod nrec {
     pub const IN0: usize = 4;
     pub const IN1: usize = 6;
     pub const OUT: usize = 8;
+    pub const GROUPS: usize = 10;
     pub const ROWS: usize = 12;
     pub const COLS: usize = 16;
     pub const W_OFF: usize = 20;
@@ -94,6 +102,9 @@ pub(crate) mod nrec {
     pub const ALPHA: usize = 44;
     pub const ACT_MIN: usize = 48;
     pub const ACT_MAX: usize = 52;
+    /// The eight geometry bytes: kh, kw, stride_h, stride_w, dilation_h, dilation_w, pad_top,
+    /// pad_left.
+    pub const GEOMETRY: usize = 56;
 }
 
 /// Meta record field offsets.
@@ -189,6 +200,14 @@ code_enum!(
         Activation = 3 => "activation",
         /// Concatenation of two vectors (z and a condition).
         Concat = 4 => "concat",
+        /// 2-D convolution (grouped and depthwise too), NCHW (format version 2).
+        Conv = 5 => "conv",
+        /// 2-D transposed convolution (format version 2).
+        ConvTranspose = 6 => "conv_transpose",
+        /// Nearest-neighbour upsampling by integer factors (format version 2).
+        Upsample = 7 => "upsample",
+        /// Elementwise sum of two tensors: residual connections (format version 2).
+        Add = 8 => "add",
     }
 );
 
@@ -206,6 +225,10 @@ code_enum!(
         Sigmoid = 3 => "sigmoid",
         /// tanh(x).
         Tanh = 4 => "tanh",
+        /// x * sigmoid(x), also called swish (format version 2).
+        Silu = 5 => "silu",
+        /// x * clamp(x + 3, 0, 6) / 6 (format version 2).
+        HardSwish = 6 => "hardswish",
     }
 );
 
@@ -287,8 +310,80 @@ pub const fn arena_size_of(blob: &[u8]) -> Option<usize> {
         return None;
     }
     match (read_u16(blob, hdr::VERSION), read_u32(blob, hdr::ARENA_BYTES)) {
-        (Some(VERSION), Some(bytes)) => Some(bytes as usize + ALIGN),
+        (Some(VERSION_1 | VERSION), Some(bytes)) => Some(bytes as usize + ALIGN),
         _ => None,
+    }
+}
+
+/// The geometry of a convolution node (format version 2): kernel size, strides, dilations,
+/// the top and left padding, and the number of groups. Bytes 56..64 and 10..12 of a node
+/// record; see the format specification above for what each op makes of them.
+///
+/// The bottom and right padding are not stored: the output tensor's height and width decide
+/// them (and, for a transposed convolution, ONNX's `output_padding`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct ConvGeometry {
+    /// Kernel height.
+    pub kh: u8,
+    /// Kernel width.
+    pub kw: u8,
+    /// Vertical stride (Upsample: the vertical factor).
+    pub stride_h: u8,
+    /// Horizontal stride (Upsample: the horizontal factor).
+    pub stride_w: u8,
+    /// Vertical dilation (1 for an ordinary convolution).
+    pub dilation_h: u8,
+    /// Horizontal dilation.
+    pub dilation_w: u8,
+    /// Rows of implicit padding above the input (Conv), or cropped from the top of the full
+    /// output (ConvTranspose).
+    pub pad_top: u8,
+    /// Columns of padding left of the input (Conv), or cropped from the left (ConvTranspose).
+    pub pad_left: u8,
+    /// Groups: input and output channels split into this many independent convolutions
+    /// (1 ordinary, channels for depthwise). Conv only; ConvTranspose takes 1.
+    pub groups: u16,
+}
+
+impl ConvGeometry {
+    /// An ordinary convolution: square `kernel`, `stride`, square `pad`, no dilation, one group.
+    pub const fn square(kernel: u8, stride: u8, pad: u8) -> Self {
+        ConvGeometry {
+            kh: kernel,
+            kw: kernel,
+            stride_h: stride,
+            stride_w: stride,
+            dilation_h: 1,
+            dilation_w: 1,
+            pad_top: pad,
+            pad_left: pad,
+            groups: 1,
+        }
+    }
+
+    /// The geometry bytes as stored at node offset 56 (the groups are at offset 10).
+    pub const fn to_bytes(self) -> [u8; 8] {
+        [self.kh, self.kw, self.stride_h, self.stride_w, self.dilation_h, self.dilation_w, self.pad_top, self.pad_left]
+    }
+
+    /// From the eight geometry bytes and the groups field.
+    pub const fn from_bytes(b: [u8; 8], groups: u16) -> Self {
+        ConvGeometry {
+            kh: b[0],
+            kw: b[1],
+            stride_h: b[2],
+            stride_w: b[3],
+            dilation_h: b[4],
+            dilation_w: b[5],
+            pad_top: b[6],
+            pad_left: b[7],
+            groups,
+        }
+    }
+
+    /// All fields zero: what every node but a convolution or an upsampling stores.
+    pub const fn is_zero(&self) -> bool {
+        u64::from_le_bytes(self.to_bytes()) == 0 && self.groups == 0
     }
 }
 

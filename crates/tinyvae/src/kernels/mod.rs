@@ -25,26 +25,35 @@
 //!   with a made-up bias would look like an answer without being one. [`DenseI8::samples`] and
 //!   [`DenseFloat::samples`] give `n` (0 in these cases): every batched kernel starts with
 //!   them, and their `n` is also the bound its pointer arithmetic relies on.
+//! - **Convolutions and upsampling** (`conv_*`, `conv_transpose_*`, `upsample_*`) are batched
+//!   the same way, with a sample's `cols` and `rows` replaced by the elements of its input and
+//!   output shapes; a geometry or shape that [`ConvDims::new`] (or [`Upsample::dims`]) refuses,
+//!   or a parameter array too short for it, writes nothing.
 //! - **Elementwise kernels** (`lut_i8`, `activation_f32`, `quantize_i8`, `pixels_f32`) map
-//!   `min(x.len(), out.len())` elements. `lut_i8` with a table shorter than 256 bytes writes
+//!   `min(x.len(), out.len())` elements; the additions (`add_i8`, `add_f32`)
+//!   `min(a.len(), b.len(), out.len())`. `lut_i8` with a table shorter than 256 bytes writes
 //!   nothing, as a Dense layer with a short parameter does.
 //! - **Every other element of `out` keeps its value**: no kernel uses its output as scratch.
 //!
-//! And the values: int8 results (`dense_i8`, `lut_i8`, `quantize_i8`), `activation_f32`,
+//! And the values: int8 results (`dense_i8`, `conv_i8`, `conv_transpose_i8`, `upsample_i8`,
+//! `add_i8`, `lut_i8`, `quantize_i8`), `upsample_f32`, `add_f32`, `activation_f32`,
 //! `pixels_f32` and `weight_stream` are the reference's, bit for bit. For `dense_i8` that holds
 //! for any parameter values, also those no valid blob holds (shifts outside `-31..=30`, negative
 //! multipliers, zero points outside int8, an empty clamp range), with one exception: a weight of
 //! -128, which the format forbids, may give other bytes (x86 `vpmaddubsw` and the NEON kernel
-//! sum products in int16 pairs, which only stay exact without it). Float Dense may differ from
-//! the reference by rounding, as its summation order does; the suite bounds the difference.
+//! sum products in int16 pairs, which only stay exact without it). Float Dense and float
+//! convolutions may differ from the reference by rounding, as their summation orders do; the
+//! suite bounds the difference.
 //! In builds without the `f32` and `f16` features no blob that needs the float kernels parses,
 //! and the reference leaves them empty to save flash; their results there are not part of the
 //! contract (the suite checks them only in builds that carry them).
 
 pub mod reference;
 pub mod suite;
+pub mod taps;
 
-use crate::format::{ActKind, WeightLayout};
+use crate::format::{ActKind, ConvGeometry, WeightLayout};
+pub use taps::{Axis, Taps};
 
 /// An int8 Dense layer (integer-only), borrowed from the blob.
 ///
@@ -139,6 +148,277 @@ impl DenseFloat<'_> {
     }
 }
 
+/// The per-sample shape of an NCHW activation: `channels` planes of `height` rows of `width`
+/// values, channel-major and row-major inside a channel (format version 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Shape {
+    /// Channels.
+    pub channels: usize,
+    /// Rows per channel.
+    pub height: usize,
+    /// Values per row.
+    pub width: usize,
+}
+
+impl Shape {
+    /// `[channels, height, width]`.
+    pub const fn new(channels: usize, height: usize, width: usize) -> Self {
+        Shape { channels, height, width }
+    }
+
+    /// Elements of one sample, `None` when it overflows `usize`.
+    pub fn elements(&self) -> Option<usize> {
+        self.channels.checked_mul(self.height)?.checked_mul(self.width)
+    }
+}
+
+/// The sizes a convolution's geometry and shapes imply, checked once: what [`ConvI8::samples`],
+/// [`ConvFloat::samples`], the blob parser and the MAC count all rely on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvDims {
+    /// Output channels: weight rows.
+    pub rows: usize,
+    /// Weights per output channel: `in_channels_per_group * kh * kw`.
+    pub cols: usize,
+    /// Groups (1 for a transposed convolution).
+    pub groups: usize,
+    /// Input channels each output channel reads.
+    pub in_channels_per_group: usize,
+    /// Output channels per group.
+    pub out_channels_per_group: usize,
+    /// Kernel height and width.
+    pub kh: usize,
+    /// See `kh`.
+    pub kw: usize,
+    /// Input elements per sample.
+    pub in_len: usize,
+    /// Output elements per sample.
+    pub out_len: usize,
+    /// The vertical axis: input height to output height.
+    pub h: Axis,
+    /// The horizontal axis.
+    pub w: Axis,
+}
+
+impl ConvDims {
+    /// Checks a convolution (`transposed`: a transposed one) from `input` to `output`: kernel
+    /// sizes, strides and dilations at least 1, groups at least 1 and dividing both channel
+    /// counts, every extent within [`taps::MAX_EXTENT`], and every size within `usize`; a
+    /// transposed convolution also takes one group and dilation 1. `None` otherwise.
+    pub fn new(geometry: &ConvGeometry, input: Shape, output: Shape, transposed: bool) -> Option<Self> {
+        let g = geometry;
+        let groups = g.groups as usize;
+        if groups == 0
+            || !input.channels.is_multiple_of(groups)
+            || !output.channels.is_multiple_of(groups)
+            || output.channels == 0
+        {
+            return None;
+        }
+        if transposed && (groups != 1 || g.dilation_h != 1 || g.dilation_w != 1) {
+            return None;
+        }
+        let (kh, kw) = (g.kh as usize, g.kw as usize);
+        let h =
+            Axis::new(input.height, output.height, kh, g.stride_h as usize, g.dilation_h as usize, g.pad_top as usize)?;
+        let w =
+            Axis::new(input.width, output.width, kw, g.stride_w as usize, g.dilation_w as usize, g.pad_left as usize)?;
+        let in_channels_per_group = input.channels / groups;
+        let cols = in_channels_per_group.checked_mul(kh)?.checked_mul(kw)?;
+        if cols == 0 {
+            return None;
+        }
+        output.channels.checked_mul(cols)?;
+        Some(ConvDims {
+            rows: output.channels,
+            cols,
+            groups,
+            in_channels_per_group,
+            out_channels_per_group: output.channels / groups,
+            kh,
+            kw,
+            in_len: input.elements()?,
+            out_len: output.elements()?,
+            h,
+            w,
+        })
+    }
+
+    /// Multiply-accumulates per sample: taps that reach the input only (a padded position of
+    /// a convolution, an inserted zero of a transposed one, is not an operation), saturating.
+    pub fn macs(&self, transposed: bool) -> u64 {
+        (self.rows as u64)
+            .saturating_mul(self.in_channels_per_group as u64)
+            .saturating_mul(self.h.total_taps(transposed))
+            .saturating_mul(self.w.total_taps(transposed))
+    }
+
+    /// `min(batch, x_len / in_len, out_len / out_len)`: the whole samples that fit.
+    fn fit(&self, x_len: usize, batch: usize, out_len: usize) -> usize {
+        batch.min(x_len / self.in_len).min(out_len / self.out_len)
+    }
+}
+
+/// An int8 convolution (`conv_i8`) or transposed convolution (`conv_transpose_i8`), borrowed
+/// from the blob: integer-only, with the Dense conventions.
+///
+/// Convolution: `acc = bias[o] + sum W[o][c][ky][kx] * x[...]` over every tap, a tap outside
+/// the input reading the input zero point (real 0); `bias` holds the input zero point folded
+/// in as for Dense (`- zp_in * sum_k W[o][k]`), which is exact because padding reads `zp_in`.
+/// Transposed convolution: `acc = bias[o] + sum W * (x - zp_in)` over the valid taps only (the
+/// bias does not fold the zero point: the taps per output vary). Then
+/// [`crate::quant::requantize`].
+#[derive(Debug, Clone, Copy)]
+pub struct ConvI8<'a> {
+    /// Kernel, strides, dilations, padding, groups.
+    pub geometry: ConvGeometry,
+    /// Input shape `[C_in, H, W]`.
+    pub in_shape: Shape,
+    /// Output shape `[C_out, OH, OW]`.
+    pub out_shape: Shape,
+    /// `rows * cols` int8 weights, `[C_out][C_in / groups][kh][kw]`.
+    pub weights: &'a [u8],
+    /// `rows` little-endian int32 biases.
+    pub bias: &'a [u8],
+    /// `rows` little-endian int32 fixed-point multipliers.
+    pub multipliers: &'a [u8],
+    /// `rows` little-endian int32 shifts.
+    pub shifts: &'a [u8],
+    /// `rows` little-endian int32 sums of each row's weights (for kernels that need them, as
+    /// [`DenseI8::weight_sums`]).
+    pub weight_sums: &'a [u8],
+    /// Input zero point: the code that padding reads (convolution), subtracted from every
+    /// input (transposed convolution).
+    pub in_zero_point: i32,
+    /// Output zero point.
+    pub out_zero_point: i32,
+    /// Lower clamp (the output zero point when ReLU is folded in).
+    pub act_min: i8,
+    /// Upper clamp.
+    pub act_max: i8,
+}
+
+impl ConvI8<'_> {
+    /// The checked sizes of this layer (see [`ConvDims::new`]).
+    pub fn dims(&self, transposed: bool) -> Option<ConvDims> {
+        ConvDims::new(&self.geometry, self.in_shape, self.out_shape, transposed)
+    }
+
+    /// The number of whole samples a call computes under the
+    /// [contract](crate::kernels#the-contract), as [`DenseI8::samples`]: 0 unless the dims
+    /// check, `weights` holds `rows * cols` bytes and every parameter array `4 * rows`.
+    pub fn samples(&self, transposed: bool, x: &[i8], batch: usize, out: &[i8]) -> usize {
+        let Some(d) = self.dims(transposed) else {
+            return 0;
+        };
+        let Some(channel_bytes) = d.rows.checked_mul(4) else {
+            return 0;
+        };
+        let holds_rows = |a: &[u8]| a.len() >= channel_bytes;
+        let fits = self.weights.len() >= d.rows * d.cols
+            && holds_rows(self.bias)
+            && holds_rows(self.multipliers)
+            && holds_rows(self.shifts)
+            && holds_rows(self.weight_sums);
+        if fits {
+            d.fit(x.len(), batch, out.len())
+        } else {
+            0
+        }
+    }
+}
+
+/// A float convolution or transposed convolution with f32 or f16 weights, f32 bias,
+/// activations and accumulation; padding reads 0.
+#[derive(Debug, Clone, Copy)]
+pub struct ConvFloat<'a> {
+    /// Kernel, strides, dilations, padding, groups.
+    pub geometry: ConvGeometry,
+    /// Input shape `[C_in, H, W]`.
+    pub in_shape: Shape,
+    /// Output shape `[C_out, OH, OW]`.
+    pub out_shape: Shape,
+    /// `rows * cols` little-endian weights (f32 or f16, by the kernel).
+    pub weights: &'a [u8],
+    /// `rows` little-endian f32 biases.
+    pub bias: &'a [u8],
+    /// Apply ReLU to the output.
+    pub relu: bool,
+}
+
+impl ConvFloat<'_> {
+    /// The checked sizes of this layer (see [`ConvDims::new`]).
+    pub fn dims(&self, transposed: bool) -> Option<ConvDims> {
+        ConvDims::new(&self.geometry, self.in_shape, self.out_shape, transposed)
+    }
+
+    /// As [`ConvI8::samples`], for weights of `weight_bytes` bytes each.
+    pub fn samples(&self, transposed: bool, weight_bytes: usize, x: &[f32], batch: usize, out: &[f32]) -> usize {
+        let Some(d) = self.dims(transposed) else {
+            return 0;
+        };
+        let weights = (d.rows * d.cols).checked_mul(weight_bytes);
+        let (Some(weights), Some(bias)) = (weights, d.rows.checked_mul(4)) else {
+            return 0;
+        };
+        if self.weights.len() >= weights && self.bias.len() >= bias {
+            d.fit(x.len(), batch, out.len())
+        } else {
+            0
+        }
+    }
+}
+
+/// Nearest-neighbour upsampling by integer factors: `y[c][oy][ox] = x[c][oy / factor_h][ox /
+/// factor_w]`, from `[C, H, W]` to `[C, H * factor_h, W * factor_w]`. The same for int8 codes
+/// (input and output share their quantization) and f32 values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Upsample {
+    /// Input shape.
+    pub in_shape: Shape,
+    /// Vertical factor (at least 1).
+    pub factor_h: usize,
+    /// Horizontal factor (at least 1).
+    pub factor_w: usize,
+}
+
+impl Upsample {
+    /// The output shape and the input and output elements per sample; `None` for a zero
+    /// factor or extent, or a size past `usize`.
+    pub fn dims(&self) -> Option<(Shape, usize, usize)> {
+        let i = self.in_shape;
+        if self.factor_h == 0 || self.factor_w == 0 || i.channels == 0 || i.height == 0 || i.width == 0 {
+            return None;
+        }
+        let out = Shape::new(i.channels, i.height.checked_mul(self.factor_h)?, i.width.checked_mul(self.factor_w)?);
+        Some((out, i.elements()?, out.elements()?))
+    }
+
+    /// The whole samples a call computes, as [`DenseI8::samples`].
+    pub fn samples(&self, x_len: usize, batch: usize, out_len: usize) -> usize {
+        match self.dims() {
+            Some((_, in_len, o_len)) => batch.min(x_len / in_len).min(out_len / o_len),
+            None => 0,
+        }
+    }
+}
+
+/// An int8 residual addition: [`crate::quant::add_i8`] elementwise. Arrays are indexed
+/// `[a, b, out]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddI8 {
+    /// Zero points of `a`, `b` and the output.
+    pub zero_points: [i32; 3],
+    /// Fixed-point multipliers rescaling `a`, `b` and the sum.
+    pub multipliers: [i32; 3],
+    /// Their shifts.
+    pub shifts: [i32; 3],
+    /// Lower clamp (the output zero point when ReLU is folded in).
+    pub act_min: i8,
+    /// Upper clamp.
+    pub act_max: i8,
+}
+
 /// `out[b * rows + o]` for `b < batch` from `x[b * cols + k]`; short slices as the
 /// [contract](crate::kernels#the-contract) says.
 pub type DenseI8Fn = fn(&DenseI8<'_>, x: &[i8], batch: usize, out: &mut [i8]);
@@ -156,6 +436,21 @@ pub type PixelsF32Fn = fn(x: &[f32], out: &mut [u8]);
 /// Reads every byte once and returns their sum as int8 values (wrapping): the memory-bound
 /// floor of a batch-1 int8 Dense, for benchmarks.
 pub type WeightStreamFn = fn(weights: &[u8]) -> i32;
+
+/// A convolution or transposed convolution over a batch: sample `b` reads
+/// `x[b * in_len..(b + 1) * in_len]` and writes `out[b * out_len..(b + 1) * out_len]` (see
+/// [`ConvDims`]); short slices as the [contract](crate::kernels#the-contract) says.
+pub type ConvI8Fn = fn(&ConvI8<'_>, x: &[i8], batch: usize, out: &mut [i8]);
+/// Float convolution over a batch, same indexing as [`ConvI8Fn`].
+pub type ConvFloatFn = fn(&ConvFloat<'_>, x: &[f32], batch: usize, out: &mut [f32]);
+/// int8 nearest-neighbour upsampling over a batch.
+pub type UpsampleI8Fn = fn(&Upsample, x: &[i8], batch: usize, out: &mut [i8]);
+/// f32 nearest-neighbour upsampling over a batch.
+pub type UpsampleF32Fn = fn(&Upsample, x: &[f32], batch: usize, out: &mut [f32]);
+/// `out[i] = add_i8(a[i], b[i])` for `i < min(a.len(), b.len(), out.len())`.
+pub type AddI8Fn = fn(&AddI8, a: &[i8], b: &[i8], out: &mut [i8]);
+/// `out[i] = a[i] + b[i]`, then ReLU when `relu`, for `i < min(a.len(), b.len(), out.len())`.
+pub type AddF32Fn = fn(relu: bool, a: &[f32], b: &[f32], out: &mut [f32]);
 
 /// One implementation of every kernel.
 #[derive(Debug, Clone, Copy)]
@@ -178,6 +473,26 @@ pub struct Kernels {
     pub quantize_i8: QuantizeI8Fn,
     /// Weight-streaming floor (benchmarks only).
     pub weight_stream: WeightStreamFn,
+    /// int8 convolution.
+    pub conv_i8: ConvI8Fn,
+    /// Convolution with f16 weights.
+    pub conv_f16: ConvFloatFn,
+    /// Convolution with f32 weights.
+    pub conv_f32: ConvFloatFn,
+    /// int8 transposed convolution.
+    pub conv_transpose_i8: ConvI8Fn,
+    /// Transposed convolution with f16 weights.
+    pub conv_transpose_f16: ConvFloatFn,
+    /// Transposed convolution with f32 weights.
+    pub conv_transpose_f32: ConvFloatFn,
+    /// int8 nearest-neighbour upsampling.
+    pub upsample_i8: UpsampleI8Fn,
+    /// f32 nearest-neighbour upsampling.
+    pub upsample_f32: UpsampleF32Fn,
+    /// int8 residual addition.
+    pub add_i8: AddI8Fn,
+    /// f32 residual addition.
+    pub add_f32: AddF32Fn,
 }
 
 /// The scalar reference: portable, always available, and the definition of every result.
@@ -191,6 +506,16 @@ pub static REFERENCE: Kernels = Kernels {
     pixels_f32: reference::pixels_f32,
     quantize_i8: reference::quantize_i8,
     weight_stream: reference::weight_stream,
+    conv_i8: reference::conv_i8,
+    conv_f16: reference::conv_f16,
+    conv_f32: reference::conv_f32,
+    conv_transpose_i8: reference::conv_transpose_i8,
+    conv_transpose_f16: reference::conv_transpose_f16,
+    conv_transpose_f32: reference::conv_transpose_f32,
+    upsample_i8: reference::upsample_i8,
+    upsample_f32: reference::upsample_f32,
+    add_i8: reference::add_i8,
+    add_f32: reference::add_f32,
 };
 
 #[cfg(target_arch = "aarch64")]

@@ -9,7 +9,12 @@
 //! ([`check_tails`]), slices too short or too long for their shapes ([`check_short_slices`]),
 //! arrays at every alignment ([`check_unaligned`]), extreme values, zero points and parameters
 //! no blob holds ([`check_extremes`]), elementwise kernels at every length
-//! ([`check_elementwise`]), and the weight-streaming floor ([`check_weight_stream`]).
+//! ([`check_elementwise`]), and the weight-streaming floor ([`check_weight_stream`]). The
+//! format-version-2 kernels are checked against definitions written in the suite (a direct
+//! convolution over every tap, a scattering transposed convolution) rather than against the
+//! reference: random and grid geometries ([`check_conv`], cases from [`ConvCase`] through
+//! [`check_conv_case`]), refused shapes and short slices ([`check_conv_short_slices`]),
+//! upsampling ([`check_upsample`]) and additions ([`check_add`]).
 //! [`check_kernels`] runs them all.
 //!
 //! Every implementation instantiates the suite, as tract-linalg's `frame` suites are: the unit
@@ -24,6 +29,8 @@
 
 #![cfg(feature = "alloc")]
 
+mod conv;
+
 use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
@@ -32,6 +39,7 @@ use super::{DenseFloat, DenseFloatFn, DenseI8, Kernels, REFERENCE};
 use crate::format::{ActKind, WeightLayout};
 use crate::quant::quantize_multiplier;
 use crate::rng::Rng;
+pub use conv::{check_add, check_conv, check_conv_case, check_conv_short_slices, check_upsample, ConvCase};
 
 /// The first disagreement found, with the case that shows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -162,11 +170,23 @@ impl Call {
         written: core::ops::Range<usize>,
         close: impl Fn(T, T) -> bool,
     ) -> Result<(), Mismatch> {
+        self.check_indexed(got, want, origin, written, |_, g, w| close(g, w))
+    }
+
+    /// As [`Call::check`], `close` also given the element's index in the buffers.
+    fn check_indexed<T: Element>(
+        self,
+        got: &[T],
+        want: &[T],
+        origin: usize,
+        written: core::ops::Range<usize>,
+        close: impl Fn(usize, T, T) -> bool,
+    ) -> Result<(), Mismatch> {
         let (s_got, s_want) = T::sentinels(self.at);
         for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
             let index = i.wrapping_sub(origin);
             let bad = if written.contains(&i) {
-                (!close(g, w)).then(|| self.at.mismatch(self.kernel, self.shape, index, g.as_f64(), w.as_f64()))
+                (!close(i, g, w)).then(|| self.at.mismatch(self.kernel, self.shape, index, g.as_f64(), w.as_f64()))
             } else if !g.same(s_got) {
                 Some(self.at.mismatch(self.kernel, self.shape, index, g.as_f64(), s_got.as_f64()))
             } else if !w.same(s_want) {
@@ -508,6 +528,10 @@ pub fn check_kernels(k: &Kernels, cases: usize, seed: u64) -> Result<usize, Mism
     n += check_extremes(k, seed)?;
     n += check_elementwise(k, seed)?;
     n += check_weight_stream(k, seed)?;
+    n += check_conv(k, cases / 10, seed)?;
+    n += check_conv_short_slices(k, seed)?;
+    n += check_upsample(k, seed)?;
+    n += check_add(k, seed)?;
     Ok(n)
 }
 
@@ -541,7 +565,15 @@ pub fn check_random(k: &Kernels, cases: usize, seed: u64) -> Result<usize, Misma
         let scale = 0.01 + (case % 13) as f32 * 0.037;
         quantize_call(k, &xf, scale, c.out_zero_point, xf.len() + TAIL, at)?;
         if cfg!(any(feature = "f32", feature = "f16")) {
-            let acts = [ActKind::None, ActKind::Relu, ActKind::LeakyRelu, ActKind::Sigmoid, ActKind::Tanh];
+            let acts = [
+                ActKind::None,
+                ActKind::Relu,
+                ActKind::LeakyRelu,
+                ActKind::Sigmoid,
+                ActKind::Tanh,
+                ActKind::Silu,
+                ActKind::HardSwish,
+            ];
             activation_call(k, acts[case % acts.len()], &xf, xf.len() + TAIL, at)?;
             let probabilities: Vec<f32> = xf.iter().map(|v| v * 1e8).collect();
             pixels_call(k, &probabilities, xf.len() + TAIL, at)?;
@@ -874,7 +906,15 @@ pub fn check_elementwise(k: &Kernels, seed: u64) -> Result<usize, Mismatch> {
             lut_call(k, &table, &x, out_len, at)?;
             quantize_call(k, &xf, scale, zero_point, out_len, at)?;
             if cfg!(any(feature = "f32", feature = "f16")) {
-                let acts = [ActKind::None, ActKind::Relu, ActKind::LeakyRelu, ActKind::Sigmoid, ActKind::Tanh];
+                let acts = [
+                    ActKind::None,
+                    ActKind::Relu,
+                    ActKind::LeakyRelu,
+                    ActKind::Sigmoid,
+                    ActKind::Tanh,
+                    ActKind::Silu,
+                    ActKind::HardSwish,
+                ];
                 activation_call(k, acts[n % acts.len()], &xf, out_len, at)?;
                 pixels_call(k, &xf, out_len, at)?;
             }
@@ -1012,7 +1052,47 @@ mod tests {
                 *y ^= 1;
             }
         }
+        fn conv_pads_with_zero(p: &super::super::ConvI8<'_>, x: &[i8], batch: usize, out: &mut [i8]) {
+            (REFERENCE.conv_i8)(&super::super::ConvI8 { in_zero_point: 0, ..*p }, x, batch, out);
+        }
+        fn conv_transpose_flips(p: &super::super::ConvI8<'_>, x: &[i8], batch: usize, out: &mut [i8]) {
+            // The textbook mistake: the flipped filter without the zero insertion it goes with.
+            let taps = p.geometry.kh as usize * p.geometry.kw as usize;
+            let flipped: Vec<u8> = p.weights.chunks(taps.max(1)).flat_map(|t| t.iter().rev().copied()).collect();
+            (REFERENCE.conv_transpose_i8)(&super::super::ConvI8 { weights: &flipped, ..*p }, x, batch, out);
+        }
+        fn conv_f32_ignores_groups(p: &super::super::ConvFloat<'_>, x: &[f32], batch: usize, out: &mut [f32]) {
+            // Every group reads the first group's input channels.
+            let (groups, len) = (p.geometry.groups.max(1) as usize, p.in_shape.elements().unwrap_or(0));
+            let mut copy = x.to_vec();
+            for sample in copy.chunks_exact_mut(len.max(1)) {
+                let per_group = len / groups;
+                for g in 1..groups {
+                    sample.copy_within(..per_group, g * per_group);
+                }
+            }
+            (REFERENCE.conv_f32)(p, &copy, batch, out)
+        }
+        fn upsample_rounds(p: &super::super::Upsample, x: &[i8], batch: usize, out: &mut [i8]) {
+            (REFERENCE.upsample_i8)(p, x, batch, out);
+            if p.factor_h == 2 {
+                if let Some(v) = out.get_mut(1) {
+                    *v = v.wrapping_add(1);
+                }
+            }
+        }
+        fn add_wraps(p: &super::super::AddI8, a: &[i8], b: &[i8], out: &mut [i8]) {
+            for ((y, &a), &b) in out.iter_mut().zip(a).zip(b) {
+                let q = crate::quant::add_i8(a, b, p.zero_points, p.multipliers, p.shifts, -128, 127);
+                *y = q.clamp(p.act_min, p.act_max.max(p.act_min)).wrapping_add((a == 127) as i8);
+            }
+        }
         let broken = [
+            Kernels { name: "conv pads with zero", conv_i8: conv_pads_with_zero, ..REFERENCE },
+            Kernels { name: "conv transpose flips", conv_transpose_i8: conv_transpose_flips, ..REFERENCE },
+            Kernels { name: "conv f32 ignores groups", conv_f32: conv_f32_ignores_groups, ..REFERENCE },
+            Kernels { name: "upsample rounds", upsample_i8: upsample_rounds, ..REFERENCE },
+            Kernels { name: "add wraps", add_i8: add_wraps, ..REFERENCE },
             Kernels { name: "off by one", dense_i8: off_by_one, ..REFERENCE },
             Kernels { name: "writes past", dense_i8: writes_past, ..REFERENCE },
             Kernels { name: "all or nothing", dense_i8: all_or_nothing, ..REFERENCE },

@@ -18,7 +18,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let bytes = util::read_blob(&a.blob)?;
     let m = Model::parse(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", a.blob.display()))?;
     let meta = m.meta();
-    println!("{}: tinyvae blob v{}, checksum ok", a.blob.display(), tinyvae::format::VERSION);
+    println!("{}: tinyvae blob v{}, checksum ok", a.blob.display(), m.version());
     println!("  kind        {} ({})", m.kind(), m.precision());
     println!(
         "  latent      {}{}",
@@ -38,7 +38,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         m.arena_size() - tinyvae::format::ALIGN,
         tinyvae::format::ALIGN
     );
-    println!("  MACs        {} per sample", m.macs());
+    println!("  MACs        {} per sample (executed: a transposed convolution counts only real taps)", m.macs());
     println!("  tensors:");
     for t in 0..m.tensor_count() as u16 {
         let Some(info) = m.tensor(t) else { continue };
@@ -54,20 +54,42 @@ pub fn run(a: Args) -> Result<ExitCode> {
         } else {
             String::new()
         };
-        println!("    t{t:<3} {:>4} x {:<5} @ arena {:>6}{quant}{role}", info.dtype, info.len, info.arena_offset);
+        let shape = match info.shape() {
+            Some(_) => format!("{}x{}x{}", info.channels(), info.height, info.width),
+            None => info.len.to_string(),
+        };
+        println!("    t{t:<3} {:>4} x {shape:<9} @ arena {:>6}{quant}{role}", info.dtype, info.arena_offset);
     }
-    println!("  nodes:");
+    println!("  nodes:                                                   MACs   weight bytes");
     for i in 0..m.node_count() {
         let Some(n) = m.node(i) else { continue };
+        let act = match (n.act, n.weight_dtype) {
+            (tinyvae::format::ActKind::Relu, DType::I8) => " +relu (clamp)",
+            (tinyvae::format::ActKind::Relu, _) => " +relu",
+            _ => "",
+        };
+        let g = n.geometry;
         let what = match n.op {
-            Op::Dense => {
-                let act = match (n.act, n.weight_dtype) {
-                    (tinyvae::format::ActKind::Relu, DType::I8) => " +relu (clamp)",
-                    (tinyvae::format::ActKind::Relu, _) => " +relu",
-                    _ => "",
-                };
-                format!("dense {}x{} {} weights ({}){act}", n.rows, n.cols, n.weight_dtype, n.layout)
+            Op::Dense => format!("dense {}x{} {} weights ({}){act}", n.rows, n.cols, n.weight_dtype, n.layout),
+            Op::Conv | Op::ConvTranspose => {
+                let name = if n.op == Op::Conv { "conv" } else { "convT" };
+                let mut s = format!("{name} {}x{} s{}", g.kh, g.kw, g.stride_h);
+                if g.stride_w != g.stride_h {
+                    s += &format!("x{}", g.stride_w);
+                }
+                if g.pad_top > 0 || g.pad_left > 0 {
+                    s += &format!(" p{},{}", g.pad_top, g.pad_left);
+                }
+                if g.dilation_h > 1 || g.dilation_w > 1 {
+                    s += &format!(" d{}x{}", g.dilation_h, g.dilation_w);
+                }
+                if g.groups > 1 {
+                    s += &format!(" g{}", g.groups);
+                }
+                format!("{s} {}{act}", n.weight_dtype)
             }
+            Op::Upsample => format!("upsample x{}x{}", g.stride_h, g.stride_w),
+            Op::Add => "add".to_string(),
             Op::Lut => "lut (256-entry table)".to_string(),
             Op::Activation => format!("{}", n.act),
             Op::Concat => "concat".to_string(),
@@ -76,7 +98,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
             Some(b) => format!("t{}, t{b}", n.input),
             None => format!("t{}", n.input),
         };
-        println!("    n{i:<3} {what:<44} {ins} -> t{}", n.output);
+        let macs = m.node_macs(i).unwrap_or(0);
+        let bytes = n.weights.len() + n.bias.len() + n.aux.len();
+        let flow = format!("{ins} -> t{}", n.output);
+        println!("    n{i:<3} {what:<34} {flow:<16} {macs:>9} {bytes:>10}");
     }
     Ok(ExitCode::SUCCESS)
 }

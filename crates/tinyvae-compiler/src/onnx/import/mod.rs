@@ -244,6 +244,9 @@ struct Importer {
     /// The numeric batch size the inputs declare, when they declare one: a Reshape to it keeps
     /// the batch axis.
     declared_batch: Option<i64>,
+    /// ONNX outputs of `HardSigmoid(x; 1/6, 1/2)` nodes -> the IR value `x`: the gate of a hard
+    /// swish `x * HardSigmoid(x)`, which a Mul completes.
+    hard_gates: HashMap<String, String>,
 }
 
 /// What an op handler returns: the problem, which the walker attributes to the node.
@@ -306,7 +309,16 @@ impl Importer {
             *uses.entry(o.name.clone()).or_default() += 1;
         }
         let declared_batch = if batches.len() == 1 { batches.into_iter().next() } else { None };
-        Ok(Importer { vals, bad, nodes: Vec::new(), producer: HashMap::new(), uses, inputs, declared_batch })
+        Ok(Importer {
+            vals,
+            bad,
+            nodes: Vec::new(),
+            producer: HashMap::new(),
+            uses,
+            inputs,
+            declared_batch,
+            hard_gates: HashMap::new(),
+        })
     }
 
     fn node(&mut self, n: &pb::NodeProto, k: usize) -> Result<(), ImportError> {

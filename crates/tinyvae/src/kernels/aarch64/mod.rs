@@ -8,6 +8,9 @@
 //!   `fmla` (f16 weights widened with `fcvtl`), the int8 lookup table on `tbl`/`tbx`, and the
 //!   weight-streaming floor.
 //!
+//! Convolutions, transposed convolutions, upsampling and additions (format version 2) are the
+//! scalar reference in both tables for now.
+//!
 //! Every function in these tables checks, on each call, that the CPU has what it executes
 //! (a cached feature test) and that the slices hold the shapes it reads; otherwise it hands the
 //! call on (`sdot` to NEON, NEON to the scalar reference). So the tables are sound to call from
@@ -44,6 +47,17 @@ pub static NEON: Kernels = Kernels {
     pixels_f32: crate::kernels::reference::pixels_f32,
     quantize_i8: crate::kernels::reference::quantize_i8,
     weight_stream: weight_stream::weight_stream_neon,
+    // Convolutions, upsampling and additions: the scalar reference until NEON versions exist.
+    conv_i8: crate::kernels::reference::conv_i8,
+    conv_f16: crate::kernels::reference::conv_f16,
+    conv_f32: crate::kernels::reference::conv_f32,
+    conv_transpose_i8: crate::kernels::reference::conv_transpose_i8,
+    conv_transpose_f16: crate::kernels::reference::conv_transpose_f16,
+    conv_transpose_f32: crate::kernels::reference::conv_transpose_f32,
+    upsample_i8: crate::kernels::reference::upsample_i8,
+    upsample_f32: crate::kernels::reference::upsample_f32,
+    add_i8: crate::kernels::reference::add_i8,
+    add_f32: crate::kernels::reference::add_f32,
 };
 
 /// NEON plus `sdot` (FEAT_DotProd: Raspberry Pi 5 and other Armv8.2+ cores).

@@ -2,7 +2,7 @@
 //! (`SMLAD`, `SXTB16`) of the Cortex-M4 and Cortex-M7.
 //!
 //! `DSP` is the table that dispatch picks: int8 Dense on `SMLAD` (one kernel per file), and
-//! the scalar reference for the rest. `dense_i8_w16` is an opt-in int16-weight variant kept
+//! the scalar reference for the rest (convolutions, upsampling and additions included). `dense_i8_w16` is an opt-in int16-weight variant kept
 //! for measurements; no table uses it.
 //!
 //! # Which builds get them
@@ -30,6 +30,16 @@ pub static DSP: Kernels = Kernels {
     pixels_f32: crate::kernels::reference::pixels_f32,
     quantize_i8: crate::kernels::reference::quantize_i8,
     weight_stream: crate::kernels::reference::weight_stream,
+    conv_i8: crate::kernels::reference::conv_i8,
+    conv_f16: crate::kernels::reference::conv_f16,
+    conv_f32: crate::kernels::reference::conv_f32,
+    conv_transpose_i8: crate::kernels::reference::conv_transpose_i8,
+    conv_transpose_f16: crate::kernels::reference::conv_transpose_f16,
+    conv_transpose_f32: crate::kernels::reference::conv_transpose_f32,
+    upsample_i8: crate::kernels::reference::upsample_i8,
+    upsample_f32: crate::kernels::reference::upsample_f32,
+    add_i8: crate::kernels::reference::add_i8,
+    add_f32: crate::kernels::reference::add_f32,
 };
 
 /// Tables usable on this CPU, fastest first.

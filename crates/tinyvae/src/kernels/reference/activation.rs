@@ -45,6 +45,8 @@ pub(crate) fn activation_f32_inline(act: ActKind, alpha: f32, x: &[f32], out: &m
             ActKind::LeakyRelu => pairs.for_each(|(y, &v)| *y = if v >= 0.0 { v } else { alpha * v }),
             ActKind::Sigmoid => pairs.for_each(|(y, &v)| *y = 1.0 / (1.0 + exp_fast(-v))),
             ActKind::Tanh => pairs.for_each(|(y, &v)| *y = 1.0 - 2.0 / (1.0 + exp_fast(2.0 * v))),
+            ActKind::Silu => pairs.for_each(|(y, &v)| *y = v / (1.0 + exp_fast(-v))),
+            ActKind::HardSwish => pairs.for_each(|(y, &v)| *y = v * (v + 3.0).clamp(0.0, 6.0) / 6.0),
         }
     }
     #[cfg(not(any(feature = "f32", feature = "f16")))]
@@ -94,6 +96,17 @@ mod tests {
         for (v, t) in x.iter().zip(y) {
             assert!((t - libm::tanhf(*v)).abs() < 3e-7, "tanh({v})");
         }
+        activation_f32(ActKind::Silu, 0.0, &x, &mut y);
+        for (v, s) in x.iter().zip(y) {
+            let want = v / (1.0 + libm::expf(-v));
+            assert!((s - want).abs() <= 3e-7 * want.abs().max(1.0), "silu({v}) = {s}, want {want}");
+        }
+        activation_f32(ActKind::HardSwish, 0.0, &x, &mut y);
+        for (v, h) in x.iter().zip(y) {
+            let want = *v as f64 * (*v as f64 + 3.0).clamp(0.0, 6.0) / 6.0;
+            assert!((h as f64 - want).abs() <= 1e-7 * want.abs().max(1.0), "hardswish({v}) = {h}");
+        }
+        assert_eq!((y[0], y[1], y[7], y[8]), (0.0, 0.0, 5.0, 30.0));
         activation_f32(ActKind::LeakyRelu, 0.1, &x, &mut y);
         assert_eq!((y[1], y[7]), (-0.5, 5.0));
     }

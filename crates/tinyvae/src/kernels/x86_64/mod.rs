@@ -9,6 +9,8 @@
 //!
 //! f32 activations, pixels and input quantization: the reference's loops compiled 16 lanes
 //! wide (AVX-512) or 8 (AVX2); AVX-512 input quantization rounds its own (equal) way.
+//! Convolutions, transposed convolutions, upsampling and additions (format version 2): the
+//! scalar reference in every table until optimized versions exist.
 //!
 //! Dispatch: with `std`, the CPU is probed once at run time (`is_x86_feature_detected!`);
 //! without, the target features the crate was compiled with decide (`-C target-cpu=...`).
@@ -32,7 +34,7 @@ mod weight_stream_avx512;
 #[cfg(test)]
 mod requantize_cases;
 
-use crate::kernels::{Kernels, REFERENCE};
+use crate::kernels::{reference, Kernels, REFERENCE};
 
 /// AVX-512 F/BW/VL + VNNI int8 Dense, 16-wide float Dense and a VBMI byte-permute LUT
 /// (Ice Lake, Sapphire Rapids, Zen 4 and later).
@@ -46,6 +48,17 @@ pub static AVX512_VNNI_VBMI: Kernels = Kernels {
     pixels_f32: elementwise_f32_simd::pixels_f32_avx512,
     quantize_i8: elementwise_f32_simd::quantize_i8_avx512,
     weight_stream: weight_stream_avx512::weight_stream,
+    // Convolutions, upsampling and additions: the scalar reference until SIMD versions exist.
+    conv_i8: reference::conv_i8,
+    conv_f16: reference::conv_f16,
+    conv_f32: reference::conv_f32,
+    conv_transpose_i8: reference::conv_transpose_i8,
+    conv_transpose_f16: reference::conv_transpose_f16,
+    conv_transpose_f32: reference::conv_transpose_f32,
+    upsample_i8: reference::upsample_i8,
+    upsample_f32: reference::upsample_f32,
+    add_i8: reference::add_i8,
+    add_f32: reference::add_f32,
 };
 
 /// AVX-512 VNNI without VBMI (Cascade Lake): everything of [`AVX512_VNNI_VBMI`] but the LUT.
@@ -65,6 +78,17 @@ pub static AVX2: Kernels = Kernels {
     pixels_f32: elementwise_f32_simd::pixels_f32_avx2,
     quantize_i8: elementwise_f32_simd::quantize_i8_avx2,
     weight_stream: weight_stream_avx2::weight_stream,
+    // Convolutions, upsampling and additions: the scalar reference until SIMD versions exist.
+    conv_i8: reference::conv_i8,
+    conv_f16: reference::conv_f16,
+    conv_f32: reference::conv_f32,
+    conv_transpose_i8: reference::conv_transpose_i8,
+    conv_transpose_f16: reference::conv_transpose_f16,
+    conv_transpose_f32: reference::conv_transpose_f32,
+    upsample_i8: reference::upsample_i8,
+    upsample_f32: reference::upsample_f32,
+    add_i8: reference::add_i8,
+    add_f32: reference::add_f32,
 };
 
 /// Instruction-set levels the tables need, as bits of one detection word.

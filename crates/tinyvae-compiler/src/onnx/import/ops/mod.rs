@@ -1,7 +1,8 @@
 //! The registration table: which function imports each ONNX op type.
 //!
 //! One module per op family, as tract-onnx registers its ops: `nn` (Gemm, MatMul,
-//! activations), `math` (Add) and `array` (layout, shape arithmetic, constants). Each exposes
+//! activations), `conv` (Conv, ConvTranspose, BatchNormalization, Resize/Upsample), `math`
+//! (Add, Mul) and `array` (layout, shape arithmetic, constants). Each exposes
 //! `OPS`, a static slice of [`OpDef`]; [`FAMILIES`] chains them. Importing a new op type is one
 //! `OpDef` entry in its family's `OPS` plus the `Importer` method it names.
 //!
@@ -9,6 +10,7 @@
 //! by hand next to it would drift.
 
 mod array;
+mod conv;
 mod math;
 mod nn;
 
@@ -44,7 +46,7 @@ impl OpDef {
 }
 
 /// Every family's table, in the order the menu lists them.
-const FAMILIES: [&[OpDef]; 3] = [nn::OPS, math::OPS, array::OPS];
+const FAMILIES: [&[OpDef]; 4] = [nn::OPS, conv::OPS, math::OPS, array::OPS];
 
 fn all() -> impl Iterator<Item = &'static OpDef> {
     FAMILIES.into_iter().flatten()
@@ -110,6 +112,10 @@ fn attr_f(n: &pb::NodeProto, name: &str, default: f32) -> f32 {
 
 fn attr_ints(n: &pb::NodeProto, name: &str) -> Option<Vec<i64>> {
     attr(n, name).map(|a| a.ints.clone())
+}
+
+fn attr_s(n: &pb::NodeProto, name: &str, default: &'static str) -> String {
+    attr(n, name).map_or(default.to_string(), |a| String::from_utf8_lossy(&a.s).into_owned())
 }
 
 /// Normalizes a possibly negative ONNX axis against `rank`.

@@ -15,6 +15,9 @@ pub(super) const OPS: &[OpDef] = &[
     OpDef::new("LeakyRelu", Importer::leaky_relu),
     OpDef::new("Sigmoid", Importer::sigmoid),
     OpDef::new("Tanh", Importer::tanh),
+    OpDef::new("HardSwish", Importer::hard_swish),
+    OpDef::new("Swish", Importer::swish).scope("alpha 1, i.e. SiLU"),
+    OpDef::new("HardSigmoid", Importer::hard_sigmoid).scope("as the gate of x * HardSigmoid(x), hard swish"),
 ];
 
 impl Importer {
@@ -90,6 +93,37 @@ impl Importer {
 
     fn tanh(&mut self, n: &pb::NodeProto, name: &str) -> NodeResult {
         self.activation(n, name, Op::Tanh)
+    }
+
+    fn hard_swish(&mut self, n: &pb::NodeProto, name: &str) -> NodeResult {
+        self.activation(n, name, Op::HardSwish)
+    }
+
+    fn swish(&mut self, n: &pb::NodeProto, name: &str) -> NodeResult {
+        let alpha = attr_f(n, "alpha", 1.0);
+        if alpha != 1.0 {
+            return Err(format!("alpha {alpha} is not supported (tinyvae imports x * sigmoid(x), alpha 1)"));
+        }
+        self.activation(n, name, Op::Silu)
+    }
+
+    /// `HardSigmoid(x)` with alpha 1/6 and beta 1/2 is the gate of hard swish; the Mul that
+    /// multiplies it by `x` makes the IR node. Read by anything else, it is an error there.
+    fn hard_sigmoid(&mut self, n: &pb::NodeProto, _name: &str) -> NodeResult {
+        let (alpha, beta) = (attr_f(n, "alpha", 0.2), attr_f(n, "beta", 0.5));
+        let (x, _) = self.act(n, 0)?;
+        let out = Self::out(n, 0)?.to_string();
+        if (alpha - 1.0 / 6.0).abs() > 1e-6 || beta != 0.5 {
+            return Err(format!(
+                "alpha {alpha}, beta {beta}: tinyvae imports HardSigmoid only as hard swish's gate (alpha 1/6, beta 1/2)"
+            ));
+        }
+        self.bad.insert(
+            out.clone(),
+            format!("`{out}` is a HardSigmoid, which tinyvae imports only as the gate of x * HardSigmoid(x)"),
+        );
+        self.hard_gates.insert(out, x);
+        Ok(())
     }
 
     fn activation(&mut self, n: &pb::NodeProto, name: &str, op: Op) -> NodeResult {

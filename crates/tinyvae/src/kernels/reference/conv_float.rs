@@ -1,0 +1,71 @@
+//! Float 2-D convolution (grouped and depthwise too) with f32 or f16 weights, scalar
+//! reference: `y[o][oy][ox] = act(bias[o] + sum W[o][c][ky][kx] * x[...])`, padding reading 0.
+//!
+//! Written as the int8 reference is, over the valid taps only ([`crate::kernels::taps`]):
+//! padding contributes nothing in float, so skipping it changes no value. f16 weights widen to
+//! f32 one at a time; accumulation is f32.
+
+use crate::kernels::ConvFloat;
+
+/// See [`crate::kernels::ConvFloat`]; weights are little-endian f32.
+pub fn conv_f32(p: &ConvFloat<'_>, x: &[f32], batch: usize, out: &mut [f32]) {
+    // Without the feature, blobs of this precision never parse (see `dense_f32`).
+    #[cfg(feature = "f32")]
+    conv_float(p, x, batch, out, 4, |w: &[u8], i: usize| {
+        f32::from_le_bytes([w[4 * i], w[4 * i + 1], w[4 * i + 2], w[4 * i + 3]])
+    });
+    #[cfg(not(feature = "f32"))]
+    let _ = (p, x, batch, out);
+}
+
+/// See [`crate::kernels::ConvFloat`]; weights are little-endian IEEE binary16.
+pub fn conv_f16(p: &ConvFloat<'_>, x: &[f32], batch: usize, out: &mut [f32]) {
+    #[cfg(feature = "f16")]
+    conv_float(p, x, batch, out, 2, |w: &[u8], i: usize| half::f16::from_le_bytes([w[2 * i], w[2 * i + 1]]).to_f32());
+    #[cfg(not(feature = "f16"))]
+    let _ = (p, x, batch, out);
+}
+
+/// The body of both: `weight(row, i)` is weight `i` of a row of `cols * weight_bytes` bytes.
+#[cfg(any(feature = "f32", feature = "f16"))]
+#[inline(always)]
+fn conv_float(
+    p: &ConvFloat<'_>,
+    x: &[f32],
+    batch: usize,
+    out: &mut [f32],
+    weight_bytes: usize,
+    weight: impl Fn(&[u8], usize) -> f32,
+) {
+    let n = p.samples(false, weight_bytes, x, batch, out);
+    let Some(d) = p.dims(false).filter(|_| n > 0) else {
+        return;
+    };
+    let (in_w, in_plane) = (p.in_shape.width, p.in_shape.height * p.in_shape.width);
+    let (out_w, out_plane) = (p.out_shape.width, p.out_shape.height * p.out_shape.width);
+    let group_len = d.in_channels_per_group * in_plane;
+    let taps = d.kh * d.kw;
+    for (xs, ys) in x.chunks_exact(d.in_len).zip(out.chunks_exact_mut(d.out_len)).take(n) {
+        let rows = p.weights.chunks_exact(d.cols * weight_bytes).zip(ys.chunks_exact_mut(out_plane));
+        for (o, (w, y)) in rows.take(d.rows).enumerate() {
+            let g = o / d.out_channels_per_group;
+            let xg = &xs[g * group_len..(g + 1) * group_len];
+            let bias = super::le_f32(p.bias, o);
+            for oy in 0..p.out_shape.height {
+                let rows = d.h.conv_taps(oy);
+                for ox in 0..out_w {
+                    let cols = d.w.conv_taps(ox);
+                    let mut acc = bias;
+                    for (c, xc) in xg.chunks_exact(in_plane).enumerate() {
+                        for (ky, iy) in rows {
+                            for (kx, ix) in cols {
+                                acc += weight(w, c * taps + ky * d.kw + kx) * xc[iy * in_w + ix];
+                            }
+                        }
+                    }
+                    y[oy * out_w + ox] = if p.relu && acc < 0.0 { 0.0 } else { acc };
+                }
+            }
+        }
+    }
+}

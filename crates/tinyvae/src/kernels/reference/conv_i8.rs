@@ -1,0 +1,55 @@
+//! int8 2-D convolution (grouped and depthwise too), scalar reference.
+//!
+//! The definition: `acc = bias[o] + sum_{c, ky, kx} W[o][c][ky][kx] * x'`, where `x'` is the
+//! input code at `(g * C_in/groups + c, oy * stride_h - pad_top + ky * dilation_h, ...)`, or
+//! the input zero point where that position lies outside the input (padding is real 0), then
+//! [`requantize`]. The bias holds `-zp_in * sum_k W[o][k]`, as Dense's does.
+//!
+//! Written to visit only the taps that land inside the input ([`crate::kernels::taps`]), as a
+//! fast kernel would and as the MAC count says: since `W * x' = W * zp_in + W * (x' - zp_in)`
+//! and the second term is 0 on padding, `acc = bias[o] + zp_in * sum_k W[o][k] + sum over the
+//! valid taps of W * (x - zp_in)`, which is the same integer in wrapping i32 arithmetic. The row
+//! sum is taken from the weights here, not from `weight_sums`, so that the reference depends
+//! on the weights alone (the suite checks it against the definition above, padding included).
+
+use super::le_i32;
+use crate::kernels::ConvI8;
+use crate::quant::requantize;
+
+/// See [`crate::kernels::ConvI8`].
+pub fn conv_i8(p: &ConvI8<'_>, x: &[i8], batch: usize, out: &mut [i8]) {
+    let n = p.samples(false, x, batch, out);
+    let Some(d) = p.dims(false).filter(|_| n > 0) else {
+        return;
+    };
+    let (in_w, in_plane) = (p.in_shape.width, p.in_shape.height * p.in_shape.width);
+    let (out_w, out_plane) = (p.out_shape.width, p.out_shape.height * p.out_shape.width);
+    let group_len = d.in_channels_per_group * in_plane;
+    let zp = p.in_zero_point;
+    for (xs, ys) in x.chunks_exact(d.in_len).zip(out.chunks_exact_mut(d.out_len)).take(n) {
+        for (o, (w, y)) in p.weights.chunks_exact(d.cols).zip(ys.chunks_exact_mut(out_plane)).take(d.rows).enumerate() {
+            let g = o / d.out_channels_per_group;
+            let xg = &xs[g * group_len..(g + 1) * group_len];
+            let row_sum = w.iter().fold(0i32, |s, &v| s.wrapping_add(v as i8 as i32));
+            let base = le_i32(p.bias, o).wrapping_add(zp.wrapping_mul(row_sum));
+            let (m, s) = (le_i32(p.multipliers, o), le_i32(p.shifts, o));
+            for oy in 0..p.out_shape.height {
+                let rows = d.h.conv_taps(oy);
+                for ox in 0..out_w {
+                    let cols = d.w.conv_taps(ox);
+                    let mut acc = base;
+                    for (wc, xc) in w.chunks_exact(d.kh * d.kw).zip(xg.chunks_exact(in_plane)) {
+                        for (ky, iy) in rows {
+                            for (kx, ix) in cols {
+                                let wv = wc[ky * d.kw + kx] as i8 as i32;
+                                let xv = (xc[iy * in_w + ix] as i32).wrapping_sub(zp);
+                                acc = acc.wrapping_add(wv.wrapping_mul(xv));
+                            }
+                        }
+                    }
+                    y[oy * out_w + ox] = requantize(acc, m, s, p.out_zero_point, p.act_min, p.act_max);
+                }
+            }
+        }
+    }
+}

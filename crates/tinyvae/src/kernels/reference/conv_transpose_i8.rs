@@ -1,0 +1,57 @@
+//! int8 2-D transposed convolution, scalar reference, by phase decomposition.
+//!
+//! The definition: `acc = bias[o] + sum W[o][c][ky][kx] * (x[c][iy][ix] - zp_in)` over the taps
+//! with `oy + pad_top - ky = iy * stride_h` for an `iy` inside the input (the same across),
+//! then [`requantize`]. The bias does not fold the input zero point: which taps an output gets
+//! varies from output to output, so the zero point is subtracted from each input instead.
+//!
+//! Why phases: a transposed convolution is often explained as zeros inserted between the
+//! inputs and an ordinary convolution with the flipped filter. That multiplies the zeros too,
+//! and needs the flipped copy in RAM. Instead, output rows with `oy ≡ p (mod stride_h)` use
+//! only the kernel rows `ky ≡ p + pad_top (mod stride_h)` (columns likewise), so each of the
+//! `stride_h * stride_w` phases is a small dense convolution over the stored filter, and
+//! [`crate::kernels::taps`] lists exactly its valid taps: nothing is multiplied that does not
+//! count, and the MAC count is what runs. Optimized kernels keep this loop structure and
+//! vectorize inside a phase.
+
+use super::le_i32;
+use crate::kernels::ConvI8;
+use crate::quant::requantize;
+
+/// See [`crate::kernels::ConvI8`]; the weights are `[C_out][C_in][kh][kw]`.
+pub fn conv_transpose_i8(p: &ConvI8<'_>, x: &[i8], batch: usize, out: &mut [i8]) {
+    let n = p.samples(true, x, batch, out);
+    let Some(d) = p.dims(true).filter(|_| n > 0) else {
+        return;
+    };
+    let (in_w, in_plane) = (p.in_shape.width, p.in_shape.height * p.in_shape.width);
+    let (out_h, out_w, out_plane) = (p.out_shape.height, p.out_shape.width, p.out_shape.height * p.out_shape.width);
+    let zp = p.in_zero_point;
+    for (xs, ys) in x.chunks_exact(d.in_len).zip(out.chunks_exact_mut(d.out_len)).take(n) {
+        for (o, (w, y)) in p.weights.chunks_exact(d.cols).zip(ys.chunks_exact_mut(out_plane)).take(d.rows).enumerate() {
+            let bias = le_i32(p.bias, o);
+            let (m, s) = (le_i32(p.multipliers, o), le_i32(p.shifts, o));
+            for phase_y in 0..d.h.stride().min(out_h) {
+                for phase_x in 0..d.w.stride().min(out_w) {
+                    for oy in (phase_y..out_h).step_by(d.h.stride()) {
+                        let rows = d.h.transpose_taps(oy);
+                        for ox in (phase_x..out_w).step_by(d.w.stride()) {
+                            let cols = d.w.transpose_taps(ox);
+                            let mut acc = bias;
+                            for (wc, xc) in w.chunks_exact(d.kh * d.kw).zip(xs.chunks_exact(in_plane)) {
+                                for (ky, iy) in rows {
+                                    for (kx, ix) in cols {
+                                        let wv = wc[ky * d.kw + kx] as i8 as i32;
+                                        let xv = (xc[iy * in_w + ix] as i32).wrapping_sub(zp);
+                                        acc = acc.wrapping_add(wv.wrapping_mul(xv));
+                                    }
+                                }
+                            }
+                            y[oy * out_w + ox] = requantize(acc, m, s, p.out_zero_point, p.act_min, p.act_max);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
