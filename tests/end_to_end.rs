@@ -276,3 +276,51 @@ fn external_data_models_quantize_and_validate_as_they_are() {
     assert_eq!(err.matches("alone.onnx").count(), 1, "the model is named once: {err}");
     assert!(!dir.join("alone.tvae").exists());
 }
+
+/// The conditional conv VAE from `tinyvae train --arch conv`, through every command: its
+/// encoder joins the label to computed conv features (an int8 Concat of a Conv output), its
+/// decoder is Dense -> ConvTranspose x 2; both quantize, validate in tract, and run.
+#[test]
+fn conv_cvae_trains_quantizes_validates_and_samples() {
+    let dir = scratch("conv-cvae");
+    let data = data_dir();
+    ok(&[
+        "train",
+        "--model",
+        "cvae",
+        "--arch",
+        "conv",
+        "--channels",
+        "8,16",
+        "--data",
+        s(&data),
+        "--out",
+        s(&dir),
+        "--latent",
+        "8",
+        "--max-steps",
+        "40",
+        "--epochs",
+        "5",
+        "--batch-size",
+        "64",
+        "--seed",
+        "5",
+        "--quiet",
+    ]);
+    let (enc, dec) = (dir.join("encoder.onnx"), dir.join("decoder.onnx"));
+    let (e8, d8, d16) = (dir.join("e8.tvae"), dir.join("d8.tvae"), dir.join("d16.tvae"));
+    ok(&["quantize", s(&enc), "-o", s(&e8), "--data", s(&data), "--no-refine"]);
+    ok(&["validate", s(&enc), s(&e8), "--data", s(&data), "--min-psnr", "30"]);
+    ok(&["quantize", s(&dec), "-o", s(&d8), "--no-refine"]);
+    ok(&["validate", s(&dec), s(&d8), "--min-psnr", "40"]);
+    ok(&["quantize", s(&dec), "--precision", "f16", "-o", s(&d16)]);
+    ok(&["validate", s(&dec), s(&d16), "--max-abs", "2e-3"]);
+    let inspect = ok(&["inspect", s(&d8)]);
+    assert!(inspect.contains("blob v2") && inspect.contains("convT 4x4 s2 p1,1"), "{inspect}");
+    assert!(inspect.contains("16x7x7") && inspect.contains("1x28x28"), "{inspect}");
+    let png = dir.join("samples.png");
+    ok(&["sample", s(&d8), "--count", "10", "--label", "3", "-o", s(&png)]);
+    assert!(png.exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,5 +1,6 @@
-//! What to train and how: the network shape ([`VaeConfig`]) and the optimisation run
-//! ([`TrainConfig`]), both serialisable so that a checkpoint records exactly what made it.
+//! What to train and how: the network shape ([`VaeConfig`], its architecture [`Arch`]) and the
+//! optimisation run ([`TrainConfig`]), all serialisable so that a checkpoint records exactly
+//! what made it.
 
 use std::path::PathBuf;
 
@@ -32,13 +33,70 @@ impl Likelihood {
     }
 }
 
-/// Shape of the VAE: MLP Gaussian encoder q(z|x) = N(mu, diag exp(logvar)) and MLP decoder.
+/// The network family of a VAE's encoder and decoder.
+///
+/// Serialised as `{"kind": "mlp"}` or `{"kind": "conv", "channels": [32, 64], "refine": 0}`;
+/// a configuration written before the field existed reads as [`Arch::Mlp`].
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "kind")]
+pub enum Arch {
+    /// Fully connected: the encoder reads the flat image, the decoder writes it (the shipped
+    /// models).
+    #[default]
+    Mlp,
+    /// The convolutional VAE of the PyTorch tutorials, for square greyscale images whose side
+    /// is divisible by `2^channels.len()`. Encoder: one `Conv2d(c_prev, c_i, 4, stride 2,
+    /// pad 1)` + ReLU per entry of `channels` (28 x 28 -> 14 x 14 -> 7 x 7 for two), flatten,
+    /// the Dense `encoder_hidden` layers, the `mu`/`logvar` heads. Decoder: the Dense
+    /// `decoder_hidden` layers, `Dense(.., c_last * h * w)` + ReLU viewed as `[c_last, h, w]`,
+    /// `refine` stages of `ConvTranspose2d(c_last, c_last, 3, 1, 1)` + ReLU, then one
+    /// `ConvTranspose2d(c_i, c_{i-1}, 4, 2, 1)` per entry back to one channel (ReLU between,
+    /// the last one giving logits). A CVAE's one-hot label joins the flattened features before
+    /// the encoder's Dense layers and z at the decoder's input.
+    Conv {
+        /// Output channels of the encoder's stride-2 convolutions, input side first (the
+        /// decoder mirrors them); `[32, 64]` by default.
+        channels: Vec<usize>,
+        /// Stride-1 3 x 3 transposed convolutions right after the decoder's view (the larger
+        /// decoder `Linear(32, 80*7*7) -> ConvT(80, 80, 3, 1, 1) -> ConvT(80, 64, 4, 2, 1) ->
+        /// ConvT(64, 1, 4, 2, 1)` is `channels: [64, 80], refine: 1`).
+        #[serde(default)]
+        refine: usize,
+    },
+}
+
+impl Arch {
+    /// The tutorial's convolutional VAE: channels 32 and 64, no refinement stage.
+    pub fn conv() -> Self {
+        Arch::Conv { channels: vec![32, 64], refine: 0 }
+    }
+
+    /// Checks the channel counts, naming the bad one.
+    pub fn validate(&self) -> Result<(), TrainError> {
+        if let Arch::Conv { channels, .. } = self {
+            if channels.is_empty() {
+                return Err(TrainError::Config("the conv architecture needs at least one channel count".into()));
+            }
+            if let Some(i) = channels.iter().position(|&c| c == 0) {
+                return Err(TrainError::Config(format!("conv layer {i} has 0 channels")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Shape of the VAE: Gaussian encoder q(z|x) = N(mu, diag exp(logvar)) and decoder, MLPs or
+/// convolutional ([`Arch`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct VaeConfig {
-    /// Hidden layer widths of the encoder (ReLU after each), before the `mu`/`logvar` heads.
+    /// Encoder and decoder family: MLP (the default) or convolutional.
+    pub arch: Arch,
+    /// Hidden layer widths of the encoder (ReLU after each), before the `mu`/`logvar` heads
+    /// (for the conv architecture: Dense layers after the flattened convolutions).
     pub encoder_hidden: Vec<usize>,
-    /// Hidden layer widths of the decoder (ReLU after each), before the output layer.
+    /// Hidden layer widths of the decoder (ReLU after each), before the output layer (for the
+    /// conv architecture: Dense layers before the one the convolutions' input is viewed from).
     pub decoder_hidden: Vec<usize>,
     /// Size of z.
     pub latent: usize,
@@ -57,6 +115,7 @@ impl VaeConfig {
     /// Bernoulli likelihood, L = 1.
     pub fn mlp(hidden: &[usize], latent: usize) -> Self {
         VaeConfig {
+            arch: Arch::Mlp,
             encoder_hidden: hidden.to_vec(),
             decoder_hidden: hidden.iter().rev().copied().collect(),
             latent,
@@ -72,6 +131,12 @@ impl VaeConfig {
         VaeConfig { classes, ..Self::mlp(hidden, latent) }
     }
 
+    /// The convolutional VAE of [`Arch::Conv`] with the given channels (the tutorial's are
+    /// `[32, 64]`), no Dense hidden layers, Bernoulli likelihood, L = 1.
+    pub fn conv(channels: &[usize], latent: usize) -> Self {
+        VaeConfig { arch: Arch::Conv { channels: channels.to_vec(), refine: 0 }, ..Self::mlp(&[], latent) }
+    }
+
     /// The shipped microcontroller model: 784-400-20 encoder, 20-400-784 Bernoulli decoder.
     pub fn mnist_z20() -> Self {
         Self::mlp(&[400], 20)
@@ -85,6 +150,7 @@ impl VaeConfig {
     /// Checks the sizes, naming the bad field.
     pub fn validate(&self) -> Result<(), TrainError> {
         let bad = |m: String| Err(TrainError::Config(m));
+        self.arch.validate()?;
         if self.latent == 0 {
             return bad("latent size must be at least 1".into());
         }

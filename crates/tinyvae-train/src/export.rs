@@ -3,8 +3,17 @@
 //! `x -> (Dense -> Relu)* -> {Dense -> mu, Dense -> logvar}`, checked against the candle
 //! forward pass before anything is written.
 //!
+//! The conv architecture adds the IR's spatial ops: the encoder is
+//! `x -> (Conv -> Relu)* -> (Dense -> Relu)* -> {Dense -> mu, Dense -> logvar}`, its first Conv
+//! reading the 784 values of `x` as `[1, 28, 28]` and the first Dense the last Conv's output as
+//! its flat NCHW vector; the decoder is
+//! `z -> (Dense -> Relu)+ -> (ConvTranspose -> Relu)* -> ConvTranspose -> Sigmoid -> x_mean`,
+//! the first ConvTranspose reading the last Dense output as `[C, h, w]` (no reshape node: the
+//! ONNX writer adds the `Reshape` and `Flatten` that ONNX needs).
+//!
 //! A conditional model (CVAE) takes the one-hot label as its second input, `[z, label]` or
-//! `[x, label]`, joined to the first by a `Concat` node. The node-building and checking
+//! `[x, label]`, joined to the first by a `Concat` node (for the conv encoder, to the
+//! flattened convolution features). The node-building and checking
 //! helpers shared with the other members are in `graph`.
 
 use std::path::{Path, PathBuf};
@@ -15,22 +24,29 @@ use tinyvae_compiler::ir::{Graph, Op, Role};
 use crate::data::{stream, Stream};
 use crate::error::TrainError;
 use crate::graph::{
-    check_graph, checked, condition_nodes, dense_op, graph_inputs, hidden_nodes, node, one_hot_probe, probe,
-    within_tolerance, write_graphs,
+    check_graph, checked, condition_nodes, conv_op, conv_transpose_op, dense_op, graph_inputs, hidden_nodes, node,
+    one_hot_probe, probe, relu_chain, within_tolerance, write_graphs,
 };
-use crate::model::Vae;
+use crate::model::{OutputLayer, Vae};
 
 pub use crate::graph::EXPORT_TOLERANCE;
 
 /// The decoder as an IR graph: input `z` (latent) and, for a CVAE, `label` (one-hot); output
-/// `x_mean` (sigmoid means); role `Decoder { latent, classes, bernoulli }`. A learned-variance
-/// decoder exports its mean head only.
+/// `x_mean` (sigmoid means; for the conv architecture an image `[1, H, W]`, which the ONNX
+/// file declares as `[N, 1, H, W]`); role `Decoder { latent, classes, bernoulli }`. A
+/// learned-variance decoder exports its mean head only.
 pub fn decoder_graph(model: &Vae) -> Result<Graph, TrainError> {
     let classes = model.classes();
     let mut nodes = Vec::new();
     let input = condition_nodes("decoder", "z", "decoder_input".into(), classes > 0, &mut nodes);
     let top = hidden_nodes("decoder", model.decoder_layers().iter().map(dense_op), &input, &mut nodes)?;
-    nodes.push(node("decoder_out", dense_op(model.decoder_output())?, &[&top], "logits"));
+    let convs = model.decoder_convs().iter().map(|l| Ok((l.name().to_string(), conv_transpose_op(l)?)));
+    let top = relu_chain(convs, &top, &mut nodes)?;
+    let out = match model.decoder_output() {
+        OutputLayer::Dense(l) => dense_op(l)?,
+        OutputLayer::ConvTranspose(l) => conv_transpose_op(l)?,
+    };
+    nodes.push(node("decoder_out", out, &[&top], "logits"));
     nodes.push(node("decoder_sigmoid", Op::Sigmoid, &["logits"], "x_mean"));
     checked(Graph {
         inputs: graph_inputs("z", model.latent(), classes),
@@ -40,12 +56,15 @@ pub fn decoder_graph(model: &Vae) -> Result<Graph, TrainError> {
     })
 }
 
-/// The encoder as an IR graph: input `x` (pixels) and, for a CVAE, `label`; outputs `mu` then
-/// `logvar`; role `Encoder { latent, classes }`.
+/// The encoder as an IR graph: input `x` (pixels, a flat vector also for the conv
+/// architecture, whose first Conv reads it as `[1, H, W]`) and, for a CVAE, `label`; outputs
+/// `mu` then `logvar`; role `Encoder { latent, classes }`.
 pub fn encoder_graph(model: &Vae) -> Result<Graph, TrainError> {
     let classes = model.classes();
     let mut nodes = Vec::new();
-    let input = condition_nodes("encoder", "x", "encoder_input".into(), classes > 0, &mut nodes);
+    let convs = model.encoder_convs().iter().map(|l| Ok((l.name().to_string(), conv_op(l)?)));
+    let features = relu_chain(convs, "x", &mut nodes)?;
+    let input = condition_nodes("encoder", &features, "encoder_input".into(), classes > 0, &mut nodes);
     let top = hidden_nodes("encoder", model.encoder_layers().iter().map(dense_op), &input, &mut nodes)?;
     nodes.push(node("encoder_mu", dense_op(model.mu_head())?, &[&top], "mu"));
     nodes.push(node("encoder_logvar", dense_op(model.logvar_head())?, &[&top], "logvar"));

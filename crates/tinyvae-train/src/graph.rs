@@ -11,12 +11,12 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
-use ndarray::{Array1, Array2};
-use tinyvae_compiler::ir::{Graph, Input, Node, Op, Role};
+use ndarray::{Array1, Array2, Array4};
+use tinyvae_compiler::ir::{ConvGeometry, Graph, Input, Node, Op, Role};
 
 use crate::error::TrainError;
 use crate::io::{create_dir, write_bytes};
-use crate::nn::{one_hot, Dense, Mlp};
+use crate::nn::{one_hot, Conv2d, ConvTranspose2d, Dense, Mlp};
 
 /// Largest absolute difference tolerated between the IR evaluation and candle.
 pub const EXPORT_TOLERANCE: f32 = 1e-5;
@@ -32,6 +32,36 @@ pub(crate) fn dense_op_from(weight: &Tensor, bias: &Tensor) -> Result<Op, TrainE
 /// The IR `Dense` op of a layer.
 pub(crate) fn dense_op(layer: &Dense) -> Result<Op, TrainError> {
     dense_op_from(layer.weight(), layer.bias())
+}
+
+/// A 4-D weight as an array.
+fn array4(weight: &Tensor) -> Result<Array4<f32>, TrainError> {
+    let (a, b, c, d) = weight.dims4()?;
+    Ok(Array4::from_shape_vec((a, b, c, d), weight.flatten_all()?.to_vec1()?)?)
+}
+
+/// The IR `Conv` op of a convolution (it reads its stated `[C, H, W]`).
+pub(crate) fn conv_op(layer: &Conv2d) -> Result<Op, TrainError> {
+    let s = layer.shape();
+    Ok(Op::Conv {
+        weight: array4(layer.weight())?,
+        bias: Array1::from_vec(layer.bias().to_vec1::<f32>()?),
+        input: layer.input(),
+        geometry: ConvGeometry { stride: [s.stride; 2], pads: [s.padding; 4], ..ConvGeometry::PLAIN },
+    })
+}
+
+/// The IR `ConvTranspose` op of a transposed convolution.
+pub(crate) fn conv_transpose_op(layer: &ConvTranspose2d) -> Result<Op, TrainError> {
+    let s = layer.shape();
+    Ok(Op::ConvTranspose {
+        weight: array4(layer.weight())?,
+        bias: Array1::from_vec(layer.bias().to_vec1::<f32>()?),
+        input: layer.input(),
+        stride: [s.stride; 2],
+        pads: [s.padding; 4],
+        output_padding: [0; 2],
+    })
 }
 
 /// A node reading `inputs` and writing `output`.
@@ -68,6 +98,26 @@ pub(crate) fn hidden_nodes(
         nodes.push(node(format!("{prefix}_fc{i}"), op?, &[&cur], &h));
         nodes.push(node(format!("{prefix}_relu{i}"), Op::Relu, &[&h], &a));
         cur = a;
+    }
+    Ok(cur)
+}
+
+/// `(op -> Relu)*` over named layers (convolutions): the layer `a.b` is node `a_b` writing
+/// `a_b_out`, then `a_b_relu` writing `a_b_act`. Reads `input`; returns the last activation's
+/// name.
+pub(crate) fn relu_chain(
+    layers: impl IntoIterator<Item = Result<(String, Op), TrainError>>,
+    input: &str,
+    nodes: &mut Vec<Node>,
+) -> Result<String, TrainError> {
+    let mut cur = input.to_string();
+    for layer in layers {
+        let (name, op) = layer?;
+        let name = name.replace('.', "_");
+        let (out, act) = (format!("{name}_out"), format!("{name}_act"));
+        nodes.push(node(&name, op, &[&cur], &out));
+        nodes.push(node(format!("{name}_relu"), Op::Relu, &[&out], &act));
+        cur = act;
     }
     Ok(cur)
 }

@@ -1,8 +1,8 @@
 //! The candle trainer of tinyvae's variational autoencoders.
 //!
-//! A VAE here is an MLP Gaussian encoder q(z|x) = N(mu, diag exp(logvar)) and an MLP decoder
-//! p(x|z) (Bernoulli: sigmoid means and binary cross-entropy against greyscale targets, or
-//! Gaussian with identity covariance), trained by minimising the negative ELBO
+//! A VAE here is a Gaussian encoder q(z|x) = N(mu, diag exp(logvar)) and a decoder p(x|z), MLPs
+//! or convolutional networks (Bernoulli: sigmoid means and binary cross-entropy against
+//! greyscale targets, or Gaussian with identity covariance), trained by minimising the negative ELBO
 //! `-E_q[log p(x|z)] + KL(q(z|x) || N(0, I))` with the reparametrisation trick, L Monte-Carlo
 //! samples of z and the closed-form KL.
 //!
@@ -12,6 +12,34 @@
 //! let cfg = TrainConfig { progress: true, export_onnx: true, ..TrainConfig::mnist_recipe("data/mnist", "models/vae-z20") };
 //! let report = train(&vae, &cfg)?;
 //! println!("test negative ELBO {:.2} nats", report.test.unwrap().nelbo);
+//! # Ok::<(), tinyvae_train::TrainError>(())
+//! ```
+//!
+//! # The convolutional VAE
+//!
+//! `VaeConfig::arch` picks the network family: [`Arch::Mlp`] (the default, and what a
+//! configuration written before the field existed reads as) or [`Arch::Conv`], the
+//! convolutional VAE of the PyTorch tutorials, for square greyscale images such as MNIST's:
+//!
+//! ```text
+//! encoder  x [1,28,28] -> Conv2d(1, c1, 4, s2, p1) -> ReLU -> Conv2d(c1, c2, 4, s2, p1) -> ReLU
+//!          -> flatten (c2*7*7) [-> concat label] -> Dense -> mu, Dense -> logvar
+//! decoder  z [+ label] -> Dense(c2*7*7) -> ReLU -> view [c2,7,7]
+//!          -> ConvTranspose2d(c2, c1, 4, s2, p1) -> ReLU -> ConvTranspose2d(c1, 1, 4, s2, p1) -> Sigmoid
+//! ```
+//!
+//! with `channels: [c1, c2]` (`[32, 64]` by default, `VaeConfig::conv`; any number of stride-2
+//! stages), optional `refine` stages `ConvTranspose2d(c2, c2, 3, 1, 1)` + ReLU after the view,
+//! and optional Dense hidden layers (`encoder_hidden`, `decoder_hidden`) between the flattened
+//! features and z. It trains, checkpoints and exports like the MLP; its ONNX files hold
+//! `Conv`/`ConvTranspose` nodes (the IR's spatial ops). From the command line:
+//! `tinyvae train --model vae --arch conv [--channels 32,64] [--refine-layers 1]`, and
+//! `--model cvae` for the conditional one.
+//!
+//! ```no_run
+//! use tinyvae_train::{train, TrainConfig, VaeConfig};
+//! let conv = VaeConfig::conv(&[32, 64], 20);
+//! let report = train(&conv, &TrainConfig { epochs: 20, export_onnx: true, ..TrainConfig::new("data/mnist", "runs/conv") })?;
 //! # Ok::<(), tinyvae_train::TrainError>(())
 //! ```
 //!
@@ -37,11 +65,11 @@
 //! | | [`config`] | what to train: [`VaeConfig`], [`TrainConfig`] |
 //! | | [`data`] | images in [0, 1], splits, augmentation, the seeded random streams |
 //! | | `io` | safetensors, JSON sidecars and logs, all written atomically |
-//! | building blocks | [`nn`] | parameters, dense layers, MLPs, tensor helpers |
+//! | building blocks | [`nn`] | parameters, dense layers, MLPs, convolutions, tensor helpers |
 //! | | [`loss`] | KL, cross-entropies, Gaussian likelihoods, squared error |
 //! | | `optim` | gradients with divergence errors, Adam, the weight average |
 //! | | `graph` | IR graphs of trained layers, their check against candle, ONNX files |
-//! | the VAE's network | [`model`] | [`Vae`]: encoder, reparametrisation, decoder, negative ELBO |
+//! | the VAE's network | [`model`] | [`Vae`] (MLP or conv): encoder, reparametrisation, decoder, negative ELBO |
 //! | | [`eval`] | test negative ELBO |
 //! | | [`export`] | the VAE's encoder and decoder graphs and ONNX files |
 //! | the loop | [`engine`] | training, evaluation, model selection, log, checkpoints and resume |
@@ -82,7 +110,7 @@ pub mod train;
 pub use aae::{Aae, AaeConfig};
 pub use autoencoder::{AeConfig, Autoencoder};
 pub use checkpoint::{load_checkpoint, load_model, Checkpoint, CheckpointInfo, ModelInfo};
-pub use config::{Likelihood, LrSchedule, TrainConfig, VaeConfig};
+pub use config::{Arch, Likelihood, LrSchedule, TrainConfig, VaeConfig};
 pub use data::{ImageSet, TrainingData};
 pub use engine::{train_member, Member, RunReport};
 pub use error::{TrainError, WeightsError};

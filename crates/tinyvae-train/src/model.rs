@@ -1,15 +1,22 @@
-//! The VAE in candle: MLP Gaussian encoder q(z|x) = N(mu, diag exp(logvar)), the
-//! reparametrisation z = mu + exp(logvar / 2) * eps, an MLP decoder giving logits, and a batch's
+//! The VAE in candle: Gaussian encoder q(z|x) = N(mu, diag exp(logvar)), the
+//! reparametrisation z = mu + exp(logvar / 2) * eps, a decoder giving logits, and a batch's
 //! negative ELBO from the terms in [`crate::loss`] (closed-form KL to N(0, I), Bernoulli
 //! cross-entropy from logits, Gaussian squared error, or the Gaussian likelihood with a learned
 //! per-pixel variance).
 //!
-//! The conditional VAE (CVAE) is the same network with `VaeConfig::classes > 0`: the one-hot
-//! label is concatenated to x before the encoder, q(z|x,y), and to z before the decoder,
-//! p(x|y,z), so the first layer of each simply has `classes` more inputs.
+//! The encoder and decoder are MLPs, or for [`Arch::Conv`](crate::config::Arch::Conv) the
+//! tutorial's convolutional networks: stride-2 convolutions, flatten, Dense heads; Dense, view
+//! as `[C, h, w]`, stride-2 transposed convolutions back to the image. The layers and their
+//! order are the plan of `model::plan`.
 //!
-//! The layers are [`crate::nn::Dense`]: weights `out x in` (PyTorch `nn.Linear` layout, which is
-//! also the IR's `Dense` layout), initialised from [`tinyvae::Rng`] like PyTorch.
+//! The conditional VAE (CVAE) is the same network with `VaeConfig::classes > 0`: the one-hot
+//! label is concatenated to x before the encoder's Dense layers (after the convolutions, for
+//! the conv architecture), q(z|x,y), and to z before the decoder, p(x|y,z), so the first Dense
+//! layer of each simply has `classes` more inputs.
+//!
+//! The layers are [`crate::nn::Dense`] (weights `out x in`, PyTorch `nn.Linear` layout, which is
+//! also the IR's `Dense` layout) and [`crate::nn::Conv2d`] / [`crate::nn::ConvTranspose2d`]
+//! (PyTorch's and the IR's kernel layouts), initialised from [`tinyvae::Rng`] like PyTorch.
 
 use std::collections::HashMap;
 
@@ -19,7 +26,10 @@ use crate::config::{Likelihood, VaeConfig};
 use crate::data::{stream, Stream};
 use crate::error::{TrainError, WeightsError};
 use crate::loss::soft_floor;
-use crate::nn::named_copies;
+use crate::nn::{named_copies, Conv2d, ConvTranspose2d};
+use plan::Layer;
+
+mod plan;
 
 // The layer type and the loss terms at the paths they had before `nn` and `loss` existed.
 pub use crate::loss::{
@@ -34,40 +44,57 @@ pub use crate::nn::{Dense, Parameter};
 /// everywhere it matters.
 pub const DECODER_LOGVAR_FLOOR: f64 = -6.0;
 
-/// A VAE: encoder hidden layers, the `mu` and `logvar` heads, decoder hidden layers, the
-/// decoder output layer and, for a learned-variance Gaussian decoder, its log-variance head.
+/// The decoder's last layer (and the learned-variance head): Dense for the MLP, a transposed
+/// convolution for the conv architecture. Its output is flat, `batch x input_len`.
+#[derive(Debug, Clone)]
+pub enum OutputLayer {
+    /// `hidden -> pixels`.
+    Dense(Dense),
+    /// `[c1, H/2, W/2] -> [1, H, W]`.
+    ConvTranspose(ConvTranspose2d),
+}
+
+impl OutputLayer {
+    /// `batch x input_len` logits (or log-variances).
+    pub fn forward(&self, h: &Tensor) -> Result<Tensor, TrainError> {
+        match self {
+            OutputLayer::Dense(l) => l.forward(h),
+            OutputLayer::ConvTranspose(l) => Ok(l.forward(h)?.flatten_from(1)?),
+        }
+    }
+
+    /// Parameter-name prefix.
+    pub fn name(&self) -> &str {
+        match self {
+            OutputLayer::Dense(l) => l.name(),
+            OutputLayer::ConvTranspose(l) => l.name(),
+        }
+    }
+
+    fn parameters(&self) -> [Parameter; 2] {
+        match self {
+            OutputLayer::Dense(l) => l.parameters(false),
+            OutputLayer::ConvTranspose(l) => l.parameters(false),
+        }
+    }
+}
+
+/// A VAE: the encoder's convolutions (conv architecture) and hidden layers, the `mu` and
+/// `logvar` heads, the decoder's hidden layers and transposed convolutions (conv
+/// architecture), the decoder output layer and, for a learned-variance Gaussian decoder, its
+/// log-variance head.
 #[derive(Debug, Clone)]
 pub struct Vae {
     config: VaeConfig,
     input_len: usize,
+    encoder_convs: Vec<Conv2d>,
     encoder: Vec<Dense>,
     mu_head: Dense,
     logvar_head: Dense,
     decoder: Vec<Dense>,
-    decoder_out: Dense,
-    decoder_logvar: Option<Dense>,
-}
-
-/// Per-layer shapes and names, in canonical order.
-fn layer_plan(config: &VaeConfig, input_len: usize) -> Vec<(String, usize, usize)> {
-    let mut plan = Vec::new();
-    let mut width = input_len + config.classes;
-    for (i, &h) in config.encoder_hidden.iter().enumerate() {
-        plan.push((format!("encoder.{i}"), width, h));
-        width = h;
-    }
-    plan.push(("encoder.mu".into(), width, config.latent));
-    plan.push(("encoder.logvar".into(), width, config.latent));
-    width = config.latent + config.classes;
-    for (i, &h) in config.decoder_hidden.iter().enumerate() {
-        plan.push((format!("decoder.{i}"), width, h));
-        width = h;
-    }
-    plan.push(("decoder.out".into(), width, input_len));
-    if config.likelihood == Likelihood::GaussianLearned {
-        plan.push(("decoder.logvar".into(), width, input_len));
-    }
-    plan
+    decoder_convs: Vec<ConvTranspose2d>,
+    decoder_out: OutputLayer,
+    decoder_logvar: Option<OutputLayer>,
 }
 
 impl Vae {
@@ -78,10 +105,7 @@ impl Vae {
             return Err(TrainError::Config("input length must be at least 1".into()));
         }
         let mut rng = stream(seed, Stream::Init, 0);
-        let layers = layer_plan(config, input_len)
-            .into_iter()
-            .map(|(name, i, o)| Dense::init(name, i, o, &mut rng))
-            .collect::<Result<Vec<_>, _>>()?;
+        let layers = plan::init(plan::plan(config, input_len).map_err(TrainError::Config)?, &mut rng)?;
         Ok(Self::assemble(config, input_len, layers))
     }
 
@@ -93,27 +117,52 @@ impl Vae {
         weights: &HashMap<String, Tensor>,
     ) -> Result<Self, WeightsError> {
         config.validate().map_err(WeightsError::config)?;
-        let layers = layer_plan(config, input_len)
-            .into_iter()
-            .map(|(name, i, o)| Dense::from_weights(name, i, o, weights))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self::assemble(config, input_len, layers))
+        let specs = plan::plan(config, input_len).map_err(WeightsError::Mismatch)?;
+        Ok(Self::assemble(config, input_len, plan::read(specs, weights)?))
     }
 
-    fn assemble(config: &VaeConfig, input_len: usize, mut layers: Vec<Dense>) -> Self {
-        let ne = config.encoder_hidden.len();
-        let decoder_logvar = if config.likelihood == Likelihood::GaussianLearned { layers.pop() } else { None };
-        let decoder_out = layers.pop().expect("plan has an output layer");
-        let decoder = layers.split_off(ne + 2);
-        let logvar_head = layers.pop().expect("plan has a logvar head");
-        let mu_head = layers.pop().expect("plan has a mu head");
+    /// Distributes the planned layers (in plan order) over the fields.
+    fn assemble(config: &VaeConfig, input_len: usize, layers: Vec<Layer>) -> Self {
+        let mut layers = layers.into_iter().peekable();
+        let mut encoder_convs = Vec::new();
+        while let Some(Layer::Conv(l)) = layers.next_if(|l| matches!(l, Layer::Conv(_))) {
+            encoder_convs.push(l);
+        }
+        let mut dense = |n: usize| -> Vec<Dense> {
+            (0..n)
+                .map(|_| match layers.next() {
+                    Some(Layer::Dense(l)) => l,
+                    _ => unreachable!("the plan has Dense layers here"),
+                })
+                .collect()
+        };
+        let encoder = dense(config.encoder_hidden.len());
+        let [mu_head, logvar_head]: [Dense; 2] = dense(2).try_into().expect("two heads");
+        let decoder = dense(config.decoder_hidden.len() + usize::from(!encoder_convs.is_empty()));
+        let mut rest: Vec<Layer> = layers.collect();
+        let head = |l: Layer| match l {
+            Layer::Dense(l) => OutputLayer::Dense(l),
+            Layer::ConvTranspose(l) => OutputLayer::ConvTranspose(l),
+            Layer::Conv(_) => unreachable!("the plan has no convolution after the encoder"),
+        };
+        let decoder_logvar = if config.likelihood == Likelihood::GaussianLearned { rest.pop().map(head) } else { None };
+        let decoder_out = head(rest.pop().expect("plan has an output layer"));
+        let decoder_convs = rest
+            .into_iter()
+            .map(|l| match l {
+                Layer::ConvTranspose(l) => l,
+                _ => unreachable!("the plan has transposed convolutions here"),
+            })
+            .collect();
         Vae {
             config: config.clone(),
             input_len,
-            encoder: layers,
+            encoder_convs,
+            encoder,
             mu_head,
             logvar_head,
             decoder,
+            decoder_convs,
             decoder_out,
             decoder_logvar,
         }
@@ -139,7 +188,12 @@ impl Vae {
         self.config.classes
     }
 
-    /// Encoder hidden layers (ReLU after each).
+    /// The encoder's convolutions (ReLU after each; empty for the MLP architecture).
+    pub fn encoder_convs(&self) -> &[Conv2d] {
+        &self.encoder_convs
+    }
+
+    /// Encoder hidden Dense layers (ReLU after each).
     pub fn encoder_layers(&self) -> &[Dense] {
         &self.encoder
     }
@@ -154,33 +208,43 @@ impl Vae {
         &self.logvar_head
     }
 
-    /// Decoder hidden layers (ReLU after each).
+    /// Decoder hidden Dense layers (ReLU after each; for the conv architecture the last one is
+    /// viewed as the first transposed convolution's input).
     pub fn decoder_layers(&self) -> &[Dense] {
         &self.decoder
     }
 
+    /// The decoder's transposed convolutions before the output layer (ReLU after each; empty
+    /// for the MLP architecture).
+    pub fn decoder_convs(&self) -> &[ConvTranspose2d] {
+        &self.decoder_convs
+    }
+
     /// Decoder output layer (logits; the mean is their sigmoid).
-    pub fn decoder_output(&self) -> &Dense {
+    pub fn decoder_output(&self) -> &OutputLayer {
         &self.decoder_out
     }
 
     /// The learned-variance decoder's log-variance head (before the floor), if any.
-    pub fn decoder_logvar_head(&self) -> Option<&Dense> {
+    pub fn decoder_logvar_head(&self) -> Option<&OutputLayer> {
         self.decoder_logvar.as_ref()
     }
 
-    fn all_layers(&self) -> impl Iterator<Item = &Dense> {
-        self.encoder
-            .iter()
-            .chain([&self.mu_head, &self.logvar_head])
-            .chain(self.decoder.iter())
-            .chain([&self.decoder_out])
-            .chain(self.decoder_logvar.as_ref())
-    }
-
-    /// Parameters in canonical order (each layer's weight, then bias).
+    /// Parameters in canonical order (the plan's: each layer's weight, then bias).
     pub fn parameters(&self) -> Vec<Parameter> {
-        self.all_layers().flat_map(|l| l.parameters(l.name().starts_with("encoder"))).collect()
+        let encoder = self
+            .encoder_convs
+            .iter()
+            .flat_map(|l| l.parameters(true))
+            .chain(self.encoder.iter().chain([&self.mu_head, &self.logvar_head]).flat_map(|l| l.parameters(true)));
+        let decoder = self
+            .decoder
+            .iter()
+            .flat_map(|l| l.parameters(false))
+            .chain(self.decoder_convs.iter().flat_map(|l| l.parameters(false)))
+            .chain(self.decoder_out.parameters())
+            .chain(self.decoder_logvar.iter().flat_map(OutputLayer::parameters));
+        encoder.chain(decoder).collect()
     }
 
     /// Number of trainable scalars.
@@ -232,7 +296,14 @@ impl Vae {
         y: Option<&Tensor>,
         masks: Option<&[Tensor]>,
     ) -> Result<(Tensor, Tensor), TrainError> {
-        let mut h = self.condition(x, y)?;
+        let mut h = x.clone();
+        for l in &self.encoder_convs {
+            h = l.forward(&h)?.relu()?;
+        }
+        if !self.encoder_convs.is_empty() {
+            h = h.flatten_from(1)?;
+        }
+        let mut h = self.condition(&h, y)?;
         for (i, l) in self.encoder.iter().enumerate() {
             h = l.forward(&h)?.relu()?;
             if let Some(m) = masks {
@@ -256,6 +327,9 @@ impl Vae {
     pub fn decode_heads(&self, z: &Tensor, y: Option<&Tensor>) -> Result<(Tensor, Option<Tensor>), TrainError> {
         let mut h = self.condition(z, y)?;
         for l in &self.decoder {
+            h = l.forward(&h)?.relu()?;
+        }
+        for l in &self.decoder_convs {
             h = l.forward(&h)?.relu()?;
         }
         let logvar = match &self.decoder_logvar {

@@ -1,18 +1,20 @@
 //! The candle building blocks every network of the family is made of: trainable
-//! [`Parameter`]s, fully connected layers ([`Dense`]), ReLU MLPs of them ([`Mlp`]), and the
-//! tensor helpers around them (one-hot labels, dropout masks, argmax, flattened values and
-//! named copies of the weights).
+//! [`Parameter`]s, fully connected layers ([`Dense`]), ReLU MLPs of them ([`Mlp`]),
+//! convolutions ([`Conv2d`], [`ConvTranspose2d`]), and the tensor helpers around them (one-hot
+//! labels, dropout masks, argmax, flattened values and named copies of the weights).
 //!
 //! Layers are initialised like PyTorch's `nn.Linear`, uniform(-1/sqrt(fan_in),
 //! 1/sqrt(fan_in)) from a [`tinyvae::Rng`], weights before biases, and stored `out x in` (the
 //! IR's `Dense` layout), so a network's weights depend only on its seed.
 
+mod conv;
 mod dense;
 mod mlp;
 mod tensor;
 
 use candle_core::Var;
 
+pub use conv::{Conv2d, ConvShape, ConvTranspose2d};
 pub(crate) use dense::named_var;
 pub use dense::Dense;
 pub use mlp::Mlp;

@@ -787,12 +787,20 @@ fn version_1_blobs_cannot_use_version_2_features() {
 }
 
 #[test]
-fn concat_stays_flat() {
+fn concat_reads_images_as_vectors_and_writes_a_flat_one() {
     let mut g = Graph::new(Precision::F32, 6);
     let z = g.tensor([4, 0, 0], 0.0, 0);
     let a = g.tensor([1, 2, 2], 0.0, 0);
     g.dense(z, a, false);
     let y = g.tensor([8, 0, 0], 0.0, 0);
+    g.nodes.push(NodeSpec::Concat { a: z, b: a, output: y });
+    assert!(Model::parse(&write::write(&g.finish(4, y, 0, 0))).is_ok());
+
+    let mut g = Graph::new(Precision::F32, 6);
+    let z = g.tensor([4, 0, 0], 0.0, 0);
+    let a = g.tensor([1, 2, 2], 0.0, 0);
+    g.dense(z, a, false);
+    let y = g.tensor([2, 2, 2], 0.0, 0);
     g.nodes.push(NodeSpec::Concat { a: z, b: a, output: y });
     let e = Model::parse(&write::write(&g.finish(4, y, 0, 0))).unwrap_err();
     assert!(node_field(e).contains("Concat"));

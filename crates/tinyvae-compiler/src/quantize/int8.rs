@@ -148,15 +148,26 @@ pub(super) fn choose_params(
         };
         params.insert(out.to_string(), p);
     }
-    // Concat copies bytes, so its inputs must share its quantization; only graph inputs (which
-    // the runtime quantizes itself) can be re-parameterized freely.
+    // Concat copies bytes, so its inputs must share its quantization. Graph inputs (which the
+    // runtime quantizes itself) and the outputs of layers that requantize (Dense, Conv, Add:
+    // any output scale is one multiplier away) take the joint parameters; a value whose
+    // parameters are fixed by its op (a table's pixels, an upsampling's copy) cannot.
+    let free = |v: &str| {
+        g.inputs.iter().any(|i| i.name == v)
+            || lowered.iter().any(|m| {
+                m.output() == v
+                    && matches!(m, Lowered::Dense { .. } | Lowered::Conv { .. } | Lowered::Add { .. })
+                    && lowered.iter().filter(|r| r.inputs().contains(&v)).count() == 1
+                    && !g.outputs.iter().any(|o| o == v)
+            })
+    };
     for n in lowered {
         if let Lowered::Concat { name, a, b, output } = n {
             let (la, ha) = range(a)?;
             let (lb, hb) = range(b)?;
             let p = QParams::asymmetric(la.min(lb), ha.max(hb));
             for v in [a, b] {
-                if !g.inputs.iter().any(|i| &i.name == v) {
+                if !free(v) {
                     return Err(QuantizeError::ConcatOfComputed { node: name.to_string(), value: v.to_string() });
                 }
                 params.insert(v.to_string(), p);

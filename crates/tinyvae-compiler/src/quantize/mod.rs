@@ -55,8 +55,12 @@ pub enum QuantizeError {
         /// Its inputs.
         inputs: usize,
     },
-    /// An int8 Concat joining a computed value, whose quantization it cannot share.
-    #[error("node `{node}` (Concat) joins `{value}`, a computed value; int8 Concat is supported on graph inputs only")]
+    /// An int8 Concat joining a value whose quantization is fixed by its op or its other
+    /// readers, so that it cannot take the Concat's.
+    #[error(
+        "node `{node}` (Concat) joins `{value}`, whose int8 parameters are fixed elsewhere; int8 Concat joins graph \
+         inputs and outputs of Dense, Conv or Add nodes read only by it"
+    )]
     ConcatOfComputed {
         /// Node name.
         node: String,

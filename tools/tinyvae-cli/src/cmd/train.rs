@@ -2,6 +2,10 @@
 //! member writes its checkpoints, `train_log.jsonl`, `model.json` + `model.safetensors`, and
 //! `decoder.onnx` (z [+ label] -> pixels) and `encoder.onnx` into `--out`.
 //!
+//! `--arch conv` (VAE and CVAE) trains the convolutional VAE of `tinyvae_train::Arch::Conv`
+//! instead of the MLP: stride-2 convolutions of `--channels` (32,64 by default) in the
+//! encoder, transposed convolutions back to the image in the decoder.
+//!
 //! The flags shared by every member (data, schedule, seed, checkpoints) are [`RunArgs`]; each
 //! member reads its own group. A new member is one [`Model`] variant and one arm in [`run`].
 
@@ -12,7 +16,7 @@ use anyhow::{bail, Result};
 use tinyvae_train::aae::{Aae, AaeConfig, Prior};
 use tinyvae_train::autoencoder::{AeConfig, AeLoss, Autoencoder, CorruptionSpec};
 use tinyvae_train::engine::{train_member, Member, RunReport};
-use tinyvae_train::{Likelihood, LrSchedule, TrainConfig, Vae, VaeConfig};
+use tinyvae_train::{Arch, Likelihood, LrSchedule, TrainConfig, Vae, VaeConfig};
 
 /// The family members `tinyvae train` can train.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,9 +27,9 @@ pub enum Model {
     Dae,
     /// Contractive autoencoder: sigmoid code with the penalty --contractive * ||J_h(x)||_F^2.
     Cae,
-    /// Variational autoencoder (Bernoulli or Gaussian decoder, --likelihood).
+    /// Variational autoencoder (Bernoulli or Gaussian decoder, --likelihood; MLP or --arch conv).
     Vae,
-    /// Conditional VAE: encoder q(z|x,y) and decoder p(x|y,z) take the one-hot label.
+    /// Conditional VAE: encoder q(z|x,y) and decoder p(x|y,z) take the one-hot label (MLP or --arch conv).
     Cvae,
     /// Adversarial autoencoder: a discriminator on z (with the label, by default) against a prior.
     Aae,
@@ -123,15 +127,38 @@ impl RunArgs {
     }
 }
 
+/// Encoder and decoder family of the VAE and CVAE.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArchChoice {
+    /// Fully connected encoder and decoder (--hidden).
+    Mlp,
+    /// Convolutional: Conv2d(4, stride 2, pad 1) + ReLU per --channels entry, flatten, Dense
+    /// heads; Dense, view, ConvTranspose2d(4, 2, 1) back to the image (sigmoid output).
+    Conv,
+}
+
 /// Network shape flags.
 #[derive(clap::Args, Debug)]
 pub struct ShapeArgs {
     /// Latent size (default 20; 2 for the AAE's mixture prior).
     #[arg(long)]
     pub latent: Option<usize>,
-    /// Hidden layer widths of the encoder and (mirrored) the decoder, comma separated.
-    #[arg(long, value_delimiter = ',', default_value = "400")]
-    pub hidden: Vec<usize>,
+    /// VAE/CVAE architecture: mlp, or conv (28x28 -> 14x14 -> 7x7 convolutions and transposed
+    /// convolutions back; images must be square with a side divisible by 2^(channel count)).
+    #[arg(long, value_enum, default_value = "mlp")]
+    pub arch: ArchChoice,
+    /// --arch conv: output channels of the encoder's stride-2 convolutions, input side first
+    /// (the decoder mirrors them) [default: 32,64].
+    #[arg(long, value_delimiter = ',')]
+    pub channels: Option<Vec<usize>>,
+    /// --arch conv: 3x3 stride-1 transposed convolutions (+ ReLU) after the decoder's view, before
+    /// the upsampling ones [default: 0].
+    #[arg(long)]
+    pub refine_layers: Option<usize>,
+    /// Hidden layer widths of the encoder and (mirrored) the decoder, comma separated [default:
+    /// 400; with --arch conv: none, the Dense layers between the convolutions and z].
+    #[arg(long, value_delimiter = ',')]
+    pub hidden: Option<Vec<usize>>,
     /// Encoder hidden widths, when they differ from --hidden.
     #[arg(long, value_delimiter = ',')]
     pub encoder_hidden: Option<Vec<usize>>,
@@ -145,12 +172,34 @@ impl ShapeArgs {
         self.latent.unwrap_or(default)
     }
 
+    /// `--hidden`, or its default: 400 for MLPs, none for the conv architecture.
+    fn hidden(&self) -> Vec<usize> {
+        let default = if self.arch == ArchChoice::Conv { vec![] } else { vec![400] };
+        self.hidden.clone().unwrap_or(default)
+    }
+
     fn encoder(&self) -> Vec<usize> {
-        self.encoder_hidden.clone().unwrap_or_else(|| self.hidden.clone())
+        self.encoder_hidden.clone().unwrap_or_else(|| self.hidden())
     }
 
     fn decoder(&self) -> Vec<usize> {
-        self.decoder_hidden.clone().unwrap_or_else(|| self.hidden.iter().rev().copied().collect())
+        self.decoder_hidden.clone().unwrap_or_else(|| self.hidden().iter().rev().copied().collect())
+    }
+
+    /// The architecture the flags ask for; conv-only flags without `--arch conv` are errors.
+    fn arch(&self) -> Result<Arch> {
+        match self.arch {
+            ArchChoice::Mlp => {
+                if self.channels.is_some() || self.refine_layers.is_some() {
+                    bail!("--channels and --refine-layers need --arch conv");
+                }
+                Ok(Arch::Mlp)
+            }
+            ArchChoice::Conv => Ok(Arch::Conv {
+                channels: self.channels.clone().unwrap_or_else(|| vec![32, 64]),
+                refine: self.refine_layers.unwrap_or(0),
+            }),
+        }
     }
 }
 
@@ -164,7 +213,8 @@ pub struct VaeArgs {
     /// Monte-Carlo samples of z per image (L).
     #[arg(long, default_value_t = 1)]
     pub mc_samples: usize,
-    /// Dropout on the encoder's hidden units during training.
+    /// Dropout on the encoder's hidden units during training (for --arch conv: on its hidden
+    /// Dense layers after the convolutions, --hidden).
     #[arg(long, default_value_t = 0.0)]
     pub encoder_dropout: f64,
     /// Label classes of the CVAE.
@@ -235,15 +285,18 @@ pub struct Args {
     pub shape: ShapeArgs,
     #[command(flatten)]
     pub vae: VaeArgs,
+    // Boxed: keeps `Command::Train` near the size of the other commands (clippy's
+    // large_enum_variant).
     #[command(flatten)]
-    pub ae: AeArgs,
+    pub ae: Box<AeArgs>,
     #[command(flatten)]
     pub aae: AaeArgs,
 }
 
 impl Args {
-    fn vae_config(&self) -> VaeConfig {
-        VaeConfig {
+    fn vae_config(&self) -> Result<VaeConfig> {
+        Ok(VaeConfig {
+            arch: self.shape.arch()?,
             encoder_hidden: self.shape.encoder(),
             decoder_hidden: self.shape.decoder(),
             likelihood: match self.vae.likelihood.as_str() {
@@ -254,7 +307,7 @@ impl Args {
             mc_samples: self.vae.mc_samples,
             classes: if self.model == Model::Cvae { self.vae.classes } else { 0 },
             ..VaeConfig::mlp(&[], self.shape.latent_or(20))
-        }
+        })
     }
 
     fn corruption(kind: &str, level: f32) -> Result<CorruptionSpec> {
@@ -311,11 +364,17 @@ impl Args {
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
+    if a.shape.arch != ArchChoice::Mlp && !matches!(a.model, Model::Vae | Model::Cvae) {
+        bail!("--arch conv is for --model vae and cvae");
+    }
+    if a.shape.arch == ArchChoice::Conv && a.vae.encoder_dropout > 0.0 && a.shape.encoder().is_empty() {
+        bail!("--encoder-dropout drops hidden Dense units; --arch conv has none unless --hidden gives some");
+    }
     let dropout = if matches!(a.model, Model::Vae | Model::Cvae) { a.vae.encoder_dropout } else { 0.0 };
     let cfg = a.run.config(dropout);
     match a.model {
         Model::Ae | Model::Dae | Model::Cae => finish(train_member::<Autoencoder>(&a.ae_config()?, &cfg)?, &cfg),
-        Model::Vae | Model::Cvae => finish(train_member::<Vae>(&a.vae_config(), &cfg)?, &cfg),
+        Model::Vae | Model::Cvae => finish(train_member::<Vae>(&a.vae_config()?, &cfg)?, &cfg),
         Model::Aae => finish(train_member::<Aae>(&a.aae_config()?, &cfg)?, &cfg),
     }
 }
