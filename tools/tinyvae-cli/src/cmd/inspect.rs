@@ -38,7 +38,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
         m.arena_size() - tinyvae::format::ALIGN,
         tinyvae::format::ALIGN
     );
-    println!("  MACs        {} per sample (executed: a transposed convolution counts only real taps)", m.macs());
+    let transposed = (0..m.node_count()).any(|i| m.node(i).is_some_and(|n| n.op == Op::ConvTranspose));
+    let note = if transposed { " (as executed: a transposed convolution's real taps only)" } else { "" };
+    println!("  MACs        {} per sample{note}", m.macs());
     println!("  tensors:");
     for t in 0..m.tensor_count() as u16 {
         let Some(info) = m.tensor(t) else { continue };
