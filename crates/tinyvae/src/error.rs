@@ -105,6 +105,13 @@ pub enum Error {
         /// The blob's precision.
         precision: crate::Precision,
     },
+    /// The blob uses a convolutional op, left out of this build (cargo feature `conv`).
+    OpNotBuilt {
+        /// Node index.
+        index: u16,
+        /// The op.
+        op: &'static str,
+    },
     /// A batch of zero, or one whose arena would not fit in `usize`.
     BadBatch {
         /// Batch size given.
@@ -160,6 +167,11 @@ impl fmt::Display for Error {
                 write!(f, "the model is conditional on {classes} classes: give a label")
             }
             Error::BadBatch { batch } => write!(f, "invalid batch size {batch}"),
+            Error::OpNotBuilt { index, op } => write!(
+                f,
+                "node {index} is a {op}, and this runtime was built without convolutional ops (enable the tinyvae \
+                 cargo feature `conv`)"
+            ),
             Error::PrecisionNotBuilt { precision } => write!(
                 f,
                 "this runtime was built without {precision} support (enable the tinyvae cargo feature `{precision}`)"

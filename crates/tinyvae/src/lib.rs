@@ -31,6 +31,9 @@
 //!
 //! - `f32`, `f16` (default): run float blobs. Without them, such blobs are rejected at parse
 //!   time and the float code is left out of the binary (int8-only firmware saves flash).
+//! - `conv` (default): run convolutional blobs (Conv, ConvTranspose, Upsample, Add). Without
+//!   it they are rejected at parse time ([`Error::OpNotBuilt`]) and the conv kernels are left
+//!   out (firmware for MLP models saves about 11 KB of flash).
 //! - `alloc`: `AlignedBlob`, the blob writer (`format::write`) and the kernel test suite
 //!   (`kernels::suite`).
 //! - `std` (implies `alloc`): run-time CPU feature detection for the SIMD kernels, and

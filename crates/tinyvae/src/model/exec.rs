@@ -6,8 +6,12 @@ use core::ops::Range;
 
 use super::{arena_range, Model, Op};
 use crate::error::Error;
-use crate::format::{read_i32, ActKind, DType};
-use crate::kernels::{AddI8, ConvFloat, ConvI8, DenseFloat, DenseI8, Kernels, Upsample};
+#[cfg(feature = "conv")]
+use crate::format::read_i32;
+use crate::format::{ActKind, DType};
+#[cfg(feature = "conv")]
+use crate::kernels::{AddI8, ConvFloat, ConvI8, Upsample};
+use crate::kernels::{DenseFloat, DenseI8, Kernels};
 use crate::quant::{dequantize_i8, to_pixel};
 
 impl Model<'_> {
@@ -169,6 +173,10 @@ impl Model<'_> {
                         y.copy_from_slice(x);
                     }
                 }
+                // Parse refuses these ops when they are not built.
+                #[cfg(not(feature = "conv"))]
+                Op::Conv | Op::ConvTranspose | Op::Upsample | Op::Add => return Err(lost),
+                #[cfg(feature = "conv")]
                 Op::Conv | Op::ConvTranspose => {
                     let transposed = n.op == Op::ConvTranspose;
                     let (in_shape, out_shape) = (t_in.shape().ok_or(lost)?, t_out.shape().ok_or(lost)?);
@@ -205,6 +213,7 @@ impl Model<'_> {
                         f(&p, crate::cast::f32s(x), batch, crate::cast::f32s_mut(y));
                     }
                 }
+                #[cfg(feature = "conv")]
                 Op::Upsample => {
                     let in_shape = t_in.shape().ok_or(lost)?;
                     let (factor_h, factor_w) = (n.geometry.stride_h as usize, n.geometry.stride_w as usize);
@@ -216,6 +225,7 @@ impl Model<'_> {
                         (kernels.upsample_f32)(&p, crate::cast::f32s(x), batch, crate::cast::f32s_mut(y));
                     }
                 }
+                #[cfg(feature = "conv")]
                 Op::Add => {
                     let t2 = n.input2.and_then(|t| self.tensor(t)).ok_or(lost)?;
                     let (a, b, y) =
@@ -351,6 +361,7 @@ fn split(arena: &mut [u8], input: Range<usize>, output: Range<usize>) -> Option<
     }
 }
 
+#[cfg(feature = "conv")]
 /// Borrows two inputs shared and `output` mutably from one arena; `None` when the output
 /// overlaps either input or any lies outside the arena. The inputs may be the same bytes.
 fn split2(

@@ -8,6 +8,7 @@ use crate::format::{
     self, read_f32, read_i32, read_u16, read_u32, trec, ActKind, DType, EncoderHead, ModelKind, Precision, ALIGN,
     MAX_TENSOR_LEN,
 };
+#[cfg(feature = "conv")]
 use crate::kernels::ConvDims;
 
 /// The last activation code of format version 1 (tanh).
@@ -81,9 +82,22 @@ impl Model<'_> {
             }
             match n.op {
                 Op::Dense => self.validate_dense(&n, &t_in, &t_out, index)?,
+                #[cfg(feature = "conv")]
                 Op::Conv | Op::ConvTranspose => self.validate_conv(&n, &t_in, &t_out, index)?,
+                #[cfg(feature = "conv")]
                 Op::Upsample => validate_upsample(&n, &t_in, &t_out, self.dtypes().0, index)?,
+                #[cfg(feature = "conv")]
                 Op::Add => self.validate_add(&n, &t_in, t_in2.as_ref(), &t_out, index)?,
+                #[cfg(not(feature = "conv"))]
+                Op::Conv | Op::ConvTranspose | Op::Upsample | Op::Add => {
+                    let op = match n.op {
+                        Op::Conv => "Conv",
+                        Op::ConvTranspose => "ConvTranspose",
+                        Op::Upsample => "Upsample",
+                        _ => "Add",
+                    };
+                    return Err(Error::OpNotBuilt { index, op });
+                }
                 Op::Lut => {
                     if t_in.dtype != DType::I8 || t_out.dtype != DType::I8 || t_in.len != t_out.len {
                         return Err(bad("tensor dtype/len"));
@@ -171,6 +185,7 @@ impl Model<'_> {
         self.validate_weighted(n, t_in, t_out, index)
     }
 
+    #[cfg(feature = "conv")]
     /// Conv and ConvTranspose: the geometry against the tensors' shapes, then the weights and
     /// requantization as for Dense.
     fn validate_conv(&self, n: &NodeView, t_in: &TensorInfo, t_out: &TensorInfo, index: u16) -> Result<(), Error> {
@@ -266,6 +281,7 @@ impl Model<'_> {
         Ok(())
     }
 
+    #[cfg(feature = "conv")]
     fn validate_add(
         &self,
         n: &NodeView,
@@ -385,6 +401,7 @@ impl Model<'_> {
     }
 }
 
+#[cfg(feature = "conv")]
 /// Upsample: `[C, H, W]` to `[C, H * factor_h, W * factor_w]`, one quantization, no arrays.
 fn validate_upsample(
     n: &NodeView,

@@ -12,12 +12,24 @@
 //! sum is taken from the weights here, not from `weight_sums`, so that the reference depends
 //! on the weights alone (the suite checks it against the definition above, padding included).
 
+#[cfg(feature = "conv")]
 use super::le_i32;
 use crate::kernels::ConvI8;
+#[cfg(feature = "conv")]
 use crate::quant::requantize;
 
 /// See [`crate::kernels::ConvI8`].
 pub fn conv_i8(p: &ConvI8<'_>, x: &[i8], batch: usize, out: &mut [i8]) {
+    // Without the `conv` feature no blob with this op parses, and the kernel is not linked.
+    #[cfg(feature = "conv")]
+    conv_i8_body(p, x, batch, out);
+    #[cfg(not(feature = "conv"))]
+    let _ = (p, x, batch, out);
+}
+
+/// See [`crate::kernels::ConvI8`].
+#[cfg(feature = "conv")]
+fn conv_i8_body(p: &ConvI8<'_>, x: &[i8], batch: usize, out: &mut [i8]) {
     let n = p.samples(false, x, batch, out);
     let Some(d) = p.dims(false).filter(|_| n > 0) else {
         return;

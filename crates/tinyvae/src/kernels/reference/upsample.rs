@@ -7,14 +7,23 @@ use crate::kernels::Upsample;
 
 /// See [`crate::kernels::Upsample`].
 pub fn upsample_i8(p: &Upsample, x: &[i8], batch: usize, out: &mut [i8]) {
-    upsample(p, x, batch, out)
+    // Without the `conv` feature no blob with this op parses, and the kernel is not linked.
+    #[cfg(feature = "conv")]
+    upsample(p, x, batch, out);
+    #[cfg(not(feature = "conv"))]
+    let _ = (p, x, batch, out);
 }
 
 /// See [`crate::kernels::Upsample`].
 pub fn upsample_f32(p: &Upsample, x: &[f32], batch: usize, out: &mut [f32]) {
-    upsample(p, x, batch, out)
+    // Without the `conv` feature no blob with this op parses, and the kernel is not linked.
+    #[cfg(feature = "conv")]
+    upsample(p, x, batch, out);
+    #[cfg(not(feature = "conv"))]
+    let _ = (p, x, batch, out);
 }
 
+#[cfg(feature = "conv")]
 fn upsample<T: Copy>(p: &Upsample, x: &[T], batch: usize, out: &mut [T]) {
     let n = p.samples(x.len(), batch, out.len());
     let Some((o, in_len, out_len)) = p.dims().filter(|_| n > 0) else {
