@@ -25,8 +25,9 @@ keeps the files small):
   -> ConvTranspose2d(16, 8, 4, 2, 1) -> ReLU -> ConvTranspose2d(8, 1, 4, 2, 1) -> Sigmoid.
 - `conv_encoder`: Conv2d(1, 8, 4, 2, 1) -> ReLU -> Conv2d(8, 16, 4, 2, 1) -> ReLU -> Flatten ->
   Linear(16*7*7, 8) twice (mu, logvar): two outputs, input `x` of shape [batch, 1, 28, 28].
-tinyvae does not import convolutions yet: the tests check that the refusal names the op and
-the node. They are here for the convolution work to test against.
+The tests import each one and compare it with torch's outputs, export it back to ONNX and run
+that in tract, and quantize it to int8 and f16 (crates/tinyvae-compiler/tests/torch_conv_import.rs,
+tests/torch_shaped_models.rs).
 
 `expected.json` holds three latent inputs `z`, three images `x`, and each model's outputs from
 torch itself, as a list of output arrays (the exporters' outputs match it within 1e-5; the
