@@ -429,6 +429,14 @@ fn bad_attributes_and_weights_name_the_node() {
     let e = import_err(&m);
     assert!(e.contains("/Reshape") && e.contains("batch"), "{e}");
 
+    // A HardSigmoid is imported only as hard swish's gate: as a graph output it says so.
+    let mut m = torch_gemm_decoder(&mut Rng(21));
+    let sig = &mut m.graph.as_mut().unwrap().node[3];
+    sig.op_type = "HardSigmoid".into();
+    sig.attribute = vec![a_f("alpha", 1.0 / 6.0), a_f("beta", 0.5)];
+    let e = import_err(&m);
+    assert!(e.contains("`output`") && e.contains("HardSigmoid") && e.contains("gate"), "{e}");
+
     // Adding two activations of different shapes: the IR adds without broadcasting.
     let mut m = torch_matmul_decoder(&mut Rng(21));
     m.graph.as_mut().unwrap().node[1].input[0] = "input.1".into();

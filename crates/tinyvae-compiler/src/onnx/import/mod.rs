@@ -429,11 +429,15 @@ impl Importer {
         let mut out_lens = Vec::new();
         for vo in &graph.output {
             let output_err = |problem| ImportError::Output { output: vo.name.clone(), problem };
-            let (ir, dims) = match self.vals.get(&vo.name) {
-                Some(Val::Act { ir, dims }) => (ir.clone(), dims.clone()),
-                Some(Val::Const(_)) => return Err(output_err("is a constant")),
-                None => return Err(output_err("is not computed by any node")),
-            };
+            let (ir, dims) =
+                match self.vals.get(&vo.name) {
+                    Some(Val::Act { ir, dims }) => (ir.clone(), dims.clone()),
+                    Some(Val::Const(_)) => return Err(output_err("is a constant")),
+                    None if self.hard_gates.contains_key(&vo.name) => return Err(output_err(
+                        "is a HardSigmoid, which tinyvae imports only as the gate of x * HardSigmoid(x) (hard swish)",
+                    )),
+                    None => return Err(output_err("is not computed by any node")),
+                };
             let mut name = ir.clone();
             // Outputs reached through aliases (Reshape, Identity, ...) keep their ONNX name by
             // renaming the IR value behind them, unless that value is itself visible.
