@@ -6,8 +6,10 @@
 # Fails if any test fails, or if feature detection found other tables than expected (e.g. fell
 # back to scalar), or if the suite and property tests did not run on each expected table.
 #
-# `scripts/test-aarch64.sh --count` measures instead of testing: guest instructions per sample
-# of the int8 decoder for each table (see count_instructions below).
+# `scripts/test-aarch64.sh --count [BLOB [ONNX]]` measures instead of testing: guest instructions
+# per sample of one whole decode of BLOB (default models/mnist-vae-z20/decoder.int8.tvae; also
+# TINYVAE_COUNT_BLOB) for each kernel table, and of tract f32 on ONNX (default: the blob's folder's
+# decoder.onnx; also TINYVAE_COUNT_ONNX), at batch 1 and 64, on both CPUs (see count_instructions).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -69,12 +71,19 @@ run_on() {
     echo "== -cpu $cpu: all tests passed; best table $best; tables checked: ${expected#scalar,}"
 }
 
-# --count: instead of testing, count the guest instructions of one int8 pass of the 20-400-784
-# decoder per sample (QEMU timings mean nothing; instruction counts are deterministic). A tiny
-# TCG plugin adds up the instructions of every executed translation block and snapshots the sum
-# at each `getpid` system call, which the probe test `decoder_pass_for_instruction_counting`
-# makes between the parts it measures.
+# --count: instead of testing, count the guest instructions of one whole decode per sample (QEMU
+# timings mean nothing; instruction counts are deterministic), ours through each kernel table and
+# tract's f32 on the same model's ONNX. A tiny TCG plugin adds up the instructions of every
+# executed translation block and snapshots the sum at each `getpid` system call, which the probes
+# (the test `decoder_pass_for_instruction_counting`, the `tract-count` tool) make around the
+# decode and once around nothing (the marker's own cost, subtracted).
 count_instructions() {
+    local blob=${1:-${TINYVAE_COUNT_BLOB:-models/mnist-vae-z20/decoder.int8.tvae}}
+    local onnx=${2:-${TINYVAE_COUNT_ONNX:-$(dirname "$blob")/decoder.onnx}}
+    [[ -f "$blob" ]] || { echo "!! no blob $blob" >&2; exit 1; }
+    [[ -f "$onnx" ]] || { echo "!! no ONNX model $onnx (give it as the second argument)" >&2; exit 1; }
+    blob=$(realpath "$blob")
+    onnx=$(realpath "$onnx")
     command -v gcc >/dev/null || {
         "${sudo[@]}" apt-get update -q
         DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q gcc
@@ -122,33 +131,70 @@ __attribute__((visibility("default"))) int qemu_plugin_install(qemu_plugin_id_t 
 }
 C
     gcc -O2 -shared -fPIC -o "$work/libcount.so" "$work/count.c"
-    local bin
-    bin=$(cargo test --release -p tinyvae --target "$TARGET" --test aarch64_kernels --no-run --message-format=json |
+    local ours theirs
+    ours=$(cargo test --release -p tinyvae --target "$TARGET" --test aarch64_kernels --no-run --message-format=json |
         sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)
-    [[ -x "$bin" ]] || { echo "!! no aarch64_kernels test binary" >&2; exit 1; }
-    echo "== guest instructions per sample, int8 20-400-784 decoder (qemu-aarch64 -cpu max, TCG plugin)"
-    printf '%-14s %6s %12s %12s %10s %12s %14s\n' table batch dense_20_400 dense_400_784 lut_784 decoder floor_321600B
-    local table batch
-    for table in scalar aarch64-neon aarch64-sdot; do
+    [[ -x "$ours" ]] || { echo "!! no aarch64_kernels test binary" >&2; exit 1; }
+    # The tract probe is its own workspace crate, so the runtime never links tract.
+    theirs=$(cargo build --release -p tract-count --target "$TARGET" --message-format=json |
+        sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)
+    [[ -x "$theirs" ]] || { echo "!! no tract-count binary" >&2; exit 1; }
+
+    # per_sample CPU BATCH COMMAND...: the probe's decode under the plugin, in instructions per
+    # sample. The last two segments are the marker alone and the decode (plus one marker).
+    per_sample() {
+        local cpu=$1 batch=$2
+        shift 2
+        local segments marker decode
+        segments=$(qemu-aarch64 -L "$SYSROOT" -cpu "$cpu" -plugin "$work/libcount.so" -d plugin "$@" 2>&1 |
+            awk '/^insns segment/ { print $3 }' | tail -n 2 | tr '\n' ' ')
+        read -r marker decode <<<"$segments"
+        [[ -n "${decode:-}" ]] || { echo "!! -cpu $cpu batch $batch: the probe reported no counts: $*" >&2; exit 1; }
+        echo $(((decode - marker) / batch))
+    }
+    # row CPU LABEL KIND [TABLE]: one line of the table, each batch's count and its ratio to
+    # tract's NEON count on the same CPU (measured first, into tract1 and tract64).
+    row() {
+        local cpu=$1 label=$2 kind=$3 table=${4:-}
+        local line n batch
+        line=$(printf '%-11s %-34s' "$cpu" "$label")
         for batch in 1 64; do
-            local segments
-            segments=$(TINYVAE_COUNT_KERNELS=$table TINYVAE_COUNT_BATCH=$batch \
-                qemu-aarch64 -L "$SYSROOT" -cpu max -plugin "$work/libcount.so" -d plugin \
-                "$bin" --ignored --exact decoder_pass_for_instruction_counting --test-threads=1 2>&1 |
-                awk '/^insns segment/ { print $3 }' | tail -n 5 | tr '\n' ' ')
-            # Segments: the marker alone, dense 20->400, dense 400->784, table, streaming floor.
-            read -r marker hidden output lut floor <<<"$segments"
-            [[ -n "${floor:-}" ]] || { echo "!! $table batch $batch: the probe reported no counts" >&2; exit 1; }
-            awk -v t="$table" -v b="$batch" -v m="$marker" -v h="$hidden" -v o="$output" -v l="$lut" -v f="$floor" \
-                'BEGIN { h = (h - m) / b; o = (o - m) / b; l = (l - m) / b;
-                         printf "%-14s %6d %12.0f %12.0f %10.0f %12.0f %14d\n", t, b, h, o, l, h + o + l, f - m }'
+            case $kind in
+                ours) n=$(TINYVAE_COUNT_BLOB=$blob TINYVAE_COUNT_KERNELS=$table TINYVAE_COUNT_BATCH=$batch \
+                    per_sample "$cpu" "$batch" "$ours" --ignored --exact decoder_pass_for_instruction_counting \
+                    --test-threads=1) ;;
+                tract-neon) n=$(TRACT_SVE_DISABLE=1 per_sample "$cpu" "$batch" "$theirs" "$onnx" "$batch") ;;
+                tract) n=$(per_sample "$cpu" "$batch" "$theirs" "$onnx" "$batch") ;;
+            esac
+            if [[ $kind == tract-neon ]]; then
+                printf -v "tract$batch" %s "$n"
+            fi
+            local base=tract$batch
+            line+=$(awk -v n="$n" -v t="${!base}" 'BEGIN { printf " %12d %7.3fx", n, n / t }')
         done
+        echo "$line"
+    }
+    echo "== guest instructions per sample, whole decode (qemu-aarch64 TCG plugin)"
+    echo "   ours:  $blob"
+    echo "   tract: $onnx (tract f32)"
+    printf '%-11s %-34s %12s %8s %12s %8s\n' cpu engine batch_1 vs_tract batch_64 vs_tract
+    local tract1 tract64
+    row max "tract f32 NEON (TRACT_SVE_DISABLE=1)" tract-neon
+    row max "tract f32 SVE2 (default)" tract
+    local table
+    for table in scalar aarch64-neon aarch64-sdot; do
+        row max "tinyvae $table" ours "$table"
     done
+    row cortex-a72 "tract f32 NEON" tract-neon
+    for table in scalar aarch64-neon; do
+        row cortex-a72 "tinyvae $table" ours "$table"
+    done
+    echo "   vs_tract: against tract's NEON count on the same CPU and batch"
     rm -rf "$work"
 }
 
 if [[ "${1:-}" == "--count" ]]; then
-    count_instructions
+    count_instructions "${@:2}"
     exit 0
 fi
 

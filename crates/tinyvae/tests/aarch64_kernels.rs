@@ -87,19 +87,6 @@ fn dense_i8_extremes_are_byte_exact() {
     }
 }
 
-/// A Dense layer quantized the way the quantizer does it (multipliers in `[2^30, 2^31)`,
-/// right shifts of a few bits, ReLU folded into the clamp), so that no channel takes an
-/// exceptional path.
-fn quantized_like(rng: &mut Rng, rows: usize, cols: usize, batch: usize) -> DenseI8Case {
-    let mut c = DenseI8Case::with_shape(rng, rows, cols, batch);
-    for o in 0..rows {
-        c.set_multiplier(o, (1i32 << 30) + (rng.next_u64() as u32 >> 2) as i32);
-        c.set_shift(o, -5 - rng.below(6) as i32);
-    }
-    (c.act_min, c.act_max) = (c.out_zero_point as i8, 127);
-    c
-}
-
 /// Marks a boundary between measured regions with a `getpid` system call, which an
 /// instruction-counting QEMU plugin (`scripts/test-aarch64.sh --count`) watches for.
 #[inline(never)]
@@ -107,23 +94,30 @@ fn count_marker() {
     std::hint::black_box(std::process::id());
 }
 
-/// Not a check: one int8 pass of the 20-400-784 decoder (Dense 20->400 with ReLU, Dense
-/// 400->784, sigmoid table), then the weight-streaming floor over the same 321,600 weight bytes,
-/// with [`count_marker`] around each part (and once around nothing, to measure the marker
-/// itself), for instruction counting under QEMU. Table and batch come from
-/// `TINYVAE_COUNT_KERNELS` and `TINYVAE_COUNT_BATCH`.
+/// Not a check: one whole decode (input staging, every layer, pixels) of a decoder blob through
+/// one kernel table, between [`count_marker`] calls (also once around nothing, to measure the
+/// marker itself), for instruction counting under QEMU. The blob comes from
+/// `TINYVAE_COUNT_BLOB` (default: the shipped z20 decoder), table and batch from
+/// `TINYVAE_COUNT_KERNELS` and `TINYVAE_COUNT_BATCH`. Prints the blob's MACs per sample, which
+/// the script divides by.
 #[test]
 #[ignore = "instruction-count probe, run by scripts/test-aarch64.sh --count"]
 fn decoder_pass_for_instruction_counting() {
     let name = std::env::var("TINYVAE_COUNT_KERNELS").unwrap_or_else(|_| kernels::best().name.to_string());
     let batch: usize = std::env::var("TINYVAE_COUNT_BATCH").ok().and_then(|b| b.parse().ok()).unwrap_or(1);
+    let path = std::env::var("TINYVAE_COUNT_BLOB").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/mnist-vae-z20/decoder.int8.tvae").to_string()
+    });
     let k = kernels::by_name(&name).unwrap_or_else(|| panic!("no usable kernel table {name}"));
-    let mut rng = Rng::new(20_400_784);
-    let (hidden, output) = (quantized_like(&mut rng, 400, 20, batch), quantized_like(&mut rng, 784, 400, batch));
-    let sigmoid: Vec<u8> = (0..256).map(|i| (i as u8).wrapping_mul(3)).collect();
-    let weights = [hidden.weights.clone(), output.weights.clone()].concat();
-    let (mut h, mut y, mut pixels) = (vec![0i8; batch * 400], vec![0i8; batch * 784], vec![0i8; batch * 784]);
-    let mut floor = 0;
+    let blob = tinyvae::AlignedBlob::new(&std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}")));
+    let model = tinyvae::Model::parse(&blob).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let decoder = tinyvae::Decoder::new(&model).unwrap_or_else(|e| panic!("{path}: {e}")).with_kernels(k);
+    let mut z = vec![0f32; batch * decoder.latent_dim()];
+    Rng::new(20_400_784).fill_gaussian(&mut z);
+    let labels: Vec<u32> = (0..batch).map(|i| (i % decoder.classes().max(1)) as u32).collect();
+    let labels = (decoder.classes() > 0).then_some(&labels[..]);
+    let mut arena = vec![0u8; model.arena_size_for_batch(batch).expect("arena size")];
+    let mut pixels = vec![0u8; batch * decoder.output_len()];
     for measured in [false, true] {
         // The first pass warms caches and lazy initialisation; only the second is marked.
         let mark = || {
@@ -133,14 +127,9 @@ fn decoder_pass_for_instruction_counting() {
         };
         mark();
         mark();
-        (k.dense_i8)(&hidden.params(), &hidden.x, batch, &mut h);
-        mark();
-        (k.dense_i8)(&output.params(), &h, batch, &mut y);
-        mark();
-        (k.lut_i8)(&sigmoid, &y, &mut pixels);
-        mark();
-        floor = (k.weight_stream)(std::hint::black_box(&weights));
+        decoder.decode_batch(&z, labels, batch, &mut arena, &mut pixels).expect("decode");
         mark();
     }
-    println!("{name} batch {batch}: pixels[0] {} floor {floor}", pixels[0]);
+    let checksum: u64 = pixels.iter().map(|&p| p as u64).sum();
+    println!("{name} batch {batch}: {} MACs per sample, pixel sum {checksum}", model.macs());
 }

@@ -7,7 +7,7 @@
 use core::arch::aarch64::*;
 use core::arch::asm;
 
-use super::dense_i8_tiles::{dense_i8_tiled, fits, DotStep};
+use super::dense_i8_tiles::{dense_i8_tiled, fits, wide_loops, DotStep};
 use crate::kernels::DenseI8;
 
 /// See [`crate::kernels::DenseI8Fn`]; same bytes as the reference. On a CPU without dotprod it
@@ -25,6 +25,13 @@ pub(super) fn dense_i8_sdot(p: &DenseI8<'_>, x: &[i8], batch: usize, out: &mut [
 /// `sdot acc.4s, w.16b, x.16b`: lane i gets the products of bytes 4i..4i+4.
 struct SignedDot;
 
+/// One `sdot` per 16 products (no scratch register needed).
+macro_rules! sdot_step {
+    ($acc:literal, $w:literal, $x:literal, $tmp:literal) => {
+        concat!("sdot ", $acc, ".4s, ", $w, ".16b, ", $x, ".16b")
+    };
+}
+
 impl DotStep for SignedDot {
     #[inline]
     #[target_feature(enable = "neon")]
@@ -41,4 +48,6 @@ impl DotStep for SignedDot {
         );
         acc
     }
+
+    wide_loops!(sdot_step, ".arch_extension dotprod");
 }

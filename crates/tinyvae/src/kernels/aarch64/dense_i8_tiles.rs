@@ -1,12 +1,23 @@
 //! The int8 Dense driver shared by the NEON and `sdot` kernels: tiling, tails, reduction and
 //! epilogue. The two kernels differ only in how 16 int8 products reach the int32 lanes (a
-//! [`DotStep`]).
+//! [`DotStep`]) and in the instruction text of their wide column loops ([`wide_loops`]).
 //!
 //! Tiles are 4 output rows by up to 4 samples: each loaded weight vector feeds every sample of
 //! the tile, each loaded input vector every row. Row tiles are the outer loop so that the
 //! `4 x cols` weight block stays in L1 while the batch streams past it, and the requantization
-//! parameters are prepared once per row tile. (8 rows by 1 sample was tried for batch 1: LLVM
-//! then chains the row addresses through extra adds, and the loop gets no shorter per MAC.)
+//! parameters are prepared once per row tile.
+//!
+//! Where the instructions go (counted under QEMU, `scripts/test-aarch64.sh --count`): the bulk
+//! of the columns runs in assembly loops, 64 columns per iteration for one sample and 32 for
+//! four, whose only non-arithmetic instructions are one multi-register `ld1` per row and per
+//! sample and the loop's `subs`/`b.ne`. Batch 1 has its own function ([`single_sample_tiles`])
+//! so that the 4 x 4 loop's register appetite does not make the single-sample tiles spill; the
+//! row sums are reduced with three `addp`. What is left per 4-row tile is a few dozen
+//! instructions of setup and requantization.
+//!
+//! Exactness: every path adds the same int32 products (the `DotStep`s are exact, see their
+//! modules), only in another order, and int32 addition is associative even when it wraps; the
+//! epilogue is [`ChannelQuant4`], bit-exact with the scalar requantization.
 //!
 //! The last `cols % 16` columns are read as the row's last 16 bytes with the already-counted
 //! lanes of the input zeroed, so every load stays inside its row (this needs `cols >= 16`;
@@ -19,7 +30,7 @@ use crate::kernels::reference::le_i32;
 use crate::kernels::DenseI8;
 use crate::quant::requantize;
 
-/// How one kernel adds 16 int8 products into four int32 lanes.
+/// How one kernel adds 16 int8 products into four int32 lanes, and its wide column loops.
 pub(super) trait DotStep {
     /// `acc` plus the 16 products `w[i] * x[i]`, spread over the four lanes in any way (the
     /// lanes are summed at the end).
@@ -27,7 +38,165 @@ pub(super) trait DotStep {
     /// # Safety
     /// The CPU must support the instructions of the implementation.
     unsafe fn step(acc: int32x4_t, w: int8x16_t, x: int8x16_t) -> int32x4_t;
+
+    /// Adds to `acc[r]` the products of the first `64 * n` columns of row `w[r]` with `x`, in
+    /// any lane arrangement (see [`wide_loops`]).
+    ///
+    /// # Safety
+    /// The CPU must support the instructions of the implementation; `n >= 1`; `64 * n` bytes
+    /// readable from `x` and from every `w[r]`.
+    unsafe fn wide_4x1(acc: &mut [int32x4_t; 4], w: &[*const i8; 4], x: *const i8, n: usize);
+
+    /// Adds to `acc[r][s]` the products of the first `32 * n` columns of row `w[r]` with sample
+    /// `x[s]`, in any lane arrangement.
+    ///
+    /// # Safety
+    /// As [`DotStep::wide_4x1`], with `32 * n` bytes readable from every `x[s]` and `w[r]`.
+    unsafe fn wide_4x4(acc: &mut [[int32x4_t; 4]; 4], w: &[*const i8; 4], x: &[*const i8; 4], n: usize);
 }
+
+/// The bodies of [`DotStep::wide_4x1`] and [`DotStep::wide_4x4`] for an impl whose 16-product
+/// step is the assembly `$step!(acc, w, x, tmp)` gives (register names with their `v` prefix;
+/// `tmp` is a scratch vector, `v28` or `v29`), after the assembler directive `$prelude`.
+///
+/// These loops are the bulk of every Dense layer, and are written in assembly so that each
+/// instruction is one we chose: multi-register `ld1` with post-increment loads 64 (or 32)
+/// bytes of a row in one instruction and advances its pointer for free, the loaded inputs
+/// serve all four rows, and `subs`/`b.ne` are the only loop overhead. From intrinsics LLVM
+/// split the loads into `ldp` pairs with a separate `add` per pointer.
+///
+/// One sample: each iteration reads 64 columns of the input (`v16..v19`) and of each row
+/// (`v20..v23`, `v24..v27`), 16 steps. Four samples: 32 columns of each input (`v16..v23`),
+/// shared by every row (`v24..v27`), 32 steps into 16 accumulators.
+macro_rules! wide_loops {
+    ($step:ident, $prelude:literal) => {
+        #[inline]
+        #[target_feature(enable = "neon")]
+        unsafe fn wide_4x1(acc: &mut [int32x4_t; 4], w: &[*const i8; 4], x: *const i8, n: usize) {
+            let [mut a0, mut a1, mut a2, mut a3] = *acc;
+            // SAFETY: the caller guarantees the instructions, `n >= 1` and `64 * n` readable
+            // bytes from each pointer, which is all the loop reads; it writes only registers
+            // (all declared) and flags.
+            core::arch::asm!(
+                $prelude,
+                "2:",
+                "ld1 {{v16.16b, v17.16b, v18.16b, v19.16b}}, [{x}], #64",
+                "ld1 {{v20.16b, v21.16b, v22.16b, v23.16b}}, [{w0}], #64",
+                "ld1 {{v24.16b, v25.16b, v26.16b, v27.16b}}, [{w1}], #64",
+                $step!("{a0:v}", "v20", "v16", "v28"),
+                $step!("{a0:v}", "v21", "v17", "v29"),
+                $step!("{a0:v}", "v22", "v18", "v28"),
+                $step!("{a0:v}", "v23", "v19", "v29"),
+                "ld1 {{v20.16b, v21.16b, v22.16b, v23.16b}}, [{w2}], #64",
+                $step!("{a1:v}", "v24", "v16", "v28"),
+                $step!("{a1:v}", "v25", "v17", "v29"),
+                $step!("{a1:v}", "v26", "v18", "v28"),
+                $step!("{a1:v}", "v27", "v19", "v29"),
+                "ld1 {{v24.16b, v25.16b, v26.16b, v27.16b}}, [{w3}], #64",
+                $step!("{a2:v}", "v20", "v16", "v28"),
+                $step!("{a2:v}", "v21", "v17", "v29"),
+                $step!("{a2:v}", "v22", "v18", "v28"),
+                $step!("{a2:v}", "v23", "v19", "v29"),
+                $step!("{a3:v}", "v24", "v16", "v28"),
+                $step!("{a3:v}", "v25", "v17", "v29"),
+                $step!("{a3:v}", "v26", "v18", "v28"),
+                $step!("{a3:v}", "v27", "v19", "v29"),
+                "subs {n}, {n}, #1",
+                "b.ne 2b",
+                x = inout(reg) x => _,
+                w0 = inout(reg) w[0] => _,
+                w1 = inout(reg) w[1] => _,
+                w2 = inout(reg) w[2] => _,
+                w3 = inout(reg) w[3] => _,
+                n = inout(reg) n => _,
+                a0 = inout(vreg) a0,
+                a1 = inout(vreg) a1,
+                a2 = inout(vreg) a2,
+                a3 = inout(vreg) a3,
+                out("v16") _, out("v17") _, out("v18") _, out("v19") _,
+                out("v20") _, out("v21") _, out("v22") _, out("v23") _,
+                out("v24") _, out("v25") _, out("v26") _, out("v27") _,
+                out("v28") _, out("v29") _,
+                options(nostack, readonly),
+            );
+            *acc = [a0, a1, a2, a3];
+        }
+
+        #[inline]
+        #[target_feature(enable = "neon")]
+        unsafe fn wide_4x4(acc: &mut [[int32x4_t; 4]; 4], w: &[*const i8; 4], x: &[*const i8; 4], n: usize) {
+            let [[mut a00, mut a01, mut a02, mut a03], [mut a10, mut a11, mut a12, mut a13], [mut a20, mut a21, mut a22, mut a23], [mut a30, mut a31, mut a32, mut a33]] =
+                *acc;
+            // SAFETY: as in `wide_4x1`, with `32 * n` bytes read from each pointer.
+            core::arch::asm!(
+                $prelude,
+                "2:",
+                "ld1 {{v16.16b, v17.16b}}, [{x0}], #32",
+                "ld1 {{v18.16b, v19.16b}}, [{x1}], #32",
+                "ld1 {{v20.16b, v21.16b}}, [{x2}], #32",
+                "ld1 {{v22.16b, v23.16b}}, [{x3}], #32",
+                "ld1 {{v24.16b, v25.16b}}, [{w0}], #32",
+                "ld1 {{v26.16b, v27.16b}}, [{w1}], #32",
+                $step!("{a00:v}", "v24", "v16", "v28"),
+                $step!("{a01:v}", "v24", "v18", "v29"),
+                $step!("{a02:v}", "v24", "v20", "v28"),
+                $step!("{a03:v}", "v24", "v22", "v29"),
+                $step!("{a00:v}", "v25", "v17", "v28"),
+                $step!("{a01:v}", "v25", "v19", "v29"),
+                $step!("{a02:v}", "v25", "v21", "v28"),
+                $step!("{a03:v}", "v25", "v23", "v29"),
+                "ld1 {{v24.16b, v25.16b}}, [{w2}], #32",
+                $step!("{a10:v}", "v26", "v16", "v28"),
+                $step!("{a11:v}", "v26", "v18", "v29"),
+                $step!("{a12:v}", "v26", "v20", "v28"),
+                $step!("{a13:v}", "v26", "v22", "v29"),
+                $step!("{a10:v}", "v27", "v17", "v28"),
+                $step!("{a11:v}", "v27", "v19", "v29"),
+                $step!("{a12:v}", "v27", "v21", "v28"),
+                $step!("{a13:v}", "v27", "v23", "v29"),
+                "ld1 {{v26.16b, v27.16b}}, [{w3}], #32",
+                $step!("{a20:v}", "v24", "v16", "v28"),
+                $step!("{a21:v}", "v24", "v18", "v29"),
+                $step!("{a22:v}", "v24", "v20", "v28"),
+                $step!("{a23:v}", "v24", "v22", "v29"),
+                $step!("{a20:v}", "v25", "v17", "v28"),
+                $step!("{a21:v}", "v25", "v19", "v29"),
+                $step!("{a22:v}", "v25", "v21", "v28"),
+                $step!("{a23:v}", "v25", "v23", "v29"),
+                $step!("{a30:v}", "v26", "v16", "v28"),
+                $step!("{a31:v}", "v26", "v18", "v29"),
+                $step!("{a32:v}", "v26", "v20", "v28"),
+                $step!("{a33:v}", "v26", "v22", "v29"),
+                $step!("{a30:v}", "v27", "v17", "v28"),
+                $step!("{a31:v}", "v27", "v19", "v29"),
+                $step!("{a32:v}", "v27", "v21", "v28"),
+                $step!("{a33:v}", "v27", "v23", "v29"),
+                "subs {n}, {n}, #1",
+                "b.ne 2b",
+                x0 = inout(reg) x[0] => _,
+                x1 = inout(reg) x[1] => _,
+                x2 = inout(reg) x[2] => _,
+                x3 = inout(reg) x[3] => _,
+                w0 = inout(reg) w[0] => _,
+                w1 = inout(reg) w[1] => _,
+                w2 = inout(reg) w[2] => _,
+                w3 = inout(reg) w[3] => _,
+                n = inout(reg) n => _,
+                a00 = inout(vreg) a00, a01 = inout(vreg) a01, a02 = inout(vreg) a02, a03 = inout(vreg) a03,
+                a10 = inout(vreg) a10, a11 = inout(vreg) a11, a12 = inout(vreg) a12, a13 = inout(vreg) a13,
+                a20 = inout(vreg) a20, a21 = inout(vreg) a21, a22 = inout(vreg) a22, a23 = inout(vreg) a23,
+                a30 = inout(vreg) a30, a31 = inout(vreg) a31, a32 = inout(vreg) a32, a33 = inout(vreg) a33,
+                out("v16") _, out("v17") _, out("v18") _, out("v19") _,
+                out("v20") _, out("v21") _, out("v22") _, out("v23") _,
+                out("v24") _, out("v25") _, out("v26") _, out("v27") _,
+                out("v28") _, out("v29") _,
+                options(nostack, readonly),
+            );
+            *acc = [[a00, a01, a02, a03], [a10, a11, a12, a13], [a20, a21, a22, a23], [a30, a31, a32, a33]];
+        }
+    };
+}
+pub(super) use wide_loops;
 
 /// True when the vector driver may run: `cols >= 16`, and the slices hold the whole batch
 /// ([`DenseI8::samples`] gives all of it). Anything else goes to the scalar reference, which
@@ -45,19 +214,12 @@ pub(super) fn fits(p: &DenseI8<'_>, x: &[i8], batch: usize, out: &[i8]) -> bool 
 pub(super) unsafe fn dense_i8_tiled<D: DotStep>(p: &DenseI8<'_>, x: &[i8], batch: usize, out: &mut [i8]) {
     let (rows, cols) = (p.rows, p.cols);
     let tail_mask = tail_mask(cols);
-    let mut o = 0;
-    while o + 4 <= rows {
-        let tile = RowTile::new(p, o, tail_mask);
-        let mut b = 0;
-        while b < batch {
-            b += match batch - b {
-                4.. => tile.emit::<D, 4>(x, b, rows, o, out),
-                2 | 3 => tile.emit::<D, 2>(x, b, rows, o, out),
-                _ => tile.emit::<D, 1>(x, b, rows, o, out),
-            };
-        }
-        o += 4;
+    if batch == 1 {
+        single_sample_tiles::<D>(p, x, out, tail_mask);
+    } else {
+        batch_tiles::<D>(p, x, batch, out, tail_mask);
     }
+    let mut o = rows / 4 * 4;
     // The last rows % 4 channels, one at a time, with the scalar epilogue.
     while o < rows {
         let (bias, m, s) = (le_i32(p.bias, o), le_i32(p.multipliers, o), le_i32(p.shifts, o));
@@ -83,6 +245,69 @@ pub(super) unsafe fn dense_i8_tiled<D: DotStep>(p: &DenseI8<'_>, x: &[i8], batch
             b += emitted;
         }
         o += 1;
+    }
+}
+
+/// The 4-row tiles of one sample. Apart from [`batch_tiles`] so that LLVM allocates its
+/// registers alone: the 4 x 4 loop takes 30 vector registers, and sharing a function with it
+/// made every row tile spill and reload its requantization parameters (about 60 instructions
+/// per 4 channels, a fifth of a 400-column tile).
+///
+/// # Safety
+/// As [`dense_i8_tiled`], with `batch == 1`.
+#[inline(never)]
+#[target_feature(enable = "neon")]
+unsafe fn single_sample_tiles<D: DotStep>(p: &DenseI8<'_>, x: &[i8], out: &mut [i8], tail_mask: int8x16_t) {
+    let (rows, cols) = (p.rows, p.cols);
+    let x = x.as_ptr();
+    let mut o = 0;
+    while o + 4 <= rows {
+        let tile = RowTile::new(p, o, tail_mask);
+        let w: [*const i8; 4] = core::array::from_fn(|r| tile.weights.add(r * cols));
+        let mut acc = [vdupq_n_s32(0); 4];
+        if cols >= 64 {
+            D::wide_4x1(&mut acc, &w, x, cols / 64);
+        }
+        // The rest as in `dot_tile`: whole 16-column steps, then the masked last 16 bytes.
+        let mut k = cols / 64 * 64;
+        while k + 16 <= cols {
+            let xv = vld1q_s8(x.add(k));
+            for (a, &row) in acc.iter_mut().zip(&w) {
+                *a = D::step(*a, vld1q_s8(row.add(k)), xv);
+            }
+            k += 16;
+        }
+        if k < cols {
+            let xv = vandq_s8(vld1q_s8(x.add(cols - 16)), tail_mask);
+            for (a, &row) in acc.iter_mut().zip(&w) {
+                *a = D::step(*a, vld1q_s8(row.add(cols - 16)), xv);
+            }
+        }
+        tile.finish(acc, o, out);
+        o += 4;
+    }
+}
+
+/// The 4-row tiles of a batch of two or more, each row tile over the whole batch (4 samples
+/// at a time, then 2 or 1) while its weights stay in L1.
+///
+/// # Safety
+/// As [`dense_i8_tiled`].
+#[inline(never)]
+#[target_feature(enable = "neon")]
+unsafe fn batch_tiles<D: DotStep>(p: &DenseI8<'_>, x: &[i8], batch: usize, out: &mut [i8], tail_mask: int8x16_t) {
+    let mut o = 0;
+    while o + 4 <= p.rows {
+        let tile = RowTile::new(p, o, tail_mask);
+        let mut b = 0;
+        while b < batch {
+            b += match batch - b {
+                4.. => tile.emit::<D, 4>(x, b, p.rows, o, out),
+                2 | 3 => tile.emit::<D, 2>(x, b, p.rows, o, out),
+                _ => tile.emit::<D, 1>(x, b, p.rows, o, out),
+            };
+        }
+        o += 4;
     }
 }
 
@@ -149,9 +374,7 @@ impl RowTile {
     #[inline]
     #[target_feature(enable = "neon")]
     unsafe fn finish(&self, row_lanes: [int32x4_t; 4], at: usize, out: &mut [i8]) {
-        let [r0, r1, r2, r3] = row_lanes;
-        // Pairwise adds leave lane r holding row r's total.
-        let sums = vpaddq_s32(vpaddq_s32(r0, r1), vpaddq_s32(r2, r3));
+        let sums = row_totals(row_lanes);
         let codes = self.quant.apply(vaddq_s32(sums, self.bias)).to_le_bytes();
         if let Some(y) = out.get_mut(at..at + 4) {
             for (y, code) in y.iter_mut().zip(codes) {
@@ -159,6 +382,31 @@ impl RowTile {
             }
         }
     }
+}
+
+/// Lane r of the result is the sum of the lanes of `rows[r]`: three `addp`. (From
+/// `vpaddq_s32` LLVM rewrote the outer pairwise add into `uzp1`, `uzp2` and `add`.)
+///
+/// # Safety
+/// NEON.
+#[inline]
+#[target_feature(enable = "neon")]
+unsafe fn row_totals(rows: [int32x4_t; 4]) -> int32x4_t {
+    let [r0, r1, r2, r3] = rows;
+    let totals;
+    // SAFETY: register-only arithmetic on NEON, which the caller guarantees.
+    core::arch::asm!(
+        "addp {r0:v}.4s, {r0:v}.4s, {r1:v}.4s",
+        "addp {r2:v}.4s, {r2:v}.4s, {r3:v}.4s",
+        "addp {t:v}.4s, {r0:v}.4s, {r2:v}.4s",
+        r0 = inout(vreg) r0 => _,
+        r1 = in(vreg) r1,
+        r2 = inout(vreg) r2 => _,
+        r3 = in(vreg) r3,
+        t = lateout(vreg) totals,
+        options(pure, nomem, nostack, preserves_flags),
+    );
+    totals
 }
 
 /// Partial dot products of `R` weight rows (starting at `w`, `cols` apart) with `S` samples
@@ -181,6 +429,26 @@ unsafe fn dot_tile<D: DotStep, const R: usize, const S: usize>(
     let x_rows: [*const i8; S] = core::array::from_fn(|s| x.add(s * cols));
     let keep_all = vdupq_n_s8(-1);
     let mut k = 0;
+    // The assembly loops take the columns they can (the indexing closures see R == 4 and the
+    // right S, so after inlining they are plain register moves).
+    if R == 4 && S == 1 && cols >= 64 {
+        let mut a: [int32x4_t; 4] = core::array::from_fn(|r| acc[r][0]);
+        D::wide_4x1(&mut a, &core::array::from_fn(|r| w_rows[r]), x_rows[0], cols / 64);
+        for (acc_r, a) in acc.iter_mut().zip(a) {
+            acc_r[0] = a;
+        }
+        k = cols / 64 * 64;
+    } else if R == 4 && S == 4 && cols >= 32 {
+        let mut a: [[int32x4_t; 4]; 4] = core::array::from_fn(|r| core::array::from_fn(|s| acc[r][s]));
+        let (w4, x4) = (core::array::from_fn(|r| w_rows[r]), core::array::from_fn(|s| x_rows[s]));
+        D::wide_4x4(&mut a, &w4, &x4, cols / 32);
+        for (acc_r, a_r) in acc.iter_mut().zip(a) {
+            for (acc, a) in acc_r.iter_mut().zip(a_r) {
+                *acc = a;
+            }
+        }
+        k = cols / 32 * 32;
+    }
     // Every step reads bytes k..k+16 of each row with k + 16 <= cols.
     if S == 1 {
         // A single sample has few instructions per step, so the loop's own three weigh more:

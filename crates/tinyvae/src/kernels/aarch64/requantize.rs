@@ -78,7 +78,9 @@ impl ChannelQuant4 {
     #[target_feature(enable = "neon")]
     pub(super) unsafe fn apply(&self, acc: int32x4_t) -> u32 {
         if !self.vector_exact {
-            return self.apply_scalar(acc);
+            // The parameters go by value: a `&self` call made LLVM store the whole struct to
+            // the stack for every row tile, on the path that is never taken.
+            return apply_scalar(acc, self.multiplier_v, self.shift_v, self.zero_point, self.act_min, self.act_max);
         }
         // `sqshl` saturates exactly like the reference's `saturating_mul(1 << left)`.
         let scaled = vqshlq_s32(acc, self.left_shift_v);
@@ -93,24 +95,33 @@ impl ChannelQuant4 {
         let bytes = vmovn_s16(vcombine_s16(halves, halves));
         vget_lane_u32::<0>(vreinterpret_u32_s8(bytes))
     }
+}
 
-    /// # Safety
-    /// The CPU must support NEON.
-    #[inline(never)]
-    #[target_feature(enable = "neon")]
-    unsafe fn apply_scalar(&self, acc: int32x4_t) -> u32 {
-        let (mut lanes, mut multipliers, mut shifts) = ([0i32; 4], [0i32; 4], [0i32; 4]);
-        // Each array is a 16-byte local: the stores stay inside them.
-        vst1q_s32(lanes.as_mut_ptr(), acc);
-        vst1q_s32(multipliers.as_mut_ptr(), self.multiplier_v);
-        vst1q_s32(shifts.as_mut_ptr(), self.shift_v);
-        let mut bytes = [0u8; 4];
-        for (i, byte) in bytes.iter_mut().enumerate() {
-            let q = requantize(lanes[i], multipliers[i], shifts[i], self.zero_point, self.act_min, self.act_max);
-            *byte = q as u8;
-        }
-        u32::from_le_bytes(bytes)
+/// [`ChannelQuant4::apply`] one channel at a time with the scalar reference, for parameters
+/// outside the vector path's exact range.
+///
+/// # Safety
+/// The CPU must support NEON.
+#[inline(never)]
+#[target_feature(enable = "neon")]
+unsafe fn apply_scalar(
+    acc: int32x4_t,
+    multiplier_v: int32x4_t,
+    shift_v: int32x4_t,
+    zero_point: i32,
+    act_min: i8,
+    act_max: i8,
+) -> u32 {
+    let (mut lanes, mut multipliers, mut shifts) = ([0i32; 4], [0i32; 4], [0i32; 4]);
+    // Each array is a 16-byte local: the stores stay inside them.
+    vst1q_s32(lanes.as_mut_ptr(), acc);
+    vst1q_s32(multipliers.as_mut_ptr(), multiplier_v);
+    vst1q_s32(shifts.as_mut_ptr(), shift_v);
+    let mut bytes = [0u8; 4];
+    for (i, byte) in bytes.iter_mut().enumerate() {
+        *byte = requantize(lanes[i], multipliers[i], shifts[i], zero_point, act_min, act_max) as u8;
     }
+    u32::from_le_bytes(bytes)
 }
 
 #[cfg(test)]
