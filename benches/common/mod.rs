@@ -1,9 +1,11 @@
-//! Shared by the z20 latency benches: finding the shipped models (or building a same-shape
-//! stand-in on request), quantizing them, timing each engine under criterion, and printing
-//! per-sample medians with their ratios to tract f32 once criterion is done.
+//! Shared by the latency benches (the z20 VAE and the conv VAE): finding the shipped models (or,
+//! for the z20 ones, building a same-shape stand-in on request), quantizing them, timing each
+//! engine under criterion, and printing per-sample medians with their ratios to tract f32 once
+//! criterion is done.
 //!
-//! Engines, at batch 1 and 64: the runtime at int8 with the fastest kernel table and with the
-//! scalar reference, at f16 and f32 with the fastest table, and tract f32 on the same ONNX.
+//! Engines, at batch 1 and 64: the runtime at int8 with every kernel table usable on this CPU
+//! (the scalar reference first), at f16 and f32 with the fastest table, and tract f32 on the
+//! same ONNX.
 //! Plus the weight-streaming floor: every int8 weight byte of the model read once with SIMD
 //! loads, the memory-bound limit of a batch-1 int8 pass.
 
@@ -37,21 +39,37 @@ fn criterion_dir() -> PathBuf {
         .join("criterion")
 }
 
-/// Which network of the z20 VAE.
+/// Which network of which shipped VAE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Net {
-    /// 20 -> 400 (ReLU) -> 784 (sigmoid).
+    /// The z20 VAE's decoder: 20 -> 400 (ReLU) -> 784 (sigmoid).
     Decoder,
-    /// 784 -> 400 (ReLU) -> (mu 20, logvar 20).
+    /// The z20 VAE's encoder: 784 -> 400 (ReLU) -> (mu 20, logvar 20).
     Encoder,
+    /// The conv VAE's decoder: 20 -> Dense 64x7x7 -> ConvTranspose 32 (k4 s2) -> ConvTranspose 1.
+    ConvDecoder,
+    /// The conv VAE's encoder: Conv 32 (k4 s2) -> Conv 64 -> Dense (mu 20, logvar 20).
+    ConvEncoder,
 }
 
 impl Net {
     fn file(self) -> &'static str {
-        match self {
-            Net::Decoder => "decoder.onnx",
-            Net::Encoder => "encoder.onnx",
+        if self.is_decoder() {
+            "decoder.onnx"
+        } else {
+            "encoder.onnx"
         }
+    }
+
+    fn model_dir(self) -> &'static str {
+        match self {
+            Net::Decoder | Net::Encoder => "models/mnist-vae-z20",
+            Net::ConvDecoder | Net::ConvEncoder => "models/mnist-conv-vae",
+        }
+    }
+
+    fn is_decoder(self) -> bool {
+        matches!(self, Net::Decoder | Net::ConvDecoder)
     }
 
     /// The criterion group name.
@@ -59,6 +77,8 @@ impl Net {
         match self {
             Net::Decoder => "z20_decoder",
             Net::Encoder => "z20_encoder",
+            Net::ConvDecoder => "conv_decoder",
+            Net::ConvEncoder => "conv_encoder",
         }
     }
 }
@@ -66,9 +86,13 @@ impl Net {
 /// The ONNX file to time: the shipped one, or (when asked for) a stand-in of the same shape.
 /// `None`, after saying why, when there is nothing to time.
 pub fn model_onnx(net: Net) -> Option<(PathBuf, &'static str)> {
-    let shipped = repo_root().join("models/mnist-vae-z20").join(net.file());
+    let shipped = repo_root().join(net.model_dir()).join(net.file());
     if shipped.is_file() {
         return Some((shipped, "shipped model"));
+    }
+    if matches!(net, Net::ConvDecoder | Net::ConvEncoder) {
+        eprintln!("skipping {}: {} not found (the shipped conv VAE)", net.group(), shipped.display());
+        return None;
     }
     if std::env::var(STANDIN_VAR).as_deref() != Ok("1") {
         eprintln!(
@@ -126,7 +150,7 @@ fn standin_graph(net: Net) -> Graph {
         output: output.into(),
     };
     match net {
-        Net::Decoder => Graph {
+        Net::Decoder | Net::ConvDecoder => Graph {
             inputs: vec![Input { name: "z".into(), len: 20 }],
             nodes: vec![
                 node("decoder_fc0", dense(400, 20), "z", "decoder_h0"),
@@ -137,7 +161,7 @@ fn standin_graph(net: Net) -> Graph {
             outputs: vec!["x_mean".into()],
             role: Role::Decoder { latent: 20, classes: 0, bernoulli: true },
         },
-        Net::Encoder => Graph {
+        Net::Encoder | Net::ConvEncoder => Graph {
             inputs: vec![Input { name: "x".into(), len: 784 }],
             nodes: vec![
                 node("encoder_fc0", dense(400, 784), "x", "encoder_h0"),
@@ -176,12 +200,13 @@ pub struct Prepared {
 pub fn prepare(net: Net, onnx: PathBuf) -> Result<Prepared, String> {
     let mut graph = tinyvae_compiler::onnx::import_file(&onnx).map_err(|e| e.to_string())?;
     if graph.role == Role::Generic {
-        graph.role = match net {
-            Net::Decoder => Role::Decoder { latent: graph.inputs[0].len, classes: 0, bernoulli: true },
-            Net::Encoder => Role::Encoder { latent: graph.output_len(0).map_err(|e| e.to_string())?, classes: 0 },
+        graph.role = if net.is_decoder() {
+            Role::Decoder { latent: graph.inputs[0].len, classes: 0, bernoulli: true }
+        } else {
+            Role::Encoder { latent: graph.output_len(0).map_err(|e| e.to_string())?, classes: 0 }
         };
     }
-    let data = (net == Net::Encoder).then(data_dir);
+    let data = (!net.is_decoder()).then(data_dir);
     let blob = |precision| {
         let settings = Settings { precision, data: data.clone(), eval_samples: 100, ..Settings::default() };
         tinyvae_compiler::quantize_and_measure(&graph, &settings)
@@ -210,15 +235,15 @@ pub fn criterion() -> Criterion {
         .configure_from_args()
 }
 
-/// The engines, in the order the summary prints them.
+/// The engines, in the order the summary prints them: int8 on every usable table (the scalar
+/// reference first), then f16 and f32 on the fastest.
 fn engines() -> Vec<(String, Precision, &'static Kernels)> {
     let best = tinyvae::kernels::best();
-    vec![
-        (format!("int8_{}", best.name), Precision::Int8, best),
-        ("int8_scalar".to_string(), Precision::Int8, &tinyvae::kernels::REFERENCE),
-        (format!("f16_{}", best.name), Precision::F16, best),
-        (format!("f32_{}", best.name), Precision::F32, best),
-    ]
+    let mut engines: Vec<_> =
+        tinyvae::kernels::available().map(|k| (format!("int8_{}", k.name), Precision::Int8, k)).collect();
+    engines.push((format!("f16_{}", best.name), Precision::F16, best));
+    engines.push((format!("f32_{}", best.name), Precision::F32, best));
+    engines
 }
 
 /// Times every engine at every batch size, and the weight-streaming floor.
@@ -272,9 +297,9 @@ pub fn bench(c: &mut Criterion, p: &Prepared) {
         }
     }
 
-    // The floor: each Dense node's int8 weights, read once, as a batch-1 pass would.
+    // The floor: each weighted node's int8 weights, read once, as a batch-1 pass would.
     let model = Model::parse(&p.int8).expect("the quantizer's blob parses");
-    let weights = tinyvae_compiler::bench::dense_weights(&model);
+    let weights = tinyvae_compiler::bench::layer_weights(&model);
     group.throughput(Throughput::Elements(1));
     group.bench_function(BenchmarkId::new("weight_stream_floor", 1), |b| {
         b.iter(|| tinyvae_compiler::bench::stream_weights(black_box(&weights)))

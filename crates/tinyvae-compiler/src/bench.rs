@@ -150,18 +150,19 @@ pub fn time_tract(
 /// with the fastest kernel table's SIMD loads (what no batch-1 int8 pass can beat).
 pub fn time_weight_stream(blob: &[u8], budget: Duration) -> Result<(f64, (f64, f64), usize), PipelineError> {
     let model = Model::parse(blob)?;
-    let weights = dense_weights(&model);
+    let weights = layer_weights(&model);
     Ok(time_it(1, budget, || {
         black_box(stream_weights(black_box(&weights)));
     }))
 }
 
-/// The weight arrays of a blob's Dense nodes, as a batch-1 pass reads them.
-pub fn dense_weights<'a>(model: &Model<'a>) -> Vec<&'a [u8]> {
+/// The weight arrays of a blob's Dense, Conv and ConvTranspose nodes, as a batch-1 pass reads
+/// them (once each: a convolution's weights stay in cache across its pixels).
+pub fn layer_weights<'a>(model: &Model<'a>) -> Vec<&'a [u8]> {
     let blob = model.blob();
     (0..model.node_count())
         .filter_map(|i| model.node(i))
-        .filter(|n| n.op == tinyvae::Op::Dense)
+        .filter(|n| matches!(n.op, tinyvae::Op::Dense | tinyvae::Op::Conv | tinyvae::Op::ConvTranspose))
         .filter_map(|n| blob.get(n.weights.clone()))
         .collect()
 }

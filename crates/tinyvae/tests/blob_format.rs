@@ -170,10 +170,10 @@ fn errors_say_what_is_wrong() {
     assert!(msg.contains("checksum"), "{msg}");
     let msg = Model::parse(&blob[..10]).unwrap_err().to_string();
     assert!(msg.contains("10 bytes"), "{msg}");
-    let mut v3 = blob.clone();
-    v3[4] = 3;
-    assert_eq!(Model::parse(&v3).unwrap_err(), Error::UnsupportedVersion { found: 3 });
-    assert!(Model::parse(&v3).unwrap_err().to_string().contains("version 3"));
+    let mut v4 = blob.clone();
+    v4[4] = 4;
+    assert_eq!(Model::parse(&v4).unwrap_err(), Error::UnsupportedVersion { found: 4 });
+    assert!(Model::parse(&v4).unwrap_err().to_string().contains("version 4"));
 }
 
 #[test]

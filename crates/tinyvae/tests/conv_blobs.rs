@@ -13,6 +13,8 @@ use tinyvae::{Decoder, Error, Model, ModelKind, Op, Precision, Rng};
 /// overlap another's tensors by accident).
 struct Graph {
     precision: Precision,
+    /// How convolutions store their weights.
+    layout: WeightLayout,
     tensors: Vec<TensorSpec>,
     nodes: Vec<NodeSpec>,
     arena: u32,
@@ -20,8 +22,8 @@ struct Graph {
 }
 
 impl Graph {
-    fn new(precision: Precision, seed: u64) -> Self {
-        Graph { precision, tensors: Vec::new(), nodes: Vec::new(), arena: 0, rng: Rng::new(seed) }
+    fn new(precision: Precision, layout: WeightLayout, seed: u64) -> Self {
+        Graph { precision, layout, tensors: Vec::new(), nodes: Vec::new(), arena: 0, rng: Rng::new(seed) }
     }
 
     fn dtype(&self) -> DType {
@@ -141,6 +143,7 @@ impl Graph {
             rows,
             cols,
             weight_dtype,
+            layout: self.layout,
             weights,
             bias,
             requant,
@@ -196,9 +199,10 @@ impl Graph {
 /// A decoder that uses every version-2 op: z (4) -> Dense to [2, 4, 4] (ReLU) ->
 /// ConvTranspose k4 s2 p1 to [3, 8, 8] (ReLU) -> depthwise Conv 3x3 -> Add (residual) ->
 /// SiLU (float) -> Upsample 2 x 1 to [3, 16, 8] -> Conv k3 s2 p1 dilation 1 to [1, 8, 4] ->
-/// sigmoid: 8 x 4 pixels. int8 graphs take the activations as tables.
-fn every_op_decoder(precision: Precision) -> BlobSpec {
-    let mut g = Graph::new(precision, 7 + precision.code() as u64);
+/// sigmoid: 8 x 4 pixels. int8 graphs take the activations as tables. Convolutions store
+/// their weights in `layout` (tap-major: format version 3).
+fn every_op_decoder(precision: Precision, layout: WeightLayout) -> BlobSpec {
+    let mut g = Graph::new(precision, layout, 7 + precision.code() as u64);
     let z = g.tensor([4, 0, 0], 0.02, 3);
     let h = g.tensor([2, 4, 4], 0.05, -128);
     g.dense(z, h, true);
@@ -377,6 +381,7 @@ fn interpret(spec: &BlobSpec, z: &[f32]) -> Vec<f64> {
                 act,
                 act_min,
                 act_max,
+                ..
             } => {
                 let xt = &spec.tensors[*input as usize];
                 let y = &spec.tensors[*output as usize];
@@ -484,11 +489,14 @@ fn run_decoder(blob: &[u8], z: &[f32], batch: usize) -> (Vec<f32>, Vec<u8>) {
 }
 
 #[test]
-fn every_new_op_runs_as_its_definition_in_each_precision() {
-    for precision in [Precision::Int8, Precision::F16, Precision::F32] {
-        let spec = every_op_decoder(precision);
+fn every_new_op_runs_as_its_definition_in_each_precision_and_layout() {
+    let layouts = [(WeightLayout::RowMajor, 2), (WeightLayout::TapMajor, 3)];
+    for ((layout, version), precision) in
+        layouts.into_iter().flat_map(|l| [Precision::Int8, Precision::F16, Precision::F32].map(|p| (l, p)))
+    {
+        let spec = every_op_decoder(precision, layout);
         let blob = write::write(&spec);
-        assert_eq!(u16::from_le_bytes([blob[4], blob[5]]), 2, "{precision}: version");
+        assert_eq!(u16::from_le_bytes([blob[4], blob[5]]), version, "{precision} {layout}: version");
         let batch = 3;
         let mut z = vec![0f32; 4 * batch];
         Rng::new(9).fill_gaussian(&mut z);
@@ -517,7 +525,7 @@ fn every_new_op_runs_as_its_definition_in_each_precision() {
 #[test]
 fn written_fields_parse_back() {
     for precision in [Precision::Int8, Precision::F16, Precision::F32] {
-        let spec = every_op_decoder(precision);
+        let spec = every_op_decoder(precision, WeightLayout::RowMajor);
         let blob = write::write(&spec);
         let m = Model::parse(&blob).unwrap();
         assert_eq!(m.version(), 2);
@@ -566,7 +574,7 @@ fn written_fields_parse_back() {
 fn conv_transpose_macs_count_only_valid_taps() {
     // Kernel 4, stride 2, padding 1, 7 x 7 -> 14 x 14: per axis 2 taps per output, 1 at the
     // first and last: 26; so Cout * Cin * 26 * 26 MACs (not Cout * Cin * 16 * 14 * 14).
-    let mut g = Graph::new(Precision::F32, 3);
+    let mut g = Graph::new(Precision::F32, WeightLayout::RowMajor, 3);
     let z = g.tensor([5 * 7 * 7, 0, 0], 0.0, 0);
     let x = g.tensor([5, 7, 7], 0.0, 0);
     g.dense(z, x, false);
@@ -624,7 +632,7 @@ fn conv_at(spec: &mut BlobSpec, i: usize) -> &mut NodeSpec {
 
 #[test]
 fn bad_geometry_and_shapes_are_errors_naming_the_field() {
-    let spec = every_op_decoder(Precision::Int8);
+    let spec = every_op_decoder(Precision::Int8, WeightLayout::RowMajor);
     let geometry = |f: fn(&mut ConvGeometry)| {
         let mut s = spec.clone();
         if let NodeSpec::Conv { geometry, .. } = conv_at(&mut s, 2) {
@@ -678,7 +686,7 @@ fn bad_geometry_and_shapes_are_errors_naming_the_field() {
 
 #[test]
 fn upsample_add_and_concat_rules_are_checked() {
-    let spec = every_op_decoder(Precision::Int8);
+    let spec = every_op_decoder(Precision::Int8, WeightLayout::RowMajor);
     // Upsample copies codes: input and output must share scale and zero point.
     let e = parse_error(spec.clone(), |s| s.tensors[6].zero_point += 1);
     assert!(node_field(e).contains("quantization"), "{e:?}");
@@ -718,7 +726,7 @@ fn upsample_add_and_concat_rules_are_checked() {
     });
     assert!(node_field(e).contains("len"));
     // Float Add takes no parameters; SiLU is not a fused activation.
-    let fspec = every_op_decoder(Precision::F32);
+    let fspec = every_op_decoder(Precision::F32, WeightLayout::RowMajor);
     let e = parse_error(fspec.clone(), |s| {
         if let NodeSpec::Add { requant, .. } = &mut s.nodes[3] {
             *requant = vec![0; 24];
@@ -736,7 +744,7 @@ fn upsample_add_and_concat_rules_are_checked() {
 #[test]
 fn version_1_blobs_cannot_use_version_2_features() {
     // A float decoder with a flat Add and a SiLU: version 2 only through its ops.
-    let mut g = Graph::new(Precision::F32, 5);
+    let mut g = Graph::new(Precision::F32, WeightLayout::RowMajor, 5);
     let z = g.tensor([4, 0, 0], 0.0, 0);
     let a = g.tensor([8, 0, 0], 0.0, 0);
     g.dense(z, a, false);
@@ -768,7 +776,7 @@ fn version_1_blobs_cannot_use_version_2_features() {
     let e = as_version_1(&silu_only).unwrap_err();
     assert_eq!(e, Error::BadNode { index: 2, field: "act (a version 2 activation in a version 1 blob)" });
     // Shaped tensors.
-    let e = as_version_1(&every_op_decoder(Precision::F32)).unwrap_err();
+    let e = as_version_1(&every_op_decoder(Precision::F32, WeightLayout::RowMajor)).unwrap_err();
     assert!(matches!(e, Error::BadTensor { index: 1, field } if field.contains("version 2")), "{e:?}");
     // Without any of it the writer writes version 1, and it parses as such.
     let mut dense_only = silu_only.clone();
@@ -788,7 +796,7 @@ fn version_1_blobs_cannot_use_version_2_features() {
 
 #[test]
 fn concat_reads_images_as_vectors_and_writes_a_flat_one() {
-    let mut g = Graph::new(Precision::F32, 6);
+    let mut g = Graph::new(Precision::F32, WeightLayout::RowMajor, 6);
     let z = g.tensor([4, 0, 0], 0.0, 0);
     let a = g.tensor([1, 2, 2], 0.0, 0);
     g.dense(z, a, false);
@@ -796,7 +804,7 @@ fn concat_reads_images_as_vectors_and_writes_a_flat_one() {
     g.nodes.push(NodeSpec::Concat { a: z, b: a, output: y });
     assert!(Model::parse(&write::write(&g.finish(4, y, 0, 0))).is_ok());
 
-    let mut g = Graph::new(Precision::F32, 6);
+    let mut g = Graph::new(Precision::F32, WeightLayout::RowMajor, 6);
     let z = g.tensor([4, 0, 0], 0.0, 0);
     let a = g.tensor([1, 2, 2], 0.0, 0);
     g.dense(z, a, false);
@@ -857,16 +865,27 @@ fn hostile_edits_never_panic(blob: &[u8]) {
 fn hostile_conv_blobs_never_panic() {
     hostile_edits_never_panic(&write::example_conv_decoder());
     for precision in [Precision::Int8, Precision::F32] {
-        hostile_edits_never_panic(&write::write(&every_op_decoder(precision)));
+        for layout in [WeightLayout::RowMajor, WeightLayout::TapMajor] {
+            hostile_edits_never_panic(&write::write(&every_op_decoder(precision, layout)));
+        }
     }
 }
 
 #[test]
 fn every_flipped_byte_of_a_conv_blob_is_rejected() {
     let blob = write::example_conv_decoder();
+    assert_eq!(blob[4], 2);
     for i in 0..blob.len() {
         let mut bad = blob.clone();
         bad[i] ^= 0x01;
+        if i == 4 {
+            // Version 2 flipped to 3: the same contents read by the newer rules, which are a
+            // superset (version 3 adds tap-major weights, and this blob has none): the same model.
+            let (a, b) = (Model::parse(&blob).unwrap(), Model::parse(&bad).unwrap());
+            assert_eq!(decode_everything(&blob).unwrap(), decode_everything(&bad).unwrap());
+            assert_eq!((a.version(), b.version()), (2, 3));
+            continue;
+        }
         assert!(Model::parse(&bad).is_err(), "flip at byte {i} was accepted");
     }
 }

@@ -92,6 +92,13 @@ fn main() -> ! {
         Err(m) => fail(format_args!("suite: {m}")),
     };
     say!("suite: {suite_checks} checks ({cases} random cases) keep the kernel contract");
+    // The conv VAE's layers and wider ones: with the Cortex-M's small patch buffers these slide
+    // the input window and split every row over several Dense calls.
+    let conv_large = match suite::check_conv_large(dsp, 0x5EED) {
+        Ok(n) => n,
+        Err(m) => fail(format_args!("suite, large convolutions: {m}")),
+    };
+    say!("suite: {conv_large} large convolution layers (the conv VAE's among them) match the definition");
 
     let fixed = fixed_shapes(dsp);
     let rows_short = short_rows(dsp);
@@ -106,7 +113,7 @@ fn main() -> ! {
 
     instruction_counts(&counter, dsp);
 
-    let checks = 2 + suite_checks + fixed + rows_short + fuzz + extremes + requant + guarded + wide;
+    let checks = 2 + suite_checks + conv_large + fixed + rows_short + fuzz + extremes + requant + guarded + wide;
     // SAFETY: single-threaded; the HardFault handler reads it only after the fault below.
     unsafe { (&raw mut PASSED_BEFORE_GUARD_CHECK).write_volatile(checks) };
     check_guard_faults();

@@ -506,6 +506,8 @@ pub fn quantize(
                     rows: rows.nrows() as u32,
                     cols: rows.ncols() as u32,
                     weight_dtype,
+                    // What the optimized kernels run on (format version 3); the writer reorders.
+                    layout: WeightLayout::TapMajor,
                     weights,
                     bias,
                     requant,

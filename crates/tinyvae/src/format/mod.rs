@@ -19,10 +19,14 @@ use core::fmt;
 /// First four bytes of every blob.
 pub const MAGIC: [u8; 4] = *b"TVAE";
 /// The newest format version, which this runtime reads and writes: version 2 adds shaped
-/// tensors, convolutions, upsampling, residual additions and two activations. The writer
-/// still writes [`VERSION_1`] for blobs that use none of them, so that older firmware reads
-/// dense models.
-pub const VERSION: u16 = 2;
+/// tensors, convolutions, upsampling, residual additions and two activations; version 3 the
+/// tap-major convolution weights ([`WeightLayout::TapMajor`]) that optimized kernels run from
+/// flash. The writer writes the oldest version a blob's contents allow ([`write::version_for`]),
+/// so that older firmware reads what it can.
+pub const VERSION: u16 = 3;
+/// Format version 2 (shaped tensors and convolutions with row-major weights), still read and
+/// written.
+pub const VERSION_2: u16 = 2;
 /// The first format version (dense models only), still read and written.
 pub const VERSION_1: u16 = 1;
 /// Size of the fixed header.
@@ -233,10 +237,15 @@ code_enum!(
 );
 
 code_enum!(
-    /// How a Dense node's weight matrix is laid out in the blob.
+    /// How a node's weights are laid out in the blob (see [`crate::kernels::conv_layout`]).
     WeightLayout {
-        /// `rows x cols`, row-major: output channel by output channel.
+        /// `rows x cols`, row-major: output channel by output channel; a convolution's row is
+        /// `[C_in / groups][kh][kw]`.
         RowMajor = 0 => "row-major",
+        /// Convolutions only (format version 3): a convolution's row is `[kh][kw][C_in /
+        /// groups]`, a transposed convolution's weights are phase blocks of rows
+        /// `[ty][tx][C_in]`, with int8 biases and weight sums per phase.
+        TapMajor = 1 => "tap-major",
     }
 );
 
@@ -310,7 +319,7 @@ pub const fn arena_size_of(blob: &[u8]) -> Option<usize> {
         return None;
     }
     match (read_u16(blob, hdr::VERSION), read_u32(blob, hdr::ARENA_BYTES)) {
-        (Some(VERSION_1 | VERSION), Some(bytes)) => Some(bytes as usize + ALIGN),
+        (Some(VERSION_1 | VERSION_2 | VERSION), Some(bytes)) => Some(bytes as usize + ALIGN),
         _ => None,
     }
 }

@@ -7,8 +7,9 @@ use alloc::vec::Vec;
 use super::{
     align_up, crc32, hdr, mrec, nrec, trec, ActKind, ConvGeometry, DType, EncoderHead, ModelKind, OpCode, OutputKind,
     Precision, WeightLayout, ALIGN, HEADER_LEN, MAGIC, META_RECORD_LEN, NODE_RECORD_LEN, NO_TENSOR, TENSOR_RECORD_LEN,
-    VERSION, VERSION_1,
+    VERSION, VERSION_1, VERSION_2,
 };
+use crate::kernels::{conv_layout, ConvDims, Shape};
 
 /// A tensor to write.
 #[derive(Debug, Clone, PartialEq)]
@@ -132,10 +133,16 @@ pub enum NodeSpec {
         cols: u32,
         /// Weight element type: the precision's (i8, f16 or f32).
         weight_dtype: DType,
+        /// How the blob stores the weights: [`WeightLayout::TapMajor`] (format version 3, what
+        /// optimized kernels run on) or [`WeightLayout::RowMajor`] (version 2). The arrays
+        /// below are always given row-major; the writer reorders them (and for an int8
+        /// transposed convolution makes the per-phase biases and weight sums).
+        layout: WeightLayout,
         /// Weight bytes, `[C_out][C_in / groups][kh][kw]` (ConvTranspose:
         /// `[C_out][C_in][kh][kw]`, ONNX's `[C_in][C_out][kh][kw]` transposed), little-endian.
         weights: Vec<u8>,
-        /// Bias bytes: int32 (int8 graphs) or f32, little-endian.
+        /// Bias bytes: int32 (int8 graphs) or f32, little-endian. An int8 convolution's folds
+        /// the input zero point (`-zp_in * row sum`); a transposed convolution's does not.
         bias: Vec<u8>,
         /// int8 only: `rows` int32 multipliers, then `rows` int32 shifts, then `rows` int32 sums
         /// of each weight row, little-endian.
@@ -179,6 +186,11 @@ pub enum NodeSpec {
 }
 
 impl NodeSpec {
+    /// True when the node needs format version 3: tap-major convolution weights.
+    pub fn needs_version_3(&self) -> bool {
+        matches!(self, NodeSpec::Conv { layout: WeightLayout::TapMajor, .. })
+    }
+
     /// True when the node needs format version 2: a convolution, upsampling or addition, or
     /// an activation code past tanh.
     pub fn needs_version_2(&self) -> bool {
@@ -255,15 +267,48 @@ fn push_data(data: &mut Vec<u8>, bytes: &[u8], align: usize) -> (u32, u32) {
     (off as u32, bytes.len() as u32)
 }
 
-/// The format version [`write()`] gives `spec`: [`VERSION_1`] when it uses nothing of version 2
-/// (every tensor flat, ops Dense, Lut, Activation and Concat, activations up to tanh), so that
-/// firmware built before version 2 reads it; [`VERSION`] otherwise.
+/// The format version [`write()`] gives `spec`: the oldest that holds it, so that firmware
+/// built before a version reads what it can. [`VERSION_1`] when it uses nothing of version 2
+/// (every tensor flat, ops Dense, Lut, Activation and Concat, activations up to tanh);
+/// [`VERSION`] (3) with tap-major convolution weights; [`VERSION_2`] otherwise.
 pub fn version_for(spec: &BlobSpec) -> u16 {
     let shaped = spec.tensors.iter().any(|t| t.height != 0 || t.width != 0);
-    if shaped || spec.nodes.iter().any(NodeSpec::needs_version_2) {
+    if spec.nodes.iter().any(NodeSpec::needs_version_3) {
         VERSION
+    } else if shaped || spec.nodes.iter().any(NodeSpec::needs_version_2) {
+        VERSION_2
     } else {
         VERSION_1
+    }
+}
+
+/// A convolution's arrays as the blob stores them in `layout`: row-major arrays unchanged;
+/// tap-major weights reordered, and an int8 transposed convolution's biases and weight sums
+/// made per phase, each bias folding `-zp_in * sum` of its phase row (see
+/// [`crate::kernels::conv_layout`]). `None` when the tensors' shapes do not make a valid
+/// convolution (the arrays are then written as given, and the parser refuses the blob).
+fn conv_arrays(spec: &BlobSpec, node: &NodeSpec) -> Option<(Vec<u8>, Vec<u8>, Vec<u8>)> {
+    let NodeSpec::Conv { input, output, transposed, geometry, weight_dtype, layout, weights, bias, requant, .. } = node
+    else {
+        return None;
+    };
+    if *layout != WeightLayout::TapMajor {
+        return None;
+    }
+    let (ti, to) = (spec.tensors.get(*input as usize)?, spec.tensors.get(*output as usize)?);
+    let shape = |t: &TensorSpec| {
+        let plane = t.height as usize * t.width as usize;
+        (plane > 0).then(|| Shape::new(t.len as usize / plane, t.height as usize, t.width as usize))
+    };
+    let d = ConvDims::new(geometry, shape(ti)?, shape(to)?, *transposed)?;
+    let wb = weight_dtype.size();
+    if weights.len() != d.rows * d.cols * wb {
+        return None;
+    }
+    if *weight_dtype == DType::I8 {
+        conv_layout::to_tap_major_i8(&d, *transposed, ti.zero_point, weights, bias, requant)
+    } else {
+        Some((conv_layout::to_tap_major(&d, *transposed, wb, weights), bias.clone(), requant.clone()))
     }
 }
 
@@ -344,6 +389,7 @@ pub fn write(spec: &BlobSpec) -> Vec<u8> {
                 rows,
                 cols,
                 weight_dtype,
+                layout,
                 weights,
                 bias,
                 requant,
@@ -351,10 +397,15 @@ pub fn write(spec: &BlobSpec) -> Vec<u8> {
                 act_min,
                 act_max,
             } => {
+                let stored = conv_arrays(spec, node);
+                let (weights, bias, requant) = match &stored {
+                    Some((w, b, q)) => (w, b, q),
+                    None => (weights, bias, requant),
+                };
                 r[nrec::OP] = if *transposed { OpCode::ConvTranspose } else { OpCode::Conv }.code();
                 r[nrec::ACT] = act.code();
                 r[nrec::WDTYPE] = weight_dtype.code();
-                r[nrec::LAYOUT] = WeightLayout::RowMajor.code();
+                r[nrec::LAYOUT] = layout.code();
                 put_u16(r, nrec::IN0, *input);
                 put_u16(r, nrec::OUT, *output);
                 put_u16(r, nrec::GROUPS, geometry.groups);
@@ -544,6 +595,7 @@ pub fn example_conv_decoder() -> Vec<u8> {
         rows: 1,
         cols: 4 * 3 * 3,
         weight_dtype: DType::I8,
+        layout: WeightLayout::RowMajor,
         weights,
         bias,
         requant,

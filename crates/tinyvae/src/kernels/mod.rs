@@ -48,6 +48,8 @@
 //! and the reference leaves them empty to save flash; their results there are not part of the
 //! contract (the suite checks them only in builds that carry them).
 
+pub mod conv_layout;
+pub mod patches;
 pub mod reference;
 pub mod suite;
 pub mod taps;
@@ -110,8 +112,8 @@ impl DenseI8<'_> {
     /// values and `out` at least `n * rows`.
     pub fn samples(&self, x: &[i8], batch: usize, out: &[i8]) -> usize {
         // A new layout would change what `weights` must hold: this match makes it come here.
-        match self.layout {
-            WeightLayout::RowMajor => {}
+        if self.layout != WeightLayout::RowMajor {
+            return 0;
         }
         let (Some(weights), Some(channel_bytes)) = (self.rows.checked_mul(self.cols), self.rows.checked_mul(4)) else {
             return 0;
@@ -265,27 +267,33 @@ impl ConvDims {
 /// Convolution: `acc = bias[o] + sum W[o][c][ky][kx] * x[...]` over every tap, a tap outside
 /// the input reading the input zero point (real 0); `bias` holds the input zero point folded
 /// in as for Dense (`- zp_in * sum_k W[o][k]`), which is exact because padding reads `zp_in`.
-/// Transposed convolution: `acc = bias[o] + sum W * (x - zp_in)` over the valid taps only (the
-/// bias does not fold the zero point: the taps per output vary). Then
+/// Transposed convolution, row-major: `acc = bias[o] + sum W * (x - zp_in)` over the valid taps
+/// only (the bias does not fold the zero point: the taps per output vary); tap-major: `acc =
+/// bias[phase][o] + sum W * x'` over every tap of the output's phase, `x'` the input zero point
+/// where the tap falls outside the input, the phase's bias folding `-zp_in * sum` of the phase's
+/// weights (the same integer as the row-major form when the biases are made that way). Then
 /// [`crate::quant::requantize`].
 #[derive(Debug, Clone, Copy)]
 pub struct ConvI8<'a> {
     /// Kernel, strides, dilations, padding, groups.
     pub geometry: ConvGeometry,
+    /// Where each weight sits, and whether biases and weight sums are per phase
+    /// ([`conv_layout`]).
+    pub layout: WeightLayout,
     /// Input shape `[C_in, H, W]`.
     pub in_shape: Shape,
     /// Output shape `[C_out, OH, OW]`.
     pub out_shape: Shape,
-    /// `rows * cols` int8 weights, `[C_out][C_in / groups][kh][kw]`.
+    /// `rows * cols` int8 weights in `layout`.
     pub weights: &'a [u8],
-    /// `rows` little-endian int32 biases.
+    /// `rows * phases` little-endian int32 biases (`phases`: [`ConvDims::phases`]).
     pub bias: &'a [u8],
     /// `rows` little-endian int32 fixed-point multipliers.
     pub multipliers: &'a [u8],
     /// `rows` little-endian int32 shifts.
     pub shifts: &'a [u8],
-    /// `rows` little-endian int32 sums of each row's weights (for kernels that need them, as
-    /// [`DenseI8::weight_sums`]).
+    /// `rows * phases` little-endian int32 sums of each row's weights (of each phase's row,
+    /// for kernels that need them, as [`DenseI8::weight_sums`]).
     pub weight_sums: &'a [u8],
     /// Input zero point: the code that padding reads (convolution), subtracted from every
     /// input (transposed convolution).
@@ -311,15 +319,17 @@ impl ConvI8<'_> {
         let Some(d) = self.dims(transposed) else {
             return 0;
         };
-        let Some(channel_bytes) = d.rows.checked_mul(4) else {
+        let phases = d.phases(transposed, self.layout);
+        let (Some(channel_bytes), Some(phase_bytes)) =
+            (d.rows.checked_mul(4), d.rows.checked_mul(4).and_then(|b| b.checked_mul(phases)))
+        else {
             return 0;
         };
-        let holds_rows = |a: &[u8]| a.len() >= channel_bytes;
         let fits = self.weights.len() >= d.rows * d.cols
-            && holds_rows(self.bias)
-            && holds_rows(self.multipliers)
-            && holds_rows(self.shifts)
-            && holds_rows(self.weight_sums);
+            && self.bias.len() >= phase_bytes
+            && self.multipliers.len() >= channel_bytes
+            && self.shifts.len() >= channel_bytes
+            && self.weight_sums.len() >= phase_bytes;
         if fits {
             d.fit(x.len(), batch, out.len())
         } else {
@@ -334,6 +344,8 @@ impl ConvI8<'_> {
 pub struct ConvFloat<'a> {
     /// Kernel, strides, dilations, padding, groups.
     pub geometry: ConvGeometry,
+    /// Where each weight sits ([`conv_layout`]; float biases are never per phase).
+    pub layout: WeightLayout,
     /// Input shape `[C_in, H, W]`.
     pub in_shape: Shape,
     /// Output shape `[C_out, OH, OW]`.

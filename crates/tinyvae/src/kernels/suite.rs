@@ -39,7 +39,9 @@ use super::{DenseFloat, DenseFloatFn, DenseI8, Kernels, REFERENCE};
 use crate::format::{ActKind, WeightLayout};
 use crate::quant::quantize_multiplier;
 use crate::rng::Rng;
-pub use conv::{check_add, check_conv, check_conv_case, check_conv_short_slices, check_upsample, ConvCase};
+pub use conv::{
+    check_add, check_conv, check_conv_case, check_conv_large, check_conv_short_slices, check_upsample, ConvCase,
+};
 
 /// The first disagreement found, with the case that shows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -987,6 +989,7 @@ pub fn check_large_layers(k: &Kernels, seed: u64) -> Result<usize, Mismatch> {
             case += 1;
         }
     }
+    case += check_conv_large(k, seed)?;
     let big = vec![0x7Fu8; 1 << 25];
     let (got, want) = ((k.weight_stream)(&big), (REFERENCE.weight_stream)(&big));
     if got != want {

@@ -65,6 +65,16 @@ impl Axis {
         self.kernel
     }
 
+    /// Dilation (1 for a transposed convolution).
+    pub fn dilation(&self) -> usize {
+        self.dilation
+    }
+
+    /// Leading padding (convolution) or positions cropped from the full output (transposed).
+    pub fn pad(&self) -> usize {
+        self.pad
+    }
+
     /// Stride: the number of phases of a transposed convolution.
     pub fn stride(&self) -> usize {
         self.stride

@@ -184,9 +184,10 @@ impl Model<'_> {
                     let weights = &self.blob[n.weights.clone()];
                     let bias = &self.blob[n.bias.clone()];
                     if n.weight_dtype == DType::I8 {
-                        let aux = self.blob.get(n.aux.clone()).filter(|a| a.len() == 12 * n.rows).ok_or(lost)?;
+                        let aux = self.blob.get(n.aux.clone()).filter(|a| a.len() >= 12 * n.rows).ok_or(lost)?;
                         let p = ConvI8 {
                             geometry: n.geometry,
+                            layout: n.layout,
                             in_shape,
                             out_shape,
                             weights,
@@ -203,7 +204,15 @@ impl Model<'_> {
                         f(&p, crate::cast::i8s(x), batch, crate::cast::i8s_mut(y));
                     } else {
                         let relu = n.act == ActKind::Relu;
-                        let p = ConvFloat { geometry: n.geometry, in_shape, out_shape, weights, bias, relu };
+                        let p = ConvFloat {
+                            geometry: n.geometry,
+                            layout: n.layout,
+                            in_shape,
+                            out_shape,
+                            weights,
+                            bias,
+                            relu,
+                        };
                         let f = match (n.weight_dtype == DType::F16, transposed) {
                             (true, false) => kernels.conv_f16,
                             (true, true) => kernels.conv_transpose_f16,

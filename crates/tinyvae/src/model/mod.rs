@@ -117,7 +117,7 @@ pub struct NodeView {
     pub act: ActKind,
     /// Weight element type (Dense).
     pub weight_dtype: DType,
-    /// Weight layout (Dense).
+    /// Weight layout.
     pub layout: WeightLayout,
     /// First input tensor.
     pub input: u16,
@@ -198,7 +198,7 @@ impl<'a> Model<'a> {
             return Err(Error::BadMagic);
         }
         let version = u16_at(blob, hdr::VERSION, "version")?;
-        if version != format::VERSION_1 && version != format::VERSION {
+        if !matches!(version, format::VERSION_1 | format::VERSION_2 | format::VERSION) {
             return Err(Error::UnsupportedVersion { found: version });
         }
         if u16_at(blob, hdr::HEADER_LEN, "header_len")? as usize != HEADER_LEN {
@@ -474,7 +474,8 @@ impl<'a> Model<'a> {
         self.arena_bytes.checked_mul(batch)?.checked_add(ALIGN)
     }
 
-    /// The blob's format version: 1 (dense models) or 2.
+    /// The blob's format version: 1 (dense models), 2 (shaped models) or 3 (tap-major
+    /// convolution weights).
     pub fn version(&self) -> u16 {
         self.version
     }

@@ -2,11 +2,13 @@
 //! its tensors and its op's rules, the graph order and the model kind. After them, execution
 //! cannot read out of bounds or meet a shape it cannot run.
 
+use core::ops::Range;
+
 use super::{arena_range, overlaps, Model, NodeView, Op, TensorInfo};
 use crate::error::Error;
 use crate::format::{
-    self, read_f32, read_i32, read_u16, read_u32, trec, ActKind, DType, EncoderHead, ModelKind, Precision, ALIGN,
-    MAX_TENSOR_LEN,
+    self, read_f32, read_i32, read_u16, read_u32, trec, ActKind, DType, EncoderHead, ModelKind, Precision,
+    WeightLayout, ALIGN, MAX_TENSOR_LEN,
 };
 #[cfg(feature = "conv")]
 use crate::kernels::ConvDims;
@@ -182,7 +184,10 @@ impl Model<'_> {
         if n.input2.is_some() {
             return Err(bad("input2"));
         }
-        self.validate_weighted(n, t_in, t_out, index)
+        if n.layout != WeightLayout::RowMajor {
+            return Err(bad("layout (tap-major is for convolutions)"));
+        }
+        self.validate_weighted(n, t_in, t_out, index, 1, &|o| o * n.cols..(o + 1) * n.cols)
     }
 
     #[cfg(feature = "conv")]
@@ -223,12 +228,35 @@ impl Model<'_> {
         if n.cols != d.cols {
             return Err(bad("cols (must be C_in / groups * kh * kw)"));
         }
-        self.validate_weighted(n, t_in, t_out, index)
+        if n.layout == WeightLayout::TapMajor && self.version < format::VERSION {
+            return Err(bad("layout (tap-major weights are a version 3 feature)"));
+        }
+        // A tap-major transposed convolution's int8 rows are per phase.
+        let phases = d.phases(transposed, n.layout);
+        let rows = |o: usize| {
+            let phase = d.phase(transposed, (o / d.rows) / d.w.stride(), (o / d.rows) % d.w.stride());
+            phase.offset + (o % d.rows) * phase.cols..phase.offset + (o % d.rows + 1) * phase.cols
+        };
+        if transposed && n.layout == WeightLayout::TapMajor {
+            self.validate_weighted(n, t_in, t_out, index, phases, &rows)
+        } else {
+            self.validate_weighted(n, t_in, t_out, index, 1, &|o| o * n.cols..(o + 1) * n.cols)
+        }
     }
 
     /// What Dense, Conv and ConvTranspose share: `rows x cols` weights of the blob's precision,
-    /// `rows` biases, and for int8 the requantization arrays (every value checked) and clamp.
-    fn validate_weighted(&self, n: &NodeView, t_in: &TensorInfo, t_out: &TensorInfo, index: u16) -> Result<(), Error> {
+    /// `rows` biases (`rows * phases` on int8 graphs), and for int8 the requantization arrays
+    /// (every value checked: `rows` multipliers and shifts, the sums of the `rows * phases`
+    /// weight rows, weight row `r` at `row(r)`) and clamp.
+    fn validate_weighted(
+        &self,
+        n: &NodeView,
+        t_in: &TensorInfo,
+        t_out: &TensorInfo,
+        index: u16,
+        phases: usize,
+        row: &dyn Fn(usize) -> Range<usize>,
+    ) -> Result<(), Error> {
         let bad = |field| Error::BadNode { index, field };
         if n.rows == 0 || n.cols == 0 {
             return Err(bad("rows/cols"));
@@ -241,7 +269,8 @@ impl Model<'_> {
         if n.weights.len() as u64 != wbytes {
             return Err(bad("weights"));
         }
-        if n.bias.len() as u64 != 4 * n.rows as u64 {
+        let int8_phases = if n.weight_dtype == DType::I8 { phases as u64 } else { 1 };
+        if n.bias.len() as u64 != 4 * n.rows as u64 * int8_phases {
             return Err(bad("bias"));
         }
         if t_in.dtype != activations || t_out.dtype != activations {
@@ -254,21 +283,24 @@ impl Model<'_> {
         if n.weight_dtype != DType::I8 {
             return if n.aux.is_empty() { Ok(()) } else { Err(bad("aux")) };
         }
-        if n.aux.len() as u64 != 12 * n.rows as u64 {
+        if n.aux.len() as u64 != 4 * n.rows as u64 * (2 + int8_phases) {
             return Err(bad("requant"));
         }
         let q = &self.blob[n.aux.clone()];
         let w = &self.blob[n.weights.clone()];
-        for (o, row) in w.chunks_exact(n.cols).enumerate().take(n.rows) {
+        for o in 0..n.rows {
             let mult = read_i32(q, 4 * o).unwrap_or(-1);
             let shift = read_i32(q, 4 * (n.rows + o)).unwrap_or(i32::MAX);
             if mult < 0 || !(-31..=30).contains(&shift) {
                 return Err(bad("requant"));
             }
+        }
+        for r in 0..n.rows * phases {
+            let row = w.get(row(r)).ok_or(bad("weights"))?;
             // Optimized kernels trust the pre-summed rows; a wrong sum would make targets
             // disagree, so it is checked like everything else.
             let sum: i32 = row.iter().map(|&v| v as i8 as i32).sum();
-            if read_i32(q, 4 * (2 * n.rows + o)) != Some(sum) {
+            if read_i32(q, 4 * (2 * n.rows + r)) != Some(sum) {
                 return Err(bad("weight_sums"));
             }
             if row.contains(&0x80) {

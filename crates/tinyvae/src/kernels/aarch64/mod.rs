@@ -8,8 +8,8 @@
 //!   `fmla` (f16 weights widened with `fcvtl`), the int8 lookup table on `tbl`/`tbx`, and the
 //!   weight-streaming floor.
 //!
-//! Convolutions, transposed convolutions, upsampling and additions (format version 2) are the
-//! scalar reference in both tables for now.
+//! Convolutions and transposed convolutions run on each table's Dense kernel over gathered
+//! patches ([`crate::kernels::patches`]); upsampling and additions are the scalar reference.
 //!
 //! Every function in these tables checks, on each call, that the CPU has what it executes
 //! (a cached feature test) and that the slices hold the shapes it reads; otherwise it hands the
@@ -34,7 +34,7 @@ mod lut_i8;
 mod requantize;
 mod weight_stream;
 
-use crate::kernels::Kernels;
+use crate::kernels::{patches, DenseFloatFn, DenseI8Fn, Kernels};
 
 /// Plain NEON: what every aarch64 application core has (Raspberry Pi 4 and later).
 pub static NEON: Kernels = Kernels {
@@ -47,13 +47,13 @@ pub static NEON: Kernels = Kernels {
     pixels_f32: crate::kernels::reference::pixels_f32,
     quantize_i8: crate::kernels::reference::quantize_i8,
     weight_stream: weight_stream::weight_stream_neon,
-    // Convolutions, upsampling and additions: the scalar reference until NEON versions exist.
-    conv_i8: crate::kernels::reference::conv_i8,
-    conv_f16: crate::kernels::reference::conv_f16,
-    conv_f32: crate::kernels::reference::conv_f32,
-    conv_transpose_i8: crate::kernels::reference::conv_transpose_i8,
-    conv_transpose_f16: crate::kernels::reference::conv_transpose_f16,
-    conv_transpose_f32: crate::kernels::reference::conv_transpose_f32,
+    // Convolutions: Dense over gathered patches; upsampling and additions: the reference.
+    conv_i8: patches::conv_i8::<Neon>,
+    conv_f16: patches::conv_f16::<Neon>,
+    conv_f32: patches::conv_f32::<Neon>,
+    conv_transpose_i8: patches::conv_transpose_i8::<Neon>,
+    conv_transpose_f16: patches::conv_transpose_f16::<Neon>,
+    conv_transpose_f32: patches::conv_transpose_f32::<Neon>,
     upsample_i8: crate::kernels::reference::upsample_i8,
     upsample_f32: crate::kernels::reference::upsample_f32,
     add_i8: crate::kernels::reference::add_i8,
@@ -61,7 +61,27 @@ pub static NEON: Kernels = Kernels {
 };
 
 /// NEON plus `sdot` (FEAT_DotProd: Raspberry Pi 5 and other Armv8.2+ cores).
-pub static SDOT: Kernels = Kernels { name: "aarch64-sdot", dense_i8: dense_i8_sdot::dense_i8_sdot, ..NEON };
+pub static SDOT: Kernels = Kernels {
+    name: "aarch64-sdot",
+    dense_i8: dense_i8_sdot::dense_i8_sdot,
+    conv_i8: patches::conv_i8::<Sdot>,
+    conv_transpose_i8: patches::conv_transpose_i8::<Sdot>,
+    ..NEON
+};
+
+/// The Dense kernels each table's convolutions run on ([`patches`]).
+struct Neon;
+impl patches::Dense for Neon {
+    const I8: DenseI8Fn = dense_i8_neon::dense_i8_neon;
+    const F16: DenseFloatFn = dense_f16::dense_f16_neon;
+    const F32: DenseFloatFn = dense_f32::dense_f32_neon;
+}
+struct Sdot;
+impl patches::Dense for Sdot {
+    const I8: DenseI8Fn = dense_i8_sdot::dense_i8_sdot;
+    const F16: DenseFloatFn = dense_f16::dense_f16_neon;
+    const F32: DenseFloatFn = dense_f32::dense_f32_neon;
+}
 
 /// Tables usable on this CPU, fastest first.
 ///

@@ -1,8 +1,9 @@
 //! Optimized kernels for 32-bit Arm microcontrollers. These are the ARMv7E-M DSP instructions
 //! (`SMLAD`, `SXTB16`) of the Cortex-M4 and Cortex-M7.
 //!
-//! `DSP` is the table that dispatch picks: int8 Dense on `SMLAD` (one kernel per file), and
-//! the scalar reference for the rest (convolutions, upsampling and additions included). `dense_i8_w16` is an opt-in int16-weight variant kept
+//! `DSP` is the table that dispatch picks: int8 Dense on `SMLAD` (one kernel per file), int8
+//! convolutions on that Dense over gathered patches ([`crate::kernels::patches`]), and the
+//! scalar reference for the rest. `dense_i8_w16` is an opt-in int16-weight variant kept
 //! for measurements; no table uses it.
 //!
 //! # Which builds get them
@@ -30,10 +31,11 @@ pub static DSP: Kernels = Kernels {
     pixels_f32: crate::kernels::reference::pixels_f32,
     quantize_i8: crate::kernels::reference::quantize_i8,
     weight_stream: crate::kernels::reference::weight_stream,
-    conv_i8: crate::kernels::reference::conv_i8,
+    // Convolutions: `SMLAD` Dense over gathered patches, one output row's worth at most.
+    conv_i8: crate::kernels::patches::conv_i8::<Dsp>,
     conv_f16: crate::kernels::reference::conv_f16,
     conv_f32: crate::kernels::reference::conv_f32,
-    conv_transpose_i8: crate::kernels::reference::conv_transpose_i8,
+    conv_transpose_i8: crate::kernels::patches::conv_transpose_i8::<Dsp>,
     conv_transpose_f16: crate::kernels::reference::conv_transpose_f16,
     conv_transpose_f32: crate::kernels::reference::conv_transpose_f32,
     upsample_i8: crate::kernels::reference::upsample_i8,
@@ -41,6 +43,16 @@ pub static DSP: Kernels = Kernels {
     add_i8: crate::kernels::reference::add_i8,
     add_f32: crate::kernels::reference::add_f32,
 };
+
+/// The Dense kernels the DSP table's convolutions run on.
+#[cfg(tinyvae_armv7em_dsp)]
+struct Dsp;
+#[cfg(tinyvae_armv7em_dsp)]
+impl crate::kernels::patches::Dense for Dsp {
+    const I8: crate::kernels::DenseI8Fn = dense_i8::dense_i8;
+    const F16: crate::kernels::DenseFloatFn = crate::kernels::reference::dense_f16;
+    const F32: crate::kernels::DenseFloatFn = crate::kernels::reference::dense_f32;
+}
 
 /// Tables usable on this CPU, fastest first.
 pub fn usable() -> &'static [&'static Kernels] {

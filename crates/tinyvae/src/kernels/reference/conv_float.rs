@@ -26,7 +26,7 @@ pub fn conv_f16(p: &ConvFloat<'_>, x: &[f32], batch: usize, out: &mut [f32]) {
     let _ = (p, x, batch, out);
 }
 
-/// The body of both: `weight(row, i)` is weight `i` of a row of `cols * weight_bytes` bytes.
+/// The body of both: `weight(weights, i)` is weight `i` of the array.
 #[cfg(all(feature = "conv", any(feature = "f32", feature = "f16")))]
 #[inline(always)]
 fn conv_float(
@@ -44,10 +44,9 @@ fn conv_float(
     let (in_w, in_plane) = (p.in_shape.width, p.in_shape.height * p.in_shape.width);
     let (out_w, out_plane) = (p.out_shape.width, p.out_shape.height * p.out_shape.width);
     let group_len = d.in_channels_per_group * in_plane;
-    let taps = d.kh * d.kw;
+    let phase = d.phase(false, 0, 0);
     for (xs, ys) in x.chunks_exact(d.in_len).zip(out.chunks_exact_mut(d.out_len)).take(n) {
-        let rows = p.weights.chunks_exact(d.cols * weight_bytes).zip(ys.chunks_exact_mut(out_plane));
-        for (o, (w, y)) in rows.take(d.rows).enumerate() {
+        for (o, y) in ys.chunks_exact_mut(out_plane).take(d.rows).enumerate() {
             let g = o / d.out_channels_per_group;
             let xg = &xs[g * group_len..(g + 1) * group_len];
             let bias = super::le_f32(p.bias, o);
@@ -59,7 +58,8 @@ fn conv_float(
                     for (c, xc) in xg.chunks_exact(in_plane).enumerate() {
                         for (ky, iy) in rows {
                             for (kx, ix) in cols {
-                                acc += weight(w, c * taps + ky * d.kw + kx) * xc[iy * in_w + ix];
+                                let at = d.weight_index(p.layout, false, &phase, (o, c, ky, kx));
+                                acc += weight(p.weights, at) * xc[iy * in_w + ix];
                             }
                         }
                     }

@@ -1,6 +1,7 @@
 //! int8 2-D convolution (grouped and depthwise too), scalar reference.
 //!
-//! The definition: `acc = bias[o] + sum_{c, ky, kx} W[o][c][ky][kx] * x'`, where `x'` is the
+//! The definition: `acc = bias[o] + sum_{c, ky, kx} W[o][c][ky][kx] * x'` (the weight found
+//! where [`crate::kernels::conv_layout`] puts it), where `x'` is the
 //! input code at `(g * C_in/groups + c, oy * stride_h - pad_top + ky * dilation_h, ...)`, or
 //! the input zero point where that position lies outside the input (padding is real 0), then
 //! [`requantize`]. The bias holds `-zp_in * sum_k W[o][k]`, as Dense's does.
@@ -38,10 +39,12 @@ fn conv_i8_body(p: &ConvI8<'_>, x: &[i8], batch: usize, out: &mut [i8]) {
     let (out_w, out_plane) = (p.out_shape.width, p.out_shape.height * p.out_shape.width);
     let group_len = d.in_channels_per_group * in_plane;
     let zp = p.in_zero_point;
+    let phase = d.phase(false, 0, 0);
     for (xs, ys) in x.chunks_exact(d.in_len).zip(out.chunks_exact_mut(d.out_len)).take(n) {
         for (o, (w, y)) in p.weights.chunks_exact(d.cols).zip(ys.chunks_exact_mut(out_plane)).take(d.rows).enumerate() {
             let g = o / d.out_channels_per_group;
             let xg = &xs[g * group_len..(g + 1) * group_len];
+            // Either layout keeps an output channel's weights together.
             let row_sum = w.iter().fold(0i32, |s, &v| s.wrapping_add(v as i8 as i32));
             let base = le_i32(p.bias, o).wrapping_add(zp.wrapping_mul(row_sum));
             let (m, s) = (le_i32(p.multipliers, o), le_i32(p.shifts, o));
@@ -50,10 +53,11 @@ fn conv_i8_body(p: &ConvI8<'_>, x: &[i8], batch: usize, out: &mut [i8]) {
                 for ox in 0..out_w {
                     let cols = d.w.conv_taps(ox);
                     let mut acc = base;
-                    for (wc, xc) in w.chunks_exact(d.kh * d.kw).zip(xg.chunks_exact(in_plane)) {
+                    for (c, xc) in xg.chunks_exact(in_plane).enumerate() {
                         for (ky, iy) in rows {
                             for (kx, ix) in cols {
-                                let wv = wc[ky * d.kw + kx] as i8 as i32;
+                                let wv =
+                                    p.weights[d.weight_index(p.layout, false, &phase, (o, c, ky, kx))] as i8 as i32;
                                 let xv = (xc[iy * in_w + ix] as i32).wrapping_sub(zp);
                                 acc = acc.wrapping_add(wv.wrapping_mul(xv));
                             }

@@ -7,7 +7,7 @@
 
 use crate::kernels::ConvFloat;
 
-/// See [`crate::kernels::ConvFloat`]; weights are little-endian f32, `[C_out][C_in][kh][kw]`.
+/// See [`crate::kernels::ConvFloat`]; weights are little-endian f32.
 pub fn conv_transpose_f32(p: &ConvFloat<'_>, x: &[f32], batch: usize, out: &mut [f32]) {
     // Without the feature, blobs of this precision never parse (see `dense_f32`).
     #[cfg(all(feature = "conv", feature = "f32"))]
@@ -28,7 +28,7 @@ pub fn conv_transpose_f16(p: &ConvFloat<'_>, x: &[f32], batch: usize, out: &mut 
     let _ = (p, x, batch, out);
 }
 
-/// The body of both: `weight(row, i)` is weight `i` of a row of `cols * weight_bytes` bytes.
+/// The body of both: `weight(weights, i)` is weight `i` of the array.
 #[cfg(all(feature = "conv", any(feature = "f32", feature = "f16")))]
 #[inline(always)]
 fn conv_transpose_float(
@@ -45,13 +45,12 @@ fn conv_transpose_float(
     };
     let (in_w, in_plane) = (p.in_shape.width, p.in_shape.height * p.in_shape.width);
     let (out_h, out_w, out_plane) = (p.out_shape.height, p.out_shape.width, p.out_shape.height * p.out_shape.width);
-    let taps = d.kh * d.kw;
     for (xs, ys) in x.chunks_exact(d.in_len).zip(out.chunks_exact_mut(d.out_len)).take(n) {
-        let rows = p.weights.chunks_exact(d.cols * weight_bytes).zip(ys.chunks_exact_mut(out_plane));
-        for (o, (w, y)) in rows.take(d.rows).enumerate() {
+        for (o, y) in ys.chunks_exact_mut(out_plane).take(d.rows).enumerate() {
             let bias = super::le_f32(p.bias, o);
             for phase_y in 0..d.h.stride().min(out_h) {
                 for phase_x in 0..d.w.stride().min(out_w) {
+                    let phase = d.phase(true, d.h.phase_tap(phase_y), d.w.phase_tap(phase_x));
                     for oy in (phase_y..out_h).step_by(d.h.stride()) {
                         let rows = d.h.transpose_taps(oy);
                         for ox in (phase_x..out_w).step_by(d.w.stride()) {
@@ -60,7 +59,8 @@ fn conv_transpose_float(
                             for (c, xc) in xs.chunks_exact(in_plane).enumerate() {
                                 for (ky, iy) in rows {
                                     for (kx, ix) in cols {
-                                        acc += weight(w, c * taps + ky * d.kw + kx) * xc[iy * in_w + ix];
+                                        let at = d.weight_index(p.layout, true, &phase, (o, c, ky, kx));
+                                        acc += weight(p.weights, at) * xc[iy * in_w + ix];
                                     }
                                 }
                             }

@@ -16,11 +16,13 @@
 
 #[cfg(feature = "conv")]
 use super::le_i32;
+#[cfg(feature = "conv")]
+use crate::format::WeightLayout;
 use crate::kernels::ConvI8;
 #[cfg(feature = "conv")]
 use crate::quant::requantize;
 
-/// See [`crate::kernels::ConvI8`]; the weights are `[C_out][C_in][kh][kw]`.
+/// See [`crate::kernels::ConvI8`].
 pub fn conv_transpose_i8(p: &ConvI8<'_>, x: &[i8], batch: usize, out: &mut [i8]) {
     // Without the `conv` feature no blob with this op parses, and the kernel is not linked.
     #[cfg(feature = "conv")]
@@ -29,7 +31,7 @@ pub fn conv_transpose_i8(p: &ConvI8<'_>, x: &[i8], batch: usize, out: &mut [i8])
     let _ = (p, x, batch, out);
 }
 
-/// See [`crate::kernels::ConvI8`]; the weights are `[C_out][C_in][kh][kw]`.
+/// See [`crate::kernels::ConvI8`].
 #[cfg(feature = "conv")]
 fn conv_transpose_i8_body(p: &ConvI8<'_>, x: &[i8], batch: usize, out: &mut [i8]) {
     let n = p.samples(true, x, batch, out);
@@ -40,20 +42,31 @@ fn conv_transpose_i8_body(p: &ConvI8<'_>, x: &[i8], batch: usize, out: &mut [i8]
     let (out_h, out_w, out_plane) = (p.out_shape.height, p.out_shape.width, p.out_shape.height * p.out_shape.width);
     let zp = p.in_zero_point;
     for (xs, ys) in x.chunks_exact(d.in_len).zip(out.chunks_exact_mut(d.out_len)).take(n) {
-        for (o, (w, y)) in p.weights.chunks_exact(d.cols).zip(ys.chunks_exact_mut(out_plane)).take(d.rows).enumerate() {
-            let bias = le_i32(p.bias, o);
+        for (o, y) in ys.chunks_exact_mut(out_plane).take(d.rows).enumerate() {
             let (m, s) = (le_i32(p.multipliers, o), le_i32(p.shifts, o));
             for phase_y in 0..d.h.stride().min(out_h) {
                 for phase_x in 0..d.w.stride().min(out_w) {
+                    let phase = d.phase(true, d.h.phase_tap(phase_y), d.w.phase_tap(phase_x));
+                    let bias = match p.layout {
+                        WeightLayout::RowMajor => le_i32(p.bias, o),
+                        // The phase's bias folds -zp_in times its row's sum: put it back, so
+                        // that only the valid taps need visiting.
+                        WeightLayout::TapMajor => {
+                            let row = &p.weights[phase.offset + o * phase.cols..][..phase.cols];
+                            let sum = row.iter().fold(0i32, |s, &v| s.wrapping_add(v as i8 as i32));
+                            le_i32(p.bias, phase.index * d.rows + o).wrapping_add(zp.wrapping_mul(sum))
+                        }
+                    };
                     for oy in (phase_y..out_h).step_by(d.h.stride()) {
                         let rows = d.h.transpose_taps(oy);
                         for ox in (phase_x..out_w).step_by(d.w.stride()) {
                             let cols = d.w.transpose_taps(ox);
                             let mut acc = bias;
-                            for (wc, xc) in w.chunks_exact(d.kh * d.kw).zip(xs.chunks_exact(in_plane)) {
+                            for (c, xc) in xs.chunks_exact(in_plane).enumerate() {
                                 for (ky, iy) in rows {
                                     for (kx, ix) in cols {
-                                        let wv = wc[ky * d.kw + kx] as i8 as i32;
+                                        let at = d.weight_index(p.layout, true, &phase, (o, c, ky, kx));
+                                        let wv = p.weights[at] as i8 as i32;
                                         let xv = (xc[iy * in_w + ix] as i32).wrapping_sub(zp);
                                         acc = acc.wrapping_add(wv.wrapping_mul(xv));
                                     }

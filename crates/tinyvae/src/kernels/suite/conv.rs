@@ -15,8 +15,8 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use super::{draw_i8, draw_zero_point, At, Call, Element, Mismatch, TAIL};
-use crate::format::ConvGeometry;
-use crate::kernels::{AddI8, ConvFloat, ConvFloatFn, ConvI8, ConvI8Fn, Kernels, Shape, Upsample};
+use crate::format::{ConvGeometry, WeightLayout};
+use crate::kernels::{conv_layout, AddI8, ConvFloat, ConvFloatFn, ConvI8, ConvI8Fn, Kernels, Shape, Upsample};
 use crate::quant::{quantize_multiplier, requantize};
 use crate::rng::Rng;
 
@@ -212,6 +212,7 @@ impl ConvCase {
         let r = 4 * self.out_shape.channels;
         ConvI8 {
             geometry: self.geometry,
+            layout: WeightLayout::RowMajor,
             in_shape: self.in_shape,
             out_shape: self.out_shape,
             weights: &self.weights,
@@ -389,11 +390,31 @@ fn float_kernels(k: &Kernels, transposed: bool) -> Vec<(&'static str, ConvFloatF
 /// Checks `k`'s int8 and float kernels for the case's direction on `c` (full slices, so every
 /// sample is written). Float weights are `code / 128` (exact in f16 too), inputs `code / 32`,
 /// biases `bias / 2^20`; padding reads 0 there.
+///
+/// Both weight layouts: the case's row-major arrays, and the tap-major ones the blob writer
+/// makes from them ([`conv_layout::to_tap_major_i8`]), against the one definition.
 pub fn check_conv_case(k: &Kernels, c: &ConvCase, family: &'static str, case: usize) -> Result<(), Mismatch> {
     let at = At { family, case };
     let out_len = c.batch * c.out_shape.elements().unwrap_or(0);
     let p = c.params();
-    conv_i8_call(int8_kernel(k, c.transposed), &p, &c.x, c.batch, out_len + TAIL, &c.expected(), at)?;
+    let want = c.expected();
+    conv_i8_call(int8_kernel(k, c.transposed), &p, &c.x, c.batch, out_len + TAIL, &want, at)?;
+    let d = p.dims(c.transposed).expect("a drawn case is valid");
+    let (weights, bias, requant) =
+        conv_layout::to_tap_major_i8(&d, c.transposed, c.in_zero_point, &c.weights, &c.bias, &c.requant)
+            .expect("a drawn case holds its shape");
+    let r = 4 * d.rows;
+    let tap_major = ConvI8 {
+        layout: WeightLayout::TapMajor,
+        weights: &weights,
+        bias: &bias,
+        multipliers: &requant[..r],
+        shifts: &requant[r..2 * r],
+        weight_sums: &requant[2 * r..],
+        ..p
+    };
+    let family_tap = At { family: "conv tap-major", case };
+    conv_i8_call(int8_kernel(k, c.transposed), &tap_major, &c.x, c.batch, out_len + TAIL, &want, family_tap)?;
     if float_kernels(k, c.transposed).is_empty() {
         return Ok(());
     }
@@ -415,10 +436,18 @@ pub fn check_conv_case(k: &Kernels, c: &ConvCase, family: &'static str, case: us
     }
     let xf: Vec<f32> = c.x.iter().map(|&v| v as f32 / 32.0).collect();
     let bias: Vec<u8> = bias_f.iter().flat_map(|b| b.to_le_bytes()).collect();
-    for (kernel, f, weight_bytes) in float_kernels(k, c.transposed) {
+    let layouts = [WeightLayout::RowMajor, WeightLayout::TapMajor];
+    for ((kernel, f, weight_bytes), layout) in
+        float_kernels(k, c.transposed).into_iter().flat_map(|k| layouts.map(|l| (k, l)))
+    {
         let weights = super::float_weights(&c.weights, weight_bytes == 2);
+        let weights = match layout {
+            WeightLayout::TapMajor => conv_layout::to_tap_major(&d, c.transposed, weight_bytes, &weights),
+            WeightLayout::RowMajor => weights,
+        };
         let p = ConvFloat {
             geometry: c.geometry,
+            layout,
             in_shape: c.in_shape,
             out_shape: c.out_shape,
             weights: &weights,
@@ -473,6 +502,41 @@ pub fn check_conv(k: &Kernels, cases: usize, seed: u64) -> Result<usize, Mismatc
         }
     }
     Ok(case)
+}
+
+/// Layers of the sizes real models have, which the small random cases do not reach: the conv
+/// VAE decoder's two transposed convolutions (64x7x7 -> 32x14x14 -> 1x28x28, kernel 4, stride
+/// 2, padding 1) and its encoder's convolutions, a depthwise layer, and a few wide inputs that
+/// make optimized kernels slide their input window and split pixels over several calls.
+pub fn check_conv_large(k: &Kernels, seed: u64) -> Result<usize, Mismatch> {
+    let mut rng = Rng::new(seed ^ 0x1A46E);
+    // (transposed, geometry, in [C, H, W], out [C, H, W], groups)
+    type Layer = (bool, ConvGeometry, [usize; 3], [usize; 3], usize);
+    let layers: [Layer; 7] = [
+        (true, ConvGeometry::square(4, 2, 1), [64, 7, 7], [32, 14, 14], 1),
+        (true, ConvGeometry::square(4, 2, 1), [32, 14, 14], [1, 28, 28], 1),
+        (false, ConvGeometry::square(4, 2, 1), [1, 28, 28], [32, 14, 14], 1),
+        (false, ConvGeometry::square(4, 2, 1), [32, 14, 14], [64, 7, 7], 1),
+        (false, ConvGeometry::square(3, 1, 1), [48, 24, 24], [20, 24, 24], 1),
+        (false, ConvGeometry::square(3, 2, 1), [40, 21, 19], [40, 11, 10], 40),
+        (true, ConvGeometry::square(3, 3, 0), [72, 10, 9], [5, 30, 27], 1),
+    ];
+    for (case, (transposed, mut geometry, i, o, groups)) in layers.into_iter().enumerate() {
+        geometry.groups = groups as u16;
+        let mut c = ConvCase::with_geometry(&mut rng, transposed, geometry, 1 + case % 2);
+        c.geometry.groups = groups as u16;
+        c.in_shape = Shape::new(i[0], i[1], i[2]);
+        c.out_shape = Shape::new(o[0], o[1], o[2]);
+        let (rows, cols) = c.rows_cols();
+        let style = rng.below(4);
+        c.weights = (0..rows * cols).map(|_| draw_i8(&mut rng, style, true) as u8).collect();
+        c.x = (0..c.batch * c.in_shape.elements().unwrap_or(0)).map(|_| draw_i8(&mut rng, style, false)).collect();
+        c.bias = vec![0; 4 * rows];
+        c.requant = vec![0; 12 * rows];
+        c.draw_parameters(&mut rng);
+        check_conv_case(k, &c, "conv large", case)?;
+    }
+    Ok(layers.len())
 }
 
 /// Convolution calls whose slices do not match their shapes, and geometries the contract

@@ -34,7 +34,7 @@ mod weight_stream_avx512;
 #[cfg(test)]
 mod requantize_cases;
 
-use crate::kernels::{reference, Kernels, REFERENCE};
+use crate::kernels::{patches, reference, DenseFloatFn, DenseI8Fn, Kernels, REFERENCE};
 
 /// AVX-512 F/BW/VL + VNNI int8 Dense, 16-wide float Dense and a VBMI byte-permute LUT
 /// (Ice Lake, Sapphire Rapids, Zen 4 and later).
@@ -48,13 +48,13 @@ pub static AVX512_VNNI_VBMI: Kernels = Kernels {
     pixels_f32: elementwise_f32_simd::pixels_f32_avx512,
     quantize_i8: elementwise_f32_simd::quantize_i8_avx512,
     weight_stream: weight_stream_avx512::weight_stream,
-    // Convolutions, upsampling and additions: the scalar reference until SIMD versions exist.
-    conv_i8: reference::conv_i8,
-    conv_f16: reference::conv_f16,
-    conv_f32: reference::conv_f32,
-    conv_transpose_i8: reference::conv_transpose_i8,
-    conv_transpose_f16: reference::conv_transpose_f16,
-    conv_transpose_f32: reference::conv_transpose_f32,
+    // Convolutions: Dense over gathered patches; upsampling and additions: the reference.
+    conv_i8: patches::conv_i8::<Avx512>,
+    conv_f16: patches::conv_f16::<Avx512>,
+    conv_f32: patches::conv_f32::<Avx512>,
+    conv_transpose_i8: patches::conv_transpose_i8::<Avx512>,
+    conv_transpose_f16: patches::conv_transpose_f16::<Avx512>,
+    conv_transpose_f32: patches::conv_transpose_f32::<Avx512>,
     upsample_i8: reference::upsample_i8,
     upsample_f32: reference::upsample_f32,
     add_i8: reference::add_i8,
@@ -65,7 +65,33 @@ pub static AVX512_VNNI_VBMI: Kernels = Kernels {
 pub static AVX512_VNNI: Kernels = Kernels { name: "avx512-vnni", lut_i8: REFERENCE.lut_i8, ..AVX512_VNNI_VBMI };
 
 /// 256-bit VEX `vpdpbusd` (Alder Lake and later, Zen 4 and later) with F16C/FMA floats.
-pub static AVX_VNNI: Kernels = Kernels { name: "avx-vnni", dense_i8: dense_i8_avxvnni::dense_i8, ..AVX2 };
+pub static AVX_VNNI: Kernels = Kernels {
+    name: "avx-vnni",
+    dense_i8: dense_i8_avxvnni::dense_i8,
+    conv_i8: patches::conv_i8::<AvxVnni>,
+    conv_transpose_i8: patches::conv_transpose_i8::<AvxVnni>,
+    ..AVX2
+};
+
+/// The Dense kernels each table's convolutions run on ([`patches`]).
+struct Avx512;
+impl patches::Dense for Avx512 {
+    const I8: DenseI8Fn = dense_i8_avx512vnni::dense_i8;
+    const F16: DenseFloatFn = dense_float_avx512::dense_f16;
+    const F32: DenseFloatFn = dense_float_avx512::dense_f32;
+}
+struct AvxVnni;
+impl patches::Dense for AvxVnni {
+    const I8: DenseI8Fn = dense_i8_avxvnni::dense_i8;
+    const F16: DenseFloatFn = dense_float_fma::dense_f16;
+    const F32: DenseFloatFn = dense_float_fma::dense_f32;
+}
+struct Avx2;
+impl patches::Dense for Avx2 {
+    const I8: DenseI8Fn = dense_i8_avx2::dense_i8;
+    const F16: DenseFloatFn = dense_float_fma::dense_f16;
+    const F32: DenseFloatFn = dense_float_fma::dense_f32;
+}
 
 /// AVX2 + FMA + F16C (Haswell / Zen 1 and later).
 pub static AVX2: Kernels = Kernels {
@@ -78,13 +104,13 @@ pub static AVX2: Kernels = Kernels {
     pixels_f32: elementwise_f32_simd::pixels_f32_avx2,
     quantize_i8: elementwise_f32_simd::quantize_i8_avx2,
     weight_stream: weight_stream_avx2::weight_stream,
-    // Convolutions, upsampling and additions: the scalar reference until SIMD versions exist.
-    conv_i8: reference::conv_i8,
-    conv_f16: reference::conv_f16,
-    conv_f32: reference::conv_f32,
-    conv_transpose_i8: reference::conv_transpose_i8,
-    conv_transpose_f16: reference::conv_transpose_f16,
-    conv_transpose_f32: reference::conv_transpose_f32,
+    // Convolutions: Dense over gathered patches; upsampling and additions: the reference.
+    conv_i8: patches::conv_i8::<Avx2>,
+    conv_f16: patches::conv_f16::<Avx2>,
+    conv_f32: patches::conv_f32::<Avx2>,
+    conv_transpose_i8: patches::conv_transpose_i8::<Avx2>,
+    conv_transpose_f16: patches::conv_transpose_f16::<Avx2>,
+    conv_transpose_f32: patches::conv_transpose_f32::<Avx2>,
     upsample_i8: reference::upsample_i8,
     upsample_f32: reference::upsample_f32,
     add_i8: reference::add_i8,

@@ -1,0 +1,218 @@
+//! Where a convolution's weight `(o, c, ky, kx)` sits in the blob, for each [`WeightLayout`],
+//! and the phase blocks of a tap-major transposed convolution.
+//!
+//! - **Row-major** (format version 2): `[C_out][C_in / groups][kh][kw]` for both directions
+//!   (a transposed convolution's ONNX `[C_in][C_out][kh][kw]` transposed by the writer).
+//! - **Tap-major** (format version 3), the layout optimized kernels run from flash:
+//!   - a convolution stores `[C_out][kh][kw][C_in / groups]`: the weights that one kernel tap
+//!     multiplies with the input channels sit together, in the order an input pixel's channels
+//!     sit in an HWC row, so one output pixel is a Dense row over a patch gathered by whole
+//!     channel runs (see [`crate::kernels::patches`]);
+//!   - a transposed convolution stores one block per *phase*, a pair of tap residues
+//!     `(ry, rx)` (`ry` major): the outputs with `(oy + pad_top) ≡ ry (mod stride_h)` and
+//!     likewise for columns use exactly the `taps_y x taps_x` taps
+//!     `ky = ry + (taps_y - 1 - ty) * stride_h`, `kx = rx + (taps_x - 1 - tx) * stride_w`
+//!     (kernel indices decreasing, so that `(ty, tx)` increase with the input row and column
+//!     they read, as in a convolution, and a patch row is one run of an HWC input row), and
+//!     their block is `[C_out][ty][tx][C_in]`: an ordinary
+//!     Dense row per output channel, without the flipped filter copy in RAM that the
+//!     zero-insertion method needs. Its int8 biases and weight sums are stored per phase
+//!     (phase-major, `C_out` each): a phase's bias folds `-zp_in * sum` of that phase's
+//!     weights, because a gathered patch pads with the input zero point (real 0), which makes
+//!     the sum over every tap of the phase equal the sum over the valid ones.
+
+#[cfg(feature = "alloc")]
+use alloc::vec::Vec;
+
+use super::ConvDims;
+use crate::format::WeightLayout;
+
+/// One phase of a transposed convolution in the tap-major layout (a convolution has one phase
+/// covering every tap).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Phase {
+    /// `ry * stride_w + rx`: which bias and weight-sum block the phase uses.
+    pub index: usize,
+    /// Kernel rows `ry, ry + stride_h, ...` below `kh`.
+    pub ry: usize,
+    /// Kernel columns `rx, rx + stride_w, ...` below `kw`.
+    pub rx: usize,
+    /// How many kernel rows.
+    pub taps_y: usize,
+    /// How many kernel columns.
+    pub taps_x: usize,
+    /// Index of the block's first weight.
+    pub offset: usize,
+    /// Weights per output channel in the block: `C_in * taps_y * taps_x`.
+    pub cols: usize,
+}
+
+/// Taps `k < kernel` with `k ≡ r (mod stride)`.
+fn residue_taps(kernel: usize, stride: usize, r: usize) -> usize {
+    if r < kernel {
+        (kernel - r).div_ceil(stride)
+    } else {
+        0
+    }
+}
+
+/// Taps `k < kernel` with `k mod stride < r`.
+fn taps_below_residue(kernel: usize, stride: usize, r: usize) -> usize {
+    (0..r.min(stride)).map(|q| residue_taps(kernel, stride, q)).sum()
+}
+
+impl ConvDims {
+    /// Bias and weight-sum blocks of an int8 node: the phases of a tap-major transposed
+    /// convolution (`stride_h * stride_w`), else 1.
+    pub fn phases(&self, transposed: bool, layout: WeightLayout) -> usize {
+        if transposed && layout == WeightLayout::TapMajor {
+            self.h.stride() * self.w.stride()
+        } else {
+            1
+        }
+    }
+
+    /// The tap-major transposed convolution's phase of tap residues `(ry, rx)` (each below its
+    /// stride). A convolution's single phase is `(0, 0)` with every tap.
+    pub fn phase(&self, transposed: bool, ry: usize, rx: usize) -> Phase {
+        let (kh, kw) = (self.kh, self.kw);
+        if !transposed {
+            return Phase { index: 0, ry: 0, rx: 0, taps_y: kh, taps_x: kw, offset: 0, cols: self.cols };
+        }
+        let (sh, sw) = (self.h.stride(), self.w.stride());
+        let (taps_y, taps_x) = (residue_taps(kh, sh, ry), residue_taps(kw, sw, rx));
+        let before = taps_below_residue(kh, sh, ry) * kw + taps_y * taps_below_residue(kw, sw, rx);
+        let c = self.in_channels_per_group;
+        Phase { index: ry * sw + rx, ry, rx, taps_y, taps_x, offset: self.rows * c * before, cols: c * taps_y * taps_x }
+    }
+
+    /// Index of weight `(o, c, ky, kx)` (`c` within the group) in the weight array of a node
+    /// stored in `layout`. `phase` must be [`ConvDims::phase`] of the tap's residues (any
+    /// phase for the other layouts).
+    #[inline]
+    pub fn weight_index(
+        &self,
+        layout: WeightLayout,
+        transposed: bool,
+        phase: &Phase,
+        (o, c, ky, kx): (usize, usize, usize, usize),
+    ) -> usize {
+        let cg = self.in_channels_per_group;
+        match layout {
+            WeightLayout::RowMajor => o * self.cols + (c * self.kh + ky) * self.kw + kx,
+            WeightLayout::TapMajor if transposed => {
+                // Taps in the order of the input positions they read (see the module docs).
+                let ty = phase.taps_y - 1 - ky / self.h.stride();
+                let tx = phase.taps_x - 1 - kx / self.w.stride();
+                phase.offset + o * phase.cols + (ty * phase.taps_x + tx) * cg + c
+            }
+            WeightLayout::TapMajor => o * self.cols + (ky * self.kw + kx) * cg + c,
+        }
+    }
+}
+
+/// Reorders a row-major weight array of `weight_bytes`-byte weights into the tap-major layout
+/// (the blob writer's half of this module).
+#[cfg(feature = "alloc")]
+pub fn to_tap_major(d: &ConvDims, transposed: bool, weight_bytes: usize, row_major: &[u8]) -> Vec<u8> {
+    let mut out = alloc::vec![0u8; d.rows * d.cols * weight_bytes];
+    let row_phase = d.phase(false, 0, 0);
+    let (sh, sw) = if transposed { (d.h.stride(), d.w.stride()) } else { (1, 1) };
+    for ky in 0..d.kh {
+        for kx in 0..d.kw {
+            let phase = d.phase(transposed, ky % sh, kx % sw);
+            for o in 0..d.rows {
+                for c in 0..d.in_channels_per_group {
+                    let at = (o, c, ky, kx);
+                    let from = d.weight_index(WeightLayout::RowMajor, transposed, &row_phase, at) * weight_bytes;
+                    let to = d.weight_index(WeightLayout::TapMajor, transposed, &phase, at) * weight_bytes;
+                    if let (Some(src), Some(dst)) =
+                        (row_major.get(from..from + weight_bytes), out.get_mut(to..to + weight_bytes))
+                    {
+                        dst.copy_from_slice(src);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// An int8 node's row-major arrays (weights; `rows` biases, a convolution's folding the input
+/// zero point and a transposed one's not; `rows` multipliers, shifts and weight sums) in the
+/// tap-major layout: weights reordered, and for a transposed convolution the biases and weight
+/// sums made per phase, each bias folding `-zp_in * sum` of its phase row. `None` when an
+/// array is shorter than the shape needs.
+#[cfg(feature = "alloc")]
+#[allow(clippy::type_complexity)]
+pub fn to_tap_major_i8(
+    d: &ConvDims,
+    transposed: bool,
+    in_zero_point: i32,
+    weights: &[u8],
+    bias: &[u8],
+    requant: &[u8],
+) -> Option<(Vec<u8>, Vec<u8>, Vec<u8>)> {
+    if weights.len() < d.rows * d.cols || bias.len() < 4 * d.rows || requant.len() < 12 * d.rows {
+        return None;
+    }
+    let packed = to_tap_major(d, transposed, 1, weights);
+    let phases = d.phases(transposed, WeightLayout::TapMajor);
+    if !transposed {
+        return Some((packed, bias[..4 * d.rows].into(), requant[..12 * d.rows].into()));
+    }
+    let (mut phase_bias, mut aux) = (Vec::new(), requant[..8 * d.rows].to_vec());
+    for index in 0..phases {
+        let phase = d.phase(true, index / d.w.stride(), index % d.w.stride());
+        for o in 0..d.rows {
+            let row = &packed[phase.offset + o * phase.cols..][..phase.cols];
+            let sum = row.iter().fold(0i32, |s, &v| s.wrapping_add(v as i8 as i32));
+            let b = i32::from_le_bytes([bias[4 * o], bias[4 * o + 1], bias[4 * o + 2], bias[4 * o + 3]]);
+            phase_bias.extend_from_slice(&b.wrapping_sub(in_zero_point.wrapping_mul(sum)).to_le_bytes());
+            aux.extend_from_slice(&sum.to_le_bytes());
+        }
+    }
+    Some((packed, phase_bias, aux))
+}
+
+#[cfg(all(test, feature = "alloc"))]
+mod tests {
+    use super::*;
+    use crate::format::ConvGeometry;
+    use crate::kernels::Shape;
+    use alloc::vec;
+
+    #[test]
+    fn tap_major_indices_cover_every_weight_once() {
+        for (kh, kw, sh, sw) in [(4, 4, 2, 2), (3, 5, 2, 3), (1, 2, 3, 1), (5, 5, 1, 1), (2, 2, 3, 3)] {
+            let g = ConvGeometry {
+                kh,
+                kw,
+                stride_h: sh,
+                stride_w: sw,
+                dilation_h: 1,
+                dilation_w: 1,
+                groups: 1,
+                ..Default::default()
+            };
+            let d = ConvDims::new(&g, Shape::new(3, 4, 5), Shape::new(2, 6, 7), true).unwrap();
+            let mut seen = vec![0u8; d.rows * d.cols];
+            for o in 0..d.rows {
+                for c in 0..3 {
+                    for ky in 0..kh as usize {
+                        for kx in 0..kw as usize {
+                            let ph = d.phase(true, ky % sh as usize, kx % sw as usize);
+                            seen[d.weight_index(WeightLayout::TapMajor, true, &ph, (o, c, ky, kx))] += 1;
+                        }
+                    }
+                }
+            }
+            assert!(seen.iter().all(|&n| n == 1), "{kh}x{kw} s{sh},{sw}");
+            let per_channel: usize = (0..sh as usize)
+                .flat_map(|ry| (0..sw as usize).map(move |rx| (ry, rx)))
+                .map(|(ry, rx)| d.phase(true, ry, rx).cols)
+                .sum();
+            assert_eq!(per_channel, d.cols);
+        }
+    }
+}

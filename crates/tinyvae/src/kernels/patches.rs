@@ -1,0 +1,462 @@
+//! Convolutions as Dense layers over gathered patches: how every optimized table turns its
+//! Dense kernel (AVX-512 VNNI, AVX2, NEON, `sdot`, Cortex-M DSP) into its convolution and
+//! transposed-convolution kernels, so there is one SIMD inner loop per ISA, not one per op.
+//!
+//! In the tap-major layout ([`crate::kernels::conv_layout`]) an output channel's weights (per
+//! phase, for a transposed convolution) are a Dense row over a patch `[ty][tx][C_in]`. So this
+//! driver, for one phase at a time:
+//! 1. transposes the input rows that the phase's outputs read from NCHW into HWC rows, in a
+//!    *window* of rows on the stack, slid down the input (each row is transposed once per
+//!    phase at most, and once per sample when the whole input fits);
+//! 2. copies each output pixel's patch as runs of `C_in / groups` contiguous values, a tap
+//!    outside the input padding with the input zero point (int8) or 0.0 (float);
+//! 3. hands up to [`Budget::pixels`] patches to the table's Dense kernel as one batch, so its
+//!    batched path (AVX-512's packed samples, NEON's several samples per pass) runs with pixels
+//!    as samples;
+//! 4. scatters the `[pixel][channel]` results into the NCHW output.
+//!
+//! **Exactness.** A convolution's bias folds `-zp_in * sum` of its row and a tap-major transposed
+//! convolution's phase bias `-zp_in * sum` of its phase row, so with padding reading `zp_in`
+//! the Dense kernel's `bias + sum W * patch` is the reference's accumulator in wrapping i32
+//! arithmetic, requantized by the same [`crate::quant::requantize`]: int8 bytes are the
+//! reference's for every table whose Dense kernel is exact (all are, weights of -128 aside,
+//! which the format forbids). Float results sum in the Dense kernel's order.
+//!
+//! **Memory.** Three stack buffers of fixed size ([`I8_BUDGET`], [`F32_BUDGET`]): on hosts, a
+//! whole decoder layer's input and dozens of patches; on Cortex-M, a few input rows and a
+//! couple of patches ("no im2col buffer larger than one output row's patches"). A layer that
+//! does not fit (a window narrower than the kernel's rows, a patch larger than the patch
+//! buffer), a row-major blob (format version 2), a phase without taps (kernel smaller than
+//! stride) or an int8 zero point outside int8 goes to the scalar reference: same bytes, slower.
+
+// Without the `conv` feature only the entry points' stubs remain.
+#![cfg_attr(not(feature = "conv"), allow(dead_code, unused_imports))]
+
+use super::conv_layout::Phase;
+use super::{reference, ConvDims, ConvFloat, ConvI8, DenseFloat, DenseFloatFn, DenseI8, DenseI8Fn};
+use crate::format::WeightLayout;
+
+/// The Dense kernels of one table, which its convolutions run on.
+pub trait Dense {
+    /// int8 Dense.
+    const I8: DenseI8Fn;
+    /// Dense with f16 weights.
+    const F16: DenseFloatFn;
+    /// Dense with f32 weights.
+    const F32: DenseFloatFn;
+}
+
+/// Stack buffer sizes, in elements.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    /// Input rows in HWC.
+    pub window: usize,
+    /// Patches of the current batch of pixels.
+    pub patches: usize,
+    /// The Dense kernel's results for them.
+    pub results: usize,
+    /// Pixels per Dense call.
+    pub pixels: usize,
+}
+
+/// int8 buffers: 36 KiB on hosts (a 64-channel 14x14 input and 64 patches of 256), under
+/// 2 KiB on Cortex-M (two rows of a 64-channel 7-wide input and two such patches).
+#[cfg(not(target_arch = "arm"))]
+pub const I8_BUDGET: Budget = Budget { window: 16 * 1024, patches: 16 * 1024, results: 4 * 1024, pixels: 128 };
+/// See the host figure.
+#[cfg(target_arch = "arm")]
+pub const I8_BUDGET: Budget = Budget { window: 1024, patches: 512, results: 64, pixels: 8 };
+/// f32 buffers (Cortex-M firmware carries no float convolutions; a host's stack takes these).
+pub const F32_BUDGET: Budget = Budget { window: 4 * 1024, patches: 4 * 1024, results: 1024, pixels: 64 };
+
+const I8_WINDOW: usize = I8_BUDGET.window;
+const I8_PATCHES: usize = I8_BUDGET.patches;
+const I8_RESULTS: usize = I8_BUDGET.results;
+const I8_PIXELS: usize = I8_BUDGET.pixels;
+const F32_WINDOW: usize = F32_BUDGET.window;
+const F32_PATCHES: usize = F32_BUDGET.patches;
+const F32_RESULTS: usize = F32_BUDGET.results;
+const F32_PIXELS: usize = F32_BUDGET.pixels;
+
+/// int8 convolution on `D`'s Dense kernel. See [`crate::kernels::ConvI8Fn`].
+pub fn conv_i8<D: Dense>(p: &ConvI8<'_>, x: &[i8], batch: usize, out: &mut [i8]) {
+    // Without the `conv` feature no blob with this op parses, and nothing is linked.
+    #[cfg(feature = "conv")]
+    if !conv_i8_lowered(D::I8, false, p, x, batch, out) {
+        reference::conv_i8(p, x, batch, out);
+    }
+    #[cfg(not(feature = "conv"))]
+    let _ = (p, x, batch, out);
+}
+
+/// int8 transposed convolution on `D`'s Dense kernel.
+pub fn conv_transpose_i8<D: Dense>(p: &ConvI8<'_>, x: &[i8], batch: usize, out: &mut [i8]) {
+    // Without the `conv` feature no blob with this op parses, and nothing is linked.
+    #[cfg(feature = "conv")]
+    if !conv_i8_lowered(D::I8, true, p, x, batch, out) {
+        reference::conv_transpose_i8(p, x, batch, out);
+    }
+    #[cfg(not(feature = "conv"))]
+    let _ = (p, x, batch, out);
+}
+
+/// Convolution with f16 weights on `D`'s Dense kernel.
+pub fn conv_f16<D: Dense>(p: &ConvFloat<'_>, x: &[f32], batch: usize, out: &mut [f32]) {
+    // Without the `conv` feature no blob with this op parses, and nothing is linked.
+    #[cfg(feature = "conv")]
+    if !conv_float_lowered(D::F16, 2, false, p, x, batch, out) {
+        reference::conv_f16(p, x, batch, out);
+    }
+    #[cfg(not(feature = "conv"))]
+    let _ = (p, x, batch, out);
+}
+
+/// Transposed convolution with f16 weights on `D`'s Dense kernel.
+pub fn conv_transpose_f16<D: Dense>(p: &ConvFloat<'_>, x: &[f32], batch: usize, out: &mut [f32]) {
+    // Without the `conv` feature no blob with this op parses, and nothing is linked.
+    #[cfg(feature = "conv")]
+    if !conv_float_lowered(D::F16, 2, true, p, x, batch, out) {
+        reference::conv_transpose_f16(p, x, batch, out);
+    }
+    #[cfg(not(feature = "conv"))]
+    let _ = (p, x, batch, out);
+}
+
+/// Convolution with f32 weights on `D`'s Dense kernel.
+pub fn conv_f32<D: Dense>(p: &ConvFloat<'_>, x: &[f32], batch: usize, out: &mut [f32]) {
+    // Without the `conv` feature no blob with this op parses, and nothing is linked.
+    #[cfg(feature = "conv")]
+    if !conv_float_lowered(D::F32, 4, false, p, x, batch, out) {
+        reference::conv_f32(p, x, batch, out);
+    }
+    #[cfg(not(feature = "conv"))]
+    let _ = (p, x, batch, out);
+}
+
+/// Transposed convolution with f32 weights on `D`'s Dense kernel.
+pub fn conv_transpose_f32<D: Dense>(p: &ConvFloat<'_>, x: &[f32], batch: usize, out: &mut [f32]) {
+    // Without the `conv` feature no blob with this op parses, and nothing is linked.
+    #[cfg(feature = "conv")]
+    if !conv_float_lowered(D::F32, 4, true, p, x, batch, out) {
+        reference::conv_transpose_f32(p, x, batch, out);
+    }
+    #[cfg(not(feature = "conv"))]
+    let _ = (p, x, batch, out);
+}
+
+/// Runs an int8 layer through `dense`; `false` when it must go to the reference instead (see
+/// the module documentation). Writes only the samples [`ConvI8::samples`] allows.
+fn conv_i8_lowered(dense: DenseI8Fn, transposed: bool, p: &ConvI8<'_>, x: &[i8], batch: usize, out: &mut [i8]) -> bool {
+    let n = p.samples(transposed, x, batch, out);
+    let (Some(d), Ok(pad)) = (p.dims(transposed), i8::try_from(p.in_zero_point)) else {
+        return false;
+    };
+    if p.layout != WeightLayout::TapMajor || n == 0 {
+        return false;
+    }
+    let mut window = [0i8; I8_WINDOW];
+    let mut patches = [0i8; I8_PATCHES];
+    let mut results = [0i8; I8_RESULTS];
+    let bufs = Buffers { window: &mut window, patches: &mut patches, results: &mut results };
+    let layer = Layer { d, transposed, out_w: p.out_shape.width, pad };
+    layer.run::<_, I8_PIXELS>(bufs, x, n, out, |phase, g, patches, pixels, results| {
+        let rows = d.out_channels_per_group;
+        let first = phase.index * d.rows + g * rows;
+        let params = DenseI8 {
+            rows,
+            cols: phase.cols,
+            layout: WeightLayout::RowMajor,
+            weights: tail(p.weights, phase.offset + g * rows * phase.cols),
+            bias: tail(p.bias, 4 * first),
+            multipliers: tail(p.multipliers, 4 * g * rows),
+            shifts: tail(p.shifts, 4 * g * rows),
+            weight_sums: tail(p.weight_sums, 4 * first),
+            out_zero_point: p.out_zero_point,
+            act_min: p.act_min,
+            act_max: p.act_max,
+        };
+        dense(&params, patches, pixels, results);
+    })
+}
+
+/// As [`conv_i8_lowered`], for float layers with `weight_bytes`-byte weights.
+fn conv_float_lowered(
+    dense: DenseFloatFn,
+    weight_bytes: usize,
+    transposed: bool,
+    p: &ConvFloat<'_>,
+    x: &[f32],
+    batch: usize,
+    out: &mut [f32],
+) -> bool {
+    let n = p.samples(transposed, weight_bytes, x, batch, out);
+    let Some(d) = p.dims(transposed) else {
+        return false;
+    };
+    if p.layout != WeightLayout::TapMajor || n == 0 {
+        return false;
+    }
+    let mut window = [0f32; F32_WINDOW];
+    let mut patches = [0f32; F32_PATCHES];
+    let mut results = [0f32; F32_RESULTS];
+    let bufs = Buffers { window: &mut window, patches: &mut patches, results: &mut results };
+    let layer = Layer { d, transposed, out_w: p.out_shape.width, pad: 0.0 };
+    layer.run::<_, F32_PIXELS>(bufs, x, n, out, |phase, g, patches, pixels, results| {
+        let rows = d.out_channels_per_group;
+        let params = DenseFloat {
+            rows,
+            cols: phase.cols,
+            weights: tail(p.weights, weight_bytes * (phase.offset + g * rows * phase.cols)),
+            bias: tail(p.bias, 4 * g * rows),
+            relu: p.relu,
+        };
+        dense(&params, patches, pixels, results);
+    })
+}
+
+/// `a[from..]`, empty past the end (the Dense kernel then refuses the call, and the size
+/// checks in `samples` make that unreachable).
+fn tail(a: &[u8], from: usize) -> &[u8] {
+    a.get(from..).unwrap_or(&[])
+}
+
+/// The stack buffers of one call.
+struct Buffers<'a, T> {
+    window: &'a mut [T],
+    patches: &'a mut [T],
+    results: &'a mut [T],
+}
+
+/// One layer's geometry, as the driver walks it.
+struct Layer<T> {
+    d: ConvDims,
+    transposed: bool,
+    out_w: usize,
+    /// What a tap outside the input reads.
+    pad: T,
+}
+
+/// The pixels of one Dense call.
+struct Chunk<const N: usize> {
+    at: [Pixel; N],
+    len: usize,
+}
+
+/// One output pixel: its offset in a channel plane, and the input row and column its first
+/// tap reads (maybe outside the input), computed as the walk steps so that no pixel costs a
+/// division. Extents are at most [`crate::kernels::taps::MAX_EXTENT`], so `u32`/`i32` hold
+/// them and the chunk stays small on the stack.
+#[derive(Debug, Clone, Copy, Default)]
+struct Pixel {
+    at: u32,
+    y0: i32,
+    x0: i32,
+}
+
+impl<T: Copy> Layer<T> {
+    /// The input row that tap row `t` reads for an output row whose first tap reads row `y0`
+    /// ([`Layer::first_input`]), if inside the input.
+    #[inline]
+    fn input_row(&self, y0: isize, t: usize) -> Option<usize> {
+        let i = y0 + (t * self.d.h.dilation()) as isize;
+        (i >= 0 && (i as usize) < self.d.h.input()).then_some(i as usize)
+    }
+
+    /// The input position that tap 0 of output `o` reads on `axis` (maybe outside the input);
+    /// tap `t` reads `t * dilation` further. A convolution's tap `t` is kernel index `t`,
+    /// reading `o * s - pad + t * dil`. A transposed one's patch orders its taps by the input
+    /// position they read ([`crate::kernels::conv_layout`]): tap `t` of residue `r` is kernel
+    /// index `k = r + (taps - 1 - t) * s`, reading `(o + pad - k) / s` (whole, because `o`
+    /// belongs to the residue's phase), so consecutive taps read consecutive positions and a
+    /// patch row is one run of the HWC window.
+    fn first_input(&self, axis: crate::kernels::Axis, r: usize, taps: usize, o: usize) -> isize {
+        let (s, pad) = (axis.stride() as isize, axis.pad() as isize);
+        let o = o as isize;
+        if self.transposed {
+            (o + pad - r as isize).div_euclid(s) - (taps as isize - 1)
+        } else {
+            o * s - pad
+        }
+    }
+
+    /// The first output position of a phase's residue `r` on an axis, and the step: a
+    /// transposed convolution's outputs `o` with `(o + pad) ≡ r (mod s)`; a convolution's all.
+    fn phase_outputs(&self, s: usize, pad: usize, r: usize) -> (usize, usize) {
+        if self.transposed {
+            ((r + s - pad % s) % s, s)
+        } else {
+            (0, 1)
+        }
+    }
+
+    /// Rows of input a window must hold at once: the span of one output row's taps.
+    fn span(&self) -> usize {
+        let (kh, sh, dh) = (self.d.kh, self.d.h.stride(), self.d.h.dilation());
+        let span = if self.transposed { kh.div_ceil(sh) } else { (kh - 1) * dh + 1 };
+        span.min(self.d.h.input())
+    }
+
+    /// The walk described in the module documentation, over the `n` samples of `x` and `out`
+    /// (checked by the caller's `samples`). `dense(phase, group, patches, pixels, results)`
+    /// computes `pixels` patches of `phase.cols` values into `[pixel][channel]` results for
+    /// the group's output channels. `false`, before writing anything, when the layer does not
+    /// fit the buffers or has a phase without taps.
+    fn run<F, const PIXELS: usize>(
+        &self,
+        mut bufs: Buffers<'_, T>,
+        x: &[T],
+        n: usize,
+        out: &mut [T],
+        mut dense: F,
+    ) -> bool
+    where
+        F: FnMut(&Phase, usize, &[T], usize, &mut [T]),
+    {
+        let d = &self.d;
+        let (ih, iw) = (d.h.input(), d.w.input());
+        let cin = d.in_channels_per_group * d.groups;
+        let row_len = iw * cin;
+        let capacity = (bufs.window.len() / row_len.max(1)).min(ih);
+        let (sh, sw) = if self.transposed { (d.h.stride(), d.w.stride()) } else { (1, 1) };
+        let phases = || (0..sh).flat_map(move |ry| (0..sw).map(move |rx| (ry, rx)));
+        let rows = d.out_channels_per_group;
+        // Every phase must have taps and fit; the widest decides the pixels per call.
+        let mut pixels = PIXELS.min(bufs.results.len() / rows);
+        for (ry, rx) in phases() {
+            let cols = d.phase(self.transposed, ry, rx).cols;
+            if cols == 0 {
+                return false;
+            }
+            pixels = pixels.min(bufs.patches.len() / cols);
+        }
+        if capacity < self.span() || pixels == 0 {
+            return false;
+        }
+        let mut chunk = Chunk::<PIXELS> { at: [Pixel::default(); PIXELS], len: 0 };
+        for (xs, ys) in x.chunks_exact(d.in_len).zip(out.chunks_exact_mut(d.out_len)).take(n) {
+            // Rows lo..lo + loaded of the input, transposed to HWC.
+            let (mut lo, mut loaded) = (0, 0);
+            for (ry, rx) in phases() {
+                let phase = d.phase(self.transposed, ry, rx);
+                let (oy0, step_y) = self.phase_outputs(sh, d.h.pad(), ry);
+                let (ox0, step_x) = self.phase_outputs(sw, d.w.pad(), rx);
+                let x_first = self.first_input(d.w, rx, phase.taps_x, ox0);
+                // A transposed convolution's next output of the phase reads one input further;
+                // a convolution's, one stride further.
+                let x_step = if self.transposed { 1 } else { d.w.stride() as isize };
+                for oy in (oy0..d.h.output()).step_by(step_y) {
+                    let y0 = self.first_input(d.h, ry, phase.taps_y, oy);
+                    let needed = (0..phase.taps_y).filter_map(|t| self.input_row(y0, t));
+                    let (first, last) = needed.fold((usize::MAX, 0), |(a, b), i| (a.min(i), b.max(i)));
+                    if first != usize::MAX && (first < lo || last >= lo + loaded) {
+                        self.flush(&phase, &mut bufs, (lo, row_len), &mut chunk, ys, &mut dense);
+                        lo = first.min(ih - capacity);
+                        loaded = capacity.min(ih - lo);
+                        transpose_rows(xs, bufs.window, (cin, ih, iw), lo, loaded);
+                    }
+                    for (j, ox) in (ox0..self.out_w).step_by(step_x).enumerate() {
+                        let x0 = x_first + j as isize * x_step;
+                        let at = oy * self.out_w + ox;
+                        chunk.at[chunk.len] = Pixel { at: at as u32, y0: y0 as i32, x0: x0 as i32 };
+                        chunk.len += 1;
+                        if chunk.len == pixels {
+                            self.flush(&phase, &mut bufs, (lo, row_len), &mut chunk, ys, &mut dense);
+                        }
+                    }
+                }
+                self.flush(&phase, &mut bufs, (lo, row_len), &mut chunk, ys, &mut dense);
+            }
+        }
+        true
+    }
+
+    /// Computes the chunk's pixels, group by group: gathers their patches from the window
+    /// (rows from `lo`, `row_len` values each, holding every row the chunk's pixels read),
+    /// runs `dense`, scatters the results into the sample's NCHW output `ys`.
+    fn flush<F, const PIXELS: usize>(
+        &self,
+        phase: &Phase,
+        bufs: &mut Buffers<'_, T>,
+        (lo, row_len): (usize, usize),
+        chunk: &mut Chunk<PIXELS>,
+        ys: &mut [T],
+        dense: &mut F,
+    ) where
+        F: FnMut(&Phase, usize, &[T], usize, &mut [T]),
+    {
+        let count = core::mem::take(&mut chunk.len);
+        if count == 0 {
+            return;
+        }
+        let d = &self.d;
+        let (cg, rows, k) = (d.in_channels_per_group, d.out_channels_per_group, phase.cols);
+        let (cin, dil_w) = (cg * d.groups, d.w.dilation());
+        let plane = d.h.output() * self.out_w;
+        let pixels = &chunk.at[..count];
+        for g in 0..d.groups {
+            for (patch, px) in bufs.patches.chunks_exact_mut(k).zip(pixels) {
+                let (y0, x0) = (px.y0 as isize, px.x0 as isize);
+                // Whole patch rows are single runs of the window when no tap pads, the taps are
+                // adjacent and the group is every channel.
+                let inside = x0 >= 0 && x0 as usize + (phase.taps_x - 1) * dil_w < d.w.input();
+                let whole_rows = inside && dil_w == 1 && d.groups == 1;
+                for (ty, run) in patch.chunks_exact_mut(phase.taps_x * cg).enumerate() {
+                    let Some(iy) = self.input_row(y0, ty) else {
+                        run.fill(self.pad);
+                        continue;
+                    };
+                    let row = &bufs.window[(iy - lo) * row_len..][..row_len];
+                    if whole_rows {
+                        copy(run, &row[x0 as usize * cin..][..run.len()]);
+                        continue;
+                    }
+                    for (tx, tap) in run.chunks_exact_mut(cg).enumerate() {
+                        let ix = x0 + (tx * dil_w) as isize;
+                        if ix >= 0 && (ix as usize) < d.w.input() {
+                            copy(tap, &row[ix as usize * cin + g * cg..][..cg]);
+                        } else {
+                            tap.fill(self.pad);
+                        }
+                    }
+                }
+            }
+            dense(phase, g, &bufs.patches[..count * k], count, &mut bufs.results[..count * rows]);
+            for (o, plane) in ys.chunks_exact_mut(plane).skip(g * rows).take(rows).enumerate() {
+                for (&v, px) in bufs.results[o..].iter().step_by(rows).zip(pixels) {
+                    plane[px.at as usize] = v;
+                }
+            }
+        }
+    }
+}
+
+/// Transposes input rows `lo..lo + count` of one NCHW sample into HWC rows at the start of
+/// `window`.
+fn transpose_rows<T: Copy>(xs: &[T], window: &mut [T], (cin, ih, iw): (usize, usize, usize), lo: usize, count: usize) {
+    let plane = ih * iw;
+    for (r, row) in window.chunks_exact_mut(iw * cin).take(count).enumerate() {
+        // Contiguous stores, strided loads: loads issue twice as fast as stores.
+        let first = (lo + r) * iw;
+        for (ix, pixel) in row.chunks_exact_mut(cin).enumerate() {
+            for (dst, &v) in pixel.iter_mut().zip(xs[first + ix..].iter().step_by(plane)) {
+                *dst = v;
+            }
+        }
+    }
+}
+
+/// `dst = src` for short runs (a patch row, one tap's channels), inline: these are tens to a
+/// few hundred bytes, too short for a `memcpy` call to pay off.
+#[inline(always)]
+fn copy<T: Copy>(dst: &mut [T], src: &[T]) {
+    const CHUNK: usize = 16;
+    let mut d = dst.chunks_exact_mut(CHUNK);
+    let mut s = src.chunks_exact(CHUNK);
+    for (d, s) in (&mut d).zip(&mut s) {
+        let s: &[T; CHUNK] = s.try_into().unwrap_or_else(|_| unreachable!());
+        d.copy_from_slice(s);
+    }
+    for (d, &s) in d.into_remainder().iter_mut().zip(s.remainder()) {
+        *d = s;
+    }
+}
