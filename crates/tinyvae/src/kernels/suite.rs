@@ -955,7 +955,8 @@ pub fn check_weight_stream(k: &Kernels, seed: u64) -> Result<usize, Mismatch> {
 
 /// For hosts: the shipped models' layers (decoder 20-400-784, encoder 784-400-(20, 20)), odd
 /// neighbours of them, and layers wider than kernels keep in registers or pack (up to 2049
-/// columns), at batches 1, 4, 64 and 67, in int8 and float; and a weight stream of 32 MiB,
+/// columns), at batches 1, 4, 16, 17, 33, 64 and 67, in int8 and float; int8 layers of random
+/// shapes at every batch from 1 to 70; and a weight stream of 32 MiB,
 /// whose sum wraps past i32.
 pub fn check_large_layers(k: &Kernels, seed: u64) -> Result<usize, Mismatch> {
     let mut rng = Rng::new(seed ^ 0x1A26E);
@@ -973,7 +974,7 @@ pub fn check_large_layers(k: &Kernels, seed: u64) -> Result<usize, Mismatch> {
         (37, 2049),
     ];
     for &(rows, cols) in &shapes {
-        for batch in [1, 4, 64, 67] {
+        for batch in [1, 4, 16, 17, 33, 64, 67] {
             let c = DenseI8Case::with_shape(&mut rng, rows, cols, batch);
             check_dense_i8(k, &c, 0, "large layers", case)?;
             let xf: Vec<f32> = c.x.iter().map(|&v| v as f32 / 64.0).collect();
@@ -988,6 +989,14 @@ pub fn check_large_layers(k: &Kernels, seed: u64) -> Result<usize, Mismatch> {
             }
             case += 1;
         }
+    }
+    // Every batch from 1 to 70 (every sample-group size and remainder of batched kernels),
+    // with column tails and rows on both sides of their row blocks.
+    for batch in 1..=70 {
+        let (rows, cols) = (1 + rng.below(40) as usize, 1 + rng.below(100) as usize);
+        let c = DenseI8Case::with_shape(&mut rng, rows, cols, batch);
+        check_dense_i8(k, &c, batch % 4, "every batch", case)?;
+        case += 1;
     }
     case += check_conv_large(k, seed)?;
     let big = vec![0x7Fu8; 1 << 25];

@@ -5,18 +5,40 @@
 //! (`vpsignb`): since weights are never -128, `|w| <= 127`, a pair is at most 2 * 128 * 127 =
 //! 32512 and never saturates, so every product and the int32 sums are exact.
 //!
-//! One sample: 8 rows per pass, sharing each activation load and its `|x|`. Batches: 4 rows x
-//! 2 samples per pass (the 16 ymm registers hold 8 accumulators, 4 weight vectors and the
-//! activations). Tails: the last `cols % 32` activations are copied into a zero-padded buffer,
-//! and a row's tail is loaded in place when 32 bytes are available (the next row's bytes meet
-//! zero activations) or copied when it ends the weights. Rows use full-width blocks whose last
-//! one is pulled back to end at the edge; layers narrower than a block go one row at a time.
+//! Three kernels:
+//! - **One sample**: 8 rows per pass, sharing each activation load and its `|x|`.
+//! - **Packed batches** (groups of 4 to 16 samples, on layers of 8 rows or more and at most
+//!   1024 columns): the group's activations are transposed once into stack buffers where each
+//!   32-byte vector holds 4 consecutive activations of 8 samples, one dword per sample, as `x`
+//!   (for the signs) and as `|x|` (`vpabsb`, done once here rather than per row). Four weight
+//!   bytes, broadcast, then meet all 8 samples in one `vpsignb` + `vpmaddubsw` + `vpmaddwd`,
+//!   so each accumulator lane is one sample of one row: no horizontal sums, one weight load
+//!   per 32 (or, with two vectors of samples, 64) multiply-accumulates. Exactness is the sign
+//!   trick's, lane by lane: `vpsignb(w, x)` gives each byte `w` negated where that sample's
+//!   `x` is negative and 0 where it is 0 (whose `|x|` is 0 too), so byte products are
+//!   `|x| * (sign(x) * w) = x * w` with `|sign(x) * w| <= 127`; pairs stay within 32512, the
+//!   `vpmaddwd` by ones sums two pairs exactly into int32, and the int32 accumulation wraps
+//!   like the reference's (addition mod 2^32 does not depend on order). Padding (columns past
+//!   `cols` in the last quad, lanes past the group's samples) is zero activations, which add 0.
+//!   An 8 x 8 dword transpose then turns 8 rows x 8 samples around, and the epilogue
+//!   requantizes 8 rows of one sample per vector with the rows' parameters loaded once.
+//! - **Small remainders** (fewer than 4 samples, narrow or wide layers): 4 rows x 2 samples
+//!   per pass (the 16 ymm registers hold 8 accumulators, 4 weight vectors and the
+//!   activations), or the one-sample kernel.
+//!
+//! Tails: in the unpacked kernels, the last `cols % 32` activations are copied into a
+//! zero-padded buffer, and a row's tail is loaded in place when 32 bytes are available (the
+//! next row's bytes meet zero activations) or copied when it ends the weights; in the packed
+//! kernel, the last 1..=3 columns are assembled byte by byte. Rows use full-width blocks whose
+//! last one is pulled back to end at the edge (a few outputs are computed twice, identically);
+//! layers narrower than a block go one row at a time.
 
 use core::arch::x86_64::*;
+use core::mem::MaybeUninit;
 
 use super::param;
 use super::requantize_avx2::{activation_tail, load32_or_pad, reduce8, Epilogue};
-use super::{block_starts, has, Level};
+use super::{block_starts, has, partial_word, Level};
 use crate::kernels::reference;
 use crate::kernels::DenseI8;
 use crate::quant::requantize;
@@ -29,6 +51,15 @@ const ROW_BLOCK: usize = 4;
 const SAMPLE_BLOCK: usize = 2;
 /// Activation bytes a sample group may occupy (half of a 32 KiB L1).
 const GROUP_BYTES: usize = 16 * 1024;
+/// Samples per packed vector: one dword of each in 32 bytes.
+const GROUP: usize = 8;
+/// Smallest group worth packing: its cost does not depend on how many lanes are used.
+const MIN_GROUP: usize = 4;
+/// Rows per pass of the packed kernel.
+const PACK_ROWS: usize = 8;
+/// Widest layer the packed kernel takes: its activations (2 * 16 * cols bytes) live on the
+/// stack.
+const PACK_MAX_COLS: usize = 1024;
 
 /// See [`crate::kernels::DenseI8`].
 pub fn dense_i8(p: &DenseI8<'_>, x: &[i8], batch: usize, out: &mut [i8]) {
@@ -51,7 +82,30 @@ unsafe fn run(p: &DenseI8<'_>, x: &[i8], batch: usize, out: &mut [i8]) {
     let (rows, cols) = (p.rows, p.cols);
     // SAFETY: i8 and u8 have the same layout and validity.
     let x: &[u8] = unsafe { core::slice::from_raw_parts(x.as_ptr().cast(), x.len()) };
-    let out = out.as_mut_ptr();
+    let mut b = 0;
+    if rows >= PACK_ROWS && cols <= PACK_MAX_COLS {
+        while batch - b >= MIN_GROUP {
+            let n = (batch - b).min(2 * GROUP);
+            let xs = x.get(b * cols..(b + n) * cols).unwrap_or(&[]);
+            // SAFETY: samples b..b+n < batch: xs holds their n * cols inputs, and their n * rows
+            // outputs start at b * rows.
+            unsafe { packed_group(p, &ep, xs, n, out.as_mut_ptr().add(b * rows)) };
+            b += n;
+        }
+    }
+    let (x, out) = (x.get(b * cols..).unwrap_or(&[]), out.get_mut(b * rows..).unwrap_or(&mut []));
+    // SAFETY: the samples left, batch - b of them: x and out hold their inputs and outputs.
+    unsafe { unpacked(p, &ep, x, batch - b, out.as_mut_ptr()) }
+}
+
+/// `batch` samples without packing: the one-sample kernel, or 4 rows x 2 samples per pass.
+///
+/// # Safety
+/// AVX2; `x` holds `batch * cols` inputs, `out` points to `batch * rows` outputs, and `p`'s
+/// buffers cover its shape.
+#[target_feature(enable = "avx2")]
+unsafe fn unpacked(p: &DenseI8<'_>, ep: &Epilogue<'_>, x: &[u8], batch: usize, out: *mut i8) {
+    let (rows, cols) = (p.rows, p.cols);
     if batch >= SAMPLE_BLOCK && rows >= ROW_BLOCK {
         let blocks = batch.div_ceil(SAMPLE_BLOCK);
         let per_group = (GROUP_BYTES / (SAMPLE_BLOCK * cols)).max(1);
@@ -63,7 +117,7 @@ unsafe fn run(p: &DenseI8<'_>, x: &[i8], batch: usize, out: &mut [i8]) {
                     let xs = x.get(b * cols..(b + SAMPLE_BLOCK) * cols).unwrap_or(&[]);
                     // SAFETY: b + 2 <= batch and o + 4 <= rows (block_starts); xs holds the two
                     // samples' inputs (`samples`), and their outputs are in bounds.
-                    unsafe { rows4_samples2(p, &ep, xs, out.add(b * rows), o) };
+                    unsafe { rows4_samples2(p, ep, xs, out.add(b * rows), o) };
                 }
             }
             first = group.end;
@@ -77,7 +131,7 @@ unsafe fn run(p: &DenseI8<'_>, x: &[i8], batch: usize, out: &mut [i8]) {
         if rows >= ROWS {
             for o in block_starts(rows, ROWS) {
                 // SAFETY: o + 8 <= rows; xb holds cols inputs.
-                unsafe { rows8_sample1(p, &ep, xb, yb, o) };
+                unsafe { rows8_sample1(p, ep, xb, yb, o) };
             }
         } else {
             for o in 0..rows {
@@ -86,6 +140,197 @@ unsafe fn run(p: &DenseI8<'_>, x: &[i8], batch: usize, out: &mut [i8]) {
             }
         }
     }
+}
+
+/// `n` (1..=16) samples at once: `x` holds their `n * cols` inputs, `out` points to their
+/// `n * rows` outputs. Up to 8 samples take one vector per packed quad and 8 rows per pass;
+/// more take two, and 4 rows per pass, so that every weight load feeds 16 samples.
+///
+/// # Safety
+/// AVX2; `rows >= 8`, `cols <= PACK_MAX_COLS`, and `p`'s buffers cover its shape.
+#[target_feature(enable = "avx2")]
+unsafe fn packed_group(p: &DenseI8<'_>, ep: &Epilogue<'_>, x: &[u8], n: usize, out: *mut i8) {
+    let (rows, cols) = (p.rows, p.cols);
+    let mut magnitudes = MaybeUninit::<[__m256i; 2 * (PACK_MAX_COLS / 4)]>::uninit();
+    let mut signs = MaybeUninit::<[__m256i; 2 * (PACK_MAX_COLS / 4)]>::uninit();
+    let (magnitudes, signs) = (magnitudes.as_mut_ptr().cast::<__m256i>(), signs.as_mut_ptr().cast::<__m256i>());
+    let vectors = if n > GROUP { 2 } else { 1 };
+    for v in 0..vectors {
+        let samples = (n - GROUP * v).min(GROUP);
+        let xv = x.get(GROUP * v * cols..).unwrap_or(&[]);
+        // SAFETY: both buffers hold 2 * (PACK_MAX_COLS / 4) >= vectors * cols.div_ceil(4)
+        // vectors; xv holds `samples` samples.
+        unsafe { pack_group(cols, xv, samples, vectors, magnitudes.add(v), signs.add(v)) };
+    }
+    for o in block_starts(rows, PACK_ROWS) {
+        // SAFETY: o + 8 <= rows; both buffers hold vectors * cols.div_ceil(4) written vectors;
+        // the outputs of samples 0..n are in bounds (caller).
+        unsafe {
+            if vectors == 2 {
+                rows8_of_group::<4, 2>(p, ep, magnitudes, signs, n, out, o)
+            } else {
+                rows8_of_group::<8, 1>(p, ep, magnitudes, signs, n, out, o)
+            }
+        }
+    }
+}
+
+/// Writes `n` (1..=8) samples' activations from `x` (`cols` apart) packed, one vector per quad
+/// of columns, `stride` vectors apart: vector `q` of `signs` holds activations `4q..4q+4` of
+/// sample `s` in dword `s`, and the same vector of `magnitudes` their absolute values (as u8:
+/// 128 fits). Dwords past the group are zero, so that they add nothing. Writes
+/// `cols.div_ceil(4)` vectors into each.
+///
+/// # Safety
+/// AVX2; `x` holds `n * cols` inputs; each buffer has room for `stride * cols.div_ceil(4)`
+/// vectors.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn pack_group(cols: usize, x: &[u8], n: usize, stride: usize, magnitudes: *mut __m256i, signs: *mut __m256i) {
+    let quads = cols / 4;
+    let put = |q: usize, v: __m256i| {
+        // SAFETY: q < cols.div_ceil(4): inside both buffers (caller's contract).
+        unsafe {
+            signs.add(stride * q).write(v);
+            magnitudes.add(stride * q).write(_mm256_abs_epi8(v));
+        }
+    };
+    // 8 quads at a time: 32 bytes of each sample, then an 8 x 8 dword transpose.
+    let mut q0 = 0;
+    while q0 < quads {
+        let count = (quads - q0).min(GROUP);
+        let words = _mm256_cmpgt_epi32(_mm256_set1_epi32(count as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        let by_sample: [__m256i; GROUP] = core::array::from_fn(|s| match x.get(s * cols + 4 * q0..) {
+            // SAFETY: s < n: bytes 4*q0 .. 4*(q0 + count) <= cols of sample s are inside x;
+            // masked-off dwords are not accessed.
+            Some(from) if s < n => unsafe { _mm256_maskload_epi32(from.as_ptr().cast(), words) },
+            _ => _mm256_setzero_si256(),
+        });
+        for (i, &v) in transpose8(&by_sample).iter().enumerate().take(count) {
+            put(q0 + i, v);
+        }
+        q0 += count;
+    }
+    let rest = cols % 4;
+    if rest > 0 {
+        let dwords: [i32; GROUP] = core::array::from_fn(|s| match x.get(s * cols + 4 * quads..(s + 1) * cols) {
+            // SAFETY: the `rest` bytes are inside x.
+            Some(tail) if s < n => unsafe { partial_word(tail.as_ptr(), rest, |v| v) as i32 },
+            _ => 0,
+        });
+        // SAFETY: `dwords` is 32 readable bytes.
+        put(quads, unsafe { _mm256_loadu_si256(dwords.as_ptr().cast()) });
+    }
+}
+
+/// The transpose of an 8 x 8 matrix of dwords, one row per vector.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn transpose8(v: &[__m256i; 8]) -> [__m256i; 8] {
+    // Within each 128-bit lane, 4 x 4 transposes of rows 0..4 and 4..8: u[j] (j < 4) holds
+    // column j of rows 0..4 in its low lane and column 4 + j in its high lane; u[4 + j] the
+    // same for rows 4..8.
+    let t: [__m256i; 8] = core::array::from_fn(|i| {
+        let (a, b) = (v[i & !1], v[i | 1]);
+        if i % 2 == 0 {
+            _mm256_unpacklo_epi32(a, b)
+        } else {
+            _mm256_unpackhi_epi32(a, b)
+        }
+    });
+    let u: [__m256i; 8] = core::array::from_fn(|i| {
+        let (g, j) = (i / 4, i % 4);
+        let (a, b) = (t[4 * g + (j / 2)], t[4 * g + 2 + (j / 2)]);
+        if j % 2 == 0 {
+            _mm256_unpacklo_epi64(a, b)
+        } else {
+            _mm256_unpackhi_epi64(a, b)
+        }
+    });
+    core::array::from_fn(|c| {
+        if c < 4 {
+            _mm256_permute2x128_si256::<0x20>(u[c], u[4 + c])
+        } else {
+            _mm256_permute2x128_si256::<0x31>(u[c - 4], u[c])
+        }
+    })
+}
+
+/// Rows `o..o+8` of a packed group of `n <= 8 * V` samples, `R` rows (`R * V = 8`) per
+/// pass over the packed activations.
+///
+/// # Safety
+/// AVX2; `o + 8 <= rows`; `magnitudes` and `signs` hold `V * cols.div_ceil(4)` vectors as
+/// written by [`pack_group`] (vector `V q + v` for quad `q` of sample vector `v`); `out`
+/// points to `n` samples' outputs, and `p`'s buffers cover its shape.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn rows8_of_group<const R: usize, const V: usize>(
+    p: &DenseI8<'_>,
+    ep: &Epilogue<'_>,
+    magnitudes: *const __m256i,
+    signs: *const __m256i,
+    n: usize,
+    out: *mut i8,
+    o: usize,
+) {
+    let (rows, cols) = (p.rows, p.cols);
+    let quads = cols / 4;
+    let rest = cols % 4;
+    let ones = _mm256_set1_epi16(1);
+    // tile[v][r] lane s: row o + r of sample 8 v + s.
+    let mut tile = [[_mm256_setzero_si256(); PACK_ROWS]; V];
+    for r0 in (0..PACK_ROWS).step_by(R) {
+        // SAFETY: rows o + r0 .. o + r0 + R are inside the weights.
+        let w = unsafe { p.weights.as_ptr().add((o + r0) * cols) };
+        let mut acc = [[_mm256_setzero_si256(); V]; R];
+        let mut step = |q: usize, word: &dyn Fn(usize) -> i32| {
+            // SAFETY: q < cols.div_ceil(4): the group's V vectors of quad q were written.
+            let (xa, xs): ([__m256i; V], [__m256i; V]) = unsafe {
+                (
+                    core::array::from_fn(|v| magnitudes.add(V * q + v).read()),
+                    core::array::from_fn(|v| signs.add(V * q + v).read()),
+                )
+            };
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let wv = _mm256_set1_epi32(word(r));
+                for v in 0..V {
+                    acc[v] = dot4(acc[v], xa[v], xs[v], wv, ones);
+                }
+            }
+        };
+        for q in 0..quads {
+            // SAFETY: row o + r0 + r < rows, and 4q + 4 <= cols keeps the read inside it.
+            step(q, &|r| unsafe { w.add(r * cols + 4 * q).cast::<i32>().read_unaligned() });
+        }
+        if rest > 0 {
+            // The last 1..=3 weights of each row, assembled so as not to read past the weights.
+            // SAFETY: bytes 4*quads .. cols are inside row o + r0 + r.
+            step(quads, &|r| unsafe { partial_word(w.add(r * cols + 4 * quads), rest, |v| v) as i32 });
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            for (by_row, &a) in tile.iter_mut().zip(acc) {
+                by_row[r0 + r] = a;
+            }
+        }
+    }
+    // SAFETY: o + 8 <= rows.
+    let params = unsafe { ep.params8(o) };
+    for (v, by_row) in tile.iter().enumerate() {
+        for (s, &y) in transpose8(by_row).iter().enumerate().take(n.saturating_sub(GROUP * v)) {
+            // SAFETY: sample 8 v + s < n: its outputs o..o+8 are in bounds.
+            unsafe { out.add((GROUP * v + s) * rows + o).cast::<u64>().write_unaligned(pack8(ep.apply8(&params, y))) };
+        }
+    }
+}
+
+/// `acc +` the products of 8 samples' 4 activations (`|x|` in `xa`, `x` in `xs`, one dword
+/// per sample) with the same 4 weights (`w`, broadcast), each sample's 4 in its own lane.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn dot4(acc: __m256i, xa: __m256i, xs: __m256i, w: __m256i, ones: __m256i) -> __m256i {
+    let pairs = _mm256_maddubs_epi16(xa, _mm256_sign_epi8(w, xs));
+    _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, ones))
 }
 
 /// `acc + x . w` over 32 byte pairs, `xa` being `|x|`.

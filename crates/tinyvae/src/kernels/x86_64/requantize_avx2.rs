@@ -57,6 +57,90 @@ impl<'a> Epilogue<'a> {
         })
     }
 
+    /// Loads and checks the parameters of rows `o..o + 8` once, for every sample that uses them
+    /// ([`Epilogue::apply8`]).
+    ///
+    /// # Safety
+    /// As [`Epilogue::rows8`].
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    pub(super) unsafe fn params8(&self, o: usize) -> Rows8 {
+        let at = |bytes: &[u8]| {
+            // SAFETY: bytes 4*o .. 4*(o+8) lie inside `bytes` (caller's contract).
+            unsafe { _mm256_loadu_si256(bytes.as_ptr().add(4 * o).cast()) }
+        };
+        let mut offset = at(self.p.bias);
+        if self.unsigned_input {
+            // (x + 128) . w = x . w + 128 * sum(w), all mod 2^32 like the reference's wrapping sum.
+            offset = _mm256_sub_epi32(offset, _mm256_slli_epi32::<7>(at(self.p.weight_sums)));
+        }
+        let (multiplier, shift) = (at(self.p.multipliers), at(self.p.shifts));
+        let zero = _mm256_setzero_si256();
+        let out_of_range = _mm256_or_si256(
+            _mm256_cmpgt_epi32(zero, multiplier),
+            _mm256_or_si256(
+                _mm256_cmpgt_epi32(shift, _mm256_set1_epi32(30)),
+                _mm256_cmpgt_epi32(_mm256_set1_epi32(-31), shift),
+            ),
+        );
+        let left = _mm256_cmpgt_epi32(shift, zero);
+        let path = if !self.vector_ok || _mm256_testz_si256(out_of_range, out_of_range) == 0 {
+            Path::Scalar
+        } else if _mm256_testz_si256(left, left) != 0 {
+            Path::RightShifts
+        } else {
+            Path::AnyShifts
+        };
+        let right = _mm256_max_epi32(_mm256_sub_epi32(zero, shift), zero);
+        let mask = _mm256_sub_epi32(_mm256_sllv_epi32(_mm256_set1_epi32(1), right), _mm256_set1_epi32(1));
+        let zp = self.p.out_zero_point;
+        // Clamping to [lo - zp, hi - zp] and then adding zp is clamping the sum to [lo, hi]
+        // without its overflow: zp and the clamps are int8 values on this path.
+        let (lo, hi) = ((self.p.act_min as i32).wrapping_sub(zp), (self.p.act_max as i32).wrapping_sub(zp));
+        Rows8 {
+            first_row: o,
+            offset,
+            multiplier,
+            multiplier_odd: _mm256_srli_epi64::<32>(multiplier),
+            shift,
+            right,
+            mask,
+            half: _mm256_srai_epi32::<1>(mask),
+            lo: _mm256_set1_epi32(lo),
+            hi: _mm256_set1_epi32(hi),
+            path,
+        }
+    }
+
+    /// Requantizes `sums` (lane `i` is row `first_row + i` of one sample) with parameters
+    /// from [`Epilogue::params8`].
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    pub(super) fn apply8(&self, r: &Rows8, sums: __m256i) -> __m256i {
+        let acc = _mm256_add_epi32(sums, r.offset);
+        let zp = _mm256_set1_epi32(self.p.out_zero_point);
+        match r.path {
+            Path::RightShifts => _mm256_add_epi32(requantize8_right(acc, r), zp),
+            Path::AnyShifts => requantize8(
+                acc,
+                r.multiplier,
+                r.shift,
+                zp,
+                _mm256_set1_epi32(self.p.act_min as i32),
+                _mm256_set1_epi32(self.p.act_max as i32),
+            ),
+            Path::Scalar => {
+                let mut lanes = [0i32; 8];
+                // SAFETY: `lanes` is 32 writable, then readable bytes.
+                unsafe {
+                    _mm256_storeu_si256(lanes.as_mut_ptr().cast(), acc);
+                    self.scalar_lanes(&mut lanes, |i| r.first_row + i);
+                    _mm256_loadu_si256(lanes.as_ptr().cast())
+                }
+            }
+        }
+    }
+
     #[target_feature(enable = "avx2")]
     #[inline]
     fn finish(
@@ -110,6 +194,56 @@ impl<'a> Epilogue<'a> {
             *lane = requantize(*lane, m, s, self.p.out_zero_point, self.p.act_min, self.p.act_max) as i32;
         }
     }
+}
+
+/// Which requantization the lanes of a [`Rows8`] take.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Path {
+    /// Every shift in -31..=0 (the usual case): no saturating left shift.
+    RightShifts,
+    /// Shifts in -31..=30: [`requantize8`].
+    AnyShifts,
+    /// Some parameter outside the vector path's ranges: the scalar definition, lane by lane.
+    Scalar,
+}
+
+/// The parameters of 8 rows, one row's in every lane, with what the right-shift path derives
+/// from them.
+#[derive(Clone, Copy)]
+pub(super) struct Rows8 {
+    first_row: usize,
+    /// Added to the dot products (the bias, less `128 * weight_sum` for unsigned inputs).
+    offset: __m256i,
+    multiplier: __m256i,
+    /// The multipliers in the low dword of each qword, for the odd lanes' products.
+    multiplier_odd: __m256i,
+    shift: __m256i,
+    /// `-shift` (right shifts only).
+    right: __m256i,
+    /// `2^right - 1`: the bits the rounding divide drops.
+    mask: __m256i,
+    /// `mask >> 1`: the remainder below which it rounds down (non-negative values).
+    half: __m256i,
+    /// `act_min - zero_point` and `act_max - zero_point`.
+    lo: __m256i,
+    hi: __m256i,
+    path: Path,
+}
+
+/// [`requantize8`] for right shifts only (`Path::RightShifts`), up to the zero point, which
+/// the caller adds: `acc.saturating_mul(1)` is `acc`, so only the high multiply and the
+/// rounding divide remain, with their per-row constants from [`Rows8`].
+#[target_feature(enable = "avx2")]
+#[inline]
+fn requantize8_right(acc: __m256i, r: &Rows8) -> __m256i {
+    let half = _mm256_set1_epi64x(1 << 30);
+    let even = _mm256_add_epi64(_mm256_mul_epi32(acc, r.multiplier), half);
+    let odd = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64::<32>(acc), r.multiplier_odd), half);
+    let high = _mm256_blend_epi32::<0b1010_1010>(_mm256_srli_epi64::<31>(even), _mm256_slli_epi64::<1>(odd));
+    let remainder = _mm256_and_si256(high, r.mask);
+    let threshold = _mm256_add_epi32(r.half, _mm256_srli_epi32::<31>(high));
+    let scaled = _mm256_sub_epi32(_mm256_srav_epi32(high, r.right), _mm256_cmpgt_epi32(remainder, threshold));
+    _mm256_min_epi32(_mm256_max_epi32(scaled, r.lo), r.hi)
 }
 
 /// `quant::requantize` on 8 lanes, for multipliers >= 0, shifts in -31..=30, a zero point in
