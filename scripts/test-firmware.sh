@@ -78,7 +78,7 @@ export TINYVAE_MODEL_DIR=$model_dir
 # A convolutional decoder needs the firmware's `conv` feature (the conv kernels are not linked
 # otherwise); its footprint targets are the conv ones.
 conv=0
-if "$tinyvae" inspect "$blob" | grep -qE '^ *[0-9]+ +conv'; then
+if "$tinyvae" inspect "$blob" | grep -qE '^ *n[0-9]+ +conv'; then
     conv=1
 fi
 features=()

@@ -37,6 +37,9 @@ cargo build --release -p tinyvae --target thumbv7em-none-eabihf
 # Again with a conditional decoder (the CVAE): the firmware and the Pi program draw requested
 # digits 0, 1, 2, .. in turn, as `tinyvae sample` does without --label.
 TINYVAE_FIRMWARE_BLOB=models/mnist-cvae/decoder.int8.tvae ./scripts/test-firmware.sh
+# And the convolutional decoder (models/mnist-conv-vae): the firmware built with its `conv`
+# feature, the transposed convolutions on the DSP Dense kernel over gathered patches.
+TINYVAE_FIRMWARE_BLOB=models/mnist-conv-vae/decoder.int8.tvae ./scripts/test-firmware.sh
 # Every command the READMEs, docs/ and the model cards show, as written (long training runs:
 # arguments parsed only); the shipped blobs and figures must come out byte for byte.
 echo "== the documentation's commands"

@@ -19,6 +19,12 @@ pub(crate) fn i8s(b: &[u8]) -> &[i8] {
     unsafe { core::slice::from_raw_parts(b.as_ptr().cast::<i8>(), b.len()) }
 }
 
+#[cfg_attr(not(feature = "conv"), allow(dead_code))]
+pub(crate) fn u8s(b: &[i8]) -> &[u8] {
+    // SAFETY: as above.
+    unsafe { core::slice::from_raw_parts(b.as_ptr().cast::<u8>(), b.len()) }
+}
+
 pub(crate) fn i8s_mut(b: &mut [u8]) -> &mut [i8] {
     // SAFETY: as above; the borrow is unique and carried over.
     unsafe { core::slice::from_raw_parts_mut(b.as_mut_ptr().cast::<i8>(), b.len()) }

@@ -44,6 +44,11 @@ pub trait Dense {
     const F16: DenseFloatFn;
     /// Dense with f32 weights.
     const F32: DenseFloatFn;
+    /// Run a single output channel with the pixels as the Dense *rows* (the patches as its
+    /// weights, the channel's weights as its input), for a kernel that works on row pairs and
+    /// would otherwise compute one row in plain code. Only for an int8 kernel that is exact for
+    /// weights of -128 (patches hold any code) and does not read `weight_sums`.
+    const PIXELS_AS_ROWS: bool = false;
 }
 
 /// Stack buffer sizes, in elements.
@@ -82,7 +87,7 @@ const F32_PIXELS: usize = F32_BUDGET.pixels;
 pub fn conv_i8<D: Dense>(p: &ConvI8<'_>, x: &[i8], batch: usize, out: &mut [i8]) {
     // Without the `conv` feature no blob with this op parses, and nothing is linked.
     #[cfg(feature = "conv")]
-    if !conv_i8_lowered(D::I8, false, p, x, batch, out) {
+    if !conv_i8_lowered((D::I8, D::PIXELS_AS_ROWS), false, p, x, batch, out) {
         reference::conv_i8(p, x, batch, out);
     }
     #[cfg(not(feature = "conv"))]
@@ -93,7 +98,7 @@ pub fn conv_i8<D: Dense>(p: &ConvI8<'_>, x: &[i8], batch: usize, out: &mut [i8])
 pub fn conv_transpose_i8<D: Dense>(p: &ConvI8<'_>, x: &[i8], batch: usize, out: &mut [i8]) {
     // Without the `conv` feature no blob with this op parses, and nothing is linked.
     #[cfg(feature = "conv")]
-    if !conv_i8_lowered(D::I8, true, p, x, batch, out) {
+    if !conv_i8_lowered((D::I8, D::PIXELS_AS_ROWS), true, p, x, batch, out) {
         reference::conv_transpose_i8(p, x, batch, out);
     }
     #[cfg(not(feature = "conv"))]
@@ -146,7 +151,14 @@ pub fn conv_transpose_f32<D: Dense>(p: &ConvFloat<'_>, x: &[f32], batch: usize, 
 
 /// Runs an int8 layer through `dense`; `false` when it must go to the reference instead (see
 /// the module documentation). Writes only the samples [`ConvI8::samples`] allows.
-fn conv_i8_lowered(dense: DenseI8Fn, transposed: bool, p: &ConvI8<'_>, x: &[i8], batch: usize, out: &mut [i8]) -> bool {
+fn conv_i8_lowered(
+    (dense, pixels_as_rows): (DenseI8Fn, bool),
+    transposed: bool,
+    p: &ConvI8<'_>,
+    x: &[i8],
+    batch: usize,
+    out: &mut [i8],
+) -> bool {
     let n = p.samples(transposed, x, batch, out);
     let (Some(d), Ok(pad)) = (p.dims(transposed), i8::try_from(p.in_zero_point)) else {
         return false;
@@ -155,13 +167,45 @@ fn conv_i8_lowered(dense: DenseI8Fn, transposed: bool, p: &ConvI8<'_>, x: &[i8],
         return false;
     }
     let mut window = [0i8; I8_WINDOW];
-    let mut patches = [0i8; I8_PATCHES];
+    // Word-aligned: Dense kernels read weights (here: patches, see `PIXELS_AS_ROWS`) by words.
+    let mut patches = WordAligned([0i8; I8_PATCHES]);
     let mut results = [0i8; I8_RESULTS];
-    let bufs = Buffers { window: &mut window, patches: &mut patches, results: &mut results };
+    let bufs = Buffers { window: &mut window, patches: &mut patches.0, results: &mut results };
     let layer = Layer { d, transposed, out_w: p.out_shape.width, pad };
     layer.run::<_, I8_PIXELS>(bufs, x, n, out, |phase, g, patches, pixels, results| {
         let rows = d.out_channels_per_group;
         let first = phase.index * d.rows + g * rows;
+        if rows == 1 && pixels_as_rows {
+            let channel = tail(p.weights, phase.offset + g * phase.cols);
+            let channel = crate::cast::i8s(channel.get(..phase.cols).unwrap_or(&[]));
+            let pick = |a: &[u8], i: usize| -> [u8; 4] {
+                a.get(4 * i..4 * i + 4).map_or([0; 4], |b| [b[0], b[1], b[2], b[3]])
+            };
+            let (b, m, s) = (pick(p.bias, first), pick(p.multipliers, g), pick(p.shifts, g));
+            let mut per_pixel = [[0u8; 4 * I8_PIXELS]; 4];
+            for i in 0..pixels {
+                per_pixel[0][4 * i..4 * i + 4].copy_from_slice(&b);
+                per_pixel[1][4 * i..4 * i + 4].copy_from_slice(&m);
+                per_pixel[2][4 * i..4 * i + 4].copy_from_slice(&s);
+            }
+            let [bias, multipliers, shifts, weight_sums] = &per_pixel;
+            let params = DenseI8 {
+                rows: pixels,
+                cols: phase.cols,
+                layout: WeightLayout::RowMajor,
+                weights: crate::cast::u8s(patches),
+                bias,
+                multipliers,
+                shifts,
+                // Not read by the kernels that take this path.
+                weight_sums,
+                out_zero_point: p.out_zero_point,
+                act_min: p.act_min,
+                act_max: p.act_max,
+            };
+            dense(&params, channel, 1, results);
+            return;
+        }
         let params = DenseI8 {
             rows,
             cols: phase.cols,
@@ -219,6 +263,10 @@ fn conv_float_lowered(
 fn tail(a: &[u8], from: usize) -> &[u8] {
     a.get(from..).unwrap_or(&[])
 }
+
+/// A buffer on a word boundary.
+#[repr(C, align(4))]
+struct WordAligned<T>(T);
 
 /// The stack buffers of one call.
 struct Buffers<'a, T> {

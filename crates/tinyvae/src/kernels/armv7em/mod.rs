@@ -52,6 +52,10 @@ impl crate::kernels::patches::Dense for Dsp {
     const I8: crate::kernels::DenseI8Fn = dense_i8::dense_i8;
     const F16: crate::kernels::DenseFloatFn = crate::kernels::reference::dense_f16;
     const F32: crate::kernels::DenseFloatFn = crate::kernels::reference::dense_f32;
+    // `SMLAD` on sign-extended bytes is exact for -128, the kernel reads no weight sums, and it
+    // runs rows in pairs (a lone row is plain code): a one-channel layer (a decoder's last
+    // transposed convolution) runs its pixels as the rows.
+    const PIXELS_AS_ROWS: bool = true;
 }
 
 /// Tables usable on this CPU, fastest first.
