@@ -889,3 +889,23 @@ fn every_flipped_byte_of_a_conv_blob_is_rejected() {
         assert!(Model::parse(&bad).is_err(), "flip at byte {i} was accepted");
     }
 }
+
+#[test]
+fn tap_major_weights_need_version_3_and_a_convolution() {
+    let spec = every_op_decoder(Precision::Int8, WeightLayout::TapMajor);
+    let blob = write::write(&spec);
+    assert_eq!(Model::parse(&blob).unwrap().version(), 3);
+    // The same blob labelled version 2, whose readers know no tap-major weights.
+    let mut v2 = blob.clone();
+    v2[4] = 2;
+    reseal(&mut v2);
+    let e = Model::parse(&v2).unwrap_err();
+    assert_eq!(e, Error::BadNode { index: 1, field: "layout (tap-major weights are a version 3 feature)" });
+    // Dense weights are row-major in every version.
+    let e = parse_error(spec, |s| {
+        if let NodeSpec::Dense { layout, .. } = &mut s.nodes[0] {
+            *layout = WeightLayout::TapMajor;
+        }
+    });
+    assert_eq!(node_field(e), "layout (tap-major is for convolutions)");
+}

@@ -42,7 +42,7 @@ use cortex_m::peripheral::SYST;
 use cortex_m_rt::{entry, exception, ExceptionFrame};
 use cortex_m_semihosting::debug;
 use embedded_alloc::LlffHeap as Heap;
-use tinyvae::format::WeightLayout;
+use tinyvae::format::{ConvGeometry, WeightLayout};
 use tinyvae::kernels::armv7em::dense_i8_w16::dense_i8_w16;
 use tinyvae::kernels::{self, suite, DenseI8, Kernels, REFERENCE};
 use tinyvae::quant::{quantize_multiplier, requantize};
@@ -112,6 +112,7 @@ fn main() -> ! {
     say!("exact: {wide} checks of the opt-in int16-weight kernel match");
 
     instruction_counts(&counter, dsp);
+    conv_instruction_counts(&counter, dsp);
 
     let checks = 2 + suite_checks + conv_large + fixed + rows_short + fuzz + extremes + requant + guarded + wide;
     // SAFETY: single-threaded; the HardFault handler reads it only after the fault below.
@@ -593,6 +594,15 @@ impl Counter {
     }
 }
 
+/// A table whose Dense kernels do nothing, to count what the conv lowering costs by itself.
+struct NoDense;
+impl kernels::patches::Dense for NoDense {
+    const I8: kernels::DenseI8Fn = empty_dense;
+    const F16: kernels::DenseFloatFn = kernels::reference::dense_f16;
+    const F32: kernels::DenseFloatFn = kernels::reference::dense_f32;
+    const PIXELS_AS_ROWS: bool = true;
+}
+
 #[inline(never)]
 fn empty_dense(_: &DenseI8<'_>, _: &[i8], _: usize, _: &mut [i8]) {}
 
@@ -636,6 +646,36 @@ fn instruction_counts(counter: &Counter, dsp: &Kernels) {
         let per_mac = per_call / (rows * cols) as f64;
         say!("dense_i8 dsp-int16-weights {name} (opt-in, 2x flash): {per_call:.0} instructions, {per_mac:.2} per MAC");
     }
+}
+
+/// The conv VAE decoder's two transposed convolutions (kernel 4, stride 2, padding 1), tap-major
+/// as the quantizer writes them, through the DSP table's lowering onto its Dense kernel: the
+/// whole call (window transposes, patch gathers, Dense calls, scatter) per true MAC.
+fn conv_instruction_counts(counter: &Counter, dsp: &Kernels) {
+    let mut rng = Rng::new(23);
+    let layers = [("64x7x7 -> 32x14x14", [64, 7, 7], [32, 14, 14]), ("32x14x14 -> 1x28x28", [32, 14, 14], [1, 28, 28])];
+    for (name, i, o) in layers {
+        let c = suite::ConvCase::with_shapes(&mut rng, true, ConvGeometry::square(4, 2, 1), (i, o), 1);
+        let arrays = c.tap_major_arrays();
+        let p = c.tap_major_params(&arrays);
+        let macs = p.dims(true).map_or(1, |d| d.macs(true));
+        let mut out = vec![0i8; o.iter().product()];
+        let n = counter.instructions(1, || black_box(dsp.conv_transpose_i8)(black_box(&p), black_box(&c.x), 1, &mut out));
+        say!("conv_transpose_i8 dsp {name}: {n} instructions, {:.2} per MAC ({macs} MACs)", n as f64 / macs as f64);
+        // The same walk with a Dense kernel that does nothing: the lowering's own cost.
+        let f = kernels::patches::conv_transpose_i8::<NoDense>;
+        let n = counter.instructions(1, || black_box(f)(black_box(&p), black_box(&c.x), 1, &mut out));
+        say!("  of which the lowering (window, patches, scatter): {n} instructions, {:.2} per MAC", n as f64 / macs as f64);
+    }
+    // What the Dense kernel alone costs on the first layer's calls: 32 rows of one phase's
+    // 256 weights, two pixels per call.
+    let weights: Vec<u8> = (0..32 * 256).map(|_| (rng.below(255) as i32 - 127) as i8 as u8).collect();
+    let layer = Layer::new(32, 256, &weights, &mut rng, true);
+    let p = layer.params();
+    let x = random_i8s(&mut rng, 2 * 256);
+    let mut out = vec![0i8; 2 * 32];
+    let n = counter.instructions(8, || black_box(dsp.dense_i8)(black_box(&p), black_box(&x), 2, black_box(&mut out)));
+    say!("dense_i8 dsp 32x256, batch 2 (that layer's Dense calls): {:.2} per MAC", n as f64 / (8 * 2 * 32 * 256) as f64);
 }
 
 fn check(ok: bool, what: &str) {

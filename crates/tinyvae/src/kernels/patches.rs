@@ -5,9 +5,10 @@
 //! In the tap-major layout ([`crate::kernels::conv_layout`]) an output channel's weights (per
 //! phase, for a transposed convolution) are a Dense row over a patch `[ty][tx][C_in]`. So this
 //! driver, for one phase at a time:
-//! 1. transposes the input rows that the phase's outputs read from NCHW into HWC rows, in a
-//!    *window* of rows on the stack, slid down the input (each row is transposed once per
-//!    phase at most, and once per sample when the whole input fits);
+//! 1. transposes the input rows that the outputs read from NCHW into HWC rows, in a *window*
+//!    on the stack: a ring of rows, each transposed once per sample. When the whole input fits
+//!    (hosts) the walk goes phase by phase, so that one Dense call takes pixels from many
+//!    rows; when only a few rows fit (microcontrollers) it goes output row by output row;
 //! 2. copies each output pixel's patch as runs of `C_in / groups` contiguous values, a tap
 //!    outside the input padding with the input zero point (int8) or 0.0 (float);
 //! 3. hands up to [`Budget::pixels`] patches to the table's Dense kernel as one batch, so its
@@ -288,7 +289,21 @@ struct Layer<T> {
 struct Chunk<const N: usize> {
     at: [Pixel; N],
     len: usize,
+    /// Pixels per Dense call (at most `N`).
+    capacity: usize,
 }
+
+/// Where one sample's walk is: which input row each ring slot holds, and the phase of the
+/// pixels in the chunk.
+struct Walk {
+    slots: [usize; MAX_RING],
+    capacity: usize,
+    phase: Option<Phase>,
+}
+
+/// Most rows the window's ring tracks (a hosts' whole input, up to 64 rows; more are walked a
+/// ring of 64 at a time).
+const MAX_RING: usize = 64;
 
 /// One output pixel: its offset in a channel plane, and the input row and column its first
 /// tap reads (maybe outside the input), computed as the walk steps so that no pixel costs a
@@ -364,7 +379,8 @@ impl<T: Copy> Layer<T> {
         let (ih, iw) = (d.h.input(), d.w.input());
         let cin = d.in_channels_per_group * d.groups;
         let row_len = iw * cin;
-        let capacity = (bufs.window.len() / row_len.max(1)).min(ih);
+        // The window is a ring of `capacity` HWC rows, input row `iy` in slot `iy % capacity`.
+        let capacity = (bufs.window.len() / row_len.max(1)).min(ih).min(MAX_RING);
         let (sh, sw) = if self.transposed { (d.h.stride(), d.w.stride()) } else { (1, 1) };
         let phases = || (0..sh).flat_map(move |ry| (0..sw).map(move |rx| (ry, rx)));
         let rows = d.out_channels_per_group;
@@ -380,52 +396,105 @@ impl<T: Copy> Layer<T> {
         if capacity < self.span() || pixels == 0 {
             return false;
         }
-        let mut chunk = Chunk::<PIXELS> { at: [Pixel::default(); PIXELS], len: 0 };
+        let mut chunk = Chunk::<PIXELS> { at: [Pixel::default(); PIXELS], len: 0, capacity: pixels };
         for (xs, ys) in x.chunks_exact(d.in_len).zip(out.chunks_exact_mut(d.out_len)).take(n) {
-            // Rows lo..lo + loaded of the input, transposed to HWC.
-            let (mut lo, mut loaded) = (0, 0);
-            for (ry, rx) in phases() {
-                let phase = d.phase(self.transposed, ry, rx);
-                let (oy0, step_y) = self.phase_outputs(sh, d.h.pad(), ry);
-                let (ox0, step_x) = self.phase_outputs(sw, d.w.pad(), rx);
-                let x_first = self.first_input(d.w, rx, phase.taps_x, ox0);
-                // A transposed convolution's next output of the phase reads one input further;
-                // a convolution's, one stride further.
-                let x_step = if self.transposed { 1 } else { d.w.stride() as isize };
-                for oy in (oy0..d.h.output()).step_by(step_y) {
-                    let y0 = self.first_input(d.h, ry, phase.taps_y, oy);
-                    let needed = (0..phase.taps_y).filter_map(|t| self.input_row(y0, t));
-                    let (first, last) = needed.fold((usize::MAX, 0), |(a, b), i| (a.min(i), b.max(i)));
-                    if first != usize::MAX && (first < lo || last >= lo + loaded) {
-                        self.flush(&phase, &mut bufs, (lo, row_len), &mut chunk, ys, &mut dense);
-                        lo = first.min(ih - capacity);
-                        loaded = capacity.min(ih - lo);
-                        transpose_rows(xs, bufs.window, (cin, ih, iw), lo, loaded);
-                    }
-                    for (j, ox) in (ox0..self.out_w).step_by(step_x).enumerate() {
-                        let x0 = x_first + j as isize * x_step;
-                        let at = oy * self.out_w + ox;
-                        chunk.at[chunk.len] = Pixel { at: at as u32, y0: y0 as i32, x0: x0 as i32 };
-                        chunk.len += 1;
-                        if chunk.len == pixels {
-                            self.flush(&phase, &mut bufs, (lo, row_len), &mut chunk, ys, &mut dense);
-                        }
+            let mut walk = Walk { slots: [usize::MAX; MAX_RING], capacity, phase: None };
+            if capacity == ih {
+                // The whole input fits: phase by phase, so that a Dense call takes pixels from
+                // many rows (each input row is transposed once all the same).
+                for (ry, rx) in phases() {
+                    let (oy0, step_y) = self.phase_outputs(sh, d.h.pad(), ry);
+                    for oy in (oy0..d.h.output()).step_by(step_y) {
+                        self.row_segment((ry, rx, oy), &mut walk, &mut bufs, &mut chunk, (xs, &mut *ys), &mut dense);
                     }
                 }
-                self.flush(&phase, &mut bufs, (lo, row_len), &mut chunk, ys, &mut dense);
+            } else {
+                // A few rows at a time (microcontrollers): output rows in order, so that each
+                // input row enters the ring once.
+                for oy in 0..d.h.output() {
+                    let ry = if self.transposed { (oy + d.h.pad()) % sh } else { 0 };
+                    for rx in 0..sw {
+                        self.row_segment((ry, rx, oy), &mut walk, &mut bufs, &mut chunk, (xs, &mut *ys), &mut dense);
+                    }
+                }
+            }
+            if let Some(phase) = walk.phase {
+                self.flush(&phase, &mut bufs, &walk, &mut chunk, ys, &mut dense);
             }
         }
         true
     }
 
-    /// Computes the chunk's pixels, group by group: gathers their patches from the window
-    /// (rows from `lo`, `row_len` values each, holding every row the chunk's pixels read),
+    /// Adds the outputs of row `oy` in phase `(ry, rx)` to the chunk: first flushing it if it
+    /// holds another phase or the ring must take rows its pixels read, then loading the rows
+    /// this output row reads, then flushing whenever the chunk is full.
+    fn row_segment<F, const PIXELS: usize>(
+        &self,
+        (ry, rx, oy): (usize, usize, usize),
+        walk: &mut Walk,
+        bufs: &mut Buffers<'_, T>,
+        chunk: &mut Chunk<PIXELS>,
+        (xs, ys): (&[T], &mut [T]),
+        dense: &mut F,
+    ) where
+        F: FnMut(&Phase, usize, &[T], usize, &mut [T]),
+    {
+        let d = &self.d;
+        let (sw, pixels) = (if self.transposed { d.w.stride() } else { 1 }, chunk.capacity);
+        let phase = match walk.phase {
+            Some(p) if (p.ry, p.rx) == (ry, rx) => p,
+            previous => {
+                if let Some(p) = previous {
+                    self.flush(&p, bufs, walk, chunk, ys, dense);
+                }
+                let p = d.phase(self.transposed, ry, rx);
+                walk.phase = Some(p);
+                p
+            }
+        };
+        let y0 = self.first_input(d.h, ry, phase.taps_y, oy);
+        let missing = |walk: &Walk, iy: usize| walk.slots[iy % walk.capacity] != iy;
+        if (0..phase.taps_y).filter_map(|t| self.input_row(y0, t)).any(|iy| missing(walk, iy)) {
+            // The chunk's pixels may read a row about to be replaced; an empty slot holds none.
+            let evicts = (0..phase.taps_y)
+                .filter_map(|t| self.input_row(y0, t))
+                .any(|iy| missing(walk, iy) && walk.slots[iy % walk.capacity] != usize::MAX);
+            if evicts {
+                self.flush(&phase, bufs, walk, chunk, ys, dense);
+            }
+            let (cin, ih, iw) = (d.in_channels_per_group * d.groups, d.h.input(), d.w.input());
+            for iy in (0..phase.taps_y).filter_map(|t| self.input_row(y0, t)) {
+                if missing(walk, iy) {
+                    let slot = iy % walk.capacity;
+                    transpose_row(xs, &mut bufs.window[slot * iw * cin..][..iw * cin], (cin, ih, iw), iy);
+                    walk.slots[slot] = iy;
+                }
+            }
+        }
+        let (ox0, step_x) = self.phase_outputs(sw, d.w.pad(), rx);
+        let x_first = self.first_input(d.w, rx, phase.taps_x, ox0);
+        // A transposed convolution's next output of the phase reads one input further; a
+        // convolution's, one stride further.
+        let x_step = if self.transposed { 1 } else { d.w.stride() as isize };
+        for (j, ox) in (ox0..self.out_w).step_by(step_x).enumerate() {
+            let x0 = x_first + j as isize * x_step;
+            let at = oy * self.out_w + ox;
+            chunk.at[chunk.len] = Pixel { at: at as u32, y0: y0 as i32, x0: x0 as i32 };
+            chunk.len += 1;
+            if chunk.len == pixels {
+                self.flush(&phase, bufs, walk, chunk, ys, dense);
+            }
+        }
+    }
+
+    /// Computes the chunk's pixels, group by group: gathers their patches from the window's
+    /// ring (which holds every row the chunk's pixels read),
     /// runs `dense`, scatters the results into the sample's NCHW output `ys`.
     fn flush<F, const PIXELS: usize>(
         &self,
         phase: &Phase,
         bufs: &mut Buffers<'_, T>,
-        (lo, row_len): (usize, usize),
+        walk: &Walk,
         chunk: &mut Chunk<PIXELS>,
         ys: &mut [T],
         dense: &mut F,
@@ -439,6 +508,7 @@ impl<T: Copy> Layer<T> {
         let d = &self.d;
         let (cg, rows, k) = (d.in_channels_per_group, d.out_channels_per_group, phase.cols);
         let (cin, dil_w) = (cg * d.groups, d.w.dilation());
+        let row_len = d.w.input() * cin;
         let plane = d.h.output() * self.out_w;
         let pixels = &chunk.at[..count];
         for g in 0..d.groups {
@@ -453,7 +523,7 @@ impl<T: Copy> Layer<T> {
                         run.fill(self.pad);
                         continue;
                     };
-                    let row = &bufs.window[(iy - lo) * row_len..][..row_len];
+                    let row = &bufs.window[(iy % walk.capacity) * row_len..][..row_len];
                     if whole_rows {
                         copy(run, &row[x0 as usize * cin..][..run.len()]);
                         continue;
@@ -469,26 +539,33 @@ impl<T: Copy> Layer<T> {
                 }
             }
             dense(phase, g, &bufs.patches[..count * k], count, &mut bufs.results[..count * rows]);
-            for (o, plane) in ys.chunks_exact_mut(plane).skip(g * rows).take(rows).enumerate() {
-                for (&v, px) in bufs.results[o..].iter().step_by(rows).zip(pixels) {
-                    plane[px.at as usize] = v;
+            let group = &mut ys[g * rows * plane..];
+            if count >= rows {
+                // Channel by channel: each plane's stores stay together (many pixels per call).
+                for (o, plane) in group.chunks_exact_mut(plane).take(rows).enumerate() {
+                    for (&v, px) in bufs.results[o..].iter().step_by(rows).zip(pixels) {
+                        plane[px.at as usize] = v;
+                    }
+                }
+            } else {
+                // Pixel by pixel, down the planes with a fixed stride (few pixels per call).
+                for (result, px) in bufs.results.chunks_exact(rows).zip(pixels) {
+                    for (dst, &v) in group[px.at as usize..].iter_mut().step_by(plane).zip(result) {
+                        *dst = v;
+                    }
                 }
             }
         }
     }
 }
 
-/// Transposes input rows `lo..lo + count` of one NCHW sample into HWC rows at the start of
-/// `window`.
-fn transpose_rows<T: Copy>(xs: &[T], window: &mut [T], (cin, ih, iw): (usize, usize, usize), lo: usize, count: usize) {
+/// Transposes input row `iy` of one NCHW sample into an HWC `row`.
+fn transpose_row<T: Copy>(xs: &[T], row: &mut [T], (cin, ih, iw): (usize, usize, usize), iy: usize) {
     let plane = ih * iw;
-    for (r, row) in window.chunks_exact_mut(iw * cin).take(count).enumerate() {
-        // Contiguous stores, strided loads: loads issue twice as fast as stores.
-        let first = (lo + r) * iw;
-        for (ix, pixel) in row.chunks_exact_mut(cin).enumerate() {
-            for (dst, &v) in pixel.iter_mut().zip(xs[first + ix..].iter().step_by(plane)) {
-                *dst = v;
-            }
+    // Contiguous stores, strided loads: loads issue twice as fast as stores.
+    for (ix, pixel) in row.chunks_exact_mut(cin).take(iw).enumerate() {
+        for (dst, &v) in pixel.iter_mut().zip(xs[iy * iw + ix..].iter().step_by(plane)) {
+            *dst = v;
         }
     }
 }

@@ -160,6 +160,52 @@ impl ConvCase {
         c
     }
 
+    /// A case of this geometry (groups included) and these `[C, H, W]` input and output
+    /// shapes, with random values and `batch` samples.
+    pub fn with_shapes(
+        rng: &mut Rng,
+        transposed: bool,
+        geometry: ConvGeometry,
+        (i, o): ([usize; 3], [usize; 3]),
+        batch: usize,
+    ) -> Self {
+        let mut c = ConvCase::with_geometry(rng, transposed, geometry, batch);
+        c.geometry.groups = geometry.groups;
+        c.in_shape = Shape::new(i[0], i[1], i[2]);
+        c.out_shape = Shape::new(o[0], o[1], o[2]);
+        let (rows, cols) = c.rows_cols();
+        let style = rng.below(4);
+        c.weights = (0..rows * cols).map(|_| draw_i8(rng, style, true) as u8).collect();
+        c.x = (0..batch * c.in_shape.elements().unwrap_or(0)).map(|_| draw_i8(rng, style, false)).collect();
+        c.bias = vec![0; 4 * rows];
+        c.requant = vec![0; 12 * rows];
+        c.draw_parameters(rng);
+        c
+    }
+
+    /// This case's arrays in the tap-major layout ([`conv_layout::to_tap_major_i8`]): weights,
+    /// biases, and multipliers, shifts and weight sums, for [`ConvCase::tap_major_params`].
+    pub fn tap_major_arrays(&self) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+        let d = self.params().dims(self.transposed).expect("a drawn case is valid");
+        conv_layout::to_tap_major_i8(&d, self.transposed, self.in_zero_point, &self.weights, &self.bias, &self.requant)
+            .expect("a drawn case holds its shape")
+    }
+
+    /// The kernel parameters of this case in the tap-major layout, borrowing `arrays` (from
+    /// [`ConvCase::tap_major_arrays`]).
+    pub fn tap_major_params<'a>(&'a self, (weights, bias, requant): &'a (Vec<u8>, Vec<u8>, Vec<u8>)) -> ConvI8<'a> {
+        let r = 4 * self.out_shape.channels;
+        ConvI8 {
+            layout: WeightLayout::TapMajor,
+            weights,
+            bias,
+            multipliers: &requant[..r],
+            shifts: &requant[r..2 * r],
+            weight_sums: &requant[2 * r..],
+            ..self.params()
+        }
+    }
+
     /// Output channels and weights per channel.
     fn rows_cols(&self) -> (usize, usize) {
         let per_group = self.in_shape.channels / (self.geometry.groups.max(1) as usize);
@@ -400,19 +446,8 @@ pub fn check_conv_case(k: &Kernels, c: &ConvCase, family: &'static str, case: us
     let want = c.expected();
     conv_i8_call(int8_kernel(k, c.transposed), &p, &c.x, c.batch, out_len + TAIL, &want, at)?;
     let d = p.dims(c.transposed).expect("a drawn case is valid");
-    let (weights, bias, requant) =
-        conv_layout::to_tap_major_i8(&d, c.transposed, c.in_zero_point, &c.weights, &c.bias, &c.requant)
-            .expect("a drawn case holds its shape");
-    let r = 4 * d.rows;
-    let tap_major = ConvI8 {
-        layout: WeightLayout::TapMajor,
-        weights: &weights,
-        bias: &bias,
-        multipliers: &requant[..r],
-        shifts: &requant[r..2 * r],
-        weight_sums: &requant[2 * r..],
-        ..p
-    };
+    let arrays = c.tap_major_arrays();
+    let tap_major = c.tap_major_params(&arrays);
     let family_tap = At { family: "conv tap-major", case };
     conv_i8_call(int8_kernel(k, c.transposed), &tap_major, &c.x, c.batch, out_len + TAIL, &want, family_tap)?;
     if float_kernels(k, c.transposed).is_empty() {
@@ -523,17 +558,7 @@ pub fn check_conv_large(k: &Kernels, seed: u64) -> Result<usize, Mismatch> {
     ];
     for (case, (transposed, mut geometry, i, o, groups)) in layers.into_iter().enumerate() {
         geometry.groups = groups as u16;
-        let mut c = ConvCase::with_geometry(&mut rng, transposed, geometry, 1 + case % 2);
-        c.geometry.groups = groups as u16;
-        c.in_shape = Shape::new(i[0], i[1], i[2]);
-        c.out_shape = Shape::new(o[0], o[1], o[2]);
-        let (rows, cols) = c.rows_cols();
-        let style = rng.below(4);
-        c.weights = (0..rows * cols).map(|_| draw_i8(&mut rng, style, true) as u8).collect();
-        c.x = (0..c.batch * c.in_shape.elements().unwrap_or(0)).map(|_| draw_i8(&mut rng, style, false)).collect();
-        c.bias = vec![0; 4 * rows];
-        c.requant = vec![0; 12 * rows];
-        c.draw_parameters(&mut rng);
+        let c = ConvCase::with_shapes(&mut rng, transposed, geometry, (i, o), 1 + case % 2);
         check_conv_case(k, &c, "conv large", case)?;
     }
     Ok(layers.len())
