@@ -317,7 +317,7 @@ fn conv_cvae_trains_quantizes_validates_and_samples() {
     ok(&["quantize", s(&dec), "--precision", "f16", "-o", s(&d16)]);
     ok(&["validate", s(&dec), s(&d16), "--max-abs", "2e-3"]);
     let inspect = ok(&["inspect", s(&d8)]);
-    assert!(inspect.contains("blob v2") && inspect.contains("convT 4x4 s2 p1,1"), "{inspect}");
+    assert!(inspect.contains("blob v3") && inspect.contains("convT 4x4 s2 p1,1"), "{inspect}");
     assert!(inspect.contains("16x7x7") && inspect.contains("1x28x28"), "{inspect}");
     let png = dir.join("samples.png");
     ok(&["sample", s(&d8), "--count", "10", "--label", "3", "-o", s(&png)]);

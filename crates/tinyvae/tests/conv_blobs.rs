@@ -6,6 +6,7 @@
 
 use tinyvae::format::write::{self, BlobSpec, MetaSpec, NodeSpec, TensorSpec};
 use tinyvae::format::{self, ActKind, ConvGeometry, DType, EncoderHead, OutputKind, WeightLayout};
+use tinyvae::kernels::{conv_layout, ConvDims, Shape};
 use tinyvae::quant::{add_i8, quantize_i8, quantize_multiplier, requantize};
 use tinyvae::{Decoder, Error, Model, ModelKind, Op, Precision, Rng};
 
@@ -248,6 +249,39 @@ fn every_op_decoder(precision: Precision, layout: WeightLayout) -> BlobSpec {
 
 // ---------------------------------------------------------------------------------------------
 // A plain interpreter of a spec, written from FORMAT.md: every op by its definition.
+
+/// `spec` as the blob stores it: a tap-major convolution's arrays, which the builder makes
+/// row-major (what `interpret` reads), reordered as the quantizer does.
+fn stored(spec: &BlobSpec) -> BlobSpec {
+    let mut out = spec.clone();
+    for node in &mut out.nodes {
+        if let NodeSpec::Conv {
+            input,
+            output,
+            transposed,
+            geometry,
+            weight_dtype,
+            layout: WeightLayout::TapMajor,
+            weights,
+            bias,
+            requant,
+            ..
+        } = node
+        {
+            let shape = |t: &TensorSpec| {
+                let plane = t.height as usize * t.width as usize;
+                Shape::new(t.len as usize / plane, t.height as usize, t.width as usize)
+            };
+            let (x, y) = (&spec.tensors[*input as usize], &spec.tensors[*output as usize]);
+            let d = ConvDims::new(geometry, shape(x), shape(y), *transposed).unwrap();
+            let zp = (*weight_dtype == DType::I8).then_some(x.zero_point);
+            let arrays = (&weights[..], &bias[..], &requant[..]);
+            (*weights, *bias, *requant) =
+                conv_layout::tap_major_arrays(&d, *transposed, weight_dtype.size(), zp, arrays).unwrap();
+        }
+    }
+    out
+}
 
 fn le_i32(b: &[u8], i: usize) -> i32 {
     i32::from_le_bytes(b[4 * i..4 * i + 4].try_into().unwrap())
@@ -495,7 +529,7 @@ fn every_new_op_runs_as_its_definition_in_each_precision_and_layout() {
         layouts.into_iter().flat_map(|l| [Precision::Int8, Precision::F16, Precision::F32].map(|p| (l, p)))
     {
         let spec = every_op_decoder(precision, layout);
-        let blob = write::write(&spec);
+        let blob = write::write(&stored(&spec));
         assert_eq!(u16::from_le_bytes([blob[4], blob[5]]), version, "{precision} {layout}: version");
         let batch = 3;
         let mut z = vec![0f32; 4 * batch];
@@ -613,7 +647,7 @@ fn the_example_conv_decoder_decodes_through_the_public_api() {
 /// Writes `spec` after `edit` and returns the parser's error.
 fn parse_error(mut spec: BlobSpec, edit: impl FnOnce(&mut BlobSpec)) -> Error {
     edit(&mut spec);
-    match Model::parse(&write::write(&spec)) {
+    match Model::parse(&write::write(&stored(&spec))) {
         Ok(_) => panic!("the edited blob was accepted"),
         Err(e) => e,
     }
@@ -866,7 +900,7 @@ fn hostile_conv_blobs_never_panic() {
     hostile_edits_never_panic(&write::example_conv_decoder());
     for precision in [Precision::Int8, Precision::F32] {
         for layout in [WeightLayout::RowMajor, WeightLayout::TapMajor] {
-            hostile_edits_never_panic(&write::write(&every_op_decoder(precision, layout)));
+            hostile_edits_never_panic(&write::write(&stored(&every_op_decoder(precision, layout))));
         }
     }
 }
@@ -893,7 +927,7 @@ fn every_flipped_byte_of_a_conv_blob_is_rejected() {
 #[test]
 fn tap_major_weights_need_version_3_and_a_convolution() {
     let spec = every_op_decoder(Precision::Int8, WeightLayout::TapMajor);
-    let blob = write::write(&spec);
+    let blob = write::write(&stored(&spec));
     assert_eq!(Model::parse(&blob).unwrap().version(), 3);
     // The same blob labelled version 2, whose readers know no tap-major weights.
     let mut v2 = blob.clone();

@@ -660,12 +660,16 @@ fn conv_instruction_counts(counter: &Counter, dsp: &Kernels) {
         let p = c.tap_major_params(&arrays);
         let macs = p.dims(true).map_or(1, |d| d.macs(true));
         let mut out = vec![0i8; o.iter().product()];
-        let n = counter.instructions(1, || black_box(dsp.conv_transpose_i8)(black_box(&p), black_box(&c.x), 1, &mut out));
+        let n =
+            counter.instructions(1, || black_box(dsp.conv_transpose_i8)(black_box(&p), black_box(&c.x), 1, &mut out));
         say!("conv_transpose_i8 dsp {name}: {n} instructions, {:.2} per MAC ({macs} MACs)", n as f64 / macs as f64);
         // The same walk with a Dense kernel that does nothing: the lowering's own cost.
         let f = kernels::patches::conv_transpose_i8::<NoDense>;
         let n = counter.instructions(1, || black_box(f)(black_box(&p), black_box(&c.x), 1, &mut out));
-        say!("  of which the lowering (window, patches, scatter): {n} instructions, {:.2} per MAC", n as f64 / macs as f64);
+        say!(
+            "  of which the lowering (window, patches, scatter): {n} instructions, {:.2} per MAC",
+            n as f64 / macs as f64
+        );
     }
     // What the Dense kernel alone costs on the first layer's calls: 32 rows of one phase's
     // 256 weights, two pixels per call.
@@ -675,7 +679,10 @@ fn conv_instruction_counts(counter: &Counter, dsp: &Kernels) {
     let x = random_i8s(&mut rng, 2 * 256);
     let mut out = vec![0i8; 2 * 32];
     let n = counter.instructions(8, || black_box(dsp.dense_i8)(black_box(&p), black_box(&x), 2, black_box(&mut out)));
-    say!("dense_i8 dsp 32x256, batch 2 (that layer's Dense calls): {:.2} per MAC", n as f64 / (8 * 2 * 32 * 256) as f64);
+    say!(
+        "dense_i8 dsp 32x256, batch 2 (that layer's Dense calls): {:.2} per MAC",
+        n as f64 / (8 * 2 * 32 * 256) as f64
+    );
 }
 
 fn check(ok: bool, what: &str) {

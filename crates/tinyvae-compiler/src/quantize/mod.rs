@@ -19,7 +19,7 @@ use tinyvae::Precision;
 
 use self::int8::{apply_act, choose_params, quantize_dense, QParams};
 pub(crate) use self::int8::{clip_to_saturation, round_weights};
-use self::spatial::{conv_geometry, conv_rows, tensor_shapes};
+use self::spatial::{conv_geometry, conv_rows, tap_major, tensor_shapes};
 use crate::calibrate::Calibration;
 use crate::ir::{Chw, Graph, GraphError, Node, Op, Role};
 use crate::plan::{plan_arena, Lifetime};
@@ -129,6 +129,15 @@ pub enum QuantizeError {
         what: &'static str,
         /// The size.
         value: usize,
+    },
+    /// A convolution whose tensors' shapes or arrays do not fit its geometry (the importer's
+    /// shape checks make this unreachable for imported graphs).
+    #[error("node `{node}`: its {what} do not fit its convolution geometry")]
+    ConvShape {
+        /// Node name.
+        node: String,
+        /// "input/output shapes" or "weights".
+        what: &'static str,
     },
     /// A convolution parameter the blob's one-byte fields cannot hold.
     #[error("node `{node}`: {what} {value} is larger than the runtime supports (255)")]
@@ -498,27 +507,33 @@ pub fn quantize(
                 let transposed = matches!(op, Op::ConvTranspose { .. });
                 let geometry = conv_geometry(name, op)?;
                 let act = if *relu { ActKind::Relu } else { ActKind::None };
-                let base = |weight_dtype, weights, bias, requant, act_min, act_max| NodeSpec::Conv {
-                    input: id(input).unwrap_or(0),
-                    output: id(output).unwrap_or(0),
-                    transposed,
-                    geometry,
-                    rows: rows.nrows() as u32,
-                    cols: rows.ncols() as u32,
-                    weight_dtype,
-                    // What the optimized kernels run on (format version 3); the writer reorders.
-                    layout: WeightLayout::TapMajor,
-                    weights,
-                    bias,
-                    requant,
-                    act,
-                    act_min,
-                    act_max,
-                };
+                let in_zero_point = int8.then(|| params[*input].zero_point);
+                let base =
+                    |weight_dtype: DType, weights: Vec<u8>, bias: Vec<u8>, requant: Vec<u8>, act_min, act_max| {
+                        let conv = (*name, images.get(*input).zip(images.get(*output)), geometry, transposed);
+                        let (weights, bias, requant) =
+                            tap_major(conv, weight_dtype, in_zero_point, (&weights, &bias, &requant))?;
+                        Ok::<_, QuantizeError>(NodeSpec::Conv {
+                            input: id(input).unwrap_or(0),
+                            output: id(output).unwrap_or(0),
+                            transposed,
+                            geometry,
+                            rows: rows.nrows() as u32,
+                            cols: rows.ncols() as u32,
+                            weight_dtype,
+                            layout: WeightLayout::TapMajor,
+                            weights,
+                            bias,
+                            requant,
+                            act,
+                            act_min,
+                            act_max,
+                        })
+                    };
                 let f32_bias: Vec<u8> = bias.iter().flat_map(|v| v.to_le_bytes()).collect();
                 match precision {
                     Precision::F32 => {
-                        base(DType::F32, rows.iter().flat_map(|v| v.to_le_bytes()).collect(), f32_bias, vec![], 0, 0)
+                        base(DType::F32, rows.iter().flat_map(|v| v.to_le_bytes()).collect(), f32_bias, vec![], 0, 0)?
                     }
                     Precision::F16 => base(
                         DType::F16,
@@ -527,14 +542,14 @@ pub fn quantize(
                         vec![],
                         0,
                         0,
-                    ),
+                    )?,
                     Precision::Int8 => {
                         // A transposed convolution's bias cannot hold the input zero point (each
                         // output pixel sums a different subset of taps): its kernel subtracts it.
                         let pin = if transposed { QParams { zero_point: 0, ..params[*input] } } else { params[*input] };
                         let q = quantize_dense(name, &rows, bias, None, None, pin, params[*output])?;
                         let zp = params[*output].zero_point as i8;
-                        base(DType::I8, q.weights, q.bias, q.aux, if *relu { zp } else { -128 }, 127)
+                        base(DType::I8, q.weights, q.bias, q.aux, if *relu { zp } else { -128 }, 127)?
                     }
                 }
             }

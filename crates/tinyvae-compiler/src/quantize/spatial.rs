@@ -1,11 +1,13 @@
 //! What convolutional nodes add to lowering: weights laid out one output channel per row (so
-//! that the int8 per-channel quantization of Dense applies unchanged), the blob's one-byte
-//! geometry fields, and the `[C, H, W]` of every tensor the runtime runs a spatial op on.
+//! that the int8 per-channel quantization of Dense applies unchanged), then stored tap-major
+//! (format version 3, what the optimized kernels run on), the blob's one-byte geometry fields,
+//! and the `[C, H, W]` of every tensor the runtime runs a spatial op on.
 
 use std::collections::HashMap;
 
 use ndarray::Array2;
-use tinyvae::format::ConvGeometry;
+use tinyvae::format::{ConvGeometry, DType};
+use tinyvae::kernels::{conv_layout, ConvDims};
 
 use super::{Lowered, QuantizeError};
 use crate::ir::{Chw, Graph, Op, Shape};
@@ -88,4 +90,23 @@ pub(super) fn tensor_shapes(g: &Graph, lowered: &[Lowered<'_>]) -> Result<HashMa
         }
     }
     Ok(chw)
+}
+
+/// A convolution's quantized row-major arrays (weights, biases, requantization) as the blob
+/// stores them, tap-major ([`conv_layout::tap_major_arrays`]): `conv` is the node's name, its
+/// input and output `[C, H, W]`, geometry and direction; `in_zero_point` is given on int8
+/// graphs.
+#[allow(clippy::type_complexity)]
+pub(super) fn tap_major(
+    (name, shapes, geometry, transposed): (&str, Option<(&Chw, &Chw)>, ConvGeometry, bool),
+    weight_dtype: DType,
+    in_zero_point: Option<i32>,
+    arrays: (&[u8], &[u8], &[u8]),
+) -> Result<(Vec<u8>, Vec<u8>, Vec<u8>), QuantizeError> {
+    let shape = |&[c, h, w]: &Chw| tinyvae::kernels::Shape::new(c, h, w);
+    let dims = shapes
+        .and_then(|(i, o)| ConvDims::new(&geometry, shape(i), shape(o), transposed))
+        .ok_or(QuantizeError::ConvShape { node: name.to_string(), what: "input/output shapes" })?;
+    conv_layout::tap_major_arrays(&dims, transposed, weight_dtype.size(), in_zero_point, arrays)
+        .ok_or(QuantizeError::ConvShape { node: name.to_string(), what: "weights" })
 }

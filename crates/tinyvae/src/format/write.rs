@@ -9,7 +9,6 @@ use super::{
     Precision, WeightLayout, ALIGN, HEADER_LEN, MAGIC, META_RECORD_LEN, NODE_RECORD_LEN, NO_TENSOR, TENSOR_RECORD_LEN,
     VERSION, VERSION_1, VERSION_2,
 };
-use crate::kernels::{conv_layout, ConvDims, Shape};
 
 /// A tensor to write.
 #[derive(Debug, Clone, PartialEq)]
@@ -133,19 +132,19 @@ pub enum NodeSpec {
         cols: u32,
         /// Weight element type: the precision's (i8, f16 or f32).
         weight_dtype: DType,
-        /// How the blob stores the weights: [`WeightLayout::TapMajor`] (format version 3, what
-        /// optimized kernels run on) or [`WeightLayout::RowMajor`] (version 2). The arrays
-        /// below are always given row-major; the writer reorders them (and for an int8
-        /// transposed convolution makes the per-phase biases and weight sums).
+        /// How the arrays below are laid out: [`WeightLayout::RowMajor`] (format version 2) or
+        /// [`WeightLayout::TapMajor`] (version 3, what optimized kernels run on;
+        /// [`crate::kernels::conv_layout::tap_major_arrays`] makes them from row-major ones).
         layout: WeightLayout,
-        /// Weight bytes, `[C_out][C_in / groups][kh][kw]` (ConvTranspose:
-        /// `[C_out][C_in][kh][kw]`, ONNX's `[C_in][C_out][kh][kw]` transposed), little-endian.
+        /// Weight bytes, little-endian; row-major: `[C_out][C_in / groups][kh][kw]`
+        /// (ConvTranspose: `[C_out][C_in][kh][kw]`, ONNX's `[C_in][C_out][kh][kw]` transposed).
         weights: Vec<u8>,
-        /// Bias bytes: int32 (int8 graphs) or f32, little-endian. An int8 convolution's folds
-        /// the input zero point (`-zp_in * row sum`); a transposed convolution's does not.
+        /// Bias bytes: int32 (int8 graphs) or f32, little-endian. Row-major: an int8
+        /// convolution's folds the input zero point (`-zp_in * row sum`), a transposed
+        /// convolution's does not; tap-major: see the format specification.
         bias: Vec<u8>,
-        /// int8 only: `rows` int32 multipliers, then `rows` int32 shifts, then `rows` int32 sums
-        /// of each weight row, little-endian.
+        /// int8 only: `rows` int32 multipliers, then `rows` int32 shifts, then the int32 sums of
+        /// each weight row (per phase for a tap-major transposed convolution), little-endian.
         requant: Vec<u8>,
         /// `None` or `Relu` (on int8 graphs only a record of the clamp).
         act: ActKind,
@@ -282,36 +281,6 @@ pub fn version_for(spec: &BlobSpec) -> u16 {
     }
 }
 
-/// A convolution's arrays as the blob stores them in `layout`: row-major arrays unchanged;
-/// tap-major weights reordered, and an int8 transposed convolution's biases and weight sums
-/// made per phase, each bias folding `-zp_in * sum` of its phase row (see
-/// [`crate::kernels::conv_layout`]). `None` when the tensors' shapes do not make a valid
-/// convolution (the arrays are then written as given, and the parser refuses the blob).
-fn conv_arrays(spec: &BlobSpec, node: &NodeSpec) -> Option<(Vec<u8>, Vec<u8>, Vec<u8>)> {
-    let NodeSpec::Conv { input, output, transposed, geometry, weight_dtype, layout, weights, bias, requant, .. } = node
-    else {
-        return None;
-    };
-    if *layout != WeightLayout::TapMajor {
-        return None;
-    }
-    let (ti, to) = (spec.tensors.get(*input as usize)?, spec.tensors.get(*output as usize)?);
-    let shape = |t: &TensorSpec| {
-        let plane = t.height as usize * t.width as usize;
-        (plane > 0).then(|| Shape::new(t.len as usize / plane, t.height as usize, t.width as usize))
-    };
-    let d = ConvDims::new(geometry, shape(ti)?, shape(to)?, *transposed)?;
-    let wb = weight_dtype.size();
-    if weights.len() != d.rows * d.cols * wb {
-        return None;
-    }
-    if *weight_dtype == DType::I8 {
-        conv_layout::to_tap_major_i8(&d, *transposed, ti.zero_point, weights, bias, requant)
-    } else {
-        Some((conv_layout::to_tap_major(&d, *transposed, wb, weights), bias.clone(), requant.clone()))
-    }
-}
-
 /// Serializes `spec`, as format version [`version_for`]`(spec)`. The result parses with
 /// [`crate::Model::parse`] when the spec is consistent; the writer does not validate, the
 /// parser does.
@@ -397,11 +366,6 @@ pub fn write(spec: &BlobSpec) -> Vec<u8> {
                 act_min,
                 act_max,
             } => {
-                let stored = conv_arrays(spec, node);
-                let (weights, bias, requant) = match &stored {
-                    Some((w, b, q)) => (w, b, q),
-                    None => (weights, bias, requant),
-                };
                 r[nrec::OP] = if *transposed { OpCode::ConvTranspose } else { OpCode::Conv }.code();
                 r[nrec::ACT] = act.code();
                 r[nrec::WDTYPE] = weight_dtype.code();

@@ -175,6 +175,28 @@ pub fn to_tap_major_i8(
     Some((packed, phase_bias, aux))
 }
 
+/// A convolution's row-major arrays (weights of `weight_bytes` bytes, biases, and for int8 the
+/// requantization arrays) as the blob stores them in the tap-major layout: int8 (`in_zero_point`
+/// given) through [`to_tap_major_i8`], float weights through [`to_tap_major`] with the biases
+/// unchanged. `None` when an array is shorter than the shape needs.
+#[cfg(feature = "alloc")]
+#[allow(clippy::type_complexity)]
+pub fn tap_major_arrays(
+    d: &ConvDims,
+    transposed: bool,
+    weight_bytes: usize,
+    in_zero_point: Option<i32>,
+    (weights, bias, requant): (&[u8], &[u8], &[u8]),
+) -> Option<(Vec<u8>, Vec<u8>, Vec<u8>)> {
+    match in_zero_point {
+        Some(zp) => to_tap_major_i8(d, transposed, zp, weights, bias, requant),
+        None if weights.len() >= d.rows * d.cols * weight_bytes => {
+            Some((to_tap_major(d, transposed, weight_bytes, weights), bias.to_vec(), requant.to_vec()))
+        }
+        None => None,
+    }
+}
+
 #[cfg(all(test, feature = "alloc"))]
 mod tests {
     use super::*;

@@ -88,7 +88,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 if g.groups > 1 {
                     s += &format!(" g{}", g.groups);
                 }
-                format!("{s} {}{act}", n.weight_dtype)
+                format!("{s} {} ({}){act}", n.weight_dtype, n.layout)
             }
             Op::Upsample => format!("upsample x{}x{}", g.stride_h, g.stride_w),
             Op::Add => "add".to_string(),
