@@ -4,7 +4,7 @@
 //!
 //! In the tap-major layout ([`crate::kernels::conv_layout`]) an output channel's weights (per
 //! phase, for a transposed convolution) are a Dense row over a patch `[ty][tx][C_in]`. So this
-//! driver, for one phase at a time:
+//! driver:
 //! 1. transposes the input rows that the outputs read from NCHW into HWC rows, in a *window*
 //!    on the stack: a ring of rows, each transposed once per sample. When the whole input fits
 //!    (hosts) the walk goes phase by phase, so that one Dense call takes pixels from many
@@ -21,7 +21,9 @@
 //! the Dense kernel's `bias + sum W * patch` is the reference's accumulator in wrapping i32
 //! arithmetic, requantized by the same [`crate::quant::requantize`]: int8 bytes are the
 //! reference's for every table whose Dense kernel is exact (all are, weights of -128 aside,
-//! which the format forbids). Float results sum in the Dense kernel's order.
+//! which the format forbids). Float results sum in the Dense kernel's order. A table may run a
+//! one-channel layer with the pixels as the Dense rows instead ([`Dense::PIXELS_AS_ROWS`]): the
+//! same products, summed per pixel.
 //!
 //! **Memory.** Three stack buffers of fixed size ([`I8_BUDGET`], [`F32_BUDGET`]): on hosts, a
 //! whole decoder layer's input and dozens of patches; on Cortex-M, a few input rows and a
@@ -72,8 +74,9 @@ pub const I8_BUDGET: Budget = Budget { window: 16 * 1024, patches: 16 * 1024, re
 /// See the host figure.
 #[cfg(target_arch = "arm")]
 pub const I8_BUDGET: Budget = Budget { window: 1024, patches: 512, results: 64, pixels: 8 };
-/// f32 buffers (Cortex-M firmware carries no float convolutions; a host's stack takes these).
-pub const F32_BUDGET: Budget = Budget { window: 4 * 1024, patches: 4 * 1024, results: 1024, pixels: 64 };
+/// f32 buffers, 72 KiB (Cortex-M firmware carries no float convolutions; a host thread's stack
+/// takes these): a 32-channel 14x14 input and 64 patches of 128.
+pub const F32_BUDGET: Budget = Budget { window: 8 * 1024, patches: 8 * 1024, results: 2 * 1024, pixels: 64 };
 
 const I8_WINDOW: usize = I8_BUDGET.window;
 const I8_PATCHES: usize = I8_BUDGET.patches;
@@ -301,9 +304,13 @@ struct Walk {
     phase: Option<Phase>,
 }
 
-/// Most rows the window's ring tracks (a hosts' whole input, up to 64 rows; more are walked a
-/// ring of 64 at a time).
+/// Most rows the window's ring tracks: on hosts a whole input of up to 64 rows (taller ones
+/// are walked a ring of 64 at a time); on Cortex-M the few rows its window holds.
+#[cfg(not(target_arch = "arm"))]
 const MAX_RING: usize = 64;
+/// See the host figure.
+#[cfg(target_arch = "arm")]
+const MAX_RING: usize = 16;
 
 /// One output pixel: its offset in a channel plane, and the input row and column its first
 /// tap reads (maybe outside the input), computed as the walk steps so that no pixel costs a
