@@ -19,7 +19,8 @@
 //!   `x[b * cols..(b + 1) * cols]` and writes `out[b * rows..(b + 1) * rows]`. A short `x` or
 //!   `out` shortens the batch to the whole samples it holds, as zipping them would; an `out`
 //!   shorter than `rows` gets nothing.
-//! - **A layer whose parameters do not hold its shape writes nothing**: `rows` or `cols` zero,
+//! - **A layer whose parameters do not hold its shape writes nothing**: a Dense layout other
+//!   than row-major (tap-major is for convolutions), `rows` or `cols` zero,
 //!   a size that overflows `usize`, `weights` shorter than `rows * cols` weights, or `bias`,
 //!   `multipliers`, `shifts` or `weight_sums` shorter than `rows` entries. Some rows computed
 //!   with a made-up bias would look like an answer without being one. [`DenseI8::samples`] and
