@@ -21,7 +21,7 @@ pub const MAGIC: [u8; 4] = *b"TVAE";
 /// The newest format version, which this runtime reads and writes: version 2 adds shaped
 /// tensors, convolutions, upsampling, residual additions and two activations; version 3 the
 /// tap-major convolution weights ([`WeightLayout::TapMajor`]) that optimized kernels run from
-/// flash. The writer writes the oldest version a blob's contents allow ([`write::version_for`]),
+/// flash. The writer writes the oldest version a blob's contents allow (`write::version_for`),
 /// so that older firmware reads what it can.
 pub const VERSION: u16 = 3;
 /// Format version 2 (shaped tensors and convolutions with row-major weights), still read and
