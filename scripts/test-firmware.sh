@@ -78,7 +78,10 @@ export TINYVAE_MODEL_DIR=$model_dir
 # A convolutional decoder needs the firmware's `conv` feature (the conv kernels are not linked
 # otherwise); its footprint targets are the conv ones.
 conv=0
-if "$tinyvae" inspect "$blob" | grep -qE '^ *n[0-9]+ +conv'; then
+# (The listing goes into a variable first: `grep -q` stops reading at the first match, and
+# under pipefail the writer's SIGPIPE would fail the test.)
+listing=$("$tinyvae" inspect "$blob")
+if grep -qE '^ *n[0-9]+ +conv' <<<"$listing"; then
     conv=1
 fi
 features=()

@@ -151,8 +151,11 @@ impl DenseFloat<'_> {
     }
 }
 
-/// The per-sample shape of an NCHW activation: `channels` planes of `height` rows of `width`
-/// values, channel-major and row-major inside a channel (format version 2).
+/// The per-sample shape of an activation: `channels` planes of `height` rows of `width` values.
+/// Stored NCHW (channel-major, row-major inside a channel: format version 2), or, for a tensor
+/// that only convolutions read and write, channels-last (NHWC: a pixel's channels together),
+/// which the runtime chooses by itself (see `Model::channels_last`): it saves a convolution
+/// writing its results back to planes, and the next one transposing them to pixels again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Shape {
     /// Channels.
@@ -161,12 +164,25 @@ pub struct Shape {
     pub height: usize,
     /// Values per row.
     pub width: usize,
+    /// Stored NHWC rather than NCHW.
+    pub channels_last: bool,
 }
 
 impl Shape {
-    /// `[channels, height, width]`.
+    /// `[channels, height, width]`, NCHW.
     pub const fn new(channels: usize, height: usize, width: usize) -> Self {
-        Shape { channels, height, width }
+        Shape { channels, height, width, channels_last: false }
+    }
+
+    /// Where element `(c, y, x)` of one sample sits: `(c * H + y) * W + x`, or
+    /// `(y * W + x) * C + c` when channels-last.
+    #[inline]
+    pub fn index(&self, c: usize, y: usize, x: usize) -> usize {
+        if self.channels_last {
+            (y * self.width + x) * self.channels + c
+        } else {
+            (c * self.height + y) * self.width + x
+        }
     }
 
     /// Elements of one sample, `None` when it overflows `usize`.

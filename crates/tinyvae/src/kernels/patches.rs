@@ -16,6 +16,9 @@
 //!    as samples;
 //! 4. scatters the `[pixel][channel]` results into the NCHW output.
 //!
+//! A channels-last input or output ([`crate::kernels::Shape`]) skips the transpose of step 1 or
+//! the scatter of step 4: its rows are already HWC, its results one run per pixel.
+//!
 //! **Exactness.** A convolution's bias folds `-zp_in * sum` of its row and a tap-major transposed
 //! convolution's phase bias `-zp_in * sum` of its phase row, so with padding reading `zp_in`
 //! the Dense kernel's `bias + sum W * patch` is the reference's accumulator in wrapping i32
@@ -175,7 +178,8 @@ fn conv_i8_lowered(
     let mut patches = WordAligned([0i8; I8_PATCHES]);
     let mut results = [0i8; I8_RESULTS];
     let bufs = Buffers { window: &mut window, patches: &mut patches.0, results: &mut results };
-    let layer = Layer { d, transposed, out_w: p.out_shape.width, pad };
+    let channels_last = (p.in_shape.channels_last, p.out_shape.channels_last);
+    let layer = Layer { d, transposed, out_w: p.out_shape.width, channels_last, pad };
     layer.run::<_, I8_PIXELS>(bufs, x, n, out, |phase, g, patches, pixels, results| {
         let rows = d.out_channels_per_group;
         let first = phase.index * d.rows + g * rows;
@@ -248,7 +252,8 @@ fn conv_float_lowered(
     let mut patches = [0f32; F32_PATCHES];
     let mut results = [0f32; F32_RESULTS];
     let bufs = Buffers { window: &mut window, patches: &mut patches, results: &mut results };
-    let layer = Layer { d, transposed, out_w: p.out_shape.width, pad: 0.0 };
+    let channels_last = (p.in_shape.channels_last, p.out_shape.channels_last);
+    let layer = Layer { d, transposed, out_w: p.out_shape.width, channels_last, pad: 0.0 };
     layer.run::<_, F32_PIXELS>(bufs, x, n, out, |phase, g, patches, pixels, results| {
         let rows = d.out_channels_per_group;
         let params = DenseFloat {
@@ -284,6 +289,8 @@ struct Layer<T> {
     d: ConvDims,
     transposed: bool,
     out_w: usize,
+    /// The input, and the output, are stored channels-last ([`crate::kernels::Shape`]).
+    channels_last: (bool, bool),
     /// What a tap outside the input reads.
     pad: T,
 }
@@ -473,7 +480,12 @@ impl<T: Copy> Layer<T> {
             for iy in (0..phase.taps_y).filter_map(|t| self.input_row(y0, t)) {
                 if missing(walk, iy) {
                     let slot = iy % walk.capacity;
-                    transpose_row(xs, &mut bufs.window[slot * iw * cin..][..iw * cin], (cin, ih, iw), iy);
+                    let row = &mut bufs.window[slot * iw * cin..][..iw * cin];
+                    if self.channels_last.0 {
+                        row.copy_from_slice(&xs[iy * iw * cin..][..iw * cin]);
+                    } else {
+                        transpose_row(xs, row, (cin, ih, iw), iy);
+                    }
                     walk.slots[slot] = iy;
                 }
             }
@@ -546,6 +558,13 @@ impl<T: Copy> Layer<T> {
                 }
             }
             dense(phase, g, &bufs.patches[..count * k], count, &mut bufs.results[..count * rows]);
+            if self.channels_last.1 {
+                // A pixel's channels sit together: one run per pixel.
+                for (result, px) in bufs.results.chunks_exact(rows).zip(pixels) {
+                    copy(&mut ys[px.at as usize * d.rows + g * rows..][..rows], result);
+                }
+                continue;
+            }
             let group = &mut ys[g * rows * plane..];
             if count >= rows {
                 // Channel by channel: each plane's stores stay together (many pixels per call).

@@ -179,7 +179,9 @@ impl Model<'_> {
                 #[cfg(feature = "conv")]
                 Op::Conv | Op::ConvTranspose => {
                     let transposed = n.op == Op::ConvTranspose;
-                    let (in_shape, out_shape) = (t_in.shape().ok_or(lost)?, t_out.shape().ok_or(lost)?);
+                    let (mut in_shape, mut out_shape) = (t_in.shape().ok_or(lost)?, t_out.shape().ok_or(lost)?);
+                    in_shape.channels_last = self.channels_last(n.input);
+                    out_shape.channels_last = self.channels_last(n.output);
                     let (x, y) = split(arena, arena_range(&t_in, batch), out_r).ok_or(lost)?;
                     let weights = &self.blob[n.weights.clone()];
                     let bias = &self.blob[n.bias.clone()];

@@ -459,6 +459,32 @@ impl<'a> Model<'a> {
         self.tensor(self.io(self.n_inputs + k))
     }
 
+    /// True when tensor `t` is stored channels-last (NHWC, see [`crate::kernels::Shape`]) in the
+    /// arena: a shaped tensor of more than one channel that a Conv or ConvTranspose writes and
+    /// only Conv and ConvTranspose nodes read, and no graph output. Then no other op sees its
+    /// layout, and the runtime picks the one its convolutions run fastest on, whatever the blob;
+    /// graph inputs and outputs, and every other tensor, stay NCHW as the format says.
+    pub fn channels_last(&self, t: u16) -> bool {
+        let conv = |op| matches!(op, Op::Conv | Op::ConvTranspose);
+        let shaped = self.tensor(t).is_some_and(|i| i.shape().is_some_and(|s| s.channels > 1));
+        if !shaped || (0..self.n_outputs).any(|k| self.io(self.n_inputs + k) == t) {
+            return false;
+        }
+        let (mut written, mut read) = (false, false);
+        for n in (0..self.n_nodes).filter_map(|i| self.decode_node(i).ok()) {
+            if n.output == t {
+                written = conv(n.op);
+            }
+            if n.input == t || n.input2 == Some(t) {
+                if !conv(n.op) {
+                    return false;
+                }
+                read = true;
+            }
+        }
+        written && read
+    }
+
     /// Bytes of weights, biases and tables (the part of the blob that scales with the model).
     pub fn weight_bytes(&self) -> usize {
         self.data_len

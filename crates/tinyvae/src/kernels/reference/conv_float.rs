@@ -41,29 +41,26 @@ fn conv_float(
     let Some(d) = p.dims(false).filter(|_| n > 0) else {
         return;
     };
-    let (in_w, in_plane) = (p.in_shape.width, p.in_shape.height * p.in_shape.width);
-    let (out_w, out_plane) = (p.out_shape.width, p.out_shape.height * p.out_shape.width);
-    let group_len = d.in_channels_per_group * in_plane;
+    let cg = d.in_channels_per_group;
     let phase = d.phase(false, 0, 0);
     for (xs, ys) in x.chunks_exact(d.in_len).zip(out.chunks_exact_mut(d.out_len)).take(n) {
-        for (o, y) in ys.chunks_exact_mut(out_plane).take(d.rows).enumerate() {
+        for o in 0..d.rows {
             let g = o / d.out_channels_per_group;
-            let xg = &xs[g * group_len..(g + 1) * group_len];
             let bias = super::le_f32(p.bias, o);
             for oy in 0..p.out_shape.height {
                 let rows = d.h.conv_taps(oy);
-                for ox in 0..out_w {
+                for ox in 0..p.out_shape.width {
                     let cols = d.w.conv_taps(ox);
                     let mut acc = bias;
-                    for (c, xc) in xg.chunks_exact(in_plane).enumerate() {
+                    for c in 0..cg {
                         for (ky, iy) in rows {
                             for (kx, ix) in cols {
                                 let at = d.weight_index(p.layout, false, &phase, (o, c, ky, kx));
-                                acc += weight(p.weights, at) * xc[iy * in_w + ix];
+                                acc += weight(p.weights, at) * xs[p.in_shape.index(g * cg + c, iy, ix)];
                             }
                         }
                     }
-                    y[oy * out_w + ox] = if p.relu && acc < 0.0 { 0.0 } else { acc };
+                    ys[p.out_shape.index(o, oy, ox)] = if p.relu && acc < 0.0 { 0.0 } else { acc };
                 }
             }
         }

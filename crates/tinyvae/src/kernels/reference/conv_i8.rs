@@ -35,35 +35,31 @@ fn conv_i8_body(p: &ConvI8<'_>, x: &[i8], batch: usize, out: &mut [i8]) {
     let Some(d) = p.dims(false).filter(|_| n > 0) else {
         return;
     };
-    let (in_w, in_plane) = (p.in_shape.width, p.in_shape.height * p.in_shape.width);
-    let (out_w, out_plane) = (p.out_shape.width, p.out_shape.height * p.out_shape.width);
-    let group_len = d.in_channels_per_group * in_plane;
-    let zp = p.in_zero_point;
+    let (cg, zp) = (d.in_channels_per_group, p.in_zero_point);
     let phase = d.phase(false, 0, 0);
     for (xs, ys) in x.chunks_exact(d.in_len).zip(out.chunks_exact_mut(d.out_len)).take(n) {
-        for (o, (w, y)) in p.weights.chunks_exact(d.cols).zip(ys.chunks_exact_mut(out_plane)).take(d.rows).enumerate() {
+        for (o, w) in p.weights.chunks_exact(d.cols).take(d.rows).enumerate() {
             let g = o / d.out_channels_per_group;
-            let xg = &xs[g * group_len..(g + 1) * group_len];
             // Either layout keeps an output channel's weights together.
             let row_sum = w.iter().fold(0i32, |s, &v| s.wrapping_add(v as i8 as i32));
             let base = le_i32(p.bias, o).wrapping_add(zp.wrapping_mul(row_sum));
             let (m, s) = (le_i32(p.multipliers, o), le_i32(p.shifts, o));
             for oy in 0..p.out_shape.height {
                 let rows = d.h.conv_taps(oy);
-                for ox in 0..out_w {
+                for ox in 0..p.out_shape.width {
                     let cols = d.w.conv_taps(ox);
                     let mut acc = base;
-                    for (c, xc) in xg.chunks_exact(in_plane).enumerate() {
+                    for c in 0..cg {
                         for (ky, iy) in rows {
                             for (kx, ix) in cols {
                                 let wv =
                                     p.weights[d.weight_index(p.layout, false, &phase, (o, c, ky, kx))] as i8 as i32;
-                                let xv = (xc[iy * in_w + ix] as i32).wrapping_sub(zp);
+                                let xv = (xs[p.in_shape.index(g * cg + c, iy, ix)] as i32).wrapping_sub(zp);
                                 acc = acc.wrapping_add(wv.wrapping_mul(xv));
                             }
                         }
                     }
-                    y[oy * out_w + ox] = requantize(acc, m, s, p.out_zero_point, p.act_min, p.act_max);
+                    ys[p.out_shape.index(o, oy, ox)] = requantize(acc, m, s, p.out_zero_point, p.act_min, p.act_max);
                 }
             }
         }

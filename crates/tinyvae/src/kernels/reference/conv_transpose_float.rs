@@ -43,10 +43,9 @@ fn conv_transpose_float(
     let Some(d) = p.dims(true).filter(|_| n > 0) else {
         return;
     };
-    let (in_w, in_plane) = (p.in_shape.width, p.in_shape.height * p.in_shape.width);
-    let (out_h, out_w, out_plane) = (p.out_shape.height, p.out_shape.width, p.out_shape.height * p.out_shape.width);
+    let (out_h, out_w) = (p.out_shape.height, p.out_shape.width);
     for (xs, ys) in x.chunks_exact(d.in_len).zip(out.chunks_exact_mut(d.out_len)).take(n) {
-        for (o, y) in ys.chunks_exact_mut(out_plane).take(d.rows).enumerate() {
+        for o in 0..d.rows {
             let bias = super::le_f32(p.bias, o);
             for phase_y in 0..d.h.stride().min(out_h) {
                 for phase_x in 0..d.w.stride().min(out_w) {
@@ -56,15 +55,15 @@ fn conv_transpose_float(
                         for ox in (phase_x..out_w).step_by(d.w.stride()) {
                             let cols = d.w.transpose_taps(ox);
                             let mut acc = bias;
-                            for (c, xc) in xs.chunks_exact(in_plane).enumerate() {
+                            for c in 0..d.in_channels_per_group {
                                 for (ky, iy) in rows {
                                     for (kx, ix) in cols {
                                         let at = d.weight_index(p.layout, true, &phase, (o, c, ky, kx));
-                                        acc += weight(p.weights, at) * xc[iy * in_w + ix];
+                                        acc += weight(p.weights, at) * xs[p.in_shape.index(c, iy, ix)];
                                     }
                                 }
                             }
-                            y[oy * out_w + ox] = if p.relu && acc < 0.0 { 0.0 } else { acc };
+                            ys[p.out_shape.index(o, oy, ox)] = if p.relu && acc < 0.0 { 0.0 } else { acc };
                         }
                     }
                 }

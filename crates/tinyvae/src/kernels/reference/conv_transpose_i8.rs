@@ -38,11 +38,10 @@ fn conv_transpose_i8_body(p: &ConvI8<'_>, x: &[i8], batch: usize, out: &mut [i8]
     let Some(d) = p.dims(true).filter(|_| n > 0) else {
         return;
     };
-    let (in_w, in_plane) = (p.in_shape.width, p.in_shape.height * p.in_shape.width);
-    let (out_h, out_w, out_plane) = (p.out_shape.height, p.out_shape.width, p.out_shape.height * p.out_shape.width);
+    let (out_h, out_w) = (p.out_shape.height, p.out_shape.width);
     let zp = p.in_zero_point;
     for (xs, ys) in x.chunks_exact(d.in_len).zip(out.chunks_exact_mut(d.out_len)).take(n) {
-        for (o, y) in ys.chunks_exact_mut(out_plane).take(d.rows).enumerate() {
+        for o in 0..d.rows {
             let (m, s) = (le_i32(p.multipliers, o), le_i32(p.shifts, o));
             for phase_y in 0..d.h.stride().min(out_h) {
                 for phase_x in 0..d.w.stride().min(out_w) {
@@ -62,17 +61,18 @@ fn conv_transpose_i8_body(p: &ConvI8<'_>, x: &[i8], batch: usize, out: &mut [i8]
                         for ox in (phase_x..out_w).step_by(d.w.stride()) {
                             let cols = d.w.transpose_taps(ox);
                             let mut acc = bias;
-                            for (c, xc) in xs.chunks_exact(in_plane).enumerate() {
+                            for c in 0..d.in_channels_per_group {
                                 for (ky, iy) in rows {
                                     for (kx, ix) in cols {
                                         let at = d.weight_index(p.layout, true, &phase, (o, c, ky, kx));
                                         let wv = p.weights[at] as i8 as i32;
-                                        let xv = (xc[iy * in_w + ix] as i32).wrapping_sub(zp);
+                                        let xv = (xs[p.in_shape.index(c, iy, ix)] as i32).wrapping_sub(zp);
                                         acc = acc.wrapping_add(wv.wrapping_mul(xv));
                                     }
                                 }
                             }
-                            y[oy * out_w + ox] = requantize(acc, m, s, p.out_zero_point, p.act_min, p.act_max);
+                            let y = &mut ys[p.out_shape.index(o, oy, ox)];
+                            *y = requantize(acc, m, s, p.out_zero_point, p.act_min, p.act_max);
                         }
                     }
                 }

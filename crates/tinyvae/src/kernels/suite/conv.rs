@@ -309,6 +309,22 @@ impl ConvCase {
     }
 }
 
+/// `batch` samples of `from`'s layout in `to`'s (the same shape, NCHW or channels-last).
+fn relayout<T: Copy + Default>(x: &[T], from: Shape, to: Shape, batch: usize) -> Vec<T> {
+    let len = from.elements().unwrap_or(0);
+    let mut out = vec![T::default(); x.len()];
+    for b in 0..batch.min(x.len() / len.max(1)) {
+        for c in 0..from.channels {
+            for y in 0..from.height {
+                for xx in 0..from.width {
+                    out[b * len + to.index(c, y, xx)] = x[b * len + from.index(c, y, xx)];
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Little-endian i32 number `i` of an array.
 fn le(a: &[u8], i: usize) -> i32 {
     i32::from_le_bytes([a[4 * i], a[4 * i + 1], a[4 * i + 2], a[4 * i + 3]])
@@ -450,6 +466,18 @@ pub fn check_conv_case(k: &Kernels, c: &ConvCase, family: &'static str, case: us
     let tap_major = c.tap_major_params(&arrays);
     let family_tap = At { family: "conv tap-major", case };
     conv_i8_call(int8_kernel(k, c.transposed), &tap_major, &c.x, c.batch, out_len + TAIL, &want, family_tap)?;
+    // Channels-last input, output or both: the same values in the other order.
+    for (in_last, out_last) in [(true, false), (false, true), (true, true)] {
+        let p = ConvI8 {
+            in_shape: Shape { channels_last: in_last, ..c.in_shape },
+            out_shape: Shape { channels_last: out_last, ..c.out_shape },
+            ..tap_major
+        };
+        let x = relayout(&c.x, c.in_shape, p.in_shape, c.batch);
+        let want = relayout(&want, c.out_shape, p.out_shape, c.batch);
+        let at = At { family: "conv channels-last", case };
+        conv_i8_call(int8_kernel(k, c.transposed), &p, &x, c.batch, out_len + TAIL, &want, at)?;
+    }
     if float_kernels(k, c.transposed).is_empty() {
         return Ok(());
     }
