@@ -7,16 +7,5 @@
 mod common;
 
 fn main() {
-    let Some((onnx, source)) = common::model_onnx(common::Net::ConvEncoder) else { return };
-    let prepared = match common::prepare(common::Net::ConvEncoder, onnx) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("conv_encoder: cannot prepare the model: {e}");
-            std::process::exit(1);
-        }
-    };
-    let mut c = common::criterion();
-    common::bench(&mut c, &prepared);
-    c.final_summary();
-    common::summary(&prepared, source);
+    common::run(common::Net::ConvEncoder);
 }

@@ -1,5 +1,5 @@
 //! Per-sample latency of the shipped z20 decoder (`models/mnist-vae-z20/decoder.onnx`): the
-//! runtime at int8 (fastest kernels and scalar), f16 and f32 against tract f32 on the same
+//! runtime at int8 (every usable kernel table), f16 and f32 against tract f32 on the same
 //! ONNX, at batch 1 and 64, plus the weight-streaming floor. See `benches/README.md`.
 //!
 //! `cargo bench -p tinyvae-cli --bench z20_decoder`
@@ -7,16 +7,5 @@
 mod common;
 
 fn main() {
-    let Some((onnx, source)) = common::model_onnx(common::Net::Decoder) else { return };
-    let prepared = match common::prepare(common::Net::Decoder, onnx) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("z20_decoder: cannot prepare the model: {e}");
-            std::process::exit(1);
-        }
-    };
-    let mut c = common::criterion();
-    common::bench(&mut c, &prepared);
-    c.final_summary();
-    common::summary(&prepared, source);
+    common::run(common::Net::Decoder);
 }

@@ -226,6 +226,23 @@ pub fn prepare(net: Net, onnx: PathBuf) -> Result<Prepared, String> {
     })
 }
 
+/// A bench's whole run for `net`: find and prepare the model, time every engine under
+/// criterion, print the per-sample summary. Exits non-zero when the model cannot be prepared.
+pub fn run(net: Net) {
+    let Some((onnx, source)) = model_onnx(net) else { return };
+    let prepared = match prepare(net, onnx) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{}: cannot prepare the model: {e}", net.group());
+            std::process::exit(1);
+        }
+    };
+    let mut c = criterion();
+    bench(&mut c, &prepared);
+    c.final_summary();
+    summary(&prepared, source);
+}
+
 /// Criterion settings: a few seconds per case keeps both benches near two minutes.
 pub fn criterion() -> Criterion {
     Criterion::default()
