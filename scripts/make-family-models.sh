@@ -57,12 +57,23 @@ ship() {
 quantize() {
     local out=models/$1
     shift
-    $T quantize "$out/decoder.onnx" --precision int8 -o "$out/decoder.int8.tvae" "$@" --json > "$out/reports/decoder.int8.json"
-    $T quantize "$out/decoder.onnx" --precision f16 -o "$out/decoder.f16.tvae" "$@" --json > "$out/reports/decoder.f16.json"
+    # A VAE's decoder blobs carry the learned prior fit_prior wrote (docs/FAMILY.md).
+    local prior=()
+    [[ -f $out/reports/prior.json ]] && prior=(--prior "$out/reports/prior.json")
+    $T quantize "$out/decoder.onnx" --precision int8 -o "$out/decoder.int8.tvae" "$@" "${prior[@]}" --json > "$out/reports/decoder.int8.json"
+    $T quantize "$out/decoder.onnx" --precision f16 -o "$out/decoder.f16.tvae" "$@" "${prior[@]}" --json > "$out/reports/decoder.f16.json"
     $T quantize "$out/encoder.onnx" --precision int8 -o "$out/encoder.int8.tvae" --data "$DATA" --json > "$out/reports/encoder.int8.json"
     $T validate "$out/decoder.onnx" "$out/decoder.int8.tvae" "$@" --min-psnr 40 --json > "$out/reports/validate.decoder.int8.json"
     $T validate "$out/decoder.onnx" "$out/decoder.f16.tvae" "$@" --json > "$out/reports/validate.decoder.f16.json"
     $T validate "$out/encoder.onnx" "$out/encoder.int8.tvae" --data "$DATA" --json > "$out/reports/validate.encoder.int8.json"
+}
+
+# fit_prior FOLDER [ARGS]: the learned latent prior of a VAE, from its encoder's codes of the
+# training images, into models/FOLDER/reports/prior.json (quantize then stores it).
+fit_prior() {
+    local out=models/$1
+    shift
+    $T fit-prior --encoder "$out/encoder.onnx" --data "$DATA" "$@" --report "$out/reports/prior.json"
 }
 
 # Deterministic autoencoders: no prior, so their decoders are calibrated and validated on the
@@ -92,18 +103,23 @@ fi
 if want vae-gaussian; then
     train vae-gaussian --model vae --latent 20 --hidden 400 --likelihood gaussian
     ship vae-gaussian mnist-vae-gaussian
+    fit_prior mnist-vae-gaussian --components 50
     quantize mnist-vae-gaussian
     $T sample models/mnist-vae-gaussian/decoder.int8.tvae --count 64 --seed 1 -o models/mnist-vae-gaussian/samples.png
+    $T figure priors models/mnist-vae-gaussian/decoder.int8.tvae -o models/mnist-vae-gaussian/priors.png
 fi
 if want vae-z5; then
     train vae-z5 --model vae --latent 5 --hidden 400
     ship vae-z5 mnist-vae-z5
+    fit_prior mnist-vae-z5 --components 50
     quantize mnist-vae-z5
     $T sample models/mnist-vae-z5/decoder.int8.tvae --count 64 --seed 1 -o models/mnist-vae-z5/samples.png
+    $T figure priors models/mnist-vae-z5/decoder.int8.tvae -o models/mnist-vae-z5/priors.png
 fi
 if want cvae; then
     train cvae --model cvae --latent 8 --hidden 400
     ship cvae mnist-cvae
+    fit_prior mnist-cvae
     quantize mnist-cvae
     out=models/mnist-cvae
     # The judge: an 800-800 MLP trained on the 10,000 training images (not shipped: 5 MB).
@@ -122,6 +138,7 @@ if want cvae; then
     $T classify --model "$RUNS/classifier/classifier.safetensors" "${raws[@]}" --expect-label 0,1,2,3,4,5,6,7,8,9 \
         --min-fraction 0.95 --json "$out/reports/classify.int8-samples.json"
     $T sample "$out/decoder.int8.tvae" --count 100 --cols 10 --seed 1 -o "$out/samples.png"
+    $T figure priors "$out/decoder.int8.tvae" -o "$out/priors.png" --side 10
     $T figure analogies --encoder "$out/encoder.int8.tvae" --decoder "$out/decoder.int8.tvae" --data "$DATA" \
         --count 10 -o "$out/analogies.png"
 fi

@@ -109,7 +109,111 @@ fn train_export_quantize_validate_sample() {
 
     let inspect = ok(&["inspect", s(&d8)]);
     assert!(inspect.contains("dense 128x8") && inspect.contains("lut"), "{inspect}");
+    assert!(inspect.contains("N(0, I) (none stored)"), "{inspect}");
+    fit_prior_and_sample_from_it(&dir, &enc, &d8, &d16);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `fit-prior` gives the int8 and f16 blobs of one decoder the same learned prior; sampling
+/// then draws from it (and `--prior standard` still from N(0, I)), without touching the inputs.
+fn fit_prior_and_sample_from_it(dir: &Path, enc: &Path, d8: &Path, d16: &Path) {
+    let data = data_dir();
+    let (p8, p16, report) = (dir.join("p8.tvae"), dir.join("p16.tvae"), dir.join("prior.json"));
+    let before = std::fs::read(d8).unwrap();
+    let out = ok(&[
+        "fit-prior",
+        "--encoder",
+        s(enc),
+        "--data",
+        s(&data),
+        "--decoder",
+        s(d8),
+        "--decoder",
+        s(d16),
+        "-o",
+        s(&p8),
+        "-o",
+        s(&p16),
+        "--components",
+        "1,2,3",
+        "--report",
+        s(&report),
+    ]);
+    assert!(out.contains("chose") && out.contains("held out"), "{out}");
+    assert_eq!(std::fs::read(d8).unwrap(), before, "the input blob is untouched");
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let k = r["components"].as_u64().unwrap();
+    let fit = &r["mixtures"][0];
+    assert!((1..=3).contains(&k) && fit["candidates"].as_array().unwrap().len() == 3, "{r}");
+    // A mixture fitted to the codes explains them better than N(0, I) does.
+    assert!(fit["log_likelihood_per_code"].as_f64() > fit["standard_normal_log_likelihood_per_code"].as_f64(), "{r}");
+    // The report holds the mixture: `quantize --prior` stores the same bytes in a blob it makes.
+    let (dec, q8) = (dir.join("decoder.onnx"), dir.join("q8.tvae"));
+    let out = ok(&["quantize", s(&dec), "-o", s(&q8), "--prior", s(&report)]);
+    assert!(out.contains(&format!("prior       {k} components")), "{out}");
+    assert_eq!(std::fs::read(&q8).unwrap(), std::fs::read(&p8).unwrap());
+    // Without a decoder the encoder's metadata gives the latent size, and only the report is written.
+    let report2 = dir.join("prior2.json");
+    let fitted = ["fit-prior", "--encoder", s(enc), "--data", s(&data), "--components", "1,2,3"];
+    ok(&[&fitted[..], &["--report", s(&report2)]].concat());
+    let r2: serde_json::Value = serde_json::from_slice(&std::fs::read(&report2).unwrap()).unwrap();
+    assert_eq!(r2["mixtures"], r["mixtures"], "the same fit");
+    let inspect = ok(&["inspect", s(&p16)]);
+    assert!(
+        inspect.contains(&format!("stored Gaussian mixture: {k} components")) && inspect.contains("blob v4"),
+        "{inspect}"
+    );
+
+    let sample = |blob: &Path, prior: &str, raw: &str| {
+        let path = dir.join(raw);
+        ok(&["sample", s(blob), "--count", "8", "--seed", "7", "--prior", prior, "--raw", s(&path)]);
+        std::fs::read(path).unwrap()
+    };
+    // The graph is the same bytes: N(0, I) samples are the old blob's.
+    assert_eq!(sample(&p8, "standard", "s.raw"), sample(d8, "auto", "o.raw"));
+    let learned = sample(&p8, "auto", "l.raw");
+    assert_eq!(learned, sample(&p8, "stored", "l2.raw"));
+    assert_ne!(learned, sample(&p8, "standard", "s2.raw"));
+    let png = dir.join("priors.png");
+    let out = ok(&["figure", "priors", s(&p8), "-o", s(&png), "--side", "4"]);
+    assert!(out.contains(&format!("stored {k}-component prior")), "{out}");
+    assert_eq!(png_size(&std::fs::read(&png).unwrap()).0, 2 * (9 * 29 + 1));
+
+    // Mistakes: no prior to sample from, an output over an input, an encoder as the decoder.
+    let fail = |args: &[&str], says: &str| {
+        let out = tinyvae(args);
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(!out.status.success() && err.contains(says), "{args:?}: {err}");
+    };
+    fail(&["sample", s(d8), "--prior", "stored", "--raw", s(&dir.join("x.raw"))], "stores no prior");
+    fail(
+        &["fit-prior", "--encoder", s(enc), "--data", s(&data), "--decoder", s(d8), "-o", s(d8)],
+        "refusing to overwrite",
+    );
+    fail(&fitted, "nothing to write");
+    fail(&["quantize", s(&dec), "-o", s(&dir.join("w.tvae")), "--prior", s(&dir.join("a.raw"))], "not a JSON file");
+    let e8 = dir.join("e8.tvae");
+    fail(
+        &["fit-prior", "--encoder", s(enc), "--data", s(&data), "--decoder", s(&e8), "-o", s(&dir.join("y.tvae"))],
+        "not a decoder",
+    );
+    fail(
+        &[
+            "fit-prior",
+            "--encoder",
+            s(enc),
+            "--data",
+            s(&data),
+            "--decoder",
+            s(d8),
+            "-o",
+            s(&dir.join("z.tvae")),
+            "--components",
+            "500",
+        ],
+        "allows 1..=256",
+    );
+    assert!(!dir.join("y.tvae").exists() && !dir.join("z.tvae").exists() && !dir.join("w.tvae").exists());
 }
 
 #[test]
@@ -252,6 +356,52 @@ fn aae_and_cvae_figures_and_samples() {
         tinyvae(&["sample", s(&c8), "--mixture", "10,4,0.5", "--raw", s(&dir.join("x.raw"))]).status.code(),
         Some(1)
     );
+    // A learned prior for a conditional decoder: one mixture per label, fitted to the codes of
+    // that label's images; samples of a label come from its mixture.
+    let (c8p, report) = (dir.join("cvae-prior.tvae"), dir.join("cvae-prior.json"));
+    let enc = cvae.join("encoder.onnx");
+    let out = ok(&[
+        "fit-prior",
+        "--encoder",
+        s(&enc),
+        "--data",
+        s(&data),
+        "--decoder",
+        s(&c8),
+        "-o",
+        s(&c8p),
+        "--components",
+        "1,2",
+        "--report",
+        s(&report),
+    ]);
+    assert!(out.contains("one mixture per label") && out.contains("label 9:"), "{out}");
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let mixtures = r["mixtures"].as_array().unwrap();
+    assert_eq!(mixtures.len(), 10);
+    assert!(mixtures.iter().enumerate().all(|(l, m)| m["label"] == l), "{r}");
+    let (a, b) = (dir.join("pa.raw"), dir.join("pb.raw"));
+    ok(&["sample", s(&c8p), "--label", "3", "--count", "4", "--seed", "2", "--raw", s(&a)]);
+    ok(&["sample", s(&c8p), "--label", "3", "--count", "4", "--seed", "2", "--raw", s(&b), "--prior", "standard"]);
+    assert_ne!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    ok(&["sample", s(&c8), "--label", "3", "--count", "4", "--seed", "2", "--raw", s(&a)]);
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap(), "--prior standard is the old blob's N(0, I)");
+    // --shared: one mixture for every label.
+    let shared = dir.join("cvae-shared.json");
+    ok(&[
+        "fit-prior",
+        "--encoder",
+        s(&enc),
+        "--data",
+        s(&data),
+        "--components",
+        "2",
+        "--shared",
+        "--report",
+        s(&shared),
+    ]);
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&shared).unwrap()).unwrap();
+    assert_eq!((r["mixtures"].as_array().unwrap().len(), &r["components"]), (1, &serde_json::json!(2)));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

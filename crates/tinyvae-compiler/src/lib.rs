@@ -46,6 +46,7 @@ mod calibrate;
 mod metrics;
 mod pipeline;
 mod plan;
+pub mod prior;
 mod quantize;
 mod rounding;
 mod runner;

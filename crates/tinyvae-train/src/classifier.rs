@@ -247,8 +247,13 @@ impl Classifier {
         self.mlp.forward(x, None)
     }
 
-    /// The most probable class of each image in `pixels` (`count x input_len` floats in [0, 1]).
-    pub fn predict(&self, pixels: &[f32]) -> Result<Vec<u8>, TrainError> {
+    /// `per_batch` of the logits of `pixels` (`count x input_len` floats in [0, 1]), batch by
+    /// batch, concatenated.
+    fn over_logits<T>(
+        &self,
+        pixels: &[f32],
+        per_batch: impl Fn(Tensor) -> Result<Vec<T>, TrainError>,
+    ) -> Result<Vec<T>, TrainError> {
         let n = self.input_len();
         if !pixels.len().is_multiple_of(n) {
             return Err(TrainError::Data(format!(
@@ -256,24 +261,45 @@ impl Classifier {
                 pixels.len()
             )));
         }
-        let mut out = Vec::with_capacity(pixels.len() / n);
+        let mut out = Vec::new();
         for chunk in pixels.chunks(EVAL_BATCH * n) {
             let x = Tensor::from_vec(chunk.to_vec(), (chunk.len() / n, n), &Device::Cpu)?;
-            out.extend(argmax_rows(&self.logits(&x)?)?);
+            out.extend(per_batch(self.logits(&x)?)?);
         }
         Ok(out)
     }
 
+    /// The most probable class of each image in `pixels` (`count x input_len` floats in [0, 1]).
+    pub fn predict(&self, pixels: &[f32]) -> Result<Vec<u8>, TrainError> {
+        self.over_logits(pixels, |logits| argmax_rows(&logits))
+    }
+
     /// [`Classifier::predict`] for raw 0..=255 bytes (as `tinyvae sample --raw` writes them).
     pub fn predict_bytes(&self, raw: &[u8]) -> Result<Vec<u8>, TrainError> {
-        let pixels: Vec<f32> = raw.iter().map(|&b| b as f32 / 255.0).collect();
-        self.predict(&pixels)
+        self.predict(&bytes_to_pixels(raw))
+    }
+
+    /// Class probabilities (softmax of the logits), `count x classes`, for `count x input_len`
+    /// pixels in [0, 1].
+    pub fn probabilities(&self, pixels: &[f32]) -> Result<Vec<f32>, TrainError> {
+        self.over_logits(pixels, |logits| {
+            Ok(candle_nn::ops::softmax_last_dim(&logits)?.flatten_all()?.to_vec1::<f32>()?)
+        })
+    }
+
+    /// [`Classifier::probabilities`] for raw 0..=255 bytes.
+    pub fn probabilities_bytes(&self, raw: &[u8]) -> Result<Vec<f32>, TrainError> {
+        self.probabilities(&bytes_to_pixels(raw))
     }
 
     /// Fraction of `set` classified wrongly.
     pub fn error_rate(&self, set: &LabelledImages) -> Result<f64, TrainError> {
         error_rate(&self.predict(&set.images.pixels)?, &set.labels)
     }
+}
+
+fn bytes_to_pixels(raw: &[u8]) -> Vec<f32> {
+    raw.iter().map(|&b| b as f32 / 255.0).collect()
 }
 
 /// Fraction of `predicted` that differs from `truth`.

@@ -2,9 +2,10 @@
 //! and log-variance. Both run in the caller's arena and allocate nothing.
 
 use crate::error::Error;
-use crate::format::{EncoderHead, ModelKind};
+use crate::format::{EncoderHead, ModelKind, MAX_PRIOR_LATENT};
 use crate::kernels::{self, Kernels};
 use crate::model::Model;
+use crate::prior::Prior;
 use crate::rng::Rng;
 
 fn check_len(what: &'static str, expected: usize, got: usize) -> Result<(), Error> {
@@ -86,6 +87,8 @@ fn stage_labels(
 pub struct Decoder<'m, 'a> {
     model: &'m Model<'a>,
     kernels: &'static Kernels,
+    /// Sample from N(0, I) even when the blob stores a prior.
+    standard_prior: bool,
 }
 
 impl<'m, 'a> Decoder<'m, 'a> {
@@ -115,7 +118,7 @@ impl<'m, 'a> Decoder<'m, 'a> {
         if model.kind() != ModelKind::Decoder {
             return Err(Error::WrongKind { expected: ModelKind::Decoder, found: model.kind() });
         }
-        Ok(Decoder { model, kernels: kernels::best() })
+        Ok(Decoder { model, kernels: kernels::best(), standard_prior: false })
     }
 
     /// Uses a specific kernel table (e.g. `&kernels::REFERENCE`) instead of the fastest one.
@@ -142,6 +145,53 @@ impl<'m, 'a> Decoder<'m, 'a> {
     pub fn with_kernels(mut self, kernels: &'static Kernels) -> Self {
         self.kernels = kernels;
         self
+    }
+
+    /// Samples z from N(0, I) even when the blob stores a learned prior (the choice `tinyvae
+    /// sample --prior standard` makes).
+    ///
+    /// ```
+    /// # use tinyvae::{Decoder, Model, Rng};
+    /// # let blob = tinyvae::attach::example_decoder_with_prior();
+    /// let model = Model::parse(&blob)?;
+    /// let decoder = Decoder::new(&model)?;
+    /// assert!(decoder.prior().is_some()); // this blob stores a mixture over z
+    /// let standard = decoder.with_standard_prior();
+    /// assert!(standard.prior().is_none());
+    /// let mut arena = vec![0u8; model.arena_size()];
+    /// let (mut a, mut b) = ([0u8; 16], [0u8; 16]);
+    /// decoder.sample(&mut Rng::new(3), &mut arena, &mut a)?; // z from the stored mixture
+    /// standard.sample(&mut Rng::new(3), &mut arena, &mut b)?; // z from N(0, I)
+    /// # Ok::<(), tinyvae::Error>(())
+    /// ```
+    pub fn with_standard_prior(mut self) -> Self {
+        self.standard_prior = true;
+        self
+    }
+
+    /// The prior [`Self::sample`] draws z from: the blob's stored mixture ([`Model::prior`]),
+    /// or `None` for N(0, I) (no stored prior, or [`Self::with_standard_prior`]).
+    pub fn prior(&self) -> Option<Prior<'a>> {
+        if self.standard_prior {
+            None
+        } else {
+            self.model.prior()
+        }
+    }
+
+    /// Fills `z` (`latent_dim` values) with one draw from [`Self::prior`] (for `label`, where
+    /// the prior has one mixture per label), or from N(0, I) without one: what
+    /// [`Self::sample`] and [`Self::sample_conditional`] decode.
+    pub fn draw_latent(&self, label: Option<u32>, rng: &mut Rng, z: &mut [f32]) -> Result<(), Error> {
+        check_len("z", self.latent_dim(), z.len())?;
+        match (self.prior(), label) {
+            (Some(prior), Some(label)) => prior.sample_for_label(label, rng, z).map(|_| ()),
+            (Some(prior), None) => prior.sample(rng, z).map(|_| ()),
+            (None, _) => {
+                rng.fill_gaussian(z);
+                Ok(())
+            }
+        }
     }
 
     /// The underlying model.
@@ -240,9 +290,29 @@ impl<'m, 'a> Decoder<'m, 'a> {
         self.model.execute(self.kernels, work, batch)
     }
 
-    /// [`Self::run`] on one z drawn from N(0, I) with `rng`.
+    /// [`Self::run`] on one z drawn from [`Self::prior`] with `rng`.
     fn run_prior(&self, rng: &mut Rng, labels: Option<&[u32]>, arena: &mut [u8]) -> Result<(), Error> {
-        let z = core::iter::repeat_with(|| rng.gaussian());
+        // Both draws reach `stage_input` as one `dyn Iterator` type, so that firmware links one
+        // copy of the staging code (it measured 1.2 KB of flash as two).
+        let mut drawn = [0f32; MAX_PRIOR_LATENT];
+        let mut from_prior;
+        let mut from_normal;
+        let z: &mut dyn Iterator<Item = f32> = match self.prior() {
+            Some(prior) => {
+                // The format caps a prior's latent at MAX_PRIOR_LATENT, so z fits on the stack.
+                let z = &mut drawn[..prior.latent_dim()];
+                match labels {
+                    Some(&[label]) => prior.sample_for_label(label, rng, z)?,
+                    _ => prior.sample(rng, z)?,
+                };
+                from_prior = z.iter().copied();
+                &mut from_prior
+            }
+            None => {
+                from_normal = core::iter::repeat_with(|| rng.gaussian());
+                &mut from_normal
+            }
+        };
         self.run(|work| self.model.stage_input(self.kernels, work, 0, 1, z), labels, 1, arena)
     }
 
@@ -404,8 +474,9 @@ impl<'m, 'a> Decoder<'m, 'a> {
         self.decode_batch_f32(z, None, 1, arena, out)
     }
 
-    /// Draws z ~ N(0, I) from `rng` and decodes it; successive calls continue the stream, so a
-    /// grid of samples from seed S is the same on every target.
+    /// Draws z from [`Self::prior`] (the blob's stored mixture, or N(0, I)) with `rng` and
+    /// decodes it; successive calls continue the stream, so a grid of samples from seed S is
+    /// the same on every target.
     ///
     /// ```
     /// # use tinyvae::{Decoder, Model, Rng};
@@ -432,7 +503,7 @@ impl<'m, 'a> Decoder<'m, 'a> {
         self.finish_pixels(arena, 1, pixels)
     }
 
-    /// Draws z ~ N(0, I) and decodes it with a label (conditional decoders).
+    /// Draws z from [`Self::prior`] and decodes it with a label (conditional decoders).
     ///
     /// ```
     /// # use tinyvae::{Decoder, Model, Rng};

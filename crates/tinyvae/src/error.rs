@@ -112,6 +112,12 @@ pub enum Error {
         /// The op.
         op: &'static str,
     },
+    /// A stored latent prior (format version 4) is invalid, or a prior given to the writer
+    /// does not fit the decoder.
+    BadPrior {
+        /// The field at fault.
+        field: &'static str,
+    },
     /// A batch of zero, or one whose arena would not fit in `usize`.
     BadBatch {
         /// Batch size given.
@@ -167,6 +173,7 @@ impl fmt::Display for Error {
                 write!(f, "the model is conditional on {classes} classes: give a label")
             }
             Error::BadBatch { batch } => write!(f, "invalid batch size {batch}"),
+            Error::BadPrior { field } => write!(f, "latent prior: invalid field `{field}`"),
             Error::OpNotBuilt { index, op } => write!(
                 f,
                 "node {index} is a {op}, and this runtime was built without convolutional ops (enable the tinyvae \

@@ -58,21 +58,27 @@ use alloc::vec::Vec;
 #[cfg(feature = "alloc")]
 mod aligned;
 mod api;
+#[cfg(feature = "alloc")]
+pub mod attach;
 mod cast;
 mod error;
 pub mod format;
 pub mod kernels;
 mod model;
+mod prior;
 pub mod quant;
 pub mod rng;
 
 #[cfg(feature = "alloc")]
 pub use aligned::AlignedBlob;
 pub use api::{Decoder, Encoder};
+#[cfg(feature = "alloc")]
+pub use attach::{attach_prior, PriorSpec};
 pub use error::Error;
 pub use format::{arena_size_of, DType, ModelKind, Precision};
 pub use kernels::Kernels;
 pub use model::{Meta, Model, NodeView, Op, TensorInfo};
+pub use prior::Prior;
 pub use quant::to_pixel;
 pub use rng::Rng;
 

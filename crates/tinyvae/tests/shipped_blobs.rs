@@ -182,3 +182,51 @@ fn the_writer_writes_dense_blobs_as_before() {
     assert_eq!(u16::from_le_bytes([blob[4], blob[5]]), 1);
     assert_eq!((blob.len(), h.0), (EXAMPLE_DECODER.0, EXAMPLE_DECODER.1));
 }
+
+/// The shipped VAE decoders carry the learned priors their model cards fitted (`tinyvae
+/// fit-prior`): one mixture, or one per label for the CVAE. Sampling draws from it, and
+/// `with_standard_prior` still from N(0, I), the same pixels as a decode of N(0, I) draws.
+#[test]
+fn shipped_vae_decoders_sample_their_learned_priors() {
+    let expected = [
+        ("mnist-vae-z20", 50, 1),
+        ("mnist-vae-gaussian", 50, 1),
+        ("mnist-conv-vae", 50, 1),
+        ("mnist-vae-z5", 50, 1),
+        ("mnist-vae-z2", 30, 1),
+        ("mnist-cvae", 39, 10),
+    ];
+    for (model, components, groups) in expected {
+        for precision in ["int8", "f16"] {
+            let path = models_dir().join(model).join(format!("decoder.{precision}.tvae"));
+            let blob = AlignedBlob::new(&std::fs::read(&path).unwrap());
+            let m = Model::parse(&blob).unwrap();
+            let prior = m.prior().unwrap_or_else(|| panic!("{} stores no prior", path.display()));
+            assert_eq!(
+                (prior.components(), prior.groups(), m.version()),
+                (components, groups, 4),
+                "{}",
+                path.display()
+            );
+            let d = Decoder::new(&m).unwrap().with_kernels(&REFERENCE);
+            let mut arena = vec![0u8; m.arena_size()];
+            let (mut learned, mut standard, mut decoded) = ([0u8; 784], [0u8; 784], [0u8; 784]);
+            let label = if d.classes() > 0 { Some(3) } else { None };
+            let sample = |d: &Decoder, arena: &mut [u8], out: &mut [u8; 784]| match label {
+                Some(l) => d.sample_conditional(&mut Rng::new(9), l, arena, out),
+                None => d.sample(&mut Rng::new(9), arena, out),
+            };
+            sample(&d, &mut arena, &mut learned).unwrap();
+            sample(&d.with_standard_prior(), &mut arena, &mut standard).unwrap();
+            let mut z = vec![0f32; d.latent_dim()];
+            Rng::new(9).fill_gaussian(&mut z);
+            match label {
+                Some(l) => d.decode_conditional(&z, l, &mut arena, &mut decoded),
+                None => d.decode(&z, &mut arena, &mut decoded),
+            }
+            .unwrap();
+            assert_eq!(standard, decoded, "{}", path.display());
+            assert_ne!(learned, standard, "{}", path.display());
+        }
+    }
+}

@@ -1,8 +1,9 @@
 //! The Cortex-M example: sampled digits from the shipped int8 decoder, drawn on a small panel.
 //!
 //! It embeds the model that `tinyvae deploy` wrote (blob and `model.rs`, see build.rs), sizes
-//! a `static` arena from it at compile time, and loops: draw z ~ N(0, I) from the runtime's
-//! PRNG (seed [`SEED`]), decode it to 28x28 pixels, and draw the digit with its caption
+//! a `static` arena from it at compile time, and loops: draw z from the runtime's PRNG (seed
+//! [`SEED`]) through the blob's stored prior (N(0, I) without one), decode it to 28x28 pixels,
+//! and draw the digit with its caption
 //! through `tinyvae-display`. `tinyvae::Decoder::new` picks the fastest kernels for the
 //! target, on a Cortex-M4F the DSP (`SMLAD`) ones.
 //!
@@ -41,7 +42,8 @@ pub const SEED: u64 = 1;
 /// decoders ignore it.
 pub const REQUESTED_DIGITS: &[u32] = &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
 
-/// Draws sample `index`: z ~ N(0, I) from `rng`, decoded with the requested digit when the
+/// Draws sample `index`: z from the blob's prior (its stored mixture, else N(0, I)) with `rng`,
+/// decoded with the requested digit when the
 /// decoder takes a label.
 pub fn draw_sample(
     decoder: &tinyvae::Decoder<'_, '_>,

@@ -121,6 +121,10 @@ fn run(console: &mut Console) -> Result<(), Failure> {
         model::BLOB.len(),
         arena.len(),
     );
+    let _ = match model.prior() {
+        Some(p) => writeln!(console, "prior: stored, {} components over z of {}", p.components(), p.latent_dim()),
+        None => writeln!(console, "prior: N(0, I)"),
+    };
 
     let mut samples = HostFile::create(c"samples.raw")?;
     #[cfg(feature = "display")]
@@ -133,12 +137,17 @@ fn run(console: &mut Console) -> Result<(), Failure> {
     let (mut fewest, mut most) = (u64::MAX, 0);
     let mut deepest = 0;
     for index in 0..SAMPLES {
-        // The z draw alone, on a copy of the generator so the stream is left as it was.
-        let ((), z_draw) = counter.count(|| {
+        // The z draw alone (from the blob's stored prior, or N(0, I) without one), on a copy of
+        // the generator so the stream is left as it was.
+        let (drawn, z_draw) = counter.count(|| {
             let mut z = [0f32; model::LATENT];
-            rng.clone().fill_gaussian(&mut z);
+            let label = (decoder.classes() > 0)
+                .then(|| crate::REQUESTED_DIGITS[index as usize % crate::REQUESTED_DIGITS.len()]);
+            let drawn = decoder.draw_latent(label, &mut rng.clone(), &mut z);
             black_box(z);
+            drawn
         });
+        drawn?;
         if index == 0 {
             // Reset, setup and parsing, before anything was printed: the firmware's own depth.
             boot_peak = stack::top() - stack::lowest_touched();

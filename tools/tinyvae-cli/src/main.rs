@@ -27,6 +27,9 @@ enum Command {
     Validate(cmd::validate::Args),
     /// Draw samples from a decoder blob (in the runtime) into a PNG grid and/or raw pixels.
     Sample(cmd::sample::Args),
+    /// Fit a learned latent prior (a Gaussian mixture over the encoder's codes of the training
+    /// images) and store it in decoder blobs, which then sample z from it.
+    FitPrior(cmd::fit_prior::Args),
     /// Print a blob's header, graph, tensors and memory plan.
     Inspect(cmd::inspect::Args),
     /// Write a blob and a generated Rust module (arena size, shapes, aligned include_bytes!) for firmware.
@@ -60,6 +63,7 @@ fn main() -> ExitCode {
         Command::Quantize(a) => cmd::quantize::run(a),
         Command::Validate(a) => cmd::validate::run(a),
         Command::Sample(a) => cmd::sample::run(a),
+        Command::FitPrior(a) => cmd::fit_prior::run(a),
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Deploy(a) => cmd::deploy::run(a),
         Command::Bench(a) => cmd::bench::run(a),

@@ -21,9 +21,12 @@ pub const MAGIC: [u8; 4] = *b"TVAE";
 /// The newest format version, which this runtime reads and writes: version 2 adds shaped
 /// tensors, convolutions, upsampling, residual additions and two activations; version 3 the
 /// tap-major convolution weights ([`WeightLayout::TapMajor`]) that optimized kernels run from
-/// flash. The writer writes the oldest version a blob's contents allow (`write::version_for`),
-/// so that older firmware reads what it can.
-pub const VERSION: u16 = 3;
+/// flash; version 4 a decoder's learned latent prior (a Gaussian mixture, [`crate::Prior`]).
+/// The writer writes the oldest version a blob's contents allow (`write::version_for`), so
+/// that older firmware reads what it can.
+pub const VERSION: u16 = 4;
+/// Format version 3 (tap-major convolution weights), still read and written.
+pub const VERSION_3: u16 = 3;
 /// Format version 2 (shaped tensors and convolutions with row-major weights), still read and
 /// written.
 pub const VERSION_2: u16 = 2;
@@ -49,6 +52,12 @@ pub const MAX_TENSORS: usize = 4096;
 pub const MAX_NODES: usize = 4096;
 /// Largest tensor, in elements per sample.
 pub const MAX_TENSOR_LEN: usize = 1 << 22;
+/// Most components of a stored latent prior (format version 4).
+pub const MAX_PRIOR_COMPONENTS: usize = 256;
+/// Largest latent size a stored prior may have: sampling keeps one z on the stack.
+pub const MAX_PRIOR_LATENT: usize = 64;
+/// The sum of a stored prior's integer component weights (format version 4).
+pub const PRIOR_WEIGHT_TOTAL: u32 = 1 << 24;
 /// Most graph inputs or outputs.
 pub const MAX_IO: usize = 4;
 
@@ -119,6 +128,10 @@ pub(crate) mod mrec {
     pub const HEIGHT: usize = 6;
     pub const OUTPUT_KIND: usize = 8;
     pub const HEAD: usize = 9;
+    /// Version 4: components of the stored prior (0: none), its section's offset and length.
+    pub const PRIOR_COMPONENTS: usize = 10;
+    pub const PRIOR_OFF: usize = 12;
+    pub const PRIOR_LEN: usize = 16;
 }
 
 macro_rules! code_enum {
@@ -319,7 +332,7 @@ pub const fn arena_size_of(blob: &[u8]) -> Option<usize> {
         return None;
     }
     match (read_u16(blob, hdr::VERSION), read_u32(blob, hdr::ARENA_BYTES)) {
-        (Some(VERSION_1 | VERSION_2 | VERSION), Some(bytes)) => Some(bytes as usize + ALIGN),
+        (Some(VERSION_1 | VERSION_2 | VERSION_3 | VERSION), Some(bytes)) => Some(bytes as usize + ALIGN),
         _ => None,
     }
 }

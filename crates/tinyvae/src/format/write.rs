@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 use super::{
     align_up, crc32, hdr, mrec, nrec, trec, ActKind, ConvGeometry, DType, EncoderHead, ModelKind, OpCode, OutputKind,
     Precision, WeightLayout, ALIGN, HEADER_LEN, MAGIC, META_RECORD_LEN, NODE_RECORD_LEN, NO_TENSOR, TENSOR_RECORD_LEN,
-    VERSION, VERSION_1, VERSION_2,
+    VERSION_1, VERSION_2, VERSION_3,
 };
 
 /// A tensor to write.
@@ -269,11 +269,12 @@ fn push_data(data: &mut Vec<u8>, bytes: &[u8], align: usize) -> (u32, u32) {
 /// The format version [`write()`] gives `spec`: the oldest that holds it, so that firmware
 /// built before a version reads what it can. [`VERSION_1`] when it uses nothing of version 2
 /// (every tensor flat, ops Dense, Lut, Activation and Concat, activations up to tanh);
-/// [`VERSION`] (3) with tap-major convolution weights; [`VERSION_2`] otherwise.
+/// [`VERSION_3`] with tap-major convolution weights; [`VERSION_2`] otherwise. A stored latent
+/// prior (version 4) is added to a written blob by [`crate::attach_prior`].
 pub fn version_for(spec: &BlobSpec) -> u16 {
     let shaped = spec.tensors.iter().any(|t| t.height != 0 || t.width != 0);
     if spec.nodes.iter().any(NodeSpec::needs_version_3) {
-        VERSION
+        VERSION_3
     } else if shaped || spec.nodes.iter().any(NodeSpec::needs_version_2) {
         VERSION_2
     } else {

@@ -20,6 +20,7 @@ use crate::format::{
     MAX_TENSORS, META_RECORD_LEN, NODE_RECORD_LEN, NO_TENSOR, TENSOR_RECORD_LEN,
 };
 use crate::kernels::{ConvDims, Shape};
+use crate::prior::Prior;
 
 /// One tensor: an activation of `len` elements per sample, at `arena_offset` in the arena; a
 /// flat vector, or (format version 2) `[channels, height, width]` in NCHW order.
@@ -164,6 +165,14 @@ pub struct Model<'a> {
     data_start: usize,
     data_len: usize,
     meta: Meta,
+    /// Where the meta record starts (read by the prior writer, behind `alloc`).
+    #[cfg_attr(not(feature = "alloc"), allow(dead_code))]
+    meta_off: usize,
+    /// End of the last section but the prior.
+    #[cfg_attr(not(feature = "alloc"), allow(dead_code))]
+    body_end: usize,
+    /// The prior section (format version 4): offset, length, components (0: none).
+    prior: (usize, usize, usize),
 }
 
 fn u16_at(b: &[u8], off: usize, field: &'static str) -> Result<u16, Error> {
@@ -198,7 +207,7 @@ impl<'a> Model<'a> {
             return Err(Error::BadMagic);
         }
         let version = u16_at(blob, hdr::VERSION, "version")?;
-        if !matches!(version, format::VERSION_1 | format::VERSION_2 | format::VERSION) {
+        if !matches!(version, format::VERSION_1 | format::VERSION_2 | format::VERSION_3 | format::VERSION) {
             return Err(Error::UnsupportedVersion { found: version });
         }
         if u16_at(blob, hdr::HEADER_LEN, "header_len")? as usize != HEADER_LEN {
@@ -255,7 +264,16 @@ impl<'a> Model<'a> {
         let nodes_s = section(u32_at(blob, hdr::NODES_OFF, "nodes_off")?, n_nodes * NODE_RECORD_LEN, len, "nodes")?;
         let data_s =
             section(u32_at(blob, hdr::DATA_OFF, "data_off")?, u32_at(blob, hdr::DATA_LEN, "data_len")?, len, "data")?;
-        let all = [&meta_s, &io_s, &tensors_s, &nodes_s, &data_s];
+        let m = &blob[meta_s.clone()];
+        let prior_components =
+            if version >= format::VERSION { read_u16(m, mrec::PRIOR_COMPONENTS).unwrap_or(0) as usize } else { 0 };
+        let prior_s = if prior_components > 0 {
+            let off = read_u32(m, mrec::PRIOR_OFF).unwrap_or(0) as usize;
+            section(off, read_u32(m, mrec::PRIOR_LEN).unwrap_or(0) as usize, len, "prior")?
+        } else {
+            0..0
+        };
+        let all = [&meta_s, &io_s, &tensors_s, &nodes_s, &data_s, &prior_s];
         for (i, a) in all.iter().enumerate() {
             for b in &all[i + 1..] {
                 if overlaps(a, b) {
@@ -264,7 +282,6 @@ impl<'a> Model<'a> {
             }
         }
 
-        let m = &blob[meta_s.clone()];
         let meta = Meta {
             latent: read_u16(m, mrec::LATENT).unwrap_or(0) as usize,
             classes: read_u16(m, mrec::CLASSES).unwrap_or(0) as usize,
@@ -291,11 +308,15 @@ impl<'a> Model<'a> {
             data_start: data_s.start,
             data_len: data_s.len(),
             meta,
+            meta_off: meta_s.start,
+            body_end: all[..5].iter().map(|s| s.end).max().unwrap_or(HEADER_LEN),
+            prior: (prior_s.start, prior_s.len(), prior_components),
         };
         model.validate_tensors()?;
         model.validate_nodes()?;
         model.validate_graph()?;
         model.validate_kind()?;
+        model.validate_prior()?;
         Ok(model)
     }
 
@@ -500,10 +521,33 @@ impl<'a> Model<'a> {
         self.arena_bytes.checked_mul(batch)?.checked_add(ALIGN)
     }
 
-    /// The blob's format version: 1 (dense models), 2 (shaped models) or 3 (tap-major
-    /// convolution weights).
+    /// The blob's format version: 1 (dense models), 2 (shaped models), 3 (tap-major
+    /// convolution weights) or 4 (a stored latent prior).
     pub fn version(&self) -> u16 {
         self.version
+    }
+
+    /// The decoder's stored latent prior (format version 4), if the blob has one: what
+    /// [`crate::Decoder::sample`] draws z from.
+    pub fn prior(&self) -> Option<Prior<'a>> {
+        let (off, len, components) = self.prior;
+        if components == 0 {
+            return None;
+        }
+        // `validate_prior` checked the section at parse time: sampling does not check it again.
+        Some(Prior::validated(self.blob.get(off..off + len)?, components, self.meta.latent))
+    }
+
+    /// End of the last section other than the prior (the writer's data section).
+    #[cfg(feature = "alloc")]
+    pub(crate) fn body_end(&self) -> usize {
+        self.body_end
+    }
+
+    /// Where the meta record starts.
+    #[cfg(feature = "alloc")]
+    pub(crate) fn meta_offset(&self) -> usize {
+        self.meta_off
     }
 
     /// Multiply-accumulates per sample, summed over the nodes as [`Self::node_macs`] counts

@@ -12,6 +12,7 @@ use crate::format::{
 };
 #[cfg(feature = "conv")]
 use crate::kernels::ConvDims;
+use crate::prior::Prior;
 
 /// The last activation code of format version 1 (tanh).
 const LAST_V1_ACT: u8 = ActKind::Tanh.code();
@@ -228,7 +229,7 @@ impl Model<'_> {
         if n.cols != d.cols {
             return Err(bad("cols (must be C_in / groups * kh * kw)"));
         }
-        if n.layout == WeightLayout::TapMajor && self.version < format::VERSION {
+        if n.layout == WeightLayout::TapMajor && self.version < format::VERSION_3 {
             return Err(bad("layout (tap-major weights are a version 3 feature)"));
         }
         // A tap-major transposed convolution's int8 rows are per phase.
@@ -384,6 +385,23 @@ impl Model<'_> {
             if self.tensor(t).is_none() || !produced_before(t, self.n_nodes) {
                 return Err(Error::BadGraph { reason: "graph output is not produced by any node" });
             }
+        }
+        Ok(())
+    }
+
+    /// A stored prior belongs to a decoder and holds together ([`Prior::parse`]).
+    pub(super) fn validate_prior(&self) -> Result<(), Error> {
+        let (off, len, components) = self.prior;
+        if components == 0 {
+            return Ok(());
+        }
+        if self.kind != ModelKind::Decoder {
+            return Err(Error::BadPrior { field: "kind (only decoders take a prior)" });
+        }
+        let bytes = self.blob.get(off..off + len).ok_or(Error::BadSection { section: "prior" })?;
+        let groups = Prior::parse(bytes, components, self.meta.latent)?.groups();
+        if groups != 1 && groups != self.meta.classes {
+            return Err(Error::BadPrior { field: "groups (neither one mixture nor one per label)" });
         }
         Ok(())
     }

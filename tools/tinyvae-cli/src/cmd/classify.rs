@@ -1,7 +1,8 @@
 //! `tinyvae train-classifier --data DIR -o CLASSIFIER.safetensors` trains the MNIST classifier
 //! that judges generated digits; `tinyvae classify --model CLASSIFIER.safetensors --raw FILE
-//! --expect-label N` classifies raw uint8 images (as `tinyvae sample --raw` writes them, K x
-//! pixels) and reports the fraction classified as the expected label(s).
+//! [--expect-label N]` classifies raw uint8 images (as `tinyvae sample --raw` writes them, K x
+//! pixels) and reports how many it classifies confidently, the balance of the predicted
+//! classes, and, given expected labels, the fraction classified as them.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -118,6 +119,12 @@ pub struct Args {
     /// Split of --data: test or train.
     #[arg(long, default_value = "test", value_parser = ["test", "train"])]
     pub split: String,
+    /// Only the first N images of --data.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// A classification counts as confident when its class has at least this probability.
+    #[arg(long, default_value_t = 0.8)]
+    pub confidence: f64,
     /// Exit with failure when the fraction classified as expected is below this.
     #[arg(long)]
     pub min_fraction: Option<f64>,
@@ -126,7 +133,7 @@ pub struct Args {
     pub json: Option<PathBuf>,
 }
 
-/// Expected labels of `counts[i]` images per raw file.
+/// Expected labels of `counts[i]` images per raw file (none when none were given).
 fn expected_labels(a: &Args, counts: &[usize]) -> Result<Vec<u8>> {
     let total: usize = counts.iter().sum();
     if let Some(path) = &a.labels {
@@ -141,7 +148,7 @@ fn expected_labels(a: &Args, counts: &[usize]) -> Result<Vec<u8>> {
     }
     let e = &a.expect_label;
     if e.is_empty() {
-        bail!("give the expected label(s) with --expect-label or --labels");
+        return Ok(Vec::new());
     }
     if e.len() == 1 {
         return Ok(vec![e[0]; total]);
@@ -156,17 +163,48 @@ fn expected_labels(a: &Args, counts: &[usize]) -> Result<Vec<u8>> {
     Ok(e.iter().flat_map(|&l| std::iter::repeat_n(l, block)).collect())
 }
 
+/// How confidently and how evenly the images were classified.
+struct Confidence {
+    /// Images whose top class has at least the threshold probability.
+    confident: usize,
+    /// Images per predicted class.
+    histogram: Vec<usize>,
+    /// Entropy of the predicted classes' distribution (nats).
+    entropy: f64,
+}
+
+fn confidence(probs: &[f32], classes: usize, threshold: f64) -> (Vec<u8>, Confidence) {
+    let mut histogram = vec![0usize; classes];
+    let mut confident = 0;
+    let predicted: Vec<u8> = probs
+        .chunks_exact(classes)
+        .map(|p| {
+            let (best, top) = p.iter().enumerate().fold((0, f32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b });
+            histogram[best] += 1;
+            confident += (top as f64 >= threshold) as usize;
+            best as u8
+        })
+        .collect();
+    let n = predicted.len().max(1) as f64;
+    let entropy = histogram.iter().filter(|&&c| c > 0).map(|&c| -(c as f64 / n) * (c as f64 / n).ln()).sum();
+    (predicted, Confidence { confident, histogram, entropy })
+}
+
 pub fn run(a: Args) -> Result<ExitCode> {
+    if !(a.confidence > 0.0 && a.confidence <= 1.0) {
+        bail!("--confidence {} must be in (0, 1]", a.confidence);
+    }
     let classifier = Classifier::load(&a.model)?;
     let n = classifier.input_len();
-    let (predicted, expected, source) = if let Some(dir) = &a.data {
+    let (probs, expected, source) = if let Some(dir) = &a.data {
         let split = if a.split == "train" { Split::Train } else { Split::Test };
-        let set = LabelledImages::load(dir, split, None)?;
+        let set = LabelledImages::load(dir, split, a.limit)?;
         if set.images.len() != n {
             bail!("{}: images have {} pixels, {} takes {n}", dir.display(), set.images.len(), a.model.display());
         }
-        let predicted = classifier.predict(&set.images.pixels)?;
-        (predicted, set.labels, format!("{} ({} split)", dir.display(), a.split))
+        let probs = classifier.probabilities(&set.images.pixels)?;
+        let source = format!("{} ({} split, {} images)", dir.display(), a.split, set.count());
+        (probs, set.labels, source)
     } else {
         if a.raw.is_empty() {
             bail!("nothing to classify: give --raw FILE (or --data DIR)");
@@ -185,49 +223,47 @@ pub fn run(a: Args) -> Result<ExitCode> {
         if let Some(&bad) = expected.iter().find(|&&l| l as usize >= classifier.classes()) {
             bail!("expected label {bad} is outside 0..{}", classifier.classes());
         }
-        let predicted = classifier.predict_bytes(&bytes)?;
+        let probs = classifier.probabilities_bytes(&bytes)?;
         let names: Vec<String> = a.raw.iter().map(|p| p.display().to_string()).collect();
-        (predicted, expected, names.join(", "))
+        (probs, expected, names.join(", "))
     };
-
-    // Per expected label: images, how many were classified as it, and what they were classified as.
-    let mut per_label = vec![(0usize, 0usize, [0usize; CLASSES]); classifier.classes().max(CLASSES)];
-    for (&p, &e) in predicted.iter().zip(&expected) {
-        let row = &mut per_label[e as usize];
-        row.0 += 1;
-        row.1 += (p == e) as usize;
-        if (p as usize) < CLASSES {
-            row.2[p as usize] += 1;
-        }
-    }
-    let hits: usize = per_label.iter().map(|r| r.1).sum();
-    let fraction = hits as f64 / expected.len() as f64;
-    println!("{source}: {hits} of {} images classified as expected ({:.2} %)", expected.len(), 100.0 * fraction);
-    for (label, (count, ok, hist)) in per_label.iter().enumerate().filter(|(_, r)| r.0 > 0) {
-        let hist = hist.iter().map(|v| format!("{v:>4}")).collect::<Vec<_>>().join("");
-        println!(
-            "  label {label}: {ok:>5} / {count:<5} ({:6.2} %)  predicted 0..9:{hist}",
-            100.0 * *ok as f64 / *count as f64
-        );
+    let (predicted, conf) = confidence(&probs, classifier.classes(), a.confidence);
+    let total = predicted.len();
+    let share = conf.confident as f64 / total.max(1) as f64;
+    println!(
+        "{source}: {} of {total} images classified with confidence >= {} ({:.2} %)",
+        conf.confident,
+        a.confidence,
+        100.0 * share
+    );
+    let hist = conf.histogram.iter().map(|v| format!("{v:>5}")).collect::<Vec<_>>().join("");
+    println!(
+        "  predicted classes 0..{}:{hist}   entropy {:.3} nats (uniform {:.3})",
+        classifier.classes() - 1,
+        conf.entropy,
+        (classifier.classes() as f64).ln()
+    );
+    let mut value = serde_json::json!({
+        "model": a.model.display().to_string(),
+        "source": source,
+        "images": total,
+        "confidence_threshold": a.confidence,
+        "confident": conf.confident,
+        "confident_fraction": share,
+        "predicted_histogram": conf.histogram,
+        "predicted_entropy_nats": conf.entropy,
+    });
+    let mut fraction = None;
+    if !expected.is_empty() {
+        fraction = Some(report_expected(&predicted, &expected, classifier.classes(), &mut value));
     }
     if let Some(path) = &a.json {
-        let labels: Vec<serde_json::Value> = per_label
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.0 > 0)
-            .map(|(l, r)| serde_json::json!({"label": l, "images": r.0, "correct": r.1, "predicted": r.2.to_vec()}))
-            .collect();
-        let value = serde_json::json!({
-            "model": a.model.display().to_string(),
-            "source": source,
-            "images": expected.len(),
-            "classified_as_expected": hits,
-            "fraction": fraction,
-            "per_label": labels,
-        });
         util::write(path, format!("{}\n", serde_json::to_string_pretty(&value)?).as_bytes())?;
     }
     if let Some(min) = a.min_fraction {
+        let Some(fraction) = fraction else {
+            bail!("--min-fraction needs expected labels (--expect-label or --labels)");
+        };
         if fraction < min {
             eprintln!(
                 "error: {:.2} % classified as expected, below the required {:.2} %",
@@ -238,4 +274,57 @@ pub fn run(a: Args) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints how many were classified as expected and the per-label table, adds them to `value`,
+/// and returns the fraction.
+fn report_expected(predicted: &[u8], expected: &[u8], classes: usize, value: &mut serde_json::Value) -> f64 {
+    // Per expected label: images, how many were classified as it, and what they were classified as.
+    let mut per_label = vec![(0usize, 0usize, [0usize; CLASSES]); classes.max(CLASSES)];
+    for (&p, &e) in predicted.iter().zip(expected) {
+        let row = &mut per_label[e as usize];
+        row.0 += 1;
+        row.1 += (p == e) as usize;
+        if (p as usize) < CLASSES {
+            row.2[p as usize] += 1;
+        }
+    }
+    let hits: usize = per_label.iter().map(|r| r.1).sum();
+    let fraction = hits as f64 / expected.len() as f64;
+    println!("  {hits} of {} images classified as expected ({:.2} %)", expected.len(), 100.0 * fraction);
+    for (label, (count, ok, hist)) in per_label.iter().enumerate().filter(|(_, r)| r.0 > 0) {
+        let hist = hist.iter().map(|v| format!("{v:>4}")).collect::<Vec<_>>().join("");
+        println!(
+            "  label {label}: {ok:>5} / {count:<5} ({:6.2} %)  predicted 0..9:{hist}",
+            100.0 * *ok as f64 / *count as f64
+        );
+    }
+    let labels: Vec<serde_json::Value> = per_label
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.0 > 0)
+        .map(|(l, r)| serde_json::json!({"label": l, "images": r.0, "correct": r.1, "predicted": r.2.to_vec()}))
+        .collect();
+    value["classified_as_expected"] = hits.into();
+    value["fraction"] = fraction.into();
+    value["per_label"] = labels.into();
+    fraction
+}
+
+#[cfg(test)]
+mod tests {
+    use super::confidence;
+
+    #[test]
+    fn confidence_counts_sure_answers_and_measures_balance() {
+        // Three images over two classes: sure 0, unsure 1, sure 1.
+        let probs = [0.9, 0.1, 0.4, 0.6, 0.05, 0.95];
+        let (predicted, c) = confidence(&probs, 2, 0.8);
+        assert_eq!(predicted, [0, 1, 1]);
+        assert_eq!((c.confident, c.histogram.clone()), (2, vec![1, 2]));
+        let h = -(1.0f64 / 3.0) * (1.0f64 / 3.0).ln() - (2.0 / 3.0) * (2.0f64 / 3.0).ln();
+        assert!((c.entropy - h).abs() < 1e-12);
+        // One class only: no spread at all.
+        assert_eq!(confidence(&[0.1, 0.9, 0.2, 0.8], 2, 0.8).1.entropy, 0.0);
+    }
 }

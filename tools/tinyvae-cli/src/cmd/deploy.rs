@@ -57,6 +57,14 @@ pub fn run(a: Args) -> Result<ExitCode> {
     if meta.width * meta.height > 0 {
         println!("  image {} x {}, latent {}", meta.width, meta.height, meta.latent);
     }
+    if let Some(prior) = model.prior() {
+        let bytes = tinyvae::Prior::section_len(prior.components(), prior.latent_dim()).unwrap_or(0);
+        println!(
+            "  samples z from its learned prior: {} components{}, {bytes} bytes of the blob",
+            prior.components(),
+            if prior.groups() > 1 { format!(" in {} per-label mixtures", prior.groups()) } else { String::new() }
+        );
+    }
     println!("  use it with `mod model {{ include!(\"{}\"); }}`", module_out.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -23,6 +23,27 @@ pub enum Figure {
     Denoising(DenoisingArgs),
     /// The 2-D codes of test images (from an encoder blob), one colour per label (RGB PNG).
     Latent(LatentArgs),
+    /// Prior samples side by side: z ~ N(0, I) on the left, z from the blob's stored (learned)
+    /// prior on the right, the same seed for both.
+    Priors(PriorsArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PriorsArgs {
+    /// Decoder blob with a stored prior (`tinyvae fit-prior`).
+    pub blob: PathBuf,
+    /// PNG to write.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Grid side: SIDE x SIDE samples in each half.
+    #[arg(long, default_value_t = 8)]
+    pub side: usize,
+    /// Seed of the runtime's PRNG (each half starts from it).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Upscaling of the PNG.
+    #[arg(long, default_value_t = 2)]
+    pub scale: usize,
 }
 
 /// Test images to draw from, and the PNG to write.
@@ -165,7 +186,66 @@ pub fn run(f: Figure) -> Result<ExitCode> {
         Figure::Analogies(a) => analogies(a),
         Figure::Denoising(a) => denoising(a),
         Figure::Latent(a) => latent(a),
+        Figure::Priors(a) => priors(a),
     }
+}
+
+fn priors(a: PriorsArgs) -> Result<ExitCode> {
+    util::check_not_input(&a.output, &[&a.blob])?;
+    if a.side == 0 || a.side > 64 || a.scale == 0 || a.scale > 16 {
+        bail!("--side must be in 1..=64 and --scale in 1..=16");
+    }
+    let bytes = util::read_blob(&a.blob)?;
+    let model = Model::parse(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", a.blob.display()))?;
+    let learned = Decoder::new(&model).map_err(|e| anyhow::anyhow!("{}: {e}", a.blob.display()))?;
+    let Some(prior) = learned.prior() else {
+        bail!(
+            "{}: the blob stores no prior to compare with N(0, I) (add one with `tinyvae fit-prior`)",
+            a.blob.display()
+        );
+    };
+    let meta = model.meta();
+    let n = learned.output_len();
+    if meta.width * meta.height != n {
+        bail!("{}: the decoder's output is not an image", a.blob.display());
+    }
+    let halves = [learned.with_standard_prior(), learned];
+    let samples: Vec<Vec<u8>> = halves
+        .iter()
+        .map(|d| {
+            let mut rng = tinyvae::Rng::new(a.seed);
+            let mut arena = vec![0u8; model.arena_size()];
+            let mut px = vec![0u8; a.side * a.side * n];
+            for (i, cell) in px.chunks_exact_mut(n).enumerate() {
+                let label = (d.classes() > 0).then_some(i as u32 % d.classes().max(1) as u32);
+                match label {
+                    Some(l) => d.sample_conditional(&mut rng, l, &mut arena, cell),
+                    None => d.sample(&mut rng, &mut arena, cell),
+                }
+                .map_err(|e| anyhow::anyhow!("{}: {e}", a.blob.display()))?;
+            }
+            Ok(px)
+        })
+        .collect::<Result<_>>()?;
+    // Row r: SIDE standard samples, a blank cell, SIDE learned ones.
+    let cols = 2 * a.side + 1;
+    let mut cells = Vec::with_capacity(a.side * cols * n);
+    for r in 0..a.side {
+        cells.extend_from_slice(&samples[0][r * a.side * n..(r + 1) * a.side * n]);
+        cells.extend(std::iter::repeat_n(0u8, n));
+        cells.extend_from_slice(&samples[1][r * a.side * n..(r + 1) * a.side * n]);
+    }
+    Grid { images: &cells, w: meta.width, h: meta.height, cols, pad: 1, scale: a.scale }
+        .write_png(&a.output)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", a.output.display()))?;
+    println!(
+        "wrote {0} x {0} samples from N(0, I) (left) and from the stored {1}-component prior (right), seed {2}, to {3}",
+        a.side,
+        prior.components(),
+        a.seed,
+        a.output.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Reads blobs, refusing to write the figure over any of them.

@@ -31,6 +31,16 @@ pub fn run(a: Args) -> Result<ExitCode> {
     if m.kind() == tinyvae::ModelKind::Encoder {
         println!("  heads       {}", meta.head);
     }
+    if m.kind() == tinyvae::ModelKind::Decoder {
+        match m.prior() {
+            Some(p) => println!(
+                "  prior       stored Gaussian mixture: {} components, full covariance, {} bytes",
+                p.components(),
+                tinyvae::Prior::section_len(p.components(), p.latent_dim()).unwrap_or(0)
+            ),
+            None => println!("  prior       N(0, I) (none stored)"),
+        }
+    }
     println!("  blob        {} bytes, of which {} weights/biases/tables", bytes.len(), m.weight_bytes());
     println!(
         "  arena       {} bytes per sample (batch B: {} * B + {})",

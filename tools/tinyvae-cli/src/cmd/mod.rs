@@ -6,6 +6,7 @@ pub mod data;
 pub mod deploy;
 pub mod eval_ssl;
 pub mod figure;
+pub mod fit_prior;
 pub mod inspect;
 pub mod quantize;
 pub mod sample;

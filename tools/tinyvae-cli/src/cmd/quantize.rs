@@ -76,6 +76,9 @@ pub struct Args {
     /// Round int8 weights to nearest instead of with error compensation (GPTQ).
     #[arg(long)]
     pub no_gptq: bool,
+    /// Store a learned latent prior in the decoder blob: the report `tinyvae fit-prior` wrote.
+    #[arg(long)]
+    pub prior: Option<PathBuf>,
     /// Keep an encoder's mu and logvar heads as two Dense nodes.
     #[arg(long)]
     pub no_fuse_heads: bool,
@@ -87,7 +90,10 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
-    util::check_not_input(&a.output, &[&a.model])?;
+    let mut inputs = vec![a.model.as_path()];
+    inputs.extend(a.prior.as_deref());
+    util::check_not_input(&a.output, &inputs)?;
+    let prior = a.prior.as_deref().map(super::fit_prior::read_report).transpose()?;
     let graph = a.role.load(&a.model)?;
     let settings = Settings {
         precision: a.precision,
@@ -101,13 +107,21 @@ pub fn run(a: Args) -> Result<ExitCode> {
         refine: !a.no_refine,
         gptq: !a.no_gptq,
     };
-    let (blob, report) = tinyvae_compiler::quantize_and_measure(&graph, &settings)
+    let (mut blob, mut report) = tinyvae_compiler::quantize_and_measure(&graph, &settings)
         .with_context(|| format!("cannot quantize {}", a.model.display()))?;
+    if let (Some(prior), Some(path)) = (&prior, &a.prior) {
+        blob = tinyvae::attach_prior(&blob, prior)
+            .map_err(|e| anyhow::anyhow!("cannot store the prior of {} in the blob: {e}", path.display()))?;
+        report.blob_bytes = blob.len();
+    }
     util::write(&a.output, &blob)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_report(&a.model, &a.output, &report);
+        if let (Some(prior), Some(path)) = (&prior, &a.prior) {
+            println!("  prior       {} components, stored from {}", prior.components(), path.display());
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -32,6 +32,11 @@ pub struct Args {
     /// component --label.
     #[arg(long, value_parser = parse_mixture)]
     pub mixture: Option<Prior>,
+    /// Where z comes from: `auto` (the blob's stored prior when it has one, written by
+    /// `tinyvae fit-prior`, else N(0, I)), `stored` (the stored prior; an error without one),
+    /// or `standard` (N(0, I)).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "stored", "standard"])]
+    pub prior: String,
     /// PNG grid to write.
     #[arg(short, long)]
     pub output: Option<PathBuf>,
@@ -59,6 +64,22 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let bytes = util::read_blob(&a.blob)?;
     let model = Model::parse(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", a.blob.display()))?;
     let decoder = Decoder::new(&model).map_err(|e| anyhow::anyhow!("{}: {e}", a.blob.display()))?;
+    let decoder = match a.prior.as_str() {
+        "standard" => decoder.with_standard_prior(),
+        "stored" if model.prior().is_none() => {
+            bail!(
+                "{}: --prior stored, but the blob stores no prior (add one with `tinyvae fit-prior`)",
+                a.blob.display()
+            )
+        }
+        _ => decoder,
+    };
+    if a.mixture.is_some() && decoder.prior().is_some() && a.prior != "standard" {
+        bail!(
+            "{}: the blob stores a prior; --mixture would replace it (add --prior standard to mean that)",
+            a.blob.display()
+        );
+    }
     let n = decoder.output_len();
     let mut arena = vec![0u8; model.arena_size()];
     // An absurd --count is an error, not an allocation abort.
@@ -112,8 +133,13 @@ pub fn run(a: Args) -> Result<ExitCode> {
         Grid { images: &pixels, w, h, cols, pad: 1, scale: a.scale }
             .write_png(png)
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", png.display()))?;
+        let from = match (&a.mixture, decoder.prior()) {
+            (Some(_), _) => "the --mixture prior".to_string(),
+            (None, Some(p)) => format!("the stored {}-component prior", p.components()),
+            (None, None) => "N(0, I)".to_string(),
+        };
         println!(
-            "wrote {} samples ({} {}, seed {}) to {}",
+            "wrote {} samples ({} {}, z from {from}, seed {}) to {}",
             a.count,
             model.precision(),
             model.kind(),
