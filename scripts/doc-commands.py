@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Runs every shell command the documentation shows, as written, from the repository root.
 
-The READMEs (README.md, firmware/README.md, benches/README.md, crates/tinyvae-train/README.md),
+The READMEs (README.md, firmware/README.md and the C examples' firmware/c-*/README.md,
+benches/README.md, crates/tinyvae-train/README.md),
 docs/*.md and the model cards (models/*/MODEL.md) show commands in ```sh blocks, and
 docs/FAMILY.md in a table (inline `$T ...` code). Each block runs
 as one bash script (so `cd` and variables carry from line to line), with `tinyvae` (also spelled
@@ -159,6 +160,7 @@ def shipped():
 def main():
     docs = sys.argv[1:] or (
         ["README.md", "firmware/README.md", "benches/README.md", "crates/tinyvae-train/README.md"]
+        + sorted(glob.glob("firmware/c-*/README.md", root_dir=ROOT))
         + sorted(glob.glob("docs/*.md", root_dir=ROOT))
         + sorted(glob.glob("models/*/MODEL.md", root_dir=ROOT))
     )

@@ -40,6 +40,9 @@ TINYVAE_FIRMWARE_BLOB=models/mnist-cvae/decoder.int8.tvae ./scripts/test-firmwar
 # And the convolutional decoder (models/mnist-conv-vae): the firmware built with its `conv`
 # feature, the transposed convolutions on the DSP Dense kernel over gathered patches.
 TINYVAE_FIRMWARE_BLOB=models/mnist-conv-vae/decoder.int8.tvae ./scripts/test-firmware.sh
+# The C API (crates/tinyvae-c): header check, and the C examples on x86_64, aarch64 (QEMU)
+# and a Cortex-M4 (QEMU), byte-identical with the host.
+./scripts/test-c.sh
 # Every command the READMEs, docs/ and the model cards show, as written (long training runs:
 # arguments parsed only); the shipped blobs and figures must come out byte for byte.
 echo "== the documentation's commands"

@@ -20,6 +20,18 @@ impl Rng {
         Rng { state: seed, spare: None }
     }
 
+    /// The whole generator state: the SplitMix64 state and the spare Gaussian of the polar
+    /// method's last pair, if one is kept. With [`Self::from_state`], a caller that cannot hold
+    /// this type (the C API) carries the stream between calls.
+    pub const fn state(&self) -> (u64, Option<f32>) {
+        (self.state, self.spare)
+    }
+
+    /// A generator that continues from a [`Self::state`].
+    pub const fn from_state(state: u64, spare: Option<f32>) -> Self {
+        Rng { state, spare }
+    }
+
     /// Next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);

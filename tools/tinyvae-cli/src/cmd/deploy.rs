@@ -1,7 +1,7 @@
 //! `tinyvae deploy BLOB.tvae -o DIR`: what firmware needs to embed a model. It writes the blob
 //! and a generated Rust module, `model.rs`, that embeds it with `include_bytes!` (16-byte
 //! aligned) and states its arena size and shapes as constants, so a `static` arena and the
-//! pixel buffers are sized at compile time.
+//! pixel buffers are sized at compile time. With `--lang c`, C sources instead (`deploy_c`).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -16,9 +16,14 @@ use crate::util;
 pub struct Args {
     /// Blob to deploy (any kind and precision).
     pub blob: PathBuf,
-    /// Folder to write the blob and model.rs into (created if missing).
+    /// Folder to write into (created if missing): the blob and model.rs, or with `--lang c`
+    /// model.h and model.c.
     #[arg(short, long)]
     pub output: PathBuf,
+    /// Language of the generated sources: rust (model.rs, `include_bytes!`) or c (model.h and
+    /// model.c, for the C API in crates/tinyvae-c).
+    #[arg(long, default_value = "rust", value_parser = ["rust", "c"])]
+    pub lang: String,
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
@@ -33,6 +38,24 @@ pub fn run(a: Args) -> Result<ExitCode> {
         })?
         .to_string();
     std::fs::create_dir_all(&a.output).with_context(|| format!("cannot create {}", a.output.display()))?;
+    if a.lang == "c" {
+        let (h, c) = super::deploy_c::c_sources(&model, &bytes, &a.blob.display().to_string());
+        let (h_out, c_out) = (a.output.join("model.h"), a.output.join("model.c"));
+        for out in [&h_out, &c_out] {
+            util::check_not_input(out, &[&a.blob])?;
+        }
+        util::write(&h_out, h.as_bytes())?;
+        util::write(&c_out, c.as_bytes())?;
+        println!(
+            "wrote {} and {} ({} blob bytes, arena {} bytes)",
+            h_out.display(),
+            c_out.display(),
+            bytes.len(),
+            model.arena_size()
+        );
+        println!("  link crates/tinyvae-c's static library and include its include/tinyvae.h");
+        return Ok(ExitCode::SUCCESS);
+    }
 
     let blob_out = a.output.join(&file_name);
     let module_out = a.output.join("model.rs");

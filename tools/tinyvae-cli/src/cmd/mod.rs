@@ -4,6 +4,7 @@ pub mod bench;
 pub mod classify;
 pub mod data;
 pub mod deploy;
+pub mod deploy_c;
 pub mod eval_ssl;
 pub mod figure;
 pub mod fit_prior;
