@@ -111,7 +111,7 @@ make --no-print-directory -C firmware/c-cortex-m MODEL="$work/z20" OUT="$work/cm
     LIB="$lib/thumbv7em-none-eabihf/release/libtinyvae.a"
 status=0
 (cd "$work/cm" && timeout 600 qemu-system-arm -machine mps2-an386 -cpu cortex-m4 -nographic -monitor none \
-    -serial none -semihosting-config enable=on,target=native -kernel sample.elf </dev/null) \
+    -serial none -icount shift=0 -semihosting-config enable=on,target=native -kernel sample.elf </dev/null) \
     | tee "$work/cm.log" || status=$?
 if [[ $status -ne 0 ]] || ! grep -qx PASS "$work/cm.log"; then
     echo "FAIL: the C Cortex-M example did not finish (exit status $status)" >&2
@@ -123,12 +123,26 @@ status=0
     -serial none -semihosting-config enable=on,target=native -kernel footprint.elf </dev/null) || status=$?
 [[ $status -eq 0 ]] || { echo "FAIL: the C footprint program did not decode (exit status $status)" >&2; exit 1; }
 ok "the C footprint program parses and decodes on the Cortex-M4"
+# No panic path: no_panic.c links every API function (no C library); not one of core's panic
+# functions may be left in it after the linker's garbage collection.
+panics=$(arm-none-eabi-nm -C "$work/cm/no_panic.elf" \
+    | grep -E 'core::panicking|slice_index_fail|len_mismatch_fail|unwrap_failed|expect_failed|rust_begin_unwind' || true)
+if [[ -n $panics ]]; then
+    echo "FAIL: the C API links panic paths on the Cortex-M4:" >&2
+    echo "$panics" >&2
+    exit 1
+fi
+status=0
+(cd "$work/cm" && timeout 120 qemu-system-arm -machine mps2-an386 -cpu cortex-m4 -nographic -monitor none \
+    -serial none -semihosting-config enable=on,target=native -kernel no_panic.elf </dev/null) || status=$?
+[[ $status -eq 0 ]] || { echo "FAIL: the all-API program failed (exit status $status)" >&2; exit 1; }
+ok "every C API function linked for the Cortex-M4 leaves no panic path (arm-none-eabi-nm), and each call works"
 echo "== firmware/c-cortex-m on qemu-system-arm -machine mps2-an385 (Cortex-M3, soft float)"
 make --no-print-directory -C firmware/c-cortex-m M3=1 MODEL="$work/z20" OUT="$work/cm3" \
     LIB="$lib/thumbv7m-none-eabi/release/libtinyvae.a"
 status=0
 (cd "$work/cm3" && timeout 900 qemu-system-arm -machine mps2-an385 -cpu cortex-m3 -nographic -monitor none \
-    -serial none -semihosting-config enable=on,target=native -kernel sample.elf </dev/null) \
+    -serial none -icount shift=0 -semihosting-config enable=on,target=native -kernel sample.elf </dev/null) \
     | tee "$work/cm3.log" || status=$?
 if [[ $status -ne 0 ]] || ! grep -qx PASS "$work/cm3.log"; then
     echo "FAIL: the C Cortex-M3 example did not finish (exit status $status)" >&2

@@ -1,7 +1,8 @@
 /* The bare-metal C example: samples 8 digits with the tinyvae C API on a Cortex-M4 (QEMU's
    mps2-an386) and writes their pixels to samples.raw on the host through semihosting, the
-   layout and bytes of `tinyvae sample --count 8 --seed 1 --raw`. It reports the RAM one decode
-   needs: the arena plus the stack the library used (measured by painting the stack). */
+   layout and bytes of `tinyvae sample --count 8 --seed 1 --raw`. It reports the instructions of
+   each draw and decode (SysTick under `-icount shift=0`) and the RAM one decode needs: the arena
+   plus the stack the library used (measured by painting the stack). */
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -17,6 +18,33 @@ extern void initialise_monitor_handles(void);
 
 static uint8_t arena[TINYVAE_MODEL_ARENA_SIZE] __attribute__((aligned(16)));
 static uint8_t pixels[TINYVAE_MODEL_OUTPUT_SIZE];
+
+/* Instruction counting: under `qemu-system-arm -icount shift=0` every instruction is 1 ns of
+   virtual time and SysTick counts that clock, so ticks times the instructions per tick
+   (calibrated on a loop of known length) count instructions, exact to one tick. On hardware the
+   same code counts core cycles. */
+#define SYST_CSR (*(volatile uint32_t *)0xE000E010u)
+#define SYST_RVR (*(volatile uint32_t *)0xE000E014u)
+#define SYST_CVR (*(volatile uint32_t *)0xE000E018u)
+
+static void systick_start(void) {
+    SYST_RVR = 0xFFFFFFu;
+    SYST_CVR = 0;
+    SYST_CSR = 5; /* enable, processor clock, no interrupt */
+}
+
+static uint32_t systick_now(void) { return SYST_CVR; }
+
+/* Ticks from `start` (the counter counts down and wraps at 2^24). */
+static uint32_t ticks_since(uint32_t start) { return (start - systick_now()) & 0xFFFFFFu; }
+
+/* Instructions per tick: a loop of exactly 2 instructions per turn (subs, bne), 2^17 turns. */
+static uint32_t calibrate(void) {
+    uint32_t n = 1u << 17, start = systick_now(), ticks;
+    __asm__ volatile("1: subs %0, %0, #1\n\tbne 1b" : "+r"(n) : : "cc");
+    ticks = ticks_since(start);
+    return ticks ? (2u << 17) / ticks : 0;
+}
 
 /* Stack painting: fill the PAINT bytes below the current stack pointer with a pattern, run the
    call, and find the deepest word it changed. */
@@ -45,10 +73,12 @@ int main(void) {
     tinyvae_model m;
     tinyvae_rng rng;
     FILE *out;
-    uint32_t stack = 0;
+    uint32_t stack = 0, per_tick, fewest = 0xFFFFFFFFu, most = 0;
     int32_t rc;
     int i;
     initialise_monitor_handles();
+    systick_start();
+    per_tick = calibrate();
     rc = tinyvae_model_parse(tinyvae_model_blob, TINYVAE_MODEL_BLOB_SIZE, &m);
     if (rc != TINYVAE_OK) {
         printf("error: tinyvae_model_parse: %s\n", tinyvae_error_message(rc));
@@ -67,9 +97,14 @@ int main(void) {
         int32_t label = TINYVAE_MODEL_CLASSES > 0 ? (int32_t)(i % TINYVAE_MODEL_CLASSES) : TINYVAE_NO_LABEL;
         uintptr_t sp = stack_pointer();
         uint32_t used;
+        uint32_t start, instructions;
         paint(sp);
+        start = systick_now();
         rc = tinyvae_sample(&m, &rng, label, arena, sizeof arena, pixels, sizeof pixels);
+        instructions = ticks_since(start) * per_tick;
         used = deepest(sp);
+        if (instructions < fewest) fewest = instructions;
+        if (instructions > most) most = instructions;
         if (rc != TINYVAE_OK) {
             printf("error: tinyvae_sample: %s\n", tinyvae_error_message(rc));
             return 1;
@@ -81,6 +116,8 @@ int main(void) {
         }
     }
     fclose(out);
+    printf("summary: %d samples; draw and decode %lu..%lu instructions (%lu per tick)\n", SAMPLES,
+           (unsigned long)fewest, (unsigned long)most, (unsigned long)per_tick);
     printf("summary: RAM for one decode: arena %u B + decode stack %u B = %u B\n", (unsigned)sizeof arena,
            (unsigned)stack, (unsigned)(sizeof arena + stack));
     printf("summary: wrote samples.raw (%d x %u B)\nPASS\n", SAMPLES, (unsigned)sizeof pixels);

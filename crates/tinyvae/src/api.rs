@@ -300,7 +300,8 @@ impl<'m, 'a> Decoder<'m, 'a> {
         let z: &mut dyn Iterator<Item = f32> = match self.prior() {
             Some(prior) => {
                 // The format caps a prior's latent at MAX_PRIOR_LATENT, so z fits on the stack.
-                let z = &mut drawn[..prior.latent_dim()];
+                let latent = prior.latent_dim();
+                let z = drawn.get_mut(..latent).ok_or(Error::BadPrior { field: "latent" })?;
                 match labels {
                     Some(&[label]) => prior.sample_for_label(label, rng, z)?,
                     _ => prior.sample(rng, z)?,
@@ -720,10 +721,15 @@ impl<'m, 'a> Encoder<'m, 'a> {
                 logvar.fill(f32::NEG_INFINITY);
                 self.model.read_output(work, 0, batch, mu)
             }
+            _ if latent == 0 => Err(Error::BadGraph { reason: "encoder meta.latent is 0" }),
             _ => {
                 // One output of [mu | logvar] per sample.
-                for (s, (m, lv)) in mu.chunks_exact_mut(latent).zip(logvar.chunks_exact_mut(latent)).enumerate() {
+                // Checked slices, not `chunks_exact_mut`: no panic path stays linked.
+                let lost = Error::BufferLength { what: "mu", expected: batch * latent, got: mu.len() };
+                for s in 0..batch {
+                    let m = mu.get_mut(s * latent..(s + 1) * latent).ok_or(lost)?;
                     self.model.read_output_part(work, 0, batch, 2 * latent * s, m)?;
+                    let lv = logvar.get_mut(s * latent..(s + 1) * latent).ok_or(lost)?;
                     self.model.read_output_part(work, 0, batch, 2 * latent * s + latent, lv)?;
                 }
                 Ok(())

@@ -291,18 +291,25 @@ code_enum!(
 /// Reads a little-endian `u16` at `off`; `None` past the end. `const` so firmware can read the
 /// arena size at compile time.
 pub const fn read_u16(b: &[u8], off: usize) -> Option<u16> {
-    if off > b.len() || b.len() - off < 2 {
-        return None;
+    // Checked slicing (no index panics: the C API links no panic path through the readers).
+    match b.split_at_checked(off) {
+        Some((_, rest)) => match rest.first_chunk::<2>() {
+            Some(bytes) => Some(u16::from_le_bytes(*bytes)),
+            None => None,
+        },
+        None => None,
     }
-    Some(u16::from_le_bytes([b[off], b[off + 1]]))
 }
 
 /// Reads a little-endian `u32` at `off`; `None` past the end.
 pub const fn read_u32(b: &[u8], off: usize) -> Option<u32> {
-    if off > b.len() || b.len() - off < 4 {
-        return None;
+    match b.split_at_checked(off) {
+        Some((_, rest)) => match rest.first_chunk::<4>() {
+            Some(bytes) => Some(u32::from_le_bytes(*bytes)),
+            None => None,
+        },
+        None => None,
     }
-    Some(u32::from_le_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]]))
 }
 
 /// Reads a little-endian `i32` at `off`; `None` past the end.

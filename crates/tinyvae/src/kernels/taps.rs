@@ -83,7 +83,12 @@ impl Axis {
     /// The taps `(k, i)` of a convolution's output `o` whose input `i` lies inside the input,
     /// `k` increasing. Nothing for `o` outside `0..output`.
     pub fn conv_taps(&self, o: usize) -> Taps {
-        if o >= self.output {
+        // A stride or dilation outside 1..=MAX_GEOMETRY never passes `new`; saying so lets the
+        // compiler drop the divisions' panic paths (zero, overflow): the C API links none.
+        if o >= self.output
+            || !(1..=MAX_GEOMETRY).contains(&self.stride)
+            || !(1..=MAX_GEOMETRY).contains(&self.dilation)
+        {
             return Taps::EMPTY;
         }
         // Every value below is at most 2^16 * 2^8 + 2^16 in magnitude (see `new`).
@@ -112,7 +117,7 @@ impl Axis {
     /// `i = (o + pad - k) / stride` inside the input (so decreasing). Nothing for `o` outside
     /// `0..output`.
     pub fn transpose_taps(&self, o: usize) -> Taps {
-        if o >= self.output {
+        if o >= self.output || !(1..=MAX_GEOMETRY).contains(&self.stride) {
             return Taps::EMPTY;
         }
         let (s, t) = (self.stride as isize, (o + self.pad) as isize);

@@ -25,7 +25,9 @@ impl Model<'_> {
             return Err(Error::ArenaTooSmall { needed, given: arena.len() });
         }
         let skip = crate::cast::align_offset(arena);
-        Ok(&mut arena[skip..skip + self.arena_bytes * batch])
+        let end = skip.checked_add(self.arena_bytes * batch).ok_or(Error::BadBatch { batch })?;
+        let given = arena.len();
+        arena.get_mut(skip..end).ok_or(Error::ArenaTooSmall { needed, given })
     }
 
     /// Writes graph input `k` for `batch` samples from `values` (which the callers have checked
@@ -123,19 +125,21 @@ impl Model<'_> {
             match n.op {
                 Op::Dense => {
                     let (x, y) = split(arena, arena_range(&t_in, batch), out_r).ok_or(lost)?;
-                    let weights = &self.blob[n.weights.clone()];
-                    let bias = &self.blob[n.bias.clone()];
+                    let weights = self.blob.get(n.weights.clone()).ok_or(lost)?;
+                    let bias = self.blob.get(n.bias.clone()).ok_or(lost)?;
                     if n.weight_dtype == DType::I8 {
                         let aux = self.blob.get(n.aux.clone()).filter(|a| a.len() == 12 * n.rows).ok_or(lost)?;
+                        let (multipliers, rest) = aux.split_at_checked(4 * n.rows).ok_or(lost)?;
+                        let (shifts, weight_sums) = rest.split_at_checked(4 * n.rows).ok_or(lost)?;
                         let p = DenseI8 {
                             rows: n.rows,
                             cols: n.cols,
                             layout: n.layout,
                             weights,
                             bias,
-                            multipliers: &aux[..4 * n.rows],
-                            shifts: &aux[4 * n.rows..8 * n.rows],
-                            weight_sums: &aux[8 * n.rows..],
+                            multipliers,
+                            shifts,
+                            weight_sums,
                             out_zero_point: t_out.zero_point,
                             act_min: n.act_min,
                             act_max: n.act_max,
@@ -148,7 +152,7 @@ impl Model<'_> {
                     }
                 }
                 Op::Lut => {
-                    let table = &self.blob[n.aux.clone()];
+                    let table = self.blob.get(n.aux.clone()).ok_or(lost)?;
                     let run =
                         |x: &[u8], y: &mut [u8]| (kernels.lut_i8)(table, crate::cast::i8s(x), crate::cast::i8s_mut(y));
                     elementwise(arena, arena_range(&t_in, batch), out_r, run).ok_or(lost)?;
@@ -167,10 +171,10 @@ impl Model<'_> {
                         let out_s = out_r.start + s * (a + b);
                         let src = t_in.arena_offset * batch + s * a;
                         let (x, y) = split(arena, src..src + a, out_s..out_s + a).ok_or(lost)?;
-                        y.copy_from_slice(x);
+                        copy(x, y).ok_or(lost)?;
                         let src = t2.arena_offset * batch + s * b;
                         let (x, y) = split(arena, src..src + b, out_s + a..out_s + a + b).ok_or(lost)?;
-                        y.copy_from_slice(x);
+                        copy(x, y).ok_or(lost)?;
                     }
                 }
                 // Parse refuses these ops when they are not built.
@@ -183,10 +187,12 @@ impl Model<'_> {
                     in_shape.channels_last = self.channels_last(n.input);
                     out_shape.channels_last = self.channels_last(n.output);
                     let (x, y) = split(arena, arena_range(&t_in, batch), out_r).ok_or(lost)?;
-                    let weights = &self.blob[n.weights.clone()];
-                    let bias = &self.blob[n.bias.clone()];
+                    let weights = self.blob.get(n.weights.clone()).ok_or(lost)?;
+                    let bias = self.blob.get(n.bias.clone()).ok_or(lost)?;
                     if n.weight_dtype == DType::I8 {
                         let aux = self.blob.get(n.aux.clone()).filter(|a| a.len() >= 12 * n.rows).ok_or(lost)?;
+                        let (multipliers, rest) = aux.split_at_checked(4 * n.rows).ok_or(lost)?;
+                        let (shifts, weight_sums) = rest.split_at_checked(4 * n.rows).ok_or(lost)?;
                         let p = ConvI8 {
                             geometry: n.geometry,
                             layout: n.layout,
@@ -194,9 +200,9 @@ impl Model<'_> {
                             out_shape,
                             weights,
                             bias,
-                            multipliers: &aux[..4 * n.rows],
-                            shifts: &aux[4 * n.rows..8 * n.rows],
-                            weight_sums: &aux[8 * n.rows..],
+                            multipliers,
+                            shifts,
+                            weight_sums,
                             in_zero_point: t_in.zero_point,
                             out_zero_point: t_out.zero_point,
                             act_min: n.act_min,
@@ -360,6 +366,11 @@ fn elementwise(
 
 /// Borrows `input` shared and `output` mutably from one arena; `None` when they overlap or lie
 /// outside it (the parser has ruled both out, so this is a second line of defence).
+/// `y.copy_from_slice(x)` without its panic on a length mismatch (`None` instead).
+fn copy(x: &[u8], y: &mut [u8]) -> Option<()> {
+    (x.len() == y.len()).then(|| y.copy_from_slice(x))
+}
+
 fn split(arena: &mut [u8], input: Range<usize>, output: Range<usize>) -> Option<(&[u8], &mut [u8])> {
     if input.end <= output.start {
         let (lo, hi) = arena.split_at_mut(output.start.min(arena.len()));

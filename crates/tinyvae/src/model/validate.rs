@@ -23,7 +23,7 @@ impl Model<'_> {
             let index = i as u16;
             let r = self.tensor_record(i);
             let bad = |field| Error::BadTensor { index, field };
-            let dtype = DType::from_code(r[trec::DTYPE]).ok_or(bad("dtype"))?;
+            let dtype = r.get(trec::DTYPE).and_then(|&c| DType::from_code(c)).ok_or(bad("dtype"))?;
             if dtype == DType::F16 {
                 return Err(bad("dtype"));
             }
@@ -287,8 +287,8 @@ impl Model<'_> {
         if n.aux.len() as u64 != 4 * n.rows as u64 * (2 + int8_phases) {
             return Err(bad("requant"));
         }
-        let q = &self.blob[n.aux.clone()];
-        let w = &self.blob[n.weights.clone()];
+        let q = self.blob.get(n.aux.clone()).ok_or(bad("aux"))?;
+        let w = self.blob.get(n.weights.clone()).ok_or(bad("weights"))?;
         for o in 0..n.rows {
             let mult = read_i32(q, 4 * o).unwrap_or(-1);
             let shift = read_i32(q, 4 * (n.rows + o)).unwrap_or(i32::MAX);

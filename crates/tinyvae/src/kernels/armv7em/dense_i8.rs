@@ -476,8 +476,8 @@ pub fn dense_i8(p: &DenseI8<'_>, x: &[i8], batch: usize, out: &mut [i8]) {
     // From here on weights hold rows * cols bytes and bias, multipliers and shifts 4 * rows
     // (what the asm's pointers rely on), and x and out `batch` samples.
     let batch = p.samples(x, batch, out);
-    if batch == 0 {
-        return;
+    if batch == 0 || cols == 0 {
+        return reference::dense_i8(p, x, batch, out);
     }
     // Row r's padded reads end at r * cols + padded_end: the last chunk's start plus its
     // whole blocks. The rows below `fast` stay inside the weights. The byte-wise clamp is the
@@ -494,7 +494,12 @@ pub fn dense_i8(p: &DenseI8<'_>, x: &[i8], batch: usize, out: &mut [i8]) {
         fast -= 1;
     }
     let mut s = Scratch::new();
-    for (xs, ys) in x.chunks_exact(cols).zip(out.chunks_exact_mut(rows)).take(batch) {
+    // Checked slices rather than `chunks_exact`, whose zero-size check and division would keep
+    // a panic path linked (the C API links none).
+    for b in 0..batch {
+        let (Some(xs), Some(ys)) = (x.get(b * cols..(b + 1) * cols), out.get_mut(b * rows..(b + 1) * rows)) else {
+            return;
+        };
         sample(p, xs, ys, &mut s, fast);
     }
 }

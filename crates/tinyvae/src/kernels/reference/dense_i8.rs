@@ -10,8 +10,14 @@ pub fn dense_i8(p: &DenseI8<'_>, x: &[i8], batch: usize, out: &mut [i8]) {
     if n == 0 {
         return;
     }
-    for (xs, ys) in x.chunks_exact(p.cols).zip(out.chunks_exact_mut(p.rows)).take(n) {
-        for (o, (y, w)) in ys.iter_mut().zip(p.weights.chunks_exact(p.cols)).enumerate() {
+    let (rows, cols) = (p.rows, p.cols);
+    // Checked slices rather than `chunks_exact` (whose zero-size assertion is a panic path).
+    for b in 0..n {
+        let (Some(xs), Some(ys)) = (x.get(b * cols..(b + 1) * cols), out.get_mut(b * rows..(b + 1) * rows)) else {
+            return;
+        };
+        for (o, y) in ys.iter_mut().enumerate() {
+            let Some(w) = p.weights.get(o * cols..(o + 1) * cols) else { return };
             let mut acc = le_i32(p.bias, o);
             for (&wk, &xk) in w.iter().zip(xs) {
                 // |w x| <= 2^14 and cols <= 2^22 keep this far from i32 overflow... except
