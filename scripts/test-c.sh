@@ -21,8 +21,7 @@ cd "$(dirname "$0")/.."
 root=$PWD
 
 # --- prerequisites -------------------------------------------------------------------------
-sudo=()
-[[ $(id -u) -eq 0 ]] || sudo=(sudo)
+source scripts/prerequisites.sh
 missing=()
 command -v arm-none-eabi-gcc >/dev/null || missing+=(gcc-arm-none-eabi)
 [[ -e /usr/lib/arm-none-eabi/newlib/thumb/v7e-m+fp/hard/librdimon_nano.a ]] || missing+=(libnewlib-arm-none-eabi)
@@ -32,18 +31,8 @@ command -v aarch64-linux-gnu-gcc >/dev/null || missing+=(gcc-aarch64-linux-gnu)
 [[ -e /usr/aarch64-linux-gnu/lib/libc.so.6 ]] || missing+=(libc6-dev-arm64-cross)
 command -v g++ >/dev/null || missing+=(g++)
 command -v readelf >/dev/null || missing+=(binutils)
-if ((${#missing[@]})); then
-    echo "== installing ${missing[*]} (apt-get)"
-    export DEBIAN_FRONTEND=noninteractive
-    apt_install() { "${sudo[@]}" apt-get install -y -qq -o DPkg::Lock::Timeout=600 "${missing[@]}" >/dev/null; }
-    apt_install || { "${sudo[@]}" apt-get update -qq -o DPkg::Lock::Timeout=600 && apt_install; }
-fi
-for target in thumbv7em-none-eabihf thumbv7m-none-eabi aarch64-unknown-linux-gnu; do
-    if ! rustup target list --installed | grep -qx "$target"; then
-        echo "== adding rustup target $target"
-        rustup target add "$target"
-    fi
-done
+apt_install "${missing[@]}"
+rust_targets thumbv7em-none-eabihf thumbv7m-none-eabi aarch64-unknown-linux-gnu
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -106,22 +95,25 @@ qemu-aarch64 -L /usr/aarch64-linux-gnu -cpu cortex-a72 "$work/sample-aarch64" 8 
 same "$work/c-aarch64.raw" "$work/host.raw" "C on aarch64 Linux (qemu-aarch64 cortex-a72) == tinyvae sample, byte for byte"
 
 # --- 4. Cortex-M ---------------------------------------------------------------------------
+# qemu DIR ELF MACHINE CPU: runs a program of firmware/c-cortex-m under qemu-system-arm with
+# semihosting (files land in DIR) and -icount shift=0 (instruction counts); fails on a non-zero
+# exit status, and for sample.elf on a missing PASS line. Output goes to DIR/ELF.log too.
+qemu() {
+    local status=0
+    (cd "$1" && timeout 900 qemu-system-arm -machine "$3" -cpu "$4" -nographic -monitor none -serial none \
+        -icount shift=0 -semihosting-config enable=on,target=native -kernel "$2" </dev/null) \
+        | tee "$1/$2.log" || status=$?
+    if [[ $status -ne 0 ]] || { [[ $2 == sample.elf ]] && ! grep -qx PASS "$1/$2.log"; }; then
+        echo "FAIL: $2 on $4 did not finish (exit status $status)" >&2
+        exit 1
+    fi
+}
 echo "== firmware/c-cortex-m on qemu-system-arm -machine mps2-an386 (Cortex-M4)"
 make --no-print-directory -C firmware/c-cortex-m MODEL="$work/z20" OUT="$work/cm" \
     LIB="$lib/thumbv7em-none-eabihf/release/libtinyvae.a"
-status=0
-(cd "$work/cm" && timeout 600 qemu-system-arm -machine mps2-an386 -cpu cortex-m4 -nographic -monitor none \
-    -serial none -icount shift=0 -semihosting-config enable=on,target=native -kernel sample.elf </dev/null) \
-    | tee "$work/cm.log" || status=$?
-if [[ $status -ne 0 ]] || ! grep -qx PASS "$work/cm.log"; then
-    echo "FAIL: the C Cortex-M example did not finish (exit status $status)" >&2
-    exit 1
-fi
+qemu "$work/cm" sample.elf mps2-an386 cortex-m4
 same "$work/cm/samples.raw" "$work/host.raw" "C on a Cortex-M4 (QEMU, semihosting) == tinyvae sample, byte for byte"
-status=0
-(cd "$work/cm" && timeout 120 qemu-system-arm -machine mps2-an386 -cpu cortex-m4 -nographic -monitor none \
-    -serial none -semihosting-config enable=on,target=native -kernel footprint.elf </dev/null) || status=$?
-[[ $status -eq 0 ]] || { echo "FAIL: the C footprint program did not decode (exit status $status)" >&2; exit 1; }
+qemu "$work/cm" footprint.elf mps2-an386 cortex-m4
 ok "the C footprint program parses and decodes on the Cortex-M4"
 # No panic path: no_panic.c links every API function (no C library); not one of core's panic
 # functions may be left in it after the linker's garbage collection.
@@ -132,22 +124,12 @@ if [[ -n $panics ]]; then
     echo "$panics" >&2
     exit 1
 fi
-status=0
-(cd "$work/cm" && timeout 120 qemu-system-arm -machine mps2-an386 -cpu cortex-m4 -nographic -monitor none \
-    -serial none -semihosting-config enable=on,target=native -kernel no_panic.elf </dev/null) || status=$?
-[[ $status -eq 0 ]] || { echo "FAIL: the all-API program failed (exit status $status)" >&2; exit 1; }
+qemu "$work/cm" no_panic.elf mps2-an386 cortex-m4
 ok "every C API function linked for the Cortex-M4 leaves no panic path (arm-none-eabi-nm), and each call works"
 echo "== firmware/c-cortex-m on qemu-system-arm -machine mps2-an385 (Cortex-M3, soft float)"
 make --no-print-directory -C firmware/c-cortex-m M3=1 MODEL="$work/z20" OUT="$work/cm3" \
     LIB="$lib/thumbv7m-none-eabi/release/libtinyvae.a"
-status=0
-(cd "$work/cm3" && timeout 900 qemu-system-arm -machine mps2-an385 -cpu cortex-m3 -nographic -monitor none \
-    -serial none -icount shift=0 -semihosting-config enable=on,target=native -kernel sample.elf </dev/null) \
-    | tee "$work/cm3.log" || status=$?
-if [[ $status -ne 0 ]] || ! grep -qx PASS "$work/cm3.log"; then
-    echo "FAIL: the C Cortex-M3 example did not finish (exit status $status)" >&2
-    exit 1
-fi
+qemu "$work/cm3" sample.elf mps2-an385 cortex-m3
 same "$work/cm3/samples.raw" "$work/host.raw" "C on a Cortex-M3 (QEMU mps2-an385, soft float) == tinyvae sample, byte for byte"
 
 # --- 5. footprint --------------------------------------------------------------------------
@@ -173,14 +155,14 @@ flash() {
 blob_bytes=$(stat -c %s "$blob")
 c_flash=$(($(flash "$work/cm/footprint.elf") - blob_bytes))
 rust_flash=$(($(flash firmware/cortex-m/target/runtime-only/thumbv7em-none-eabihf/release/footprint) - blob_bytes))
-c_ram=$(sed -nE 's/^summary: RAM for one decode: .* = ([0-9]+) B$/\1/p' "$work/cm.log")
+c_ram=$(sed -nE 's/^summary: RAM for one decode: .* = ([0-9]+) B$/\1/p' "$work/cm/sample.elf.log")
 within() { [[ $1 -le $(($2 * 110 / 100)) ]]; }
 mark() { if within "$1" "$2"; then echo "within 10 %"; else echo "MORE THAN 10 % ABOVE"; fi; }
 printf '  runtime code (library-only program, flash without the blob): C %d B, Rust %d B (%s)\n' \
     "$c_flash" "$rust_flash" "$(mark "$c_flash" "$rust_flash")"
 # The Rust firmware's RAM for the same decode is in scripts/test-firmware.sh's report (the same
 # painting method: arena plus the deepest stack the decode touched).
-printf '  RAM for one decode (arena + decode stack): C %d B (%s)\n' "$c_ram" "$(grep -o 'arena [0-9]* B + decode stack [0-9]* B' "$work/cm.log")"
+printf '  RAM for one decode (arena + decode stack): C %d B (%s)\n' "$c_ram" "$(grep -o 'arena [0-9]* B + decode stack [0-9]* B' "$work/cm/sample.elf.log")"
 if [[ ${STRICT_FOOTPRINT:-0} == 1 ]]; then
     within "$c_flash" "$rust_flash" || { echo "FAIL: C runtime code more than 10 % above Rust's" >&2; exit 1; }
 fi

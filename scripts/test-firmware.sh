@@ -39,27 +39,15 @@ fi
 blob=$(realpath "$blob")
 
 # --- prerequisites -------------------------------------------------------------------------
-sudo=()
-[[ $(id -u) -eq 0 ]] || sudo=(sudo)
+source scripts/prerequisites.sh
 missing=()
 command -v qemu-system-arm >/dev/null || missing+=(qemu-system-arm)
 command -v qemu-aarch64 >/dev/null || missing+=(qemu-user)
 command -v aarch64-linux-gnu-gcc >/dev/null || missing+=(gcc-aarch64-linux-gnu)
 [[ -e /usr/aarch64-linux-gnu/lib/libc.so.6 ]] || missing+=(libc6-dev-arm64-cross)
 command -v readelf >/dev/null || missing+=(binutils)
-if ((${#missing[@]})); then
-    echo "== installing ${missing[*]} (apt-get)"
-    export DEBIAN_FRONTEND=noninteractive
-    apt_install() { "${sudo[@]}" apt-get install -y -qq -o DPkg::Lock::Timeout=600 "${missing[@]}" >/dev/null; }
-    # A fresh machine may have no package lists yet.
-    apt_install || { "${sudo[@]}" apt-get update -qq -o DPkg::Lock::Timeout=600 && apt_install; }
-fi
-for target in thumbv7em-none-eabihf aarch64-unknown-linux-gnu; do
-    if ! rustup target list --installed | grep -qx "$target"; then
-        echo "== adding rustup target $target"
-        rustup target add "$target"
-    fi
-done
+apt_install "${missing[@]}"
+rust_targets thumbv7em-none-eabihf aarch64-unknown-linux-gnu
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -114,6 +114,11 @@ fn status(r: Result<(), Error>) -> i32 {
     r.map_or_else(code, |()| TINYVAE_OK)
 }
 
+/// The code of a call written with `?` over error codes.
+fn outcome(call: impl FnOnce() -> Result<(), i32>) -> i32 {
+    call().err().unwrap_or(TINYVAE_OK)
+}
+
 /// The C array `(p, len)` as a slice, or `None` when `p` is NULL or the byte length overflows.
 ///
 /// # Safety
@@ -286,19 +291,14 @@ unsafe fn with_decoder(
     pixels_len: usize,
     run: impl FnOnce(&Decoder<'_, 'static>, &mut [u8], &mut [u8]) -> Result<(), Error>,
 ) -> i32 {
-    // SAFETY: the caller's promise about `m`.
-    let m = match unsafe { model(m) } {
-        Ok(m) => m,
-        Err(e) => return e,
-    };
-    let decoder = match Decoder::new(m) {
-        Ok(d) => d,
-        Err(e) => return code(e),
-    };
-    // SAFETY: the caller's promises about `arena` and `pixels`.
-    let bufs = unsafe { (slice_out(arena, arena_len), slice_out(pixels, pixels_len)) };
-    let (Some(arena), Some(pixels)) = bufs else { return TINYVAE_ERR_NULL };
-    status(run(&decoder, arena, pixels))
+    outcome(|| {
+        // SAFETY: the caller's promise about `m`.
+        let decoder = Decoder::new(unsafe { model(m) }?).map_err(code)?;
+        // SAFETY: the caller's promises about `arena` and `pixels`.
+        let bufs = unsafe { (slice_out(arena, arena_len), slice_out(pixels, pixels_len)) };
+        let (Some(arena), Some(pixels)) = bufs else { return Err(TINYVAE_ERR_NULL) };
+        run(&decoder, arena, pixels).map_err(code)
+    })
 }
 
 /// `TINYVAE_NO_LABEL` as `None`, another negative label as an error.
@@ -392,24 +392,25 @@ pub unsafe extern "C" fn tinyvae_encode(
     logvar: *mut f32,
     latent: usize,
 ) -> i32 {
-    // SAFETY: the caller's promise about `m`.
-    let m = match unsafe { model(m) } {
-        Ok(m) => m,
-        Err(e) => return e,
-    };
-    let encoder = match Encoder::new(m) {
-        Ok(e) => e,
-        Err(e) => return code(e),
-    };
-    // SAFETY: the caller's promises about the four buffers.
-    let bufs = unsafe {
-        (slice_in(pixels, pixels_len), slice_out(arena, arena_len), slice_out(mu, latent), slice_out(logvar, latent))
-    };
-    let (Some(px), Some(arena), Some(mu), Some(logvar)) = bufs else { return TINYVAE_ERR_NULL };
-    status(label_of(label).and_then(|l| match l {
-        Some(l) => encoder.encode_pixels_conditional(px, l, arena, mu, logvar),
-        None => encoder.encode_pixels(px, arena, mu, logvar),
-    }))
+    outcome(|| {
+        // SAFETY: the caller's promise about `m`.
+        let encoder = Encoder::new(unsafe { model(m) }?).map_err(code)?;
+        // SAFETY: the caller's promises about the four buffers.
+        let bufs = unsafe {
+            (
+                slice_in(pixels, pixels_len),
+                slice_out(arena, arena_len),
+                slice_out(mu, latent),
+                slice_out(logvar, latent),
+            )
+        };
+        let (Some(px), Some(arena), Some(mu), Some(logvar)) = bufs else { return Err(TINYVAE_ERR_NULL) };
+        match label_of(label).map_err(code)? {
+            Some(l) => encoder.encode_pixels_conditional(px, l, arena, mu, logvar),
+            None => encoder.encode_pixels(px, arena, mu, logvar),
+        }
+        .map_err(code)
+    })
 }
 
 /// `z = mu + exp(logvar / 2) * eps` with `eps ~ N(0, I)` from `rng`, for `n` values: a draw
