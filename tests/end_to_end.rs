@@ -216,6 +216,27 @@ fn fit_prior_and_sample_from_it(dir: &Path, enc: &Path, d8: &Path, d16: &Path) {
     assert!(!dir.join("y.tvae").exists() && !dir.join("z.tvae").exists() && !dir.join("w.tvae").exists());
 }
 
+/// Output into a pipe whose reader is gone (`tinyvae inspect ... | head -1` once `head` has
+/// quit) ends the command quietly, as other Unix tools end, not with a panic and a backtrace.
+#[cfg(unix)]
+#[test]
+fn a_closed_pipe_ends_the_command_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    let blob = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/mnist-conv-vae/decoder.int8.tvae");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tinyvae"))
+        .args(["inspect", s(&blob)])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run tinyvae");
+    drop(child.stdout.take()); // the reader quits before the first line
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{err}");
+    assert_eq!(out.status.signal(), Some(13), "ended by SIGPIPE: {:?}", out.status);
+}
+
 #[test]
 fn bad_inputs_give_one_line_errors_and_write_nothing() {
     let dir = scratch("errors");

@@ -51,6 +51,14 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, so printing into a closed pipe (`tinyvae classify ... | head`)
+    // panicked with a backtrace; with the default action the command ends quietly, as other
+    // Unix tools do. Its outputs are files written atomically, so nothing is left half-done.
+    #[cfg(unix)]
+    // SAFETY: at the start of main, before any thread exists; SIG_DFL is a valid action.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     // The documentation's long commands (training for hours) are checked in CI by parsing
     // their arguments only: scripts/doc-commands.py sets this for them.
