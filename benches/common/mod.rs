@@ -214,8 +214,14 @@ pub fn prepare(net: Net, onnx: PathBuf) -> Result<Prepared, String> {
             .map_err(|e| e.to_string())
     };
     let max_batch = BATCHES.iter().copied().max().unwrap_or(1);
-    let (inputs, _) = tinyvae_compiler::model_inputs(&graph, Purpose::Evaluation, max_batch, 1, data.as_deref())
-        .map_err(|e| e.to_string())?;
+    let (inputs, _) = tinyvae_compiler::model_inputs(
+        &graph,
+        Purpose::Evaluation,
+        max_batch,
+        1,
+        tinyvae_compiler::Data::path(data.as_deref()),
+    )
+    .map_err(|e| e.to_string())?;
     Ok(Prepared {
         net,
         onnx,

@@ -3,9 +3,14 @@
 //! `thumbv7em-*` target is a Cortex-M4/M7 and always has them.
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(tinyvae_armv7em_dsp)");
+    println!("cargo::rustc-check-cfg=cfg(tinyvae_armv7em_fpu)");
     println!("cargo::rerun-if-changed=build.rs");
     let target = std::env::var("TARGET").unwrap_or_default();
     if target.starts_with("thumbv7em") {
         println!("cargo::rustc-cfg=tinyvae_armv7em_dsp");
+        // The hard-float targets have the single-precision FPU (Cortex-M4F, M7).
+        if target.ends_with("eabihf") {
+            println!("cargo::rustc-cfg=tinyvae_armv7em_fpu");
+        }
     }
 }

@@ -55,6 +55,9 @@
 // An encoder: pixels (and a label) to mu and log-variance.
 #define TINYVAE_KIND_ENCODER 2
 
+// An autoencoder: a feature vector to its reconstruction, scored as an anomaly detector.
+#define TINYVAE_KIND_AUTOENCODER 3
+
 // Words of storage in a `tinyvae_model`; enough for the parsed model on 32- and 64-bit
 // targets (checked at compile time).
 #define TINYVAE_MODEL_WORDS 32
@@ -98,8 +101,9 @@ int32_t tinyvae_model_parse(const uint8_t *blob, size_t len, tinyvae_model *out)
 // `m` is NULL or points to a `tinyvae_model`.
 size_t tinyvae_arena_size(const tinyvae_model *m);
 
-// The model's kind: `TINYVAE_KIND_DECODER`, `TINYVAE_KIND_ENCODER` or
-// `TINYVAE_KIND_GENERIC`; a negative error code on a NULL or unparsed model.
+// The model's kind: `TINYVAE_KIND_DECODER`, `TINYVAE_KIND_ENCODER`,
+// `TINYVAE_KIND_AUTOENCODER` or `TINYVAE_KIND_GENERIC`; a negative error code on a NULL or
+// unparsed model.
 //
 // # Safety
 // `m` is NULL or points to a `tinyvae_model`.
@@ -157,6 +161,21 @@ int32_t tinyvae_decode(const tinyvae_model *m,
                        size_t arena_len,
                        uint8_t *pixels,
                        size_t pixels_len);
+
+// Scores the feature vector `x` (`x_len` = input size) with an autoencoder: `*raw` receives
+// its reconstruction error as the integer `tinyvae::Score::raw` (exact integer arithmetic on
+// an int8 blob), which firmware compares with the threshold `tinyvae deploy --threshold-data`
+// writes (`TINYVAE_MODEL_THRESHOLD_RAW`): above it is an alarm.
+//
+// # Safety
+// `m` is NULL or a `tinyvae_model`; `x`, `arena` and `raw` are NULL or point to `x_len`
+// floats, `arena_len` bytes and one `uint64_t`, none overlapping another.
+int32_t tinyvae_anomaly_score(const tinyvae_model *m,
+                              const float *x,
+                              size_t x_len,
+                              uint8_t *arena,
+                              size_t arena_len,
+                              uint64_t *raw);
 
 // Draws z with `rng` (from the blob's learned prior when it stores one, else N(0, I); for
 // `label` where the prior has one mixture per label) and decodes it into `pixels`: the pixels

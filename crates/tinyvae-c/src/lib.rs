@@ -18,7 +18,7 @@
 #![allow(non_camel_case_types)]
 
 use core::mem::{align_of, size_of, MaybeUninit};
-use tinyvae::{Decoder, Encoder, Error, Model, ModelKind, Rng};
+use tinyvae::{Autoencoder, Decoder, Encoder, Error, Model, ModelKind, Rng};
 
 /// Success.
 pub const TINYVAE_OK: i32 = 0;
@@ -52,6 +52,8 @@ pub const TINYVAE_KIND_GENERIC: i32 = 0;
 pub const TINYVAE_KIND_DECODER: i32 = 1;
 /// An encoder: pixels (and a label) to mu and log-variance.
 pub const TINYVAE_KIND_ENCODER: i32 = 2;
+/// An autoencoder: a feature vector to its reconstruction, scored as an anomaly detector.
+pub const TINYVAE_KIND_AUTOENCODER: i32 = 3;
 
 /// Words of storage in a `tinyvae_model`; enough for the parsed model on 32- and 64-bit
 /// targets (checked at compile time).
@@ -198,8 +200,9 @@ pub unsafe extern "C" fn tinyvae_arena_size(m: *const tinyvae_model) -> usize {
     unsafe { model(m) }.map_or(0, |m| m.arena_size())
 }
 
-/// The model's kind: `TINYVAE_KIND_DECODER`, `TINYVAE_KIND_ENCODER` or
-/// `TINYVAE_KIND_GENERIC`; a negative error code on a NULL or unparsed model.
+/// The model's kind: `TINYVAE_KIND_DECODER`, `TINYVAE_KIND_ENCODER`,
+/// `TINYVAE_KIND_AUTOENCODER` or `TINYVAE_KIND_GENERIC`; a negative error code on a NULL or
+/// unparsed model.
 ///
 /// # Safety
 /// `m` is NULL or points to a `tinyvae_model`.
@@ -210,6 +213,7 @@ pub unsafe extern "C" fn tinyvae_model_kind(m: *const tinyvae_model) -> i32 {
         Ok(m) => match m.kind() {
             ModelKind::Decoder => TINYVAE_KIND_DECODER,
             ModelKind::Encoder => TINYVAE_KIND_ENCODER,
+            ModelKind::Autoencoder => TINYVAE_KIND_AUTOENCODER,
             ModelKind::Generic => TINYVAE_KIND_GENERIC,
         },
         Err(e) => e,
@@ -337,6 +341,34 @@ pub unsafe extern "C" fn tinyvae_decode(
             None => d.decode(z, arena, px),
         })
     }
+}
+
+/// Scores the feature vector `x` (`x_len` = input size) with an autoencoder: `*raw` receives
+/// its reconstruction error as the integer `tinyvae::Score::raw` (exact integer arithmetic on
+/// an int8 blob), which firmware compares with the threshold `tinyvae deploy --threshold-data`
+/// writes (`TINYVAE_MODEL_THRESHOLD_RAW`): above it is an alarm.
+///
+/// # Safety
+/// `m` is NULL or a `tinyvae_model`; `x`, `arena` and `raw` are NULL or point to `x_len`
+/// floats, `arena_len` bytes and one `uint64_t`, none overlapping another.
+#[no_mangle]
+pub unsafe extern "C" fn tinyvae_anomaly_score(
+    m: *const tinyvae_model,
+    x: *const f32,
+    x_len: usize,
+    arena: *mut u8,
+    arena_len: usize,
+    raw: *mut u64,
+) -> i32 {
+    outcome(|| {
+        // SAFETY: the caller's promise about `m`.
+        let ae = Autoencoder::new(unsafe { model(m) }?).map_err(code)?;
+        // SAFETY: the caller's promises about `x`, `arena` and `raw`.
+        let bufs = unsafe { (slice_in(x, x_len), slice_out(arena, arena_len), raw.as_mut()) };
+        let (Some(x), Some(arena), Some(raw)) = bufs else { return Err(TINYVAE_ERR_NULL) };
+        *raw = ae.score(x, arena).map_err(code)?.raw;
+        Ok(())
+    })
 }
 
 /// Draws z with `rng` (from the blob's learned prior when it stores one, else N(0, I); for

@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use ndarray::Array2;
 use serde::Serialize;
-use tinyvae::{Decoder, Encoder, Kernels, Model, ModelKind, Precision};
+use tinyvae::{Autoencoder, Decoder, Encoder, Kernels, Model, ModelKind, Precision, Score};
 
 use crate::ir::Graph;
-use crate::pipeline::{self, PipelineError, Purpose, Settings};
+use crate::pipeline::{self, Data, PipelineError, Purpose, Settings};
 use crate::tract_ref::TractModel;
 
 /// One measured engine at one batch size.
@@ -65,11 +65,10 @@ pub struct Candidate {
 }
 
 /// The blobs `tinyvae bench` times: int8 with every available kernel table, f16 and f32.
-pub fn candidates(graph: &Graph, data: Option<&Path>) -> Result<Vec<Candidate>, PipelineError> {
+pub fn candidates(graph: &Graph, data: Data<'_>) -> Result<Vec<Candidate>, PipelineError> {
     let mut out = Vec::new();
     for precision in [Precision::Int8, Precision::F16, Precision::F32] {
-        let settings =
-            Settings { precision, data: data.map(Path::to_path_buf), eval_samples: 1, ..Settings::default() };
+        let settings = Settings { precision, eval_samples: 1, ..Settings::default() };
         let prepared = crate::quantize::prepare(graph, true)?;
         let ranges = if precision == Precision::Int8 {
             let (calib, _) = pipeline::model_inputs(graph, Purpose::Calibration, settings.calib_samples, 0, data)?;
@@ -113,6 +112,16 @@ pub fn time_blob(
             Ok(time_it(batch, budget, || {
                 d.decode_batch(black_box(&x), labels.as_deref(), batch, &mut arena, &mut px).ok();
                 black_box(&px);
+            }))
+        }
+        ModelKind::Autoencoder => {
+            // The whole on-device job: reconstruction and score.
+            let ae = Autoencoder::new(&model)?.with_kernels(c.kernels);
+            let mut scores = vec![Score { raw: 0, unit: 0.0 }; batch];
+            ae.score_batch(&x, batch, &mut arena, &mut scores)?;
+            Ok(time_it(batch, budget, || {
+                ae.score_batch(black_box(&x), batch, &mut arena, &mut scores).ok();
+                black_box(&scores);
             }))
         }
         _ => {
@@ -181,7 +190,7 @@ pub const FLOOR_ENGINE: &str = "int8 weight-stream floor";
 pub fn compare(
     onnx: &Path,
     graph: &Graph,
-    data: Option<&Path>,
+    data: Data<'_>,
     batches: &[usize],
     budget: Duration,
 ) -> Result<Vec<Timing>, PipelineError> {

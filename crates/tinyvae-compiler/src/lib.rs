@@ -33,9 +33,11 @@
 //! way, such as [`Settings::encoder`], are named by the error.
 //!
 //! The modules that stay public hold what does not belong at the top: [`ir`], the graph types;
-//! [`onnx`], the protobuf types, the metadata keys and the list of supported ops; and, with the
-//! `tract` feature, `bench`, the latency comparison behind `tinyvae bench`.
+//! [`onnx`], the protobuf types, the metadata keys and the list of supported ops; [`anomaly`],
+//! an autoencoder blob's scores, alarm thresholds and AUROC; and, with the `tract` feature,
+//! `bench`, the latency comparison behind `tinyvae bench`.
 
+pub mod anomaly;
 pub mod ir;
 pub mod onnx;
 
@@ -57,9 +59,11 @@ mod validate;
 
 pub use calibrate::{calibrate, Calibration, Method, ParseMethodError};
 pub use ir::{Graph, GraphError, Input, Node, Op, Role};
-pub use metrics::Fidelity;
+pub use metrics::{Fidelity, ScoreAgreement};
 pub use onnx::{export, export_file, import_bytes, import_bytes_in, import_file, ExportError, ImportError};
-pub use pipeline::{inputs_for, measure, model_inputs, quantize_and_measure, PipelineError, Purpose, Report, Settings};
+pub use pipeline::{
+    inputs_for, measure, model_inputs, quantize_and_measure, Data, PipelineError, Purpose, Report, Settings,
+};
 pub use quantize::{prepare, quantize, Prepared, QuantizeError};
 #[cfg(feature = "tract")]
 pub use tract_ref::{PreparedRun, TractModel, TractRefError};

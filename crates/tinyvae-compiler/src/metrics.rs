@@ -57,3 +57,55 @@ mod tests {
         assert!(Fidelity::compare(&r, &r, 1, None).psnr_db.is_infinite());
     }
 }
+
+/// How closely an autoencoder blob's anomaly score (its reconstruction error, as the runtime
+/// computes it on the device) follows the reference model's reconstruction error, per vector.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ScoreAgreement {
+    /// Vectors compared.
+    pub vectors: usize,
+    /// Mean reconstruction error (MSE) of the reference.
+    pub reference_mse: f64,
+    /// Mean of the blob's scores (MSE).
+    pub blob_mse: f64,
+    /// `|blob_mse - reference_mse| / reference_mse`.
+    pub relative_error_of_mean: f64,
+    /// Median over vectors of `|score - reference| / reference`.
+    pub median_relative_error: f64,
+    /// Largest of those.
+    pub max_relative_error: f64,
+}
+
+impl ScoreAgreement {
+    /// Compares per-vector scores; `reference` and `got` have one entry per vector.
+    pub fn compare(reference: &[f64], got: &[f64]) -> ScoreAgreement {
+        assert_eq!(reference.len(), got.len(), "one score per vector on both sides");
+        let n = reference.len().max(1) as f64;
+        let reference_mse = reference.iter().sum::<f64>() / n;
+        let blob_mse = got.iter().sum::<f64>() / n;
+        let mut rel: Vec<f64> =
+            reference.iter().zip(got).map(|(&r, &g)| if r > 0.0 { (g - r).abs() / r } else { (g - r).abs() }).collect();
+        rel.sort_by(f64::total_cmp);
+        ScoreAgreement {
+            vectors: reference.len(),
+            reference_mse,
+            blob_mse,
+            relative_error_of_mean: if reference_mse > 0.0 {
+                (blob_mse - reference_mse).abs() / reference_mse
+            } else {
+                0.0
+            },
+            median_relative_error: rel.get(rel.len() / 2).copied().unwrap_or(0.0),
+            max_relative_error: rel.last().copied().unwrap_or(0.0),
+        }
+    }
+}
+
+/// Per-row mean squared difference of `x_hat` against `x` (an autoencoder's reconstruction
+/// error).
+pub fn reconstruction_errors(x: &ndarray::Array2<f32>, x_hat: &ndarray::Array2<f32>) -> Vec<f64> {
+    x.outer_iter()
+        .zip(x_hat.outer_iter())
+        .map(|(a, b)| a.iter().zip(b).map(|(&p, &q)| ((q - p) as f64).powi(2)).sum::<f64>() / a.len().max(1) as f64)
+        .collect()
+}

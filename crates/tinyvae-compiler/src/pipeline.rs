@@ -7,11 +7,12 @@ use ndarray::{Array2, Axis};
 use serde::Serialize;
 use tinyvae::{Model, Precision};
 
+use tinyvae_data::features::{Features, FeaturesError};
 use tinyvae_data::idx::{Dataset, IdxError, Split};
 
 use crate::calibrate::{self, Calibration, Method};
 use crate::ir::{Graph, GraphError, Role};
-use crate::metrics::Fidelity;
+use crate::metrics::{self, Fidelity, ScoreAgreement};
 use crate::onnx::ImportError;
 use crate::quantize::{self, Prepared, QuantizeError};
 use crate::runner;
@@ -31,8 +32,14 @@ pub struct Settings {
     pub seed: u64,
     /// Evaluation inputs (prior samples, or test images).
     pub eval_samples: usize,
-    /// IDX directory: required for encoders (calibrate on train, evaluate on test).
+    /// IDX directory: required for encoders (calibrate on train, evaluate on test). For
+    /// autoencoders and generic models also a feature file (`.npy`, or raw f32 with
+    /// [`Settings::shape`]).
     pub data: Option<PathBuf>,
+    /// A separate feature file for evaluation (otherwise a feature file's rows are split).
+    pub eval_data: Option<PathBuf>,
+    /// Dimensions of one sample of a raw f32 feature file.
+    pub shape: Option<Vec<usize>>,
     /// Fuse encoder heads.
     pub fuse_heads: bool,
     /// After calibration, search each tensor's clipping range for the lowest output error on
@@ -54,6 +61,8 @@ impl Default for Settings {
             seed: 0,
             eval_samples: 1000,
             data: None,
+            eval_data: None,
+            shape: None,
             fuse_heads: true,
             refine: true,
             gptq: true,
@@ -83,6 +92,9 @@ pub struct Report {
     pub evaluated_on: String,
     /// Blob against the f32 graph.
     pub fidelity: Fidelity,
+    /// Autoencoders: the blob's anomaly scores against the f32 graph's reconstruction errors.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scores: Option<ScoreAgreement>,
 }
 
 /// Why quantizing, validating or benchmarking a model failed. The model the caller passed is
@@ -111,6 +123,30 @@ pub enum PipelineError {
     /// An encoder needs images and none were given.
     #[error("an encoder runs on images: pass --data DIR (an MNIST-style IDX directory)")]
     NeedsData,
+    /// An autoencoder or generic model needs feature vectors and none were given.
+    #[error(
+        "an {role} runs on feature vectors: pass --data FILE.npy (float32, [N, features]), raw \
+         little-endian f32 with --shape, or an MNIST-style IDX directory"
+    )]
+    NeedsFeatures {
+        /// "autoencoder" or "generic model".
+        role: &'static str,
+    },
+    /// A feature file is missing or malformed (the error names the file).
+    #[error(transparent)]
+    Features(#[from] FeaturesError),
+    /// The feature vectors do not have the model's input width.
+    #[error("the model's input `{input}` takes {features} values but the vectors of {} have {got}", path.display())]
+    FeatureSize {
+        /// The model's first input.
+        input: String,
+        /// Its features.
+        features: usize,
+        /// Values per vector in the file.
+        got: usize,
+        /// The file.
+        path: PathBuf,
+    },
     /// A data set file is missing or malformed (the error names the file).
     #[error(transparent)]
     Data(#[from] IdxError),
@@ -124,8 +160,12 @@ pub enum PipelineError {
         /// Pixels per image.
         pixels: usize,
     },
-    /// The graph's role is [`Role::Generic`]: there is no way to make inputs for it.
-    #[error("cannot tell whether this model is an encoder or a decoder: pass --role decoder|encoder")]
+    /// The graph's role is [`Role::Generic`] and no data was given: there is no way to make
+    /// inputs for it.
+    #[error(
+        "cannot tell what this model is: pass --role decoder|encoder|autoencoder, or feature vectors \
+         for a generic model with --data FILE.npy"
+    )]
     UnknownRole,
     /// An encoder was given to make the inputs of a graph that is not a decoder.
     #[error("--encoder applies to decoders")]
@@ -141,9 +181,6 @@ pub enum PipelineError {
     /// The runtime rejected the blob or could not run it.
     #[error("the runtime could not run the blob")]
     Runtime(#[from] tinyvae::Error),
-    /// A blob of no known kind, which no inputs can be made for.
-    #[error("generic blobs have no input generator to validate with")]
-    GenericBlob,
     /// The ONNX model (in tract) and the blob give outputs of different shapes.
     #[error("outputs of the ONNX model ({onnx:?}) and the blob ({blob:?}) have different shapes")]
     OutputShapes {
@@ -173,26 +210,98 @@ pub enum Purpose {
     Evaluation,
 }
 
+/// Where a model's inputs come from, when they are not prior samples.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Data<'p> {
+    /// An MNIST-style IDX directory (training images calibrate, test images evaluate), or a
+    /// feature file (`.npy`, or raw f32 with `shape`).
+    pub path: Option<&'p Path>,
+    /// A feature file for evaluation; without it, a feature file's rows are split in two:
+    /// calibration reads the first half, evaluation the second.
+    pub eval: Option<&'p Path>,
+    /// Dimensions of one sample of a raw f32 file.
+    pub shape: Option<&'p [usize]>,
+}
+
+impl<'p> Data<'p> {
+    /// Just a path (an IDX directory, or a `.npy` file).
+    pub fn path(path: Option<&'p Path>) -> Self {
+        Data { path, ..Data::default() }
+    }
+
+    /// The data `settings` names.
+    pub fn of(settings: &'p Settings) -> Self {
+        Data { path: settings.data.as_deref(), eval: settings.eval_data.as_deref(), shape: settings.shape.as_deref() }
+    }
+}
+
 /// `n` inputs for `graph` and a description of them.
 pub fn model_inputs(
     graph: &Graph,
     purpose: Purpose,
     n: usize,
     seed: u64,
-    data: Option<&Path>,
+    data: Data<'_>,
 ) -> Result<(Vec<Array2<f32>>, String), PipelineError> {
     match graph.role {
         Role::Decoder { latent, classes, .. } => {
             Ok((prior_inputs(latent, classes, n, seed), format!("{n} prior samples z ~ N(0, I), seed {seed}")))
         }
         Role::Encoder { .. } => {
-            let dir = data.ok_or(PipelineError::NeedsData)?;
+            let dir = data.path.ok_or(PipelineError::NeedsData)?;
             let what = if purpose == Purpose::Calibration { "training" } else { "test" };
             let set = Dataset::load(dir, split_for(purpose))?;
             Ok((image_inputs(graph, &set, n)?, format!("{} {what} images of {}", n.min(set.count), dir.display())))
         }
-        Role::Generic => Err(PipelineError::UnknownRole),
+        Role::Autoencoder | Role::Generic => {
+            let role = if graph.role == Role::Autoencoder { "autoencoder" } else { "generic model" };
+            match data.path {
+                None if graph.role == Role::Generic => Err(PipelineError::UnknownRole),
+                None => Err(PipelineError::NeedsFeatures { role }),
+                Some(dir) if dir.is_dir() => {
+                    let what = if purpose == Purpose::Calibration { "training" } else { "test" };
+                    let set = Dataset::load(dir, split_for(purpose))?;
+                    let x = image_inputs(graph, &set, n)?;
+                    Ok((x, format!("{} {what} images of {} as [0, 1] features", n.min(set.count), dir.display())))
+                }
+                Some(file) => feature_inputs(graph, purpose, n, file, data),
+            }
+        }
     }
+}
+
+/// `n` feature vectors from a file: from `data.eval` for evaluation when given; otherwise the
+/// file's first half calibrates and its second half evaluates, so the two never share a row.
+fn feature_inputs(
+    graph: &Graph,
+    purpose: Purpose,
+    n: usize,
+    file: &Path,
+    data: Data<'_>,
+) -> Result<(Vec<Array2<f32>>, String), PipelineError> {
+    let (path, separate) = match (purpose, data.eval) {
+        (Purpose::Evaluation, Some(eval)) => (eval, true),
+        _ => (file, data.eval.is_some()),
+    };
+    let all = Features::load(path, data.shape)?;
+    let input = graph.inputs.first().map_or(("?", 0), |i| (i.name.as_str(), i.len));
+    if all.len != input.1 || graph.inputs.len() != 1 {
+        return Err(PipelineError::FeatureSize {
+            input: input.0.to_string(),
+            features: input.1,
+            got: all.len,
+            path: path.to_path_buf(),
+        });
+    }
+    let half = all.rows.div_ceil(2);
+    let (start, end) = match (purpose, separate) {
+        (_, true) => (0, n.min(all.rows)),
+        (Purpose::Calibration, false) => (0, n.min(half)),
+        (Purpose::Evaluation, false) => (half, (half + n).min(all.rows)),
+    };
+    let rows = all.slice(start, end);
+    let desc = format!("{} vectors (rows {start}..{end}) of {}", rows.rows, path.display());
+    Ok((vec![Array2::from_shape_vec((rows.rows, rows.len), rows.values).expect("shape")], desc))
 }
 
 /// `n` prior samples for a decoder of `latent` and `classes`: z ~ N(0, I) from the runtime's
@@ -245,7 +354,7 @@ pub fn encoded_inputs(
     encoder: &Graph,
     purpose: Purpose,
     n: usize,
-    data: Option<&Path>,
+    data: Data<'_>,
 ) -> Result<(Vec<Array2<f32>>, String), PipelineError> {
     let Role::Decoder { latent, classes, .. } = decoder.role else {
         return Err(PipelineError::EncoderForNonDecoder);
@@ -263,7 +372,7 @@ pub fn encoded_inputs(
     let z = codes.slice(ndarray::s![.., ..latent]).to_owned();
     let mut inputs = vec![z];
     if classes > 0 {
-        let set = Dataset::load(data.unwrap_or(Path::new(".")), split_for(purpose))?;
+        let set = Dataset::load(data.path.unwrap_or(Path::new(".")), split_for(purpose))?;
         let rows = inputs[0].nrows();
         inputs.push(Array2::from_shape_fn((rows, classes), |(i, j)| (set.labels[i] as usize == j) as u8 as f32));
     }
@@ -284,7 +393,7 @@ pub fn inputs_for(
     purpose: Purpose,
     n: usize,
     seed: u64,
-    data: Option<&Path>,
+    data: Data<'_>,
 ) -> Result<(Vec<Array2<f32>>, String), PipelineError> {
     match encoder {
         Some(e) => encoded_inputs(graph, e, purpose, n, data),
@@ -295,7 +404,7 @@ pub fn inputs_for(
 /// Quantizes `graph` and measures the blob against it.
 pub fn quantize_and_measure(graph: &Graph, s: &Settings) -> Result<(Vec<u8>, Report), PipelineError> {
     let prepared = quantize::prepare(graph, s.fuse_heads)?;
-    let data = s.data.as_deref();
+    let data = Data::of(s);
     let encoder = s.encoder.as_deref().map(import_encoder).transpose()?;
     let (calib, calib_desc) = inputs_for(graph, encoder.as_ref(), Purpose::Calibration, s.calib_samples, s.seed, data)?;
     let (eval, eval_desc) = inputs_for(graph, encoder.as_ref(), Purpose::Evaluation, s.eval_samples, s.seed + 1, data)?;
@@ -310,6 +419,10 @@ pub fn quantize_and_measure(graph: &Graph, s: &Settings) -> Result<(Vec<u8>, Rep
     };
     let blob = quantize::quantize(&prepared, ranges.as_ref(), s.precision)?;
     let fidelity = measure(graph, &blob, &eval)?;
+    let scores = match graph.role {
+        Role::Autoencoder => Some(score_agreement(&runner::reference_outputs(graph, &eval)?[0], &blob, &eval[0])?),
+        _ => None,
+    };
     let model = Model::parse(&blob)?;
     let report = Report {
         kind: model.kind().to_string(),
@@ -329,8 +442,17 @@ pub fn quantize_and_measure(graph: &Graph, s: &Settings) -> Result<(Vec<u8>, Rep
         },
         evaluated_on: eval_desc,
         fidelity,
+        scores,
     };
     Ok((blob, report))
+}
+
+/// An autoencoder blob's scores of `x` (as a device computes them) against a reference
+/// reconstruction `x_hat` of it.
+pub fn score_agreement(x_hat: &Array2<f32>, blob: &[u8], x: &Array2<f32>) -> Result<ScoreAgreement, PipelineError> {
+    let reference = metrics::reconstruction_errors(x, x_hat);
+    let got: Vec<f64> = runner::score_blob(blob, x, tinyvae::kernels::best())?.iter().map(|s| s.mse() as f64).collect();
+    Ok(ScoreAgreement::compare(&reference, &got))
 }
 
 /// Multiply-accumulates per candidate evaluation of the clipping search, for convolutional

@@ -2,7 +2,7 @@
 //! conventions as [`crate::ir::Graph::eval`], so a blob and its float graph compare directly.
 
 use ndarray::{s, Array2};
-use tinyvae::{Decoder, Encoder, Kernels, Model, ModelKind};
+use tinyvae::{Autoencoder, Decoder, Encoder, Kernels, Model, ModelKind, Score};
 
 use crate::ir::{Graph, GraphError, Role};
 
@@ -45,6 +45,19 @@ pub fn run_blob(
             }
             Ok(vec![out])
         }
+        ModelKind::Autoencoder => {
+            let ae = Autoencoder::new(&model)?.with_kernels(kernels);
+            let f = ae.features();
+            let mut out = Array2::zeros((n, f));
+            for start in (0..n).step_by(CHUNK) {
+                let end = (start + CHUNK).min(n);
+                let x = inputs[0].slice(s![start..end, ..]).to_owned();
+                let mut y = vec![0f32; (end - start) * f];
+                ae.reconstruct_batch(x.as_slice().unwrap_or(&[]), end - start, &mut arena, &mut y)?;
+                out.slice_mut(s![start..end, ..]).assign(&Array2::from_shape_vec((end - start, f), y).expect("shape"));
+            }
+            Ok(vec![out])
+        }
         _ => {
             let e = Encoder::new(&model)?.with_kernels(kernels);
             let labels = inputs.get(1).map(labels_of);
@@ -63,6 +76,21 @@ pub fn run_blob(
             Ok(if model.meta().head == tinyvae::format::EncoderHead::Deterministic { vec![mu] } else { vec![mu, lv] })
         }
     }
+}
+
+/// An autoencoder blob's anomaly scores of the rows of `x`, as the runtime computes them on a
+/// device (integer arithmetic on int8 blobs).
+pub fn score_blob(blob: &[u8], x: &Array2<f32>, kernels: &'static Kernels) -> Result<Vec<Score>, tinyvae::Error> {
+    let model = Model::parse(blob)?;
+    let ae = Autoencoder::new(&model)?.with_kernels(kernels);
+    let mut arena = vec![0u8; model.arena_size_for_batch(CHUNK).unwrap_or(0)];
+    let mut scores = vec![Score { raw: 0, unit: 0.0 }; x.nrows()];
+    for start in (0..x.nrows()).step_by(CHUNK) {
+        let end = (start + CHUNK).min(x.nrows());
+        let rows = x.slice(s![start..end, ..]).to_owned();
+        ae.score_batch(rows.as_slice().unwrap_or(&[]), end - start, &mut arena, &mut scores[start..end])?;
+    }
+    Ok(scores)
 }
 
 /// The float graph's outputs in [`run_blob`]'s convention: an encoder with one fused

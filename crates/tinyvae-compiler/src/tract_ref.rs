@@ -273,6 +273,19 @@ fn build(
     inputs: &[InputSpec],
     batch: Option<usize>,
 ) -> Result<Arc<TypedRunnableModel>, TractRefError> {
+    // The shapes an exporter states for intermediate values and outputs name its own batch
+    // symbol (torch's dynamo exporter writes `batch`), which tract cannot unify with the batch
+    // set here: the inputs' shapes are enough for tract to infer the rest.
+    let mut proto = proto.clone();
+    if let Some(g) = proto.graph.as_mut() {
+        g.value_info.clear();
+        for out in &mut g.output {
+            if let Some(pb::TypeProto { value: Some(pb::type_proto::Value::TensorType(t)), .. }) = &mut out.r#type {
+                t.shape = None;
+            }
+        }
+    }
+    let proto = &proto;
     let mut model = match dir {
         None => tract_onnx::onnx().model_for_proto_model(proto).map_err(tract_err("parsing the model"))?,
         Some(dir) => {

@@ -1,14 +1,14 @@
 //! `tinyvae validate`: a blob in the runtime against its ONNX model in tract (an independent
 //! f32 engine), on the same inputs.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Serialize;
 use tinyvae::format::OutputKind;
 use tinyvae::{Model, ModelKind};
 
 use crate::ir::Role;
-use crate::metrics::Fidelity;
+use crate::metrics::{Fidelity, ScoreAgreement};
 use crate::pipeline::{self, PipelineError, Purpose};
 use crate::runner;
 use crate::tract_ref::TractModel;
@@ -24,10 +24,15 @@ pub struct Validation {
     pub inputs: String,
     /// Blob (runtime) against ONNX (tract f32).
     pub fidelity: Fidelity,
+    /// Autoencoders: the blob's anomaly scores against the reconstruction errors of the ONNX
+    /// model in tract.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scores: Option<ScoreAgreement>,
 }
 
 /// Runs `onnx` in tract and `blob` in the runtime on `samples` inputs: prior samples from
-/// `seed` for decoders, the first test images of `data` for encoders. With `encoder`, a
+/// `seed` for decoders, the first test images of `data` for encoders, feature vectors of
+/// `data` for autoencoders and generic models. With `encoder`, a
 /// decoder is fed the encoder's codes of `data`'s test images instead. Errors about `onnx` or
 /// `blob` are the caller's to attribute (the CLI names both files).
 pub fn validate(
@@ -35,7 +40,7 @@ pub fn validate(
     blob: &[u8],
     samples: usize,
     seed: u64,
-    data: Option<PathBuf>,
+    data: pipeline::Data<'_>,
     encoder: Option<&Path>,
 ) -> Result<Validation, PipelineError> {
     let model = Model::parse(blob)?;
@@ -49,11 +54,12 @@ pub fn validate(
             bernoulli: meta.output_kind == OutputKind::Bernoulli,
         },
         ModelKind::Encoder => Role::Encoder { latent: meta.latent, classes: meta.classes },
-        ModelKind::Generic => return Err(PipelineError::GenericBlob),
+        ModelKind::Autoencoder => Role::Autoencoder,
+        ModelKind::Generic => Role::Generic,
     };
     let encoder = encoder.map(pipeline::import_encoder).transpose()?;
-    let (inputs, desc) =
-        pipeline::inputs_for(&graph, encoder.as_ref(), Purpose::Evaluation, samples, seed, data.as_deref())?;
+    let (inputs, desc) = pipeline::inputs_for(&graph, encoder.as_ref(), Purpose::Evaluation, samples, seed, data)?;
+    let samples = inputs.first().map_or(0, |a| a.nrows());
 
     let tract = TractModel::load(onnx)?;
     let views: Vec<_> = inputs.iter().map(|a| a.view()).collect();
@@ -68,11 +74,16 @@ pub fn validate(
             blob: got.iter().map(|a| a.dim()).collect(),
         });
     }
+    let scores = match graph.role {
+        Role::Autoencoder => Some(pipeline::score_agreement(&reference[0], blob, &inputs[0])?),
+        _ => None,
+    };
     let peak = (meta.output_kind == OutputKind::Bernoulli && model.kind() == ModelKind::Decoder).then_some(1.0);
     Ok(Validation {
         kind: model.kind().to_string(),
         precision: model.precision().to_string(),
         inputs: desc,
         fidelity: Fidelity::compare(&runner::flatten(&reference), &runner::flatten(&got), samples, peak),
+        scores,
     })
 }

@@ -4,7 +4,7 @@
 use ndarray::{Array1, Array2};
 use tinyvae::{Model, Precision};
 use tinyvae_compiler::{
-    calibrate, measure, model_inputs, prepare, quantize, Fidelity, Graph, Input, Method, Node, Op, Purpose, Role,
+    calibrate, measure, model_inputs, prepare, quantize, Data, Fidelity, Graph, Input, Method, Node, Op, Purpose, Role,
 };
 
 fn dense(rng: &mut tinyvae::Rng, name: &str, input: &str, output: &str, out: usize, inp: usize, gain: f32) -> Node {
@@ -81,7 +81,7 @@ fn conditional_encoder(seed: u64) -> Graph {
 /// Inputs shaped for `g`: prior samples for decoders, image-like rows (and labels) for encoders.
 fn inputs(g: &Graph, n: usize, seed: u64) -> Vec<Array2<f32>> {
     match g.role {
-        Role::Decoder { .. } => model_inputs(g, Purpose::Calibration, n, seed, None).unwrap().0,
+        Role::Decoder { .. } => model_inputs(g, Purpose::Calibration, n, seed, Data::default()).unwrap().0,
         _ => {
             let mut v = vec![image_like(n, seed)];
             if g.inputs.len() == 2 {

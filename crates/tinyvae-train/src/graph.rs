@@ -151,6 +151,7 @@ fn role_name(role: &Role) -> &'static str {
     match role {
         Role::Encoder { .. } => "encoder",
         Role::Decoder { .. } => "decoder",
+        Role::Autoencoder => "autoencoder",
         Role::Generic => "generic",
     }
 }

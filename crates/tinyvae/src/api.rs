@@ -8,7 +8,7 @@ use crate::model::Model;
 use crate::prior::Prior;
 use crate::rng::Rng;
 
-fn check_len(what: &'static str, expected: usize, got: usize) -> Result<(), Error> {
+pub(crate) fn check_len(what: &'static str, expected: usize, got: usize) -> Result<(), Error> {
     if expected == got {
         Ok(())
     } else {

@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 
 use crate::error::Error;
 use crate::format::ModelKind;
-use crate::format::{align_up, crc32, hdr, mrec, ALIGN, CHECKSUM_START, PRIOR_WEIGHT_TOTAL, VERSION};
+use crate::format::{align_up, crc32, hdr, mrec, ALIGN, CHECKSUM_START, PRIOR_WEIGHT_TOTAL, VERSION_4};
 use crate::prior::Prior;
 use crate::Model;
 
@@ -127,7 +127,7 @@ pub fn attach_prior(blob: &[u8], prior: &PriorSpec) -> Result<Vec<u8>, Error> {
     out.extend_from_slice(&section);
     let total = out.len();
     let put_u32 = |b: &mut [u8], off: usize, v: u32| b[off..off + 4].copy_from_slice(&v.to_le_bytes());
-    out[hdr::VERSION..hdr::VERSION + 2].copy_from_slice(&VERSION.to_le_bytes());
+    out[hdr::VERSION..hdr::VERSION + 2].copy_from_slice(&VERSION_4.to_le_bytes());
     put_u32(&mut out, hdr::FILE_LEN, total as u32);
     let meta = model.meta_offset();
     let components = prior.components() as u16;
@@ -182,7 +182,7 @@ mod tests {
         let plain = example_decoder();
         let with = example_decoder_with_prior();
         let model = Model::parse(&with).unwrap();
-        assert_eq!(model.version(), VERSION);
+        assert_eq!(model.version(), VERSION_4);
         let again = attach_prior(&with, &one_component(2)).unwrap();
         assert_eq!(again.len(), plain.len() + Prior::section_len(1, 2).unwrap());
         assert_eq!(Model::parse(&again).unwrap().prior().unwrap().components(), 1);
@@ -196,7 +196,7 @@ mod tests {
         assert_eq!(plain[meta + mrec::PRIOR_LEN + 4..end], again[meta + mrec::PRIOR_LEN + 4..end]);
         // A conv decoder (version 2 before) takes one too.
         let conv = attach_prior(&example_conv_decoder(), &one_component(4)).unwrap();
-        assert_eq!(Model::parse(&conv).unwrap().version(), VERSION);
+        assert_eq!(Model::parse(&conv).unwrap().version(), VERSION_4);
     }
 
     #[test]

@@ -57,6 +57,7 @@ use alloc::vec::Vec;
 
 #[cfg(feature = "alloc")]
 mod aligned;
+mod anomaly;
 mod api;
 #[cfg(feature = "alloc")]
 pub mod attach;
@@ -71,6 +72,7 @@ pub mod rng;
 
 #[cfg(feature = "alloc")]
 pub use aligned::AlignedBlob;
+pub use anomaly::{Autoencoder, Score};
 pub use api::{Decoder, Encoder};
 #[cfg(feature = "alloc")]
 pub use attach::{attach_prior, PriorSpec};
@@ -87,4 +89,10 @@ pub use rng::Rng;
 #[doc(hidden)]
 pub fn doc_example_blob() -> Vec<u8> {
     format::write::example_decoder()
+}
+
+#[cfg(feature = "alloc")]
+#[doc(hidden)]
+pub fn doc_example_autoencoder() -> Vec<u8> {
+    format::write::example_autoencoder()
 }

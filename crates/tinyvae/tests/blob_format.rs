@@ -170,10 +170,10 @@ fn errors_say_what_is_wrong() {
     assert!(msg.contains("checksum"), "{msg}");
     let msg = Model::parse(&blob[..10]).unwrap_err().to_string();
     assert!(msg.contains("10 bytes"), "{msg}");
-    let mut v5 = blob.clone();
-    v5[4] = 5;
-    assert_eq!(Model::parse(&v5).unwrap_err(), Error::UnsupportedVersion { found: 5 });
-    assert!(Model::parse(&v5).unwrap_err().to_string().contains("version 5"));
+    let mut v6 = blob.clone();
+    v6[4] = 6;
+    assert_eq!(Model::parse(&v6).unwrap_err(), Error::UnsupportedVersion { found: 6 });
+    assert!(Model::parse(&v6).unwrap_err().to_string().contains("version 6"));
 }
 
 #[test]

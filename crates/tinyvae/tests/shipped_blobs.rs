@@ -14,7 +14,7 @@
 use std::path::{Path, PathBuf};
 
 use tinyvae::kernels::REFERENCE;
-use tinyvae::{AlignedBlob, Decoder, Encoder, Model, ModelKind, Rng};
+use tinyvae::{AlignedBlob, Autoencoder, Decoder, Encoder, Model, ModelKind, Rng, Score};
 
 /// `write::example_decoder()`: (length, FNV-1a 64 of its bytes), recorded as the table below.
 const EXAMPLE_DECODER: (usize, u64) = (1280, 0xed70_7ea3_f1d5_4cec);
@@ -119,6 +119,24 @@ fn run_hash(blob: &[u8]) -> u64 {
             e.encode_batch(&x, labels, batch, &mut arena, &mut mu, &mut logvar).unwrap();
             h.floats(&mu);
             h.floats(&logvar);
+        }
+        ModelKind::Autoencoder => {
+            // 3 pseudo-random feature vectors in [0, 1): reconstructions and scores, and the
+            // same scores on the fastest kernels.
+            let ae = Autoencoder::new(&model).unwrap().with_kernels(&REFERENCE);
+            let batch = 3;
+            let mut rng = Rng::new(77);
+            let x: Vec<f32> = (0..batch * ae.features()).map(|_| rng.below(1000) as f32 / 1000.0).collect();
+            let mut arena = vec![0u8; model.arena_size_for_batch(batch).unwrap()];
+            let mut out = vec![0f32; x.len()];
+            ae.reconstruct_batch(&x, batch, &mut arena, &mut out).unwrap();
+            h.floats(&out);
+            let mut scores = vec![Score { raw: 0, unit: 0.0 }; batch];
+            ae.score_batch(&x, batch, &mut arena, &mut scores).unwrap();
+            scores.iter().for_each(|s| h.bytes(&s.raw.to_le_bytes()));
+            let mut fast = scores.clone();
+            Autoencoder::new(&model).unwrap().score_batch(&x, batch, &mut arena, &mut fast).unwrap();
+            assert_eq!(scores, fast, "best kernels differ from the reference");
         }
         ModelKind::Generic => panic!("no generic blobs are shipped"),
     }

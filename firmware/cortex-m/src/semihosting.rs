@@ -7,7 +7,8 @@ use core::fmt;
 
 use cortex_m_semihosting::{hio, nr};
 
-/// A file on the host, opened for writing (created or truncated). Closed when dropped.
+/// A file on the host, opened for writing (created or truncated) or reading. Closed when
+/// dropped.
 pub struct HostFile {
     handle: usize,
     name: &'static CStr,
@@ -29,15 +30,39 @@ impl fmt::Display for HostError {
 impl HostFile {
     /// Creates (or truncates) `name` in binary mode.
     pub fn create(name: &'static CStr) -> Result<Self, HostError> {
+        Self::open_as(name, nr::open::W_TRUNC_BINARY, "create")
+    }
+
+    /// Opens `name` for reading in binary mode.
+    #[allow(dead_code)] // only the anomaly-detection run reads
+    pub fn open(name: &'static CStr) -> Result<Self, HostError> {
+        Self::open_as(name, nr::open::R_BINARY, "open")
+    }
+
+    fn open_as(name: &'static CStr, mode: usize, action: &'static str) -> Result<Self, HostError> {
         let len = name.to_bytes().len();
         // SAFETY: SYS_OPEN reads `len` bytes of the NUL-terminated name and nothing else.
-        let handle = unsafe {
-            cortex_m_semihosting::syscall(nr::OPEN, &[name.as_ptr() as usize, nr::open::W_TRUNC_BINARY, len])
-        };
+        let handle = unsafe { cortex_m_semihosting::syscall(nr::OPEN, &[name.as_ptr() as usize, mode, len]) };
         if handle as isize == -1 {
-            return Err(HostError { action: "create", name });
+            return Err(HostError { action, name });
         }
         Ok(HostFile { handle, name })
+    }
+
+    /// Fills `bytes` from the file: `Ok(true)` when it did, `Ok(false)` at the end of the file
+    /// (nothing left), an error on a partial record or a failed read.
+    #[allow(dead_code)] // only the anomaly-detection run reads
+    pub fn read_exact(&mut self, bytes: &mut [u8]) -> Result<bool, HostError> {
+        // SAFETY: SYS_READ writes at most `bytes.len()` bytes into `bytes`; it returns how many
+        // it did not read.
+        let left = unsafe {
+            cortex_m_semihosting::syscall(nr::READ, &[self.handle, bytes.as_mut_ptr() as usize, bytes.len()])
+        };
+        match left {
+            0 => Ok(true),
+            n if n == bytes.len() => Ok(false),
+            _ => Err(HostError { action: "read a whole record of", name: self.name }),
+        }
     }
 
     /// Writes all of `bytes`.

@@ -21,7 +21,7 @@ struct Cli {
 enum Command {
     /// Train a family member (ae, dae, cae, vae, cvae, aae) on an MNIST-style IDX directory and export its ONNX files.
     Train(cmd::train::Args),
-    /// Quantize an ONNX encoder or decoder into a runtime blob (.tvae), and report its fidelity.
+    /// Quantize an ONNX decoder, encoder or autoencoder into a runtime blob (.tvae), and report its fidelity.
     Quantize(cmd::quantize::Args),
     /// Run MODEL.onnx in tract and BLOB.tvae in the runtime on the same inputs and compare.
     Validate(cmd::validate::Args),
@@ -30,6 +30,9 @@ enum Command {
     /// Fit a learned latent prior (a Gaussian mixture over the encoder's codes of the training
     /// images) and store it in decoder blobs, which then sample z from it.
     FitPrior(cmd::fit_prior::Args),
+    /// Anomaly scores of feature vectors with an autoencoder blob: the alarm threshold for a
+    /// false-positive rate, and the AUROC against anomalous vectors.
+    Score(cmd::score::Args),
     /// Print a blob's header, graph, tensors and memory plan.
     Inspect(cmd::inspect::Args),
     /// Write a blob and a generated Rust module (arena size, shapes, aligned include_bytes!) for firmware.
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
         Command::Validate(a) => cmd::validate::run(a),
         Command::Sample(a) => cmd::sample::run(a),
         Command::FitPrior(a) => cmd::fit_prior::run(a),
+        Command::Score(a) => cmd::score::run(a),
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Deploy(a) => cmd::deploy::run(a),
         Command::Bench(a) => cmd::bench::run(a),

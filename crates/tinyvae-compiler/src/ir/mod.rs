@@ -33,6 +33,9 @@ pub enum Role {
         /// Label classes (0: unconditional).
         classes: usize,
     },
+    /// A feature vector to its reconstruction (the same length): a whole autoencoder, scored
+    /// by its reconstruction error as an anomaly detector.
+    Autoencoder,
     /// Anything else.
     Generic,
 }

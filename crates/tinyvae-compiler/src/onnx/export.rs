@@ -309,6 +309,7 @@ pub fn to_model_proto(graph: &Graph) -> Result<pb::ModelProto, ExportError> {
             meta(META_LATENT, latent.to_string()),
             meta(META_CLASSES, classes.to_string()),
         ],
+        Role::Autoencoder => vec![meta(META_ROLE, "autoencoder".into())],
         Role::Generic => vec![meta(META_ROLE, "generic".into())],
     };
     Ok(pb::ModelProto {

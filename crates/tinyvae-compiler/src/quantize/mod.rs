@@ -76,12 +76,27 @@ pub enum QuantizeError {
         /// Value name.
         value: String,
     },
+    /// A value whose calibration range is not finite (the graph overflows f32 on the
+    /// calibration inputs, e.g. from huge weights): no int8 scale covers it.
+    #[error("value `{value}` ranges over [{lo}, {hi}] on the calibration inputs; int8 needs a finite range")]
+    NonFiniteRange {
+        /// Value name.
+        value: String,
+        /// Smallest value seen.
+        lo: f32,
+        /// Largest value seen.
+        hi: f32,
+    },
     /// A value read or listed as an output that no node computes.
     #[error("value `{value}` is never computed")]
     Uncomputed {
         /// Value name.
         value: String,
     },
+    /// A graph with no node left to run (an ONNX model of only reshapes, say): a blob holds at
+    /// least one.
+    #[error("the graph computes nothing: its outputs are its inputs, and a blob needs at least one node")]
+    NoNodes,
     /// More tensors than a blob can index.
     #[error("{tensors} tensors exceed the runtime's limit of {limit}")]
     TooManyTensors {
@@ -366,6 +381,9 @@ pub fn quantize(
     let g = &prepared.graph;
     let lens = g.value_lens()?;
     let lowered = lower(g)?;
+    if lowered.is_empty() {
+        return Err(QuantizeError::NoNodes);
+    }
     let int8 = precision == Precision::Int8;
     let params = match (int8, ranges) {
         (true, Some(r)) => choose_params(g, &lowered, r)?,
@@ -401,7 +419,10 @@ pub fn quantize(
                 .map(|(i, _)| i as i64)
                 .max()
                 .unwrap_or(first);
-            if g.outputs.iter().any(|o| o == v) {
+            // Graph outputs are read after the last node; so is an autoencoder's input, whose
+            // codes the runtime's anomaly score compares with the output's (the format
+            // promises that no node writes over it).
+            if g.outputs.iter().any(|o| o == v) || (g.role == Role::Autoencoder && t < g.inputs.len()) {
                 last = steps;
             }
             Lifetime { bytes: lens[v] * dtype.size(), first, last }
@@ -675,8 +696,8 @@ fn meta_for(
                 },
             )
         }
-        Role::Generic => (
-            ModelKind::Generic,
+        Role::Autoencoder | Role::Generic => (
+            if g.role == Role::Autoencoder { ModelKind::Autoencoder } else { ModelKind::Generic },
             MetaSpec {
                 latent: 0,
                 classes: 0,

@@ -80,7 +80,7 @@ pub fn graph_discrepancy(model: &M2, graph: &Graph, samples: usize) -> Result<f3
             let (mu, logvar) = model.encode(&x, &y)?;
             check_graph(graph, &[x_arr, y_arr], &[mu, logvar])
         }
-        Role::Generic => Err(TrainError::Export("graph has no decoder or encoder role".into())),
+        Role::Autoencoder | Role::Generic => Err(TrainError::Export("graph has no decoder or encoder role".into())),
     }
 }
 

@@ -21,10 +21,13 @@ pub const MAGIC: [u8; 4] = *b"TVAE";
 /// The newest format version, which this runtime reads and writes: version 2 adds shaped
 /// tensors, convolutions, upsampling, residual additions and two activations; version 3 the
 /// tap-major convolution weights ([`WeightLayout::TapMajor`]) that optimized kernels run from
-/// flash; version 4 a decoder's learned latent prior (a Gaussian mixture, [`crate::Prior`]).
+/// flash; version 4 a decoder's learned latent prior (a Gaussian mixture, [`crate::Prior`]);
+/// version 5 the autoencoder kind ([`ModelKind::Autoencoder`], x to its reconstruction).
 /// The writer writes the oldest version a blob's contents allow (`write::version_for`), so
 /// that older firmware reads what it can.
-pub const VERSION: u16 = 4;
+pub const VERSION: u16 = 5;
+/// Format version 4 (a decoder's learned latent prior), still read and written.
+pub const VERSION_4: u16 = 4;
 /// Format version 3 (tap-major convolution weights), still read and written.
 pub const VERSION_3: u16 = 3;
 /// Format version 2 (shaped tensors and convolutions with row-major weights), still read and
@@ -167,6 +170,9 @@ code_enum!(
         Decoder = 1 => "decoder",
         /// Takes pixels, gives mu and log-variance.
         Encoder = 2 => "encoder",
+        /// Takes a feature vector, gives its reconstruction (same length): an anomaly detector
+        /// scores the difference (format version 5).
+        Autoencoder = 3 => "autoencoder",
     }
 );
 
@@ -339,7 +345,7 @@ pub const fn arena_size_of(blob: &[u8]) -> Option<usize> {
         return None;
     }
     match (read_u16(blob, hdr::VERSION), read_u32(blob, hdr::ARENA_BYTES)) {
-        (Some(VERSION_1 | VERSION_2 | VERSION_3 | VERSION), Some(bytes)) => Some(bytes as usize + ALIGN),
+        (Some(VERSION_1 | VERSION_2 | VERSION_3 | VERSION_4 | VERSION), Some(bytes)) => Some(bytes as usize + ALIGN),
         _ => None,
     }
 }

@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 use super::{
     align_up, crc32, hdr, mrec, nrec, trec, ActKind, ConvGeometry, DType, EncoderHead, ModelKind, OpCode, OutputKind,
     Precision, WeightLayout, ALIGN, HEADER_LEN, MAGIC, META_RECORD_LEN, NODE_RECORD_LEN, NO_TENSOR, TENSOR_RECORD_LEN,
-    VERSION_1, VERSION_2, VERSION_3,
+    VERSION, VERSION_1, VERSION_2, VERSION_3,
 };
 
 /// A tensor to write.
@@ -269,11 +269,14 @@ fn push_data(data: &mut Vec<u8>, bytes: &[u8], align: usize) -> (u32, u32) {
 /// The format version [`write()`] gives `spec`: the oldest that holds it, so that firmware
 /// built before a version reads what it can. [`VERSION_1`] when it uses nothing of version 2
 /// (every tensor flat, ops Dense, Lut, Activation and Concat, activations up to tanh);
-/// [`VERSION_3`] with tap-major convolution weights; [`VERSION_2`] otherwise. A stored latent
-/// prior (version 4) is added to a written blob by [`crate::attach_prior`].
+/// [`VERSION_3`] with tap-major convolution weights; [`VERSION_2`] otherwise; [`VERSION`] (5)
+/// for an autoencoder. A stored latent prior (version 4) is added to a written blob by
+/// [`crate::attach_prior`].
 pub fn version_for(spec: &BlobSpec) -> u16 {
     let shaped = spec.tensors.iter().any(|t| t.height != 0 || t.width != 0);
-    if spec.nodes.iter().any(NodeSpec::needs_version_3) {
+    if spec.kind == ModelKind::Autoencoder {
+        VERSION
+    } else if spec.nodes.iter().any(NodeSpec::needs_version_3) {
         VERSION_3
     } else if shaped || spec.nodes.iter().any(NodeSpec::needs_version_2) {
         VERSION_2
@@ -525,6 +528,52 @@ pub fn example_decoder() -> Vec<u8> {
             width: 4,
             height: 4,
             output_kind: OutputKind::Bernoulli,
+            head: EncoderHead::None,
+        },
+    })
+}
+
+/// A small int8 autoencoder (format version 5) with fixed pseudo-random weights: 8 features
+/// in [0, 1] -> 3 (ReLU) -> 8 features. For documentation examples and format tests.
+pub fn example_autoencoder() -> Vec<u8> {
+    let mut rng = crate::rng::Rng::new(3);
+    let mut dense = |input: u16, output: u16, rows: u32, cols: u32, relu: bool, out_zp: i32, shift: i32| {
+        let (weights, bias, requant) = example_int8_arrays(&mut rng, rows, cols, shift);
+        NodeSpec::Dense {
+            input,
+            output,
+            rows,
+            cols,
+            weight_dtype: DType::I8,
+            layout: WeightLayout::RowMajor,
+            weights,
+            bias,
+            requant,
+            act: ActKind::None,
+            act_min: if relu { out_zp as i8 } else { -128 },
+            act_max: 127,
+        }
+    };
+    let nodes = vec![dense(0, 1, 3, 8, true, -128, -8), dense(1, 2, 8, 3, false, 0, -6)];
+    write(&BlobSpec {
+        kind: ModelKind::Autoencoder,
+        precision: Precision::Int8,
+        arena_bytes: 48,
+        tensors: vec![
+            // The input stays intact: the score reads it after the run.
+            TensorSpec::flat(DType::I8, 8, 0, 1.0 / 255.0, -128),
+            TensorSpec::flat(DType::I8, 3, 16, 0.05, -128),
+            TensorSpec::flat(DType::I8, 8, 32, 0.02, 0),
+        ],
+        nodes,
+        inputs: vec![0],
+        outputs: vec![2],
+        meta: MetaSpec {
+            latent: 3,
+            classes: 0,
+            width: 0,
+            height: 0,
+            output_kind: OutputKind::Raw,
             head: EncoderHead::None,
         },
     })

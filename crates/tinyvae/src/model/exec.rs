@@ -114,6 +114,32 @@ impl Model<'_> {
         }
     }
 
+    /// Writes int8 codes as graph input `k` unchanged (an int8 input; the caller quantized).
+    pub(crate) fn stage_codes(&self, arena: &mut [u8], k: usize, batch: usize, codes: &[i8]) -> Result<(), Error> {
+        let t = self.input(k).ok_or(Error::BadGraph { reason: "missing input" })?;
+        if t.dtype != DType::I8 {
+            return Err(Error::BadGraph { reason: "int8 codes given for a float input" });
+        }
+        let bytes = arena.get_mut(arena_range(&t, batch)).ok_or(Error::BadGraph { reason: "input outside arena" })?;
+        for (b, &q) in bytes.iter_mut().zip(codes) {
+            *b = q as u8;
+        }
+        Ok(())
+    }
+
+    /// The bytes of graph output `k` for `batch` samples in the working arena.
+    pub(crate) fn output_bytes<'b>(&self, arena: &'b [u8], k: usize, batch: usize) -> Result<&'b [u8], Error> {
+        let t = self.output(k).ok_or(Error::BadGraph { reason: "missing output" })?;
+        arena.get(arena_range(&t, batch)).ok_or(Error::BadGraph { reason: "output outside arena" })
+    }
+
+    /// The bytes of graph input `k` for `batch` samples in the working arena (after a run,
+    /// still the staged input only where the blob promises it, as an autoencoder's does).
+    pub(crate) fn input_bytes<'b>(&self, arena: &'b [u8], k: usize, batch: usize) -> Result<&'b [u8], Error> {
+        let t = self.input(k).ok_or(Error::BadGraph { reason: "missing input" })?;
+        arena.get(arena_range(&t, batch)).ok_or(Error::BadGraph { reason: "input outside arena" })
+    }
+
     /// Runs every node over the staged inputs in the working arena.
     pub(crate) fn execute(&self, kernels: &Kernels, arena: &mut [u8], batch: usize) -> Result<(), Error> {
         for i in 0..self.n_nodes {

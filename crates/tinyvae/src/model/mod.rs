@@ -207,7 +207,10 @@ impl<'a> Model<'a> {
             return Err(Error::BadMagic);
         }
         let version = u16_at(blob, hdr::VERSION, "version")?;
-        if !matches!(version, format::VERSION_1 | format::VERSION_2 | format::VERSION_3 | format::VERSION) {
+        if !matches!(
+            version,
+            format::VERSION_1 | format::VERSION_2 | format::VERSION_3 | format::VERSION_4 | format::VERSION
+        ) {
             return Err(Error::UnsupportedVersion { found: version });
         }
         if u16_at(blob, hdr::HEADER_LEN, "header_len")? as usize != HEADER_LEN {
@@ -223,7 +226,9 @@ impl<'a> Model<'a> {
             return Err(Error::ChecksumMismatch { stored, computed });
         }
 
-        let kind = ModelKind::from_code(blob[hdr::KIND]).ok_or(Error::BadHeader { field: "kind" })?;
+        let kind = ModelKind::from_code(blob[hdr::KIND])
+            .filter(|&k| k != ModelKind::Autoencoder || version >= format::VERSION)
+            .ok_or(Error::BadHeader { field: "kind" })?;
         let precision = Precision::from_code(blob[hdr::PRECISION]).ok_or(Error::BadHeader { field: "precision" })?;
         let built = match precision {
             Precision::Int8 => true,
@@ -266,7 +271,7 @@ impl<'a> Model<'a> {
             section(u32_at(blob, hdr::DATA_OFF, "data_off")?, u32_at(blob, hdr::DATA_LEN, "data_len")?, len, "data")?;
         let m = &blob[meta_s.clone()];
         let prior_components =
-            if version >= format::VERSION { read_u16(m, mrec::PRIOR_COMPONENTS).unwrap_or(0) as usize } else { 0 };
+            if version >= format::VERSION_4 { read_u16(m, mrec::PRIOR_COMPONENTS).unwrap_or(0) as usize } else { 0 };
         let prior_s = if prior_components > 0 {
             let off = read_u32(m, mrec::PRIOR_OFF).unwrap_or(0) as usize;
             section(off, read_u32(m, mrec::PRIOR_LEN).unwrap_or(0) as usize, len, "prior")?

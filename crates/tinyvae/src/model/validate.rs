@@ -412,6 +412,25 @@ impl Model<'_> {
         let len_of = |k: usize| self.tensor(self.io(k)).map(|t| t.len).unwrap_or(0);
         match self.kind {
             ModelKind::Generic => Ok(()),
+            ModelKind::Autoencoder => {
+                if self.n_inputs != 1 || self.n_outputs != 1 || len_of(0) != len_of(1) || len_of(0) == 0 {
+                    return bad("autoencoder must map one input to one output of the same length");
+                }
+                if m.classes != 0 {
+                    return bad("meta.classes set on an autoencoder");
+                }
+                // The score reads the input's codes after the run: no node may write over them.
+                let input = self.tensor(self.io(0)).ok_or(Error::BadGraph { reason: "missing input" })?;
+                let kept = input.arena_offset..input.arena_offset + input.bytes();
+                for i in 0..self.n_nodes {
+                    let out =
+                        self.tensor(self.decode_node(i)?.output).ok_or(Error::BadGraph { reason: "missing tensor" })?;
+                    if out.arena_offset < kept.end && kept.start < out.arena_offset + out.bytes() {
+                        return bad("a node writes over an autoencoder's input, which must stay intact");
+                    }
+                }
+                Ok(())
+            }
             ModelKind::Decoder => {
                 if self.n_outputs != 1 || m.latent == 0 || len_of(0) != m.latent {
                     return bad("decoder must map z (meta.latent values) to one output");

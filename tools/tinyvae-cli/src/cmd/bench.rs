@@ -19,9 +19,8 @@ pub struct Args {
     /// Time spent per engine and batch size, in milliseconds.
     #[arg(long, default_value_t = 1000)]
     pub time_ms: u64,
-    /// IDX directory (encoders calibrate and run on its images), or a fetched data set (mnist, fashion-mnist).
-    #[arg(long, value_parser = crate::datasets::data_arg)]
-    pub data: Option<PathBuf>,
+    #[command(flatten)]
+    pub data: super::quantize::DataArgs,
     #[command(flatten)]
     pub role: RoleArgs,
     /// Print the table as JSON.
@@ -34,14 +33,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
         anyhow::bail!("batch sizes must be at least 1");
     }
     let graph = a.role.load(&a.model)?;
-    let timings = tinyvae_compiler::bench::compare(
-        &a.model,
-        &graph,
-        a.data.as_deref(),
-        &a.batch,
-        Duration::from_millis(a.time_ms),
-    )
-    .with_context(|| format!("cannot benchmark {}", a.model.display()))?;
+    let timings =
+        tinyvae_compiler::bench::compare(&a.model, &graph, a.data.data(), &a.batch, Duration::from_millis(a.time_ms))
+            .with_context(|| format!("cannot benchmark {}", a.model.display()))?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&timings)?);
         return Ok(ExitCode::SUCCESS);

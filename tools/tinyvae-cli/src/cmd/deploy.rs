@@ -24,6 +24,27 @@ pub struct Args {
     /// model.c, for the C API in crates/tinyvae-c).
     #[arg(long, default_value = "rust", value_parser = ["rust", "c"])]
     pub lang: String,
+    /// Autoencoders: normal feature vectors (.npy, or raw f32 with --shape) to choose the alarm
+    /// threshold on; it is written into the generated sources (THRESHOLD_RAW).
+    #[arg(long)]
+    pub threshold_data: Option<PathBuf>,
+    /// The false-positive rate the threshold allows on --threshold-data.
+    #[arg(long, default_value_t = 0.01, requires = "threshold_data")]
+    pub fpr: f64,
+    /// Dimensions of one sample of a raw f32 --threshold-data file.
+    #[arg(long, value_delimiter = ',', requires = "threshold_data")]
+    pub shape: Option<Vec<usize>>,
+}
+
+/// The alarm threshold of `--threshold-data`, for autoencoder blobs.
+fn threshold(a: &Args, blob: &[u8]) -> Result<Option<tinyvae_compiler::anomaly::Threshold>> {
+    let Some(path) = &a.threshold_data else { return Ok(None) };
+    if !(0.0..=1.0).contains(&a.fpr) {
+        anyhow::bail!("--fpr {} is not a rate between 0 and 1", a.fpr);
+    }
+    super::score::autoencoder_blob(blob, &a.blob)?;
+    let scores = super::score::score_file(blob, path, a.shape.as_deref())?;
+    Ok(Some(tinyvae_compiler::anomaly::threshold_for_fpr(&scores, a.fpr)))
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
@@ -37,15 +58,17 @@ pub fn run(a: Args) -> Result<ExitCode> {
             format!("{}: the blob's file name must be UTF-8 to be named in include_bytes!", a.blob.display())
         })?
         .to_string();
+    let threshold = threshold(&a, &bytes)?;
     std::fs::create_dir_all(&a.output).with_context(|| format!("cannot create {}", a.output.display()))?;
     if a.lang == "c" {
-        let (h, c) = super::deploy_c::c_sources(&model, &bytes, &a.blob.display().to_string());
+        let (h, c) = super::deploy_c::c_sources(&model, &bytes, &a.blob.display().to_string(), threshold.as_ref());
         let (h_out, c_out) = (a.output.join("model.h"), a.output.join("model.c"));
         for out in [&h_out, &c_out] {
             util::check_not_input(out, &[&a.blob])?;
         }
         util::write(&h_out, h.as_bytes())?;
         util::write(&c_out, c.as_bytes())?;
+        print_threshold(threshold.as_ref());
         println!(
             "wrote {} and {} ({} blob bytes, arena {} bytes)",
             h_out.display(),
@@ -64,7 +87,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     if !same_file(&blob_out, &a.blob) {
         util::write(&blob_out, &bytes)?;
     }
-    util::write(&module_out, module_source(&model, bytes.len(), &file_name, &a.blob).as_bytes())?;
+    util::write(&module_out, module_source(&model, bytes.len(), &file_name, &a.blob, threshold.as_ref()).as_bytes())?;
 
     let meta = model.meta();
     println!("wrote {} ({} bytes) and {}", blob_out.display(), bytes.len(), module_out.display());
@@ -88,8 +111,22 @@ pub fn run(a: Args) -> Result<ExitCode> {
             if prior.groups() > 1 { format!(" in {} per-label mixtures", prior.groups()) } else { String::new() }
         );
     }
+    print_threshold(threshold.as_ref());
     println!("  use it with `mod model {{ include!(\"{}\"); }}`", module_out.display());
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_threshold(t: Option<&tinyvae_compiler::anomaly::Threshold>) {
+    if let Some(t) = t {
+        println!(
+            "  alarm threshold: raw score {} (MSE {:.4e}), {:.2}% of {} normal vectors above it (target {:.2}%)",
+            t.raw,
+            t.mse,
+            100.0 * t.normal_fpr,
+            t.normal_vectors,
+            100.0 * t.target_fpr
+        );
+    }
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {
@@ -102,7 +139,13 @@ fn same_file(a: &Path, b: &Path) -> bool {
 /// The generated module. Numbers are written as literals so that they show in the source and
 /// in rustdoc. Compile-time assertions then tie them to the embedded bytes, so a blob replaced
 /// without running `deploy` again fails the build instead of running with stale sizes.
-fn module_source(model: &Model<'_>, blob_len: usize, file_name: &str, source: &Path) -> String {
+fn module_source(
+    model: &Model<'_>,
+    blob_len: usize,
+    file_name: &str,
+    source: &Path,
+    threshold: Option<&tinyvae_compiler::anomaly::Threshold>,
+) -> String {
     let meta = model.meta();
     let input_len = model.input(0).map_or(0, |t| t.len);
     let output_len = model.output(0).map_or(0, |t| t.len);
@@ -193,6 +236,33 @@ const _: () = assert!(
         precision_variant = model.precision(),
         kind_variant = model.kind(),
     );
+    let _ = match threshold {
+        Some(t) => write!(
+            s,
+            r#"
+/// An autoencoder's alarm threshold: alarm when an anomaly score's `raw` is above it
+/// (`tinyvae::Score::exceeds`). Chosen by `tinyvae deploy --threshold-data` so that
+/// {fpr:.2}% of {n} normal vectors alarm (target {target:.2}%); as a mean squared error,
+/// {mse:.4e}.
+#[allow(dead_code)]
+pub const THRESHOLD_RAW: u64 = {raw};
+"#,
+            fpr = 100.0 * t.normal_fpr,
+            n = t.normal_vectors,
+            target = 100.0 * t.target_fpr,
+            raw = t.raw,
+            mse = t.mse,
+        ),
+        None => write!(
+            s,
+            r#"
+/// An autoencoder's alarm threshold (`tinyvae::Score::exceeds`): none was chosen (`tinyvae
+/// deploy --threshold-data` chooses one), so nothing alarms.
+#[allow(dead_code)]
+pub const THRESHOLD_RAW: u64 = u64::MAX;
+"#
+        ),
+    };
     s
 }
 
@@ -204,7 +274,7 @@ mod tests {
     fn module_states_the_blob_and_escapes_its_name() {
         let blob = tinyvae::doc_example_blob();
         let model = Model::parse(&blob).unwrap();
-        let src = module_source(&model, blob.len(), "odd \"name\\.tvae", Path::new("in/odd.tvae"));
+        let src = module_source(&model, blob.len(), "odd \"name\\.tvae", Path::new("in/odd.tvae"), None);
         assert!(src.contains(r#"include_bytes!("odd \"name\\.tvae")"#), "{src}");
         assert!(src.contains(&format!("pub const ARENA_SIZE: usize = {};", model.arena_size())));
         assert!(src.contains(&format!("pub const BLOB_LEN: usize = {};", blob.len())));

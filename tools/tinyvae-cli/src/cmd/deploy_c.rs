@@ -16,11 +16,17 @@ use tinyvae::Model;
 const ARENA_FIELD: usize = 20;
 
 /// `(model.h, model.c)` for `blob`, named after `source` in their comments.
-pub fn c_sources(model: &Model<'_>, blob: &[u8], source: &str) -> (String, String) {
+pub fn c_sources(
+    model: &Model<'_>,
+    blob: &[u8],
+    source: &str,
+    threshold: Option<&tinyvae_compiler::anomaly::Threshold>,
+) -> (String, String) {
     let meta = model.meta();
     let kind = match model.kind() {
         tinyvae::ModelKind::Decoder => 1,
         tinyvae::ModelKind::Encoder => 2,
+        tinyvae::ModelKind::Autoencoder => 3,
         tinyvae::ModelKind::Generic => 0,
     };
     let mut h = String::new();
@@ -52,12 +58,13 @@ pub fn c_sources(model: &Model<'_>, blob: &[u8], source: &str) -> (String, Strin
 #define TINYVAE_MODEL_LATENT {latent}u
 #define TINYVAE_MODEL_CLASSES {classes}u
 #define TINYVAE_MODEL_MACS {macs}u
-/* TINYVAE_KIND_DECODER (1), TINYVAE_KIND_ENCODER (2) or TINYVAE_KIND_GENERIC (0). */
+/* TINYVAE_KIND_DECODER (1), TINYVAE_KIND_ENCODER (2), TINYVAE_KIND_AUTOENCODER (3) or
+   TINYVAE_KIND_GENERIC (0). */
 #define TINYVAE_MODEL_KIND {kind}
 /* Image width and height (0 when not an image). */
 #define TINYVAE_MODEL_WIDTH {width}u
 #define TINYVAE_MODEL_HEIGHT {height}u
-
+{threshold}
 #ifdef __cplusplus
 extern "C" {{
 #endif
@@ -82,6 +89,15 @@ extern const uint8_t tinyvae_model_blob[TINYVAE_MODEL_BLOB_SIZE];
         classes = meta.classes,
         width = meta.width,
         height = meta.height,
+        threshold = threshold.map_or(String::new(), |t| format!(
+            "/* Alarm when tinyvae_anomaly_score's raw score is above this: {:.2}% of {} normal vectors\n   \
+             do (target {:.2}%); as a mean squared error, {:.4e}. */\n#define TINYVAE_MODEL_THRESHOLD_RAW {}ull\n",
+            100.0 * t.normal_fpr,
+            t.normal_vectors,
+            100.0 * t.target_fpr,
+            t.mse,
+            t.raw
+        )),
     );
 
     let mut c = String::with_capacity(blob.len() * 5 + 1024);
@@ -138,7 +154,7 @@ mod tests {
     fn sources_state_the_blob_and_tie_the_arena_to_its_bytes() {
         let blob = tinyvae::format::write::example_decoder();
         let model = Model::parse(&blob).unwrap();
-        let (h, c) = c_sources(&model, &blob, "example");
+        let (h, c) = c_sources(&model, &blob, "example", None);
         assert!(h.contains(&format!("#define TINYVAE_MODEL_ARENA_SIZE {}u", model.arena_size())));
         assert!(h.contains(&format!("#define TINYVAE_MODEL_BLOB_SIZE {}u", blob.len())));
         assert!(h.contains("#define TINYVAE_MODEL_LATENT 2u") && h.contains("#define TINYVAE_MODEL_KIND 1"));

@@ -11,5 +11,6 @@ pub mod fit_prior;
 pub mod inspect;
 pub mod quantize;
 pub mod sample;
+pub mod score;
 pub mod train;
 pub mod validate;

@@ -12,9 +12,10 @@ use crate::util;
 /// Role override for models whose ONNX carries no tinyvae metadata.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct RoleArgs {
-    /// What the model is: decoder (z -> pixels) or encoder (pixels -> mu, logvar). Inferred
-    /// from tinyvae metadata, or from the graph's shape, when omitted.
-    #[arg(long, value_parser = ["decoder", "encoder"])]
+    /// What the model is: decoder (z -> pixels), encoder (pixels -> mu, logvar), or
+    /// autoencoder (feature vector -> its reconstruction, scored as an anomaly detector).
+    /// Inferred from tinyvae metadata, or from the graph's shape, when omitted.
+    #[arg(long, value_parser = ["decoder", "encoder", "autoencoder"])]
     pub role: Option<String>,
     /// Decoder with a Gaussian output (means) rather than Bernoulli (sigmoid probabilities).
     #[arg(long)]
@@ -34,9 +35,57 @@ impl RoleArgs {
                 let latent = if g.outputs.len() == 2 { out } else { out / 2 };
                 g.role = Role::Encoder { latent, classes: len(1) };
             }
+            Some("autoencoder") => {
+                let out = g.output_len(0).with_context(|| path.display().to_string())?;
+                if g.inputs.len() != 1 || g.outputs.len() != 1 || out != len(0) {
+                    anyhow::bail!(
+                        "{}: an autoencoder maps one input to one output of the same length; this model has \
+                         {} input(s) of {:?} values and {} output(s), the first of {out}",
+                        path.display(),
+                        g.inputs.len(),
+                        g.inputs.iter().map(|i| i.len).collect::<Vec<_>>(),
+                        g.outputs.len()
+                    );
+                }
+                g.role = Role::Autoencoder;
+            }
             _ => {}
         }
         Ok(g)
+    }
+}
+
+/// The data a command runs a model on, beyond prior samples.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct DataArgs {
+    /// IDX directory with train and t10k files, or a fetched data set (mnist, fashion-mnist):
+    /// required for encoders. For autoencoders and generic models also a file of feature
+    /// vectors: .npy (float32 or float64, [N, features] or [N, C, H, W]), or raw
+    /// little-endian f32 with --shape; its first half calibrates and its second half evaluates
+    /// unless --eval-data is given.
+    #[arg(long, value_parser = crate::datasets::data_arg)]
+    pub data: Option<PathBuf>,
+    /// A separate feature file to evaluate on (autoencoders and generic models).
+    #[arg(long)]
+    pub eval_data: Option<PathBuf>,
+    /// Dimensions of one sample of a raw f32 feature file, e.g. 640 or 1,28,28.
+    #[arg(long, value_delimiter = ',')]
+    pub shape: Option<Vec<usize>>,
+}
+
+impl DataArgs {
+    /// The compiler's view of these arguments.
+    pub fn data(&self) -> tinyvae_compiler::Data<'_> {
+        tinyvae_compiler::Data {
+            path: self.data.as_deref(),
+            eval: self.eval_data.as_deref(),
+            shape: self.shape.as_deref(),
+        }
+    }
+
+    /// Every file these arguments read (outputs must not land on them).
+    pub fn inputs(&self) -> Vec<&Path> {
+        self.data.iter().chain(&self.eval_data).map(PathBuf::as_path).filter(|p| p.is_file()).collect()
     }
 }
 
@@ -62,10 +111,8 @@ pub struct Args {
     /// Seed of the prior samples (evaluation uses seed + 1).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// IDX directory with train and t10k files, or a fetched data set: mnist, fashion-mnist
-    /// (required for encoders).
-    #[arg(long, value_parser = crate::datasets::data_arg)]
-    pub data: Option<PathBuf>,
+    #[command(flatten)]
+    pub data: DataArgs,
     /// Calibrate and evaluate a decoder on this encoder's codes of --data images instead of
     /// prior samples (for autoencoder and AAE decoders, whose codes are not N(0, I)).
     #[arg(long)]
@@ -92,6 +139,7 @@ pub struct Args {
 pub fn run(a: Args) -> Result<ExitCode> {
     let mut inputs = vec![a.model.as_path()];
     inputs.extend(a.prior.as_deref());
+    inputs.extend(a.data.inputs());
     util::check_not_input(&a.output, &inputs)?;
     let prior = a.prior.as_deref().map(super::fit_prior::read_report).transpose()?;
     let graph = a.role.load(&a.model)?;
@@ -101,7 +149,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
         calib_samples: a.calib_samples,
         seed: a.seed,
         eval_samples: a.eval_samples,
-        data: a.data.clone(),
+        data: a.data.data.clone(),
+        eval_data: a.data.eval_data.clone(),
+        shape: a.data.shape.clone(),
         fuse_heads: !a.no_fuse_heads,
         encoder: a.encoder.clone(),
         refine: !a.no_refine,
@@ -136,5 +186,22 @@ fn print_report(model: &Path, out: &Path, r: &Report) {
     println!(
         "    max abs {:.3e}   mean abs {:.3e}   PSNR {:.2} dB (peak {})",
         r.fidelity.max_abs, r.fidelity.mean_abs, r.fidelity.psnr_db, r.fidelity.peak
+    );
+    if let Some(s) = &r.scores {
+        print_scores(s);
+    }
+}
+
+/// An autoencoder's anomaly scores against the reference reconstruction errors.
+pub fn print_scores(s: &tinyvae_compiler::ScoreAgreement) {
+    println!(
+        "  anomaly score (reconstruction MSE) on {} vectors: reference {:.5e}, blob {:.5e} ({:.3}% apart); \
+         per vector median {:.3}%, max {:.3}%",
+        s.vectors,
+        s.reference_mse,
+        s.blob_mse,
+        100.0 * s.relative_error_of_mean,
+        100.0 * s.median_relative_error,
+        100.0 * s.max_relative_error
     );
 }

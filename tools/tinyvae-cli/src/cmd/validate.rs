@@ -20,10 +20,8 @@ pub struct Args {
     /// Seed of the prior samples.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// IDX directory, or a fetched data set: mnist, fashion-mnist (required for encoders, and
-    /// with --encoder).
-    #[arg(long, value_parser = crate::datasets::data_arg)]
-    pub data: Option<PathBuf>,
+    #[command(flatten)]
+    pub data: super::quantize::DataArgs,
     /// Feed a decoder this encoder's codes of --data's test images instead of prior samples.
     #[arg(long)]
     pub encoder: Option<PathBuf>,
@@ -36,6 +34,10 @@ pub struct Args {
     /// Fail when the mean absolute error exceeds this.
     #[arg(long)]
     pub max_mean_abs: Option<f64>,
+    /// Autoencoders: fail when the blob's mean anomaly score is further than this fraction
+    /// from the ONNX model's mean reconstruction error (0.005: 0.5 %).
+    #[arg(long)]
+    pub max_score_error: Option<f64>,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -43,7 +45,7 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<ExitCode> {
     let blob = util::read_blob(&a.blob)?;
-    let v = tinyvae_compiler::validate(&a.model, &blob, a.samples, a.seed, a.data.clone(), a.encoder.as_deref())
+    let v = tinyvae_compiler::validate(&a.model, &blob, a.samples, a.seed, a.data.data(), a.encoder.as_deref())
         .with_context(|| format!("cannot validate {} against {}", a.blob.display(), a.model.display()))?;
     let f = &v.fidelity;
     let mut failures = Vec::new();
@@ -60,6 +62,17 @@ pub fn run(a: Args) -> Result<ExitCode> {
     if let Some(max) = a.max_mean_abs {
         if f.mean_abs > max {
             failures.push(format!("mean abs error {:.3e} > {max:.3e}", f.mean_abs));
+        }
+    }
+    if let Some(max) = a.max_score_error {
+        match &v.scores {
+            Some(s) if s.relative_error_of_mean > max => failures.push(format!(
+                "mean anomaly score {:.3}% from the reference, above {:.3}%",
+                100.0 * s.relative_error_of_mean,
+                100.0 * max
+            )),
+            Some(_) => {}
+            None => anyhow::bail!("--max-score-error applies to autoencoders; {} is a {}", a.blob.display(), v.kind),
         }
     }
     if a.json {
@@ -80,6 +93,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
             "  max abs {:.3e}   mean abs {:.3e}   PSNR {:.2} dB (peak {})",
             f.max_abs, f.mean_abs, f.psnr_db, f.peak
         );
+        if let Some(s) = &v.scores {
+            super::quantize::print_scores(s);
+        }
         for msg in &failures {
             println!("  FAIL: {msg}");
         }

@@ -193,7 +193,8 @@ pub fn fetched_dir(set: &'static DataSet) -> Result<PathBuf, ResolveError> {
 /// folder, once fetched.
 pub fn data_arg(value: &str) -> Result<PathBuf, ResolveError> {
     let path = Path::new(value);
-    if path.is_dir() {
+    // A folder of IDX files, or a file of feature vectors (.npy, raw f32).
+    if path.is_dir() || path.is_file() {
         return Ok(path.to_path_buf());
     }
     match find(value) {

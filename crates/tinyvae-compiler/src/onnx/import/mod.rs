@@ -518,9 +518,14 @@ impl Importer {
                 Role::Encoder { latent, classes }
             }
             Some("generic") => Role::Generic,
-            Some(r) => return Err(bad_meta(META_ROLE, r, "decoder, encoder or generic")),
+            Some("autoencoder") => Role::Autoencoder,
+            Some(r) => return Err(bad_meta(META_ROLE, r, "decoder, encoder, autoencoder or generic")),
             None => {
-                if out_lens.len() == 2 && out_lens[0] == out_lens[1] {
+                // One vector in, one of the same length out: a whole autoencoder (checked
+                // first: an image autoencoder ends in a sigmoid too).
+                if inputs.len() == 1 && out_lens.len() == 1 && out_lens[0] == inputs[0].len {
+                    Role::Autoencoder
+                } else if out_lens.len() == 2 && out_lens[0] == out_lens[1] {
                     Role::Encoder { latent: out_lens[0], classes: if inputs.len() == 2 { second_input } else { 0 } }
                 } else if out_lens.len() == 1 && matches!(last_op(0), Some(Op::Sigmoid)) {
                     Role::Decoder { latent: inputs[0].len, classes: second_input, bernoulli: true }
