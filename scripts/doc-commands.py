@@ -40,7 +40,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target", "release", "tinyvae")
 
 # Subcommands that train for minutes to hours: arguments are parsed, nothing runs.
-LONG = ("train", "eval-ssl", "train-classifier")
+LONG = ("train", "eval-ssl", "train-classifier", "eval-anomaly")
 
 # (pattern on the joined command line, reason): shown, never run.
 SKIP = [
@@ -51,6 +51,7 @@ SKIP = [
     (r"^sudo ", "installs system packages (scripts/test-firmware.sh installs the same)"),
     (r"^cp .*target/runs/", "copies the output of a training command (arguments checked only)"),
     (r"^tinyvae classify --model target/runs/", "reads a classifier that a training command writes"),
+    (r"^python3 models/.*/make\.py", "needs PyTorch; the committed model files are its output"),
     (r"^tinyvae data fetch", "downloads from the internet (tests/data_fetch.rs covers it on a local server)"),
 ]
 

@@ -24,8 +24,8 @@
 # vectors instead: the float32 .npy files normal.npy and anomalous.npy next to the blob
 # (TINYVAE_FIRMWARE_NORMAL, TINYVAE_FIRMWARE_ANOMALOUS override them). `tinyvae deploy` picks the
 # alarm threshold on the normal vectors (5 % false positives); the firmware scores the first 8
-# vectors of each file, read over semihosting, and its scores must equal `tinyvae score --raw`
-# on the host byte for byte. (The Pi program has no anomaly mode: it is not run for them.)
+# vectors of each file, read over semihosting, and the Pi program the same vectors from a file:
+# their scores must equal `tinyvae score --raw` on the host byte for byte.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -122,17 +122,15 @@ elf_runtime=firmware/cortex-m/target/runtime-only$suffix/thumbv7em-none-eabihf/r
 elf_footprint=firmware/cortex-m/target/runtime-only$suffix/thumbv7em-none-eabihf/release/footprint
 elf_board=firmware/cortex-m/target/blackpill$suffix/thumbv7em-none-eabihf/release/tinyvae-firmware-cortex-m
 
-if [[ $autoencoder == 0 ]]; then
-    echo "== building firmware/rpi (aarch64-unknown-linux-gnu, linker aarch64-linux-gnu-gcc)"
-    export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
-    (
-        cd firmware/rpi
-        cargo build --release --locked --target aarch64-unknown-linux-gnu
-        # Its unit tests (command line, picture layout, framebuffer pixel formats) on aarch64
-        # too: .cargo/config.toml runs them under qemu-aarch64 -cpu cortex-a72.
-        cargo test --release --locked --target aarch64-unknown-linux-gnu
-    )
-fi
+echo "== building firmware/rpi (aarch64-unknown-linux-gnu, linker aarch64-linux-gnu-gcc)"
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
+(
+    cd firmware/rpi
+    cargo build --release --locked --target aarch64-unknown-linux-gnu
+    # Its unit tests (command line, picture layout, framebuffer pixel formats) on aarch64 too:
+    # .cargo/config.toml runs them under qemu-aarch64 -cpu cortex-a72.
+    cargo test --release --locked --target aarch64-unknown-linux-gnu
+)
 pi=$root/firmware/rpi/target/aarch64-unknown-linux-gnu/release/tinyvae-rpi
 
 # --- run -----------------------------------------------------------------------------------
@@ -185,6 +183,12 @@ if [[ $autoencoder == 0 ]]; then
     echo "== host: tinyvae sample --count $count --seed $seed --raw"
     "$tinyvae" sample "$blob" --count "$count" --seed "$seed" --raw "$work/host.raw"
 else
+    echo "== Raspberry Pi program on qemu-aarch64 -cpu cortex-a72: the same vectors"
+    mkdir "$work/rpi"
+    alarm_above=$(sed -nE 's/^pub const THRESHOLD_RAW: u64 = ([0-9]+);/\1/p' "$model_dir/model.rs")
+    qemu-aarch64 -L /usr/aarch64-linux-gnu -cpu cortex-a72 "$pi" "$blob" --vectors "$work/cortex-m/vectors.f32" \
+        --threshold "$alarm_above" --scores "$work/rpi/scores.raw"
+
     echo "== host: tinyvae score --data vectors.f32 --shape $features --raw"
     "$tinyvae" score "$blob" --data "$work/cortex-m/vectors.f32" --shape "$features" --raw "$work/host-scores.raw"
 fi
@@ -212,6 +216,7 @@ if [[ $autoencoder == 0 ]]; then
 else
     check "host scores 16 vectors" test "$(stat -c %s "$work/host-scores.raw")" -eq 128
     check "Cortex-M anomaly scores (QEMU, semihosting) == host scores, byte for byte" cmp "$work/cortex-m/scores.raw" "$work/host-scores.raw"
+    check "aarch64 anomaly scores (qemu-aarch64 cortex-a72) == host scores, byte for byte" cmp "$work/rpi/scores.raw" "$work/host-scores.raw"
     check "the firmware reports its alarms" grep -q '^summary: [0-9]* of 16 vectors alarm' "$work/cortex-m.log"
 fi
 check "Cortex-M firmware decoded with the DSP kernel (kernels=dsp)" grep -q ' kernels=dsp$' <<<"$config"

@@ -40,6 +40,9 @@ TINYVAE_FIRMWARE_BLOB=models/mnist-cvae/decoder.int8.tvae ./scripts/test-firmwar
 # And the convolutional decoder (models/mnist-conv-vae): the firmware built with its `conv`
 # feature, the transposed convolutions on the DSP Dense kernel over gathered patches.
 TINYVAE_FIRMWARE_BLOB=models/mnist-conv-vae/decoder.int8.tvae ./scripts/test-firmware.sh
+# And an anomaly detector (models/mlperf-tiny-ad, MLPerf Tiny's autoencoder): the firmware and
+# the Pi program score feature vectors, with the same integer scores as `tinyvae score`.
+TINYVAE_FIRMWARE_BLOB=models/mlperf-tiny-ad/ad.int8.tvae ./scripts/test-firmware.sh
 # The C API (crates/tinyvae-c): header check, and the C examples on x86_64, aarch64 (QEMU)
 # and a Cortex-M4 (QEMU), byte-identical with the host.
 ./scripts/test-c.sh

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 pub const USAGE: &str = "usage: tinyvae-rpi [BLOB.tvae] [--count N] [--seed S] [--label L] [--raw FILE] [--frames FILE] [--png FILE] [--fb DEVICE] [--terminal]
+       tinyvae-rpi AUTOENCODER.tvae --vectors FILE [--threshold RAW] [--scores FILE]
 
 Samples N digits from a decoder blob with the runtime's PRNG and shows them: on the Linux
 framebuffer (--fb, default /dev/fb0 when it exists), otherwise in a PNG (--png, default
@@ -18,7 +19,13 @@ digits.png). The same seed gives the same pixels as `tinyvae sample` and the Cor
   --frames FILE   write the 128x64 SSD1306 frames, N x 1024 bytes (page layout)
   --png FILE      write the picture to FILE (also when a framebuffer is used)
   --fb DEVICE     framebuffer device (default /dev/fb0 if present)
-  --terminal      also print each 128x64 frame as text";
+  --terminal      also print each 128x64 frame as text
+
+With an autoencoder blob (an anomaly detector) it scores feature vectors instead:
+  --vectors FILE  raw little-endian f32 vectors, the blob's input length each
+  --threshold RAW alarm above this raw score (`tinyvae deploy --threshold-data` chooses one;
+                  default: no alarms)
+  --scores FILE   write every raw score, little-endian u64, as `tinyvae score --raw` does";
 
 /// What the user asked for.
 #[derive(Debug)]
@@ -32,6 +39,9 @@ pub struct Args {
     pub png: Option<PathBuf>,
     pub fb: Option<PathBuf>,
     pub terminal: bool,
+    pub vectors: Option<PathBuf>,
+    pub threshold: u64,
+    pub scores: Option<PathBuf>,
 }
 
 /// `Ok(None)` for `--help`.
@@ -46,6 +56,9 @@ pub fn parse(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, Str
         png: None,
         fb: None,
         terminal: false,
+        vectors: None,
+        threshold: u64::MAX,
+        scores: None,
     };
     let mut blob_given = false;
     while let Some(flag) = argv.next() {
@@ -60,6 +73,9 @@ pub fn parse(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, Str
             "--png" => a.png = Some(value("--png")?.into()),
             "--fb" => a.fb = Some(value("--fb")?.into()),
             "--terminal" => a.terminal = true,
+            "--vectors" => a.vectors = Some(value("--vectors")?.into()),
+            "--threshold" => a.threshold = number(&value("--threshold")?, "--threshold")?,
+            "--scores" => a.scores = Some(value("--scores")?.into()),
             f if f.starts_with('-') => return Err(format!("unknown flag {f} (see --help)")),
             blob if !blob_given => {
                 a.blob = blob.into();
@@ -94,6 +110,9 @@ mod tests {
         let d = args("").unwrap().unwrap();
         assert_eq!((d.count, d.seed, d.png.is_none()), (8, 1, true));
         assert!(args("--help").unwrap().is_none());
+        let v = args("ad.tvae --vectors v.f32 --threshold 42 --scores s.raw").unwrap().unwrap();
+        assert_eq!((v.threshold, v.vectors.is_some(), v.scores.is_some()), (42, true, true));
+        assert_eq!(d.threshold, u64::MAX);
     }
 
     #[test]

@@ -6,7 +6,11 @@
 //! for byte (`--raw`), and the 128x64 frames are those the firmware dumps (`--frames`):
 //! scripts/test-firmware.sh runs it under `qemu-aarch64 -cpu cortex-a72` (a Pi 4) and compares.
 //! Errors are one line on stderr and exit status 1 (2 for a bad command line).
+//!
+//! Given an autoencoder blob (an anomaly detector), it scores a stream of feature vectors
+//! instead (`anomaly.rs`).
 
+mod anomaly;
 mod args;
 mod fbdev;
 mod sheet;
@@ -42,6 +46,12 @@ fn run(a: args::Args) -> Result<(), String> {
     let name = a.blob.display();
     let bytes = tinyvae::AlignedBlob::new(&std::fs::read(&a.blob).map_err(|e| format!("cannot read {name}: {e}"))?);
     let model = Model::parse(&bytes).map_err(|e| format!("{name}: {e}"))?;
+    if model.kind() == tinyvae::ModelKind::Autoencoder {
+        return anomaly::run(&a, &model);
+    }
+    if a.vectors.is_some() {
+        return Err(format!("{name}: --vectors needs an autoencoder blob; this is a {}", model.kind()));
+    }
     let decoder = Decoder::new(&model).map_err(|e| format!("{name}: {e}"))?;
     let meta = model.meta();
     let n = decoder.output_len();
@@ -133,7 +143,7 @@ fn run(a: args::Args) -> Result<(), String> {
 }
 
 /// Writes through a temporary file and a rename, so a reader never sees half a file.
-fn write_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
+pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
     let tmp = temporary_name(path);
     let result = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
     result.map_err(|e| {

@@ -30,6 +30,8 @@ enum Command {
     /// Fit a learned latent prior (a Gaussian mixture over the encoder's codes of the training
     /// images) and store it in decoder blobs, which then sample z from it.
     FitPrior(cmd::fit_prior::Args),
+    /// Join an encoder and a decoder into one whole autoencoder (ONNX), x to its reconstruction.
+    Compose(cmd::compose::Args),
     /// Anomaly scores of feature vectors with an autoencoder blob: the alarm threshold for a
     /// false-positive rate, and the AUROC against anomalous vectors.
     Score(cmd::score::Args),
@@ -44,6 +46,8 @@ enum Command {
     Figure(cmd::figure::Figure),
     /// Semi-supervised table: M2 with 100/600/1000/3000 labels over seeds, next to the paper.
     EvalSsl(cmd::eval_ssl::Args),
+    /// One-class anomaly detection: per held-out class, train on the others and report the AUROC of f32 and int8.
+    EvalAnomaly(cmd::eval_anomaly::Args),
     /// Train the MNIST classifier that judges generated digits (safetensors).
     TrainClassifier(cmd::classify::TrainArgs),
     /// Classify raw uint8 images (from `tinyvae sample --raw`) and report the fraction with the expected label.
@@ -76,6 +80,8 @@ fn main() -> ExitCode {
         Command::Sample(a) => cmd::sample::run(a),
         Command::FitPrior(a) => cmd::fit_prior::run(a),
         Command::Score(a) => cmd::score::run(a),
+        Command::Compose(a) => cmd::compose::run(a),
+        Command::EvalAnomaly(a) => cmd::eval_anomaly::run(a),
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Deploy(a) => cmd::deploy::run(a),
         Command::Bench(a) => cmd::bench::run(a),

@@ -8,7 +8,10 @@
 //! reads any value as its flat vector, and a Conv reads a flat vector of the right length as its
 //! stated shape.
 
+mod compose;
 mod eval;
+
+pub use compose::ComposeError;
 
 use std::collections::HashMap;
 

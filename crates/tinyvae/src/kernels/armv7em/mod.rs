@@ -3,7 +3,7 @@
 //!
 //! `DSP` is the table that dispatch picks: int8 Dense on `SMLAD` (one kernel per file), int8
 //! convolutions on that Dense over gathered patches ([`crate::kernels::patches`]), the input
-//! quantization on the FPU's `VCVTR` where there is one (`thumbv7em-none-eabihf`), and the
+//! quantization on the FPU's conversions where there is one (`thumbv7em-none-eabihf`), and the
 //! scalar reference for the rest. `dense_i8_w16` is an opt-in int16-weight variant kept
 //! for measurements; no table uses it.
 //!
@@ -20,7 +20,8 @@ mod dense_i8;
 #[cfg(tinyvae_armv7em_dsp)]
 pub mod dense_i8_w16;
 
-#[cfg(tinyvae_armv7em_fpu)]
+// Plain Rust, so its tests also run on the host.
+#[cfg(any(tinyvae_armv7em_fpu, test))]
 mod quantize_i8;
 
 /// The DSP table: int8 Dense on `SMLAD`, every other entry from the scalar reference.
@@ -33,7 +34,7 @@ pub static DSP: Kernels = Kernels {
     lut_i8: crate::kernels::reference::lut_i8,
     activation_f32: crate::kernels::reference::activation_f32,
     pixels_f32: crate::kernels::reference::pixels_f32,
-    // With an FPU, `VCVTR` rounding (`quantize_i8.rs`).
+    // With an FPU, rounding by two `VCVT` (`quantize_i8.rs`).
     #[cfg(tinyvae_armv7em_fpu)]
     quantize_i8: quantize_i8::quantize_i8,
     #[cfg(not(tinyvae_armv7em_fpu))]
