@@ -4,7 +4,7 @@
 //! quantizes it to int8 (calibrated on the normal training images), and scores the test set by
 //! reconstruction error: the held-out class is the anomaly. It reports the AUROC of the float
 //! model (the IR evaluator) and of the int8 blob (the runtime's integer score), per class, and
-//! writes `DIR/anomaly.json` (rewritten after every class).
+//! writes `DIR/anomaly-<model>.json` (rewritten after every class).
 //!
 //! Each class's run lives in `DIR/<model>-<class>/` (its filtered IDX files in `data/`, the
 //! training outputs, `ae.onnx`, `ae.int8.tvae`); a class whose `encoder.onnx` and
@@ -93,7 +93,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let train = Dataset::load(&a.data, Split::Train)?;
     let test = Dataset::load(&a.data, Split::Test)?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
-    let report_path = a.out.join("anomaly.json");
+    let report_path = a.out.join(format!("anomaly-{}.json", a.model));
     let mut report = Report {
         data: a.data.display().to_string(),
         model: a.model.clone(),
