@@ -23,6 +23,9 @@ int main(void) {
     /* A decoder is not an encoder: the call must say so. */
     failures += tinyvae_encode(&m, pixels, tinyvae_input_size(&m), label, arena, sizeof arena, mu, logvar,
                                tinyvae_latent_size(&m)) != TINYVAE_ERR_KIND;
+    /* Nor an autoencoder. */
+    uint64_t raw = 0;
+    failures += tinyvae_anomaly_score(&m, z, 64, arena, sizeof arena, &raw) != TINYVAE_ERR_KIND;
     failures += tinyvae_reparametrize(mu, logvar, 64, &rng, z) != TINYVAE_OK;
     failures += tinyvae_model_kind(&m) != TINYVAE_KIND_DECODER;
     failures += tinyvae_classes(&m) != TINYVAE_MODEL_CLASSES || tinyvae_macs(&m) != TINYVAE_MODEL_MACS;

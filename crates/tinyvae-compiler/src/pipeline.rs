@@ -33,8 +33,7 @@ pub struct Settings {
     /// Evaluation inputs (prior samples, or test images).
     pub eval_samples: usize,
     /// IDX directory: required for encoders (calibrate on train, evaluate on test). For
-    /// autoencoders and generic models also a feature file (`.npy`, or raw f32 with
-    /// [`Settings::shape`]).
+    /// autoencoders also a feature file (`.npy`, or raw f32 with [`Settings::shape`]).
     pub data: Option<PathBuf>,
     /// A separate feature file for evaluation (otherwise a feature file's rows are split).
     pub eval_data: Option<PathBuf>,
@@ -123,15 +122,12 @@ pub enum PipelineError {
     /// An encoder needs images and none were given.
     #[error("an encoder runs on images: pass --data DIR (an MNIST-style IDX directory)")]
     NeedsData,
-    /// An autoencoder or generic model needs feature vectors and none were given.
+    /// An autoencoder needs feature vectors and none were given.
     #[error(
-        "an {role} runs on feature vectors: pass --data FILE.npy (float32, [N, features]), raw \
+        "an autoencoder runs on feature vectors: pass --data FILE.npy (float32, [N, features]), raw \
          little-endian f32 with --shape, or an MNIST-style IDX directory"
     )]
-    NeedsFeatures {
-        /// "autoencoder" or "generic model".
-        role: &'static str,
-    },
+    NeedsFeatures,
     /// A feature file is missing or malformed (the error names the file).
     #[error(transparent)]
     Features(#[from] FeaturesError),
@@ -160,12 +156,8 @@ pub enum PipelineError {
         /// Pixels per image.
         pixels: usize,
     },
-    /// The graph's role is [`Role::Generic`] and no data was given: there is no way to make
-    /// inputs for it.
-    #[error(
-        "cannot tell what this model is: pass --role decoder|encoder|autoencoder, or feature vectors \
-         for a generic model with --data FILE.npy"
-    )]
+    /// The graph's role is [`Role::Generic`]: the runtime has no API that runs it.
+    #[error("cannot tell what this model is: pass --role decoder|encoder|autoencoder")]
     UnknownRole,
     /// An encoder was given to make the inputs of a graph that is not a decoder.
     #[error("--encoder applies to decoders")]
@@ -253,20 +245,17 @@ pub fn model_inputs(
             let set = Dataset::load(dir, split_for(purpose))?;
             Ok((image_inputs(graph, &set, n)?, format!("{} {what} images of {}", n.min(set.count), dir.display())))
         }
-        Role::Autoencoder | Role::Generic => {
-            let role = if graph.role == Role::Autoencoder { "autoencoder" } else { "generic model" };
-            match data.path {
-                None if graph.role == Role::Generic => Err(PipelineError::UnknownRole),
-                None => Err(PipelineError::NeedsFeatures { role }),
-                Some(dir) if dir.is_dir() => {
-                    let what = if purpose == Purpose::Calibration { "training" } else { "test" };
-                    let set = Dataset::load(dir, split_for(purpose))?;
-                    let x = image_inputs(graph, &set, n)?;
-                    Ok((x, format!("{} {what} images of {} as [0, 1] features", n.min(set.count), dir.display())))
-                }
-                Some(file) => feature_inputs(graph, purpose, n, file, data),
+        Role::Generic => Err(PipelineError::UnknownRole),
+        Role::Autoencoder => match data.path {
+            None => Err(PipelineError::NeedsFeatures),
+            Some(dir) if dir.is_dir() => {
+                let what = if purpose == Purpose::Calibration { "training" } else { "test" };
+                let set = Dataset::load(dir, split_for(purpose))?;
+                let x = image_inputs(graph, &set, n)?;
+                Ok((x, format!("{} {what} images of {} as [0, 1] features", n.min(set.count), dir.display())))
             }
-        }
+            Some(file) => feature_inputs(graph, purpose, n, file, data),
+        },
     }
 }
 

@@ -122,14 +122,24 @@ pub fn read_idx(path: &Path, rank: usize) -> Result<(Vec<usize>, Vec<u8>), IdxEr
     let io_err = |e: io::Error| IdxError::new(path, e.to_string());
     let mut raw = Vec::new();
     File::open(path).and_then(|mut f| f.read_to_end(&mut raw)).map_err(io_err)?;
+    parse_idx(&raw, rank, path)
+}
+
+/// Parses the bytes of an IDX file of unsigned bytes (gzipped or not) with `rank` dimensions;
+/// returns the dimensions and data. `path` only names the source in errors. Any input is an
+/// `Ok` or an [`IdxError`], never a panic.
+pub fn parse_idx(raw: &[u8], rank: usize, path: &Path) -> Result<(Vec<usize>, Vec<u8>), IdxError> {
+    let decompressed;
     let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
-        GzDecoder::new(&raw[..]).read_to_end(&mut out).map_err(|e| IdxError::new(path, format!("gzip: {e}")))?;
-        out
+        GzDecoder::new(raw).read_to_end(&mut out).map_err(|e| IdxError::new(path, format!("gzip: {e}")))?;
+        decompressed = out;
+        &decompressed[..]
     } else {
         raw
     };
-    if bytes.len() < 4 + 4 * rank {
+    let header_len = rank.checked_mul(4).and_then(|n| n.checked_add(4)).unwrap_or(usize::MAX);
+    if bytes.len() < header_len {
         return Err(IdxError::new(path, "shorter than its IDX header"));
     }
     if bytes[0] != 0 || bytes[1] != 0 || bytes[2] != 0x08 || bytes[3] as usize != rank {
@@ -139,11 +149,13 @@ pub fn read_idx(path: &Path, rank: usize) -> Result<(Vec<usize>, Vec<u8>), IdxEr
         ));
     }
     let dims: Vec<usize> =
-        (0..rank).map(|k| u32::from_be_bytes(bytes[4 + 4 * k..8 + 4 * k].try_into().unwrap()) as usize).collect();
-    let n: usize = dims.iter().product();
-    let body = &bytes[4 + 4 * rank..];
-    if body.len() != n {
-        return Err(IdxError::new(path, format!("header promises {n} bytes of data, file has {}", body.len())));
+        bytes[4..header_len].chunks_exact(4).map(|d| u32::from_be_bytes([d[0], d[1], d[2], d[3]]) as usize).collect();
+    // Checked: three u32 dimensions can multiply past usize::MAX.
+    let n = dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+    let body = &bytes[header_len..];
+    if n != Some(body.len()) {
+        let promised = n.map_or_else(|| format!("{dims:?} (more than usize::MAX)"), |n| n.to_string());
+        return Err(IdxError::new(path, format!("header promises {promised} bytes of data, file has {}", body.len())));
     }
     Ok((dims, body.to_vec()))
 }

@@ -116,7 +116,15 @@ pub(super) fn choose_params(
     lowered: &[Lowered<'_>],
     ranges: &Calibration,
 ) -> Result<HashMap<String, QParams>, QuantizeError> {
-    let range = |v: &str| ranges.span.get(v).copied().ok_or_else(|| QuantizeError::NoRange { value: v.to_string() });
+    // A value that overflowed f32 would get an infinite scale, which no blob may hold. (An
+    // empty range, (inf, -inf) from no samples, still gets the minimal one.)
+    let range = |v: &str| match ranges.span.get(v).copied() {
+        Some((lo, hi)) if lo.is_nan() || hi.is_nan() || lo == f32::NEG_INFINITY || hi == f32::INFINITY => {
+            Err(QuantizeError::NonFiniteRange { value: v.to_string(), lo, hi })
+        }
+        Some(span) => Ok(span),
+        None => Err(QuantizeError::NoRange { value: v.to_string() }),
+    };
     let mut params: HashMap<String, QParams> = HashMap::new();
     let is_encoder = matches!(g.role, Role::Encoder { .. });
     for inp in &g.inputs {
@@ -223,10 +231,11 @@ pub(super) fn quantize_dense(
             .filter(|m| m.len() == codes.len())
             .map(|m| row.iter().zip(&codes).zip(m).map(|((&w, &c), &x)| (c as f64 * s_w - w as f64) * x as f64).sum())
             .unwrap_or(0.0);
-        let folded = ((bias[o] as f64 - shift) / acc_scale).round() as i64
-            - pin.zero_point as i64 * codes.iter().map(|&c| c as i64).sum::<i64>();
-        let folded =
-            i32::try_from(folded).map_err(|_| QuantizeError::BiasOverflow { node: name.to_string(), channel: o })?;
+        // The cast saturates a huge bias at i64::MAX; the subtraction is checked from there.
+        let folded = (((bias[o] as f64 - shift) / acc_scale).round() as i64)
+            .checked_sub(pin.zero_point as i64 * codes.iter().map(|&c| c as i64).sum::<i64>())
+            .and_then(|f| i32::try_from(f).ok())
+            .ok_or_else(|| QuantizeError::BiasOverflow { node: name.to_string(), channel: o })?;
         let (m, s) = quantize_multiplier(acc_scale / pout.scale as f64)
             .ok_or_else(|| QuantizeError::RequantScale { node: name.to_string(), channel: o })?;
         w.extend(codes.iter().map(|&c| c as i8 as u8));

@@ -59,13 +59,13 @@ impl RoleArgs {
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct DataArgs {
     /// IDX directory with train and t10k files, or a fetched data set (mnist, fashion-mnist):
-    /// required for encoders. For autoencoders and generic models also a file of feature
+    /// required for encoders. For autoencoders also a file of feature
     /// vectors: .npy (float32 or float64, [N, features] or [N, C, H, W]), or raw
     /// little-endian f32 with --shape; its first half calibrates and its second half evaluates
     /// unless --eval-data is given.
     #[arg(long, value_parser = crate::datasets::data_arg)]
     pub data: Option<PathBuf>,
-    /// A separate feature file to evaluate on (autoencoders and generic models).
+    /// A separate feature file to evaluate on (autoencoders).
     #[arg(long)]
     pub eval_data: Option<PathBuf>,
     /// Dimensions of one sample of a raw f32 feature file, e.g. 640 or 1,28,28.

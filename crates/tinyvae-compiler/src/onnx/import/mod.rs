@@ -515,6 +515,10 @@ impl Importer {
                 if !matches!(out_lens.len(), 1 | 2) || out_lens.iter().any(|&l| l != latent) {
                     return Err(ImportError::EncoderOutputs { latent, outputs: out_lens });
                 }
+                // As for a decoder: a blob's label input has exactly `classes` values.
+                if classes > 0 && second_input != classes {
+                    return Err(ImportError::ClassesMismatch { classes });
+                }
                 Role::Encoder { latent, classes }
             }
             Some("generic") => Role::Generic,

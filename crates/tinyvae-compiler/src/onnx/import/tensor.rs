@@ -87,8 +87,11 @@ impl Const {
     }
 }
 
+/// The element count of `dims`, saturating: the dimensions come from the model file, and a
+/// count past `usize::MAX` is no real length, so it matches none of the lengths it is compared
+/// with (a plain product panicked on overflow, or wrapped to a small number that could).
 pub(super) fn product(dims: &[usize]) -> usize {
-    dims.iter().product()
+    dims.iter().fold(1, |n, &d| n.saturating_mul(d))
 }
 
 pub(super) fn type_name(dt: i32) -> String {
