@@ -170,3 +170,41 @@ fn anomaly_commands_refuse_bad_input_in_one_line() {
     let e = fails(&["deploy", s(&decoder), "-o", s(&dir.join("d")), "--threshold-data", s(&normal)]);
     assert!(e.contains("not an autoencoder"), "{e}");
 }
+
+#[test]
+fn a_composed_image_autoencoder_scores_by_likelihood() {
+    let dir = scratch("compose");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../");
+    let (enc, dec) = (root.join("models/mnist-ae/encoder.onnx"), root.join("models/mnist-ae/decoder.onnx"));
+    let ae = dir.join("ae.onnx");
+    let out = ok(&["compose", s(&enc), s(&dec), "-o", s(&ae)]);
+    assert!(out.contains("784 ->"), "{out}");
+    let slice = root.join("tests/data/mnist-slice");
+    let blob = dir.join("ae.tvae");
+    let report = ok(&["quantize", s(&ae), "-o", s(&blob), "--data", s(&slice), "--calib-samples", "200", "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(report["kind"], "autoencoder");
+    // Test images of the slice as a .npy file, [0, 1] values.
+    let test = tinyvae_data::idx::Dataset::load(&slice, tinyvae_data::idx::Split::Test).unwrap();
+    let n = test.count.min(100);
+    let values: Vec<f32> = test.pixels[..n * 784].iter().map(|&p| p as f32 / 255.0).collect();
+    let npy = dir.join("test.npy");
+    let features = tinyvae_data::features::Features { rows: n, len: 784, values };
+    std::fs::write(&npy, tinyvae_data::features::npy_bytes(&features)).unwrap();
+    let r = ok(&["score", s(&blob), "--data", s(&npy), "--score", "nll", "--json"]);
+    let r: serde_json::Value = serde_json::from_str(&r).unwrap();
+    assert_eq!(r["score"], "nll");
+    // Nats per image: an untrained model would give about 543 (784 ln 2).
+    let mean = r["normal"]["mean"].as_f64().unwrap();
+    assert!(mean > 10.0 && mean < 300.0, "{r}");
+    let module = dir.join("module");
+    ok(&["deploy", s(&blob), "-o", s(&module), "--threshold-data", s(&npy), "--score", "nll"]);
+    let src = std::fs::read_to_string(module.join("model.rs")).unwrap();
+    assert!(src.contains("pub const SCORE: tinyvae::ScoreKind = tinyvae::ScoreKind::BernoulliNll;"), "{src}");
+    // A model whose output is not a probability has no likelihood.
+    let m = model_dir();
+    let ad = dir.join("ad.tvae");
+    ok(&["quantize", s(&m.join("ad.onnx")), "-o", s(&ad), "--data", s(&m.join("calib.npy")), "--calib-samples", "64"]);
+    let e = fails(&["score", s(&ad), "--data", s(&m.join("normal.npy")), "--score", "nll"]);
+    assert!(e.contains("pixel-quantized"), "{e}");
+}

@@ -4,17 +4,59 @@
 
 use ndarray::Array2;
 use serde::Serialize;
-use tinyvae::Score;
+use tinyvae::{Score, ScoreKind};
 use tinyvae_data::features::Features;
 
 use crate::pipeline::PipelineError;
 use crate::runner;
 
-/// The blob's scores of every vector of `features` (integer arithmetic on int8 blobs, as on a
-/// device), on the fastest kernel table.
-pub fn score_features(blob: &[u8], features: &Features) -> Result<Vec<Score>, PipelineError> {
+/// The blob's scores of `kind` of every vector of `features` (integer arithmetic on int8
+/// blobs, as on a device), on the fastest kernel table.
+pub fn score_features(blob: &[u8], features: &Features, kind: ScoreKind) -> Result<Vec<Score>, PipelineError> {
     let x = Array2::from_shape_vec((features.rows, features.len), features.values.clone()).expect("shape");
-    Ok(runner::score_blob(blob, &x, tinyvae::kernels::best())?)
+    Ok(runner::score_blob(blob, &x, kind, tinyvae::kernels::best())?)
+}
+
+/// The float model's scores of `kind` (f64), per row of `x` and its reconstruction `x_hat`:
+/// what [`score_features`] computes in the runtime, for comparing the two. The likelihood keeps
+/// each probability half a level (0.5 / 255) from 0, as the runtime does.
+pub fn reference_scores(kind: ScoreKind, x: &Array2<f32>, x_hat: &Array2<f32>) -> Vec<f64> {
+    match kind {
+        ScoreKind::SquaredError => crate::metrics::reconstruction_errors(x, x_hat),
+        ScoreKind::BernoulliNll => {
+            let floor = 0.5 / 255.0;
+            x.outer_iter()
+                .zip(x_hat.outer_iter())
+                .map(|(x, p)| {
+                    x.iter()
+                        .zip(p)
+                        .map(|(&v, &p)| {
+                            let (v, p) = (v as f64, p as f64);
+                            -(v * p.max(floor).ln() + (1.0 - v) * (1.0 - p).max(floor).ln())
+                        })
+                        .sum()
+                })
+                .collect()
+        }
+    }
+}
+
+/// A score kind by its command-line name: `mse` or `nll` (the Bernoulli negative
+/// log-likelihood).
+pub fn parse_score_kind(name: &str) -> Result<ScoreKind, String> {
+    match name {
+        "mse" => Ok(ScoreKind::SquaredError),
+        "nll" => Ok(ScoreKind::BernoulliNll),
+        other => Err(format!("`{other}` is not a score: mse (squared error) or nll (Bernoulli likelihood)")),
+    }
+}
+
+/// The command-line name of a score kind.
+pub fn score_kind_name(kind: ScoreKind) -> &'static str {
+    match kind {
+        ScoreKind::SquaredError => "mse",
+        ScoreKind::BernoulliNll => "nll",
+    }
 }
 
 /// An alarm threshold and what it does on the data it was chosen on.
@@ -22,8 +64,8 @@ pub fn score_features(blob: &[u8], features: &Features) -> Result<Vec<Score>, Pi
 pub struct Threshold {
     /// Alarm when `Score::raw` is above this.
     pub raw: u64,
-    /// The same threshold as a mean squared error.
-    pub mse: f64,
+    /// The same threshold as a value of the score (a mean squared error, or nats).
+    pub value: f64,
     /// The false-positive rate asked for.
     pub target_fpr: f64,
     /// The fraction of the normal vectors above the threshold (at most `target_fpr`).
@@ -51,7 +93,7 @@ pub fn threshold_for_fpr(normal: &[Score], fpr: f64) -> Threshold {
     let unit = normal.first().map_or(0.0, |s| s.unit as f64);
     Threshold {
         raw: threshold,
-        mse: threshold as f64 * unit,
+        value: threshold as f64 * unit,
         target_fpr: fpr,
         normal_fpr: if n == 0 { 0.0 } else { above as f64 / n as f64 },
         normal_vectors: n,
@@ -96,7 +138,7 @@ mod tests {
     fn the_threshold_keeps_the_false_positives_within_the_target() {
         let normal = scores(&[5, 1, 9, 3, 7, 2, 8, 4, 6, 10]);
         let t = threshold_for_fpr(&normal, 0.2);
-        assert_eq!((t.raw, t.normal_fpr, t.mse), (8, 0.2, 4.0));
+        assert_eq!((t.raw, t.normal_fpr, t.value), (8, 0.2, 4.0));
         assert_eq!(threshold_for_fpr(&normal, 0.0).raw, 10);
         assert_eq!(threshold_for_fpr(&normal, 0.15).raw, 9);
         assert_eq!(threshold_for_fpr(&normal, 1.0).raw, 0);

@@ -440,7 +440,10 @@ pub fn quantize_and_measure(graph: &Graph, s: &Settings) -> Result<(Vec<u8>, Rep
 /// reconstruction `x_hat` of it.
 pub fn score_agreement(x_hat: &Array2<f32>, blob: &[u8], x: &Array2<f32>) -> Result<ScoreAgreement, PipelineError> {
     let reference = metrics::reconstruction_errors(x, x_hat);
-    let got: Vec<f64> = runner::score_blob(blob, x, tinyvae::kernels::best())?.iter().map(|s| s.mse() as f64).collect();
+    let got: Vec<f64> = runner::score_blob(blob, x, tinyvae::ScoreKind::SquaredError, tinyvae::kernels::best())?
+        .iter()
+        .map(|s| s.value() as f64)
+        .collect();
     Ok(ScoreAgreement::compare(&reference, &got))
 }
 

@@ -2,7 +2,7 @@
 //! conventions as [`crate::ir::Graph::eval`], so a blob and its float graph compare directly.
 
 use ndarray::{s, Array2};
-use tinyvae::{Autoencoder, Decoder, Encoder, Kernels, Model, ModelKind, Score};
+use tinyvae::{Autoencoder, Decoder, Encoder, Kernels, Model, ModelKind, Score, ScoreKind};
 
 use crate::ir::{Graph, GraphError, Role};
 
@@ -78,11 +78,16 @@ pub fn run_blob(
     }
 }
 
-/// An autoencoder blob's anomaly scores of the rows of `x`, as the runtime computes them on a
-/// device (integer arithmetic on int8 blobs).
-pub fn score_blob(blob: &[u8], x: &Array2<f32>, kernels: &'static Kernels) -> Result<Vec<Score>, tinyvae::Error> {
+/// An autoencoder blob's anomaly scores (of `kind`) of the rows of `x`, as the runtime computes
+/// them on a device (integer arithmetic on int8 blobs).
+pub fn score_blob(
+    blob: &[u8],
+    x: &Array2<f32>,
+    kind: ScoreKind,
+    kernels: &'static Kernels,
+) -> Result<Vec<Score>, tinyvae::Error> {
     let model = Model::parse(blob)?;
-    let ae = Autoencoder::new(&model)?.with_kernels(kernels);
+    let ae = Autoencoder::new(&model)?.with_kernels(kernels).with_score(kind)?;
     let mut arena = vec![0u8; model.arena_size_for_batch(CHUNK).unwrap_or(0)];
     let mut scores = vec![Score { raw: 0, unit: 0.0 }; x.nrows()];
     for start in (0..x.nrows()).step_by(CHUNK) {

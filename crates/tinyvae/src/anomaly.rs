@@ -20,24 +20,66 @@ use crate::model::{Model, TensorInfo};
 const FRACTION_BITS: i32 = 8;
 /// `raw = round(mse * 2^32)` for float models.
 const FLOAT_RAW_PER_UNIT: f32 = 4_294_967_296.0;
+/// Units of a Bernoulli negative log-likelihood's `raw` per nat: 255 (pixel levels) x 2^16
+/// (the table's fixed point).
+const NLL_RAW_PER_NAT: f32 = 255.0 * 65_536.0;
 
-/// The reconstruction error of one sample: `mse = raw * unit`, the mean over features of
-/// `(x̂ - x)²` in the features' own units.
+/// `-ln(max(k, 1/2) / 255)` in units of 2^-16 nats, for `k` in 0..=255: the Bernoulli
+/// log-likelihood terms of a pixel-quantized probability `k / 255` (and of `1 - p`, at
+/// `255 - k`), kept half a level away from 0 (where a sigmoid output rounds to 0 or 1, the
+/// logarithm would be infinite). Written out
+/// rather than computed, so that every target has the same integers (a test recomputes them).
+const NEG_LN_LEVEL: [u32; 256] = [
+    408578, 363152, 317726, 291154, 272300, 257676, 245727, 235625, 226874, 219155, 212250, 206004, 200301, 195056,
+    190199, 185677, 181448, 177475, 173729, 170185, 166824, 163626, 160578, 157664, 154875, 152200, 149630, 147156,
+    144773, 142473, 140251, 138102, 136022, 134005, 132049, 130149, 128303, 126507, 124759, 123057, 121398, 119780,
+    118200, 116658, 115152, 113679, 112238, 110829, 109449, 108098, 106774, 105476, 104204, 102955, 101730, 100528,
+    99347, 98187, 97047, 95927, 94825, 93742, 92676, 91628, 90596, 89580, 88579, 87594, 86623, 85666, 84723, 83793,
+    82877, 81973, 81081, 80201, 79333, 78477, 77631, 76796, 75972, 75158, 74353, 73559, 72774, 71999, 71232, 70474,
+    69726, 68985, 68253, 67529, 66812, 66104, 65403, 64709, 64023, 63344, 62672, 62006, 61348, 60696, 60050, 59411,
+    58777, 58150, 57529, 56914, 56304, 55700, 55102, 54508, 53921, 53338, 52761, 52188, 51621, 51058, 50501, 49948,
+    49399, 48855, 48316, 47781, 47250, 46724, 46202, 45684, 45170, 44660, 44154, 43651, 43153, 42658, 42167, 41680,
+    41196, 40716, 40240, 39767, 39297, 38830, 38367, 37907, 37451, 36997, 36547, 36099, 35655, 35214, 34775, 34340,
+    33907, 33477, 33051, 32626, 32205, 31786, 31370, 30957, 30546, 30137, 29732, 29328, 28927, 28529, 28133, 27739,
+    27348, 26959, 26573, 26188, 25806, 25426, 25048, 24673, 24299, 23928, 23559, 23192, 22827, 22464, 22102, 21743,
+    21386, 21031, 20678, 20326, 19977, 19629, 19283, 18939, 18597, 18257, 17918, 17581, 17246, 16912, 16580, 16250,
+    15922, 15595, 15270, 14946, 14624, 14303, 13985, 13667, 13351, 13037, 12724, 12413, 12103, 11795, 11488, 11182,
+    10878, 10575, 10274, 9974, 9675, 9378, 9082, 8788, 8495, 8203, 7912, 7623, 7335, 7048, 6762, 6478, 6195, 5913,
+    5632, 5353, 5075, 4797, 4522, 4247, 3973, 3701, 3429, 3159, 2890, 2622, 2355, 2089, 1824, 1560, 1298, 1036, 776,
+    516, 258, 0,
+];
+
+/// What an autoencoder's anomaly score measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ScoreKind {
+    /// The mean squared reconstruction error over the features.
+    #[default]
+    SquaredError,
+    /// The Bernoulli negative log-likelihood of the input under the output (a VAE's or a
+    /// sigmoid autoencoder's reconstruction term), summed over the features, in nats: for
+    /// inputs and outputs in [0, 1] (pixel-quantized on int8 blobs: scale 1/255, zero point
+    /// -128).
+    BernoulliNll,
+}
+
+/// One sample's anomaly score: `value = raw * unit` (the mean squared error, or the negative
+/// log-likelihood in nats; [`ScoreKind`]).
 ///
 /// `raw` is what to compare on a device: for int8 blobs it is exact integer arithmetic (the
-/// sum of squared differences in units of the output's scale / 256), for float blobs
-/// `round(mse * 2^32)`. It saturates at `u64::MAX` rather than wrapping.
+/// sum of squared differences in units of the output's scale / 256; the likelihood in units of
+/// 1 / (255 * 2^16) nats), for float blobs `value` scaled to the same kind of integer. It
+/// saturates at `u64::MAX` rather than wrapping.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Score {
-    /// The error as an integer, in units of [`Score::unit`].
+    /// The score as an integer, in units of [`Score::unit`].
     pub raw: u64,
-    /// What one unit of `raw` is worth, in mean squared error.
+    /// What one unit of `raw` is worth.
     pub unit: f32,
 }
 
 impl Score {
-    /// Mean squared reconstruction error.
-    pub fn mse(&self) -> f32 {
+    /// The score: the mean squared reconstruction error, or the negative log-likelihood.
+    pub fn value(&self) -> f32 {
         self.raw as f32 * self.unit
     }
 
@@ -137,7 +179,7 @@ impl Rescale {
 /// // The integer score is the mean squared error of the reconstruction (to the input's
 /// // int8 step, since the score sees the quantized input).
 /// let mse: f32 = x.iter().zip(&x_hat).map(|(a, b)| (a - b) * (a - b)).sum::<f32>() / 8.0;
-/// assert!((score.mse() - mse).abs() <= 0.01 * mse.max(1.0));
+/// assert!((score.value() - mse).abs() <= 0.01 * mse.max(1.0));
 /// assert!(!score.exceeds(u64::MAX));
 /// # Ok::<(), tinyvae::Error>(())
 /// ```
@@ -147,6 +189,7 @@ pub struct Autoencoder<'m, 'a> {
     kernels: &'static Kernels,
     /// `Some` for int8 blobs.
     rescale: Option<Rescale>,
+    kind: ScoreKind,
 }
 
 impl<'m, 'a> Autoencoder<'m, 'a> {
@@ -164,7 +207,30 @@ impl<'m, 'a> Autoencoder<'m, 'a> {
             }
             _ => None,
         };
-        Ok(Autoencoder { model, kernels: kernels::best(), rescale })
+        Ok(Autoencoder { model, kernels: kernels::best(), rescale, kind: ScoreKind::SquaredError })
+    }
+
+    /// Scores with `kind` instead of the squared error. The Bernoulli likelihood needs an int8
+    /// blob's input and output pixel-quantized (values in [0, 1]).
+    ///
+    /// ```
+    /// # use tinyvae::{Autoencoder, Model, ScoreKind};
+    /// let blob = tinyvae::AlignedBlob::new(&tinyvae::doc_example_autoencoder());
+    /// let model = Model::parse(&blob)?;
+    /// // Its output is not a probability: no likelihood.
+    /// assert!(Autoencoder::new(&model)?.with_score(ScoreKind::BernoulliNll).is_err());
+    /// # Ok::<(), tinyvae::Error>(())
+    /// ```
+    pub fn with_score(mut self, kind: ScoreKind) -> Result<Self, Error> {
+        if let (ScoreKind::BernoulliNll, Some(r)) = (kind, &self.rescale) {
+            if !(r.input.is_pixel_quantized() && r.output.is_pixel_quantized()) {
+                return Err(Error::BadGraph {
+                    reason: "a Bernoulli likelihood needs pixel-quantized input and output (values in [0, 1])",
+                });
+            }
+        }
+        self.kind = kind;
+        Ok(self)
     }
 
     /// Uses a specific kernel table instead of the fastest one.
@@ -189,11 +255,12 @@ impl<'m, 'a> Autoencoder<'m, 'a> {
         self.rescale.map(|r| (r.input.scale, r.input.zero_point))
     }
 
-    /// What one unit of [`Score::raw`] is worth in mean squared error.
+    /// What one unit of [`Score::raw`] is worth (in mean squared error, or in nats).
     pub fn score_unit(&self) -> f32 {
-        match &self.rescale {
-            Some(r) => r.unit(),
-            None => 1.0 / FLOAT_RAW_PER_UNIT,
+        match (self.kind, &self.rescale) {
+            (ScoreKind::BernoulliNll, _) => 1.0 / NLL_RAW_PER_NAT,
+            (ScoreKind::SquaredError, Some(r)) => r.unit(),
+            (ScoreKind::SquaredError, None) => 1.0 / FLOAT_RAW_PER_UNIT,
         }
     }
 
@@ -257,15 +324,20 @@ impl<'m, 'a> Autoencoder<'m, 'a> {
         let lost = Error::BufferLength { what: "x", expected: batch * n, got: x.len() };
         for (b, score) in scores.iter_mut().enumerate() {
             let rows = b * n..(b + 1) * n;
-            *score = match &self.rescale {
-                Some(r) => {
+            let unit = self.score_unit();
+            *score = match (self.kind, &self.rescale) {
+                (kind, Some(r)) => {
                     let input = self.model.input_bytes(work, 0, batch)?.get(rows.clone()).ok_or(lost)?;
                     let output = out.get(rows).ok_or(lost)?;
-                    Score { raw: r.sum_squared(output, input), unit: r.unit() }
+                    let raw = match kind {
+                        ScoreKind::SquaredError => r.sum_squared(output, input),
+                        ScoreKind::BernoulliNll => pixel_nll(output, input),
+                    };
+                    Score { raw, unit }
                 }
-                None => {
+                (kind, None) => {
                     let values = crate::cast::f32s(out).get(rows.clone()).ok_or(lost)?;
-                    float_score(values, x.get(rows).ok_or(lost)?)
+                    float_score(kind, values, x.get(rows).ok_or(lost)?)
                 }
             };
         }
@@ -273,13 +345,39 @@ impl<'m, 'a> Autoencoder<'m, 'a> {
     }
 }
 
+/// The Bernoulli negative log-likelihood of pixel-quantized input codes `x` under
+/// pixel-quantized output codes `out` (level = code + 128), in units of 1 / (255 * 2^16)
+/// nats: `sum(x * -ln p + (255 - x) * -ln(1 - p))` with `x` and `p = k / 255` in levels.
+fn pixel_nll(out: &[u8], x: &[u8]) -> u64 {
+    out.iter().zip(x).fold(0u64, |sum, (&o, &q)| {
+        let (k, level) = ((o ^ 0x80) as usize, (q ^ 0x80) as u64);
+        let on = NEG_LN_LEVEL.get(k).copied().unwrap_or(0) as u64;
+        let off = NEG_LN_LEVEL.get(255 - k).copied().unwrap_or(0) as u64;
+        sum.saturating_add(level * on + (255 - level) * off)
+    })
+}
+
 /// The score of a float reconstruction.
-fn float_score(x_hat: &[f32], x: &[f32]) -> Score {
-    let sum: f32 = x_hat.iter().zip(x).map(|(a, b)| (a - b) * (a - b)).sum();
-    let mse = sum / x.len().max(1) as f32;
+fn float_score(kind: ScoreKind, x_hat: &[f32], x: &[f32]) -> Score {
+    let (value, per_unit) = match kind {
+        ScoreKind::SquaredError => {
+            let sum: f32 = x_hat.iter().zip(x).map(|(a, b)| (a - b) * (a - b)).sum();
+            (sum / x.len().max(1) as f32, FLOAT_RAW_PER_UNIT)
+        }
+        ScoreKind::BernoulliNll => {
+            // The same half-level floor as the int8 table, on p and on 1 - p.
+            let floor = 0.5 / 255.0;
+            let nll: f32 = x_hat
+                .iter()
+                .zip(x)
+                .map(|(&p, &v)| -(v * libm::logf(p.max(floor)) + (1.0 - v) * libm::logf((1.0 - p).max(floor))))
+                .sum();
+            (nll, NLL_RAW_PER_NAT)
+        }
+    };
     // `as` saturates; a NaN (a non-finite feature) is the largest score, an alarm.
-    let raw = if mse.is_nan() { u64::MAX } else { (mse * FLOAT_RAW_PER_UNIT) as u64 };
-    Score { raw, unit: 1.0 / FLOAT_RAW_PER_UNIT }
+    let raw = if value.is_nan() { u64::MAX } else { (value * per_unit) as u64 };
+    Score { raw, unit: 1.0 / per_unit }
 }
 
 #[cfg(test)]
@@ -315,7 +413,7 @@ mod tests {
             // 0.02 / 256 per feature.
             let step = 0.02 / 256.0;
             let bound = (2.0 * mse.sqrt() * step + step * step) as f32 + 1e-6;
-            assert!((score.mse() - mse as f32).abs() <= bound, "seed {seed}: {} vs {mse}", score.mse());
+            assert!((score.value() - mse as f32).abs() <= bound, "seed {seed}: {} vs {mse}", score.value());
             let codes: Vec<i8> = x.iter().map(|&v| quantize_i8(v, scale, zp)).collect();
             assert_eq!(ae.score_quantized(&codes, &mut arena).unwrap(), score);
             let reference = ae.with_kernels(&kernels::REFERENCE);
@@ -342,6 +440,39 @@ mod tests {
         assert!(ae.score(&x[..7], &mut arena).is_err());
         assert!(ae.score_quantized(&[0; 9], &mut arena).is_err());
         assert!(ae.score(&x[..8], &mut arena[..10]).is_err());
+    }
+
+    #[test]
+    fn the_likelihood_table_is_minus_the_log_of_each_level() {
+        for (k, &t) in NEG_LN_LEVEL.iter().enumerate() {
+            let p = (k as f64).max(0.5) / 255.0;
+            assert_eq!(t as f64, libm::round(-libm::log(p) * 65536.0), "level {k}");
+        }
+    }
+
+    #[test]
+    fn the_integer_likelihood_is_the_float_one_on_the_levels() {
+        // Levels of input and output, the integer sum against the float formula on them.
+        let mut rng = crate::Rng::new(3);
+        let out: Vec<u8> = (0..784).map(|_| rng.next_u64() as u8).collect();
+        let x: Vec<u8> = (0..784).map(|_| rng.next_u64() as u8).collect();
+        let raw = pixel_nll(&out, &x);
+        let want: f64 = out
+            .iter()
+            .zip(&x)
+            .map(|(&o, &q)| {
+                let (k, v) = ((o ^ 0x80) as f64, (q ^ 0x80) as f64 / 255.0);
+                let (on, off) = (k.max(0.5) / 255.0, (255.0 - k).max(0.5) / 255.0);
+                -(v * libm::log(on) + (1.0 - v) * libm::log(off))
+            })
+            .sum();
+        let got = raw as f64 / NLL_RAW_PER_NAT as f64;
+        assert!((got - want).abs() < 1e-3, "{got} vs {want}");
+        // And the float path agrees (f32 logarithms).
+        let p: Vec<f32> = out.iter().map(|&o| (o ^ 0x80) as f32 / 255.0).collect();
+        let v: Vec<f32> = x.iter().map(|&q| (q ^ 0x80) as f32 / 255.0).collect();
+        let float = float_score(ScoreKind::BernoulliNll, &p, &v).value() as f64;
+        assert!((float - want).abs() < 1e-2 * want, "{float} vs {want}");
     }
 
     #[test]

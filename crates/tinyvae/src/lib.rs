@@ -72,7 +72,7 @@ pub mod rng;
 
 #[cfg(feature = "alloc")]
 pub use aligned::AlignedBlob;
-pub use anomaly::{Autoencoder, Score};
+pub use anomaly::{Autoencoder, Score, ScoreKind};
 pub use api::{Decoder, Encoder};
 #[cfg(feature = "alloc")]
 pub use attach::{attach_prior, PriorSpec};

@@ -33,7 +33,12 @@ pub fn run(a: &Args, model: &Model<'_>) -> Result<(), String> {
         let alarm = score.exceeds(a.threshold);
         alarms += alarm as usize;
         raw.extend_from_slice(&score.raw.to_le_bytes());
-        println!("vector {i}: score raw {} (MSE {:.4e}){}", score.raw, score.mse(), if alarm { " ALARM" } else { "" });
+        println!(
+            "vector {i}: score raw {} (MSE {:.4e}){}",
+            score.raw,
+            score.value(),
+            if alarm { " ALARM" } else { "" }
+        );
     }
     let us = start.elapsed().as_secs_f64() * 1e6 / count as f64;
     println!(

@@ -28,7 +28,7 @@ pub(super) fn run(
     model: &Model<'_>,
     arena: &mut [u8],
 ) -> Result<(), Failure> {
-    let ae = Autoencoder::new(model)?;
+    let ae = Autoencoder::new(model)?.with_score(model::SCORE)?;
     let macs = model.macs() as u64;
     // SAFETY: this runs once (`take_buffers` guards the caller), and VECTOR is reached nowhere
     // else, so this is its only reference.

@@ -34,6 +34,10 @@ pub struct Args {
     /// Dimensions of one sample of a raw f32 --threshold-data file.
     #[arg(long, value_delimiter = ',', requires = "threshold_data")]
     pub shape: Option<Vec<usize>>,
+    /// Autoencoders: the score the threshold is for and the firmware computes (the module's
+    /// `SCORE`): mse or nll (Bernoulli negative log-likelihood, inputs and outputs in [0, 1]).
+    #[arg(long, default_value = "mse", value_parser = tinyvae_compiler::anomaly::parse_score_kind)]
+    pub score: tinyvae::ScoreKind,
 }
 
 /// The alarm threshold of `--threshold-data`, for autoencoder blobs.
@@ -43,7 +47,7 @@ fn threshold(a: &Args, blob: &[u8]) -> Result<Option<tinyvae_compiler::anomaly::
         anyhow::bail!("--fpr {} is not a rate between 0 and 1", a.fpr);
     }
     super::score::autoencoder_blob(blob, &a.blob)?;
-    let scores = super::score::score_file(blob, path, a.shape.as_deref())?;
+    let scores = super::score::score_file(blob, path, a.shape.as_deref(), a.score)?;
     Ok(Some(tinyvae_compiler::anomaly::threshold_for_fpr(&scores, a.fpr)))
 }
 
@@ -59,6 +63,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
         })?
         .to_string();
     let threshold = threshold(&a, &bytes)?;
+    if a.lang == "c" && a.score != tinyvae::ScoreKind::SquaredError {
+        anyhow::bail!("--score nll: the C API's tinyvae_anomaly_score computes the squared error only");
+    }
     std::fs::create_dir_all(&a.output).with_context(|| format!("cannot create {}", a.output.display()))?;
     if a.lang == "c" {
         let (h, c) = super::deploy_c::c_sources(&model, &bytes, &a.blob.display().to_string(), threshold.as_ref());
@@ -87,7 +94,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
     if !same_file(&blob_out, &a.blob) {
         util::write(&blob_out, &bytes)?;
     }
-    util::write(&module_out, module_source(&model, bytes.len(), &file_name, &a.blob, threshold.as_ref()).as_bytes())?;
+    util::write(
+        &module_out,
+        module_source(&model, bytes.len(), &file_name, &a.blob, threshold.as_ref(), a.score).as_bytes(),
+    )?;
 
     let meta = model.meta();
     println!("wrote {} ({} bytes) and {}", blob_out.display(), bytes.len(), module_out.display());
@@ -119,9 +129,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
 fn print_threshold(t: Option<&tinyvae_compiler::anomaly::Threshold>) {
     if let Some(t) = t {
         println!(
-            "  alarm threshold: raw score {} (MSE {:.4e}), {:.2}% of {} normal vectors above it (target {:.2}%)",
+            "  alarm threshold: raw score {} (score {:.4e}), {:.2}% of {} normal vectors above it (target {:.2}%)",
             t.raw,
-            t.mse,
+            t.value,
             100.0 * t.normal_fpr,
             t.normal_vectors,
             100.0 * t.target_fpr
@@ -145,6 +155,7 @@ fn module_source(
     file_name: &str,
     source: &Path,
     threshold: Option<&tinyvae_compiler::anomaly::Threshold>,
+    score: tinyvae::ScoreKind,
 ) -> String {
     let meta = model.meta();
     let input_len = model.input(0).map_or(0, |t| t.len);
@@ -242,8 +253,7 @@ const _: () = assert!(
             r#"
 /// An autoencoder's alarm threshold: alarm when an anomaly score's `raw` is above it
 /// (`tinyvae::Score::exceeds`). Chosen by `tinyvae deploy --threshold-data` so that
-/// {fpr:.2}% of {n} normal vectors alarm (target {target:.2}%); as a mean squared error,
-/// {mse:.4e}.
+/// {fpr:.2}% of {n} normal vectors alarm (target {target:.2}%); as a score, {value:.4e}.
 #[allow(dead_code)]
 pub const THRESHOLD_RAW: u64 = {raw};
 "#,
@@ -251,7 +261,7 @@ pub const THRESHOLD_RAW: u64 = {raw};
             n = t.normal_vectors,
             target = 100.0 * t.target_fpr,
             raw = t.raw,
-            mse = t.mse,
+            value = t.value,
         ),
         None => write!(
             s,
@@ -263,6 +273,14 @@ pub const THRESHOLD_RAW: u64 = u64::MAX;
 "#
         ),
     };
+    let _ = write!(
+        s,
+        r#"
+/// An autoencoder's score, the one the threshold is for: `Autoencoder::with_score(SCORE)`.
+#[allow(dead_code)]
+pub const SCORE: tinyvae::ScoreKind = tinyvae::ScoreKind::{score:?};
+"#
+    );
     s
 }
 
@@ -274,7 +292,14 @@ mod tests {
     fn module_states_the_blob_and_escapes_its_name() {
         let blob = tinyvae::doc_example_blob();
         let model = Model::parse(&blob).unwrap();
-        let src = module_source(&model, blob.len(), "odd \"name\\.tvae", Path::new("in/odd.tvae"), None);
+        let src = module_source(
+            &model,
+            blob.len(),
+            "odd \"name\\.tvae",
+            Path::new("in/odd.tvae"),
+            None,
+            tinyvae::ScoreKind::SquaredError,
+        );
         assert!(src.contains(r#"include_bytes!("odd \"name\\.tvae")"#), "{src}");
         assert!(src.contains(&format!("pub const ARENA_SIZE: usize = {};", model.arena_size())));
         assert!(src.contains(&format!("pub const BLOB_LEN: usize = {};", blob.len())));

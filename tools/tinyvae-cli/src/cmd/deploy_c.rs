@@ -95,7 +95,7 @@ extern const uint8_t tinyvae_model_blob[TINYVAE_MODEL_BLOB_SIZE];
             100.0 * t.normal_fpr,
             t.normal_vectors,
             100.0 * t.target_fpr,
-            t.mse,
+            t.value,
             t.raw
         )),
     );

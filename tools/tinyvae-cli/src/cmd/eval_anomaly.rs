@@ -4,7 +4,8 @@
 //! quantizes it to int8 (calibrated on the normal training images), and scores the test set by
 //! reconstruction error: the held-out class is the anomaly. It reports the AUROC of the float
 //! model (the IR evaluator) and of the int8 blob (the runtime's integer score), per class, and
-//! writes `DIR/anomaly-<model>.json` (rewritten after every class).
+//! writes `DIR/anomaly-<model>.json` (`-nll` added for `--score nll`; rewritten after every
+//! class).
 //!
 //! Each class's run lives in `DIR/<model>-<class>/` (its filtered IDX files in `data/`, the
 //! training outputs, `ae.onnx`, `ae.int8.tvae`); a class whose `encoder.onnx` and
@@ -49,6 +50,10 @@ pub struct Args {
     /// Training seed.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// The anomaly score: mse (mean squared reconstruction error) or nll (Bernoulli negative
+    /// log-likelihood of the image under the reconstruction).
+    #[arg(long, default_value = "mse", value_parser = anomaly::parse_score_kind)]
+    pub score: tinyvae::ScoreKind,
 }
 
 /// One held-out class.
@@ -71,7 +76,7 @@ struct Report {
     latent: usize,
     hidden: String,
     seed: u64,
-    score: &'static str,
+    score: String,
     classes: Vec<ClassResult>,
     mean_auroc_f32: f64,
     mean_auroc_int8: f64,
@@ -93,7 +98,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let train = Dataset::load(&a.data, Split::Train)?;
     let test = Dataset::load(&a.data, Split::Test)?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
-    let report_path = a.out.join(format!("anomaly-{}.json", a.model));
+    let suffix = if a.score == tinyvae::ScoreKind::SquaredError { "" } else { "-nll" };
+    let report_path = a.out.join(format!("anomaly-{}{suffix}.json", a.model));
     let mut report = Report {
         data: a.data.display().to_string(),
         model: a.model.clone(),
@@ -101,7 +107,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
         latent: a.latent,
         hidden: a.hidden.clone(),
         seed: a.seed,
-        score: "reconstruction MSE through the mean code; int8: the runtime's integer score",
+        score: format!(
+            "{} of the reconstruction through the mean code; int8: the runtime's integer score",
+            anomaly::score_kind_name(a.score)
+        ),
         classes: Vec::new(),
         mean_auroc_f32: 0.0,
         mean_auroc_int8: 0.0,
@@ -158,14 +167,11 @@ fn run_class(a: &Args, class: u8, train: &Dataset, test: &Dataset) -> Result<Cla
     let x = Array2::from_shape_vec((test.count, len), test.pixels.iter().map(|&p| p as f32 / 255.0).collect())
         .expect("shape");
     let x_hat = graph.eval(&[x.view()])?.remove(0);
-    let f32_scores: Vec<f64> = x
-        .outer_iter()
-        .zip(x_hat.outer_iter())
-        .map(|(a, b)| a.iter().zip(b).map(|(&p, &q)| ((q - p) as f64).powi(2)).sum::<f64>() / len as f64)
-        .collect();
+    let f32_scores = anomaly::reference_scores(a.score, &x, &x_hat);
     let blob = tinyvae::AlignedBlob::new(&blob);
     let features = tinyvae_data::features::Features { rows: test.count, len, values: x.into_raw_vec_and_offset().0 };
-    let int8_scores: Vec<f64> = anomaly::score_features(&blob, &features)?.iter().map(|s| s.mse() as f64).collect();
+    let int8_scores: Vec<f64> =
+        anomaly::score_features(&blob, &features, a.score)?.iter().map(|s| s.value() as f64).collect();
     let split = |scores: &[f64]| -> (Vec<f64>, Vec<f64>) {
         let (mut n, mut an) = (Vec::new(), Vec::new());
         for (s, &l) in scores.iter().zip(&test.labels) {

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
-use tinyvae::{Model, ModelKind, Score};
+use tinyvae::{Model, ModelKind, Score, ScoreKind};
 use tinyvae_compiler::anomaly::{self, Threshold};
 use tinyvae_data::features::Features;
 
@@ -28,6 +28,10 @@ pub struct Args {
     /// Dimensions of one sample of a raw f32 file, e.g. 640.
     #[arg(long, value_delimiter = ',')]
     pub shape: Option<Vec<usize>>,
+    /// The score: mse (mean squared reconstruction error) or nll (Bernoulli negative
+    /// log-likelihood in nats, for inputs and outputs in [0, 1]).
+    #[arg(long, default_value = "mse", value_parser = anomaly::parse_score_kind)]
+    pub score: ScoreKind,
     /// False-positive rate the threshold allows on the normal vectors.
     #[arg(long, default_value_t = 0.01)]
     pub fpr: f64,
@@ -43,14 +47,14 @@ pub struct Args {
     pub json: bool,
 }
 
-/// Summary of one set's scores (mean squared reconstruction error).
+/// Summary of one set's scores.
 #[derive(Debug, Serialize)]
 struct Summary {
     file: String,
     vectors: usize,
-    mean_mse: f64,
-    median_mse: f64,
-    p99_mse: f64,
+    mean: f64,
+    median: f64,
+    p99: f64,
     /// Fraction above the threshold.
     alarms: f64,
     /// Every vector's integer score.
@@ -62,6 +66,7 @@ struct Summary {
 struct Report {
     blob: String,
     precision: String,
+    score: &'static str,
     score_unit: f32,
     threshold: Threshold,
     normal: Summary,
@@ -72,9 +77,9 @@ struct Report {
 }
 
 /// The blob's scores of a feature file, naming the file in errors.
-pub fn score_file(blob: &[u8], path: &Path, shape: Option<&[usize]>) -> Result<Vec<Score>> {
+pub fn score_file(blob: &[u8], path: &Path, shape: Option<&[usize]>, kind: ScoreKind) -> Result<Vec<Score>> {
     let features = Features::load(path, shape)?;
-    anomaly::score_features(blob, &features).with_context(|| format!("cannot score {}", path.display()))
+    anomaly::score_features(blob, &features, kind).with_context(|| format!("cannot score {}", path.display()))
 }
 
 /// Parses `blob` and checks that it is an autoencoder, naming `path`.
@@ -91,15 +96,15 @@ pub fn autoencoder_blob(bytes: &[u8], path: &Path) -> Result<()> {
 }
 
 fn summary(path: &Path, scores: &[Score], threshold: u64, keep: bool) -> Summary {
-    let mut mse: Vec<f64> = scores.iter().map(|s| s.mse() as f64).collect();
-    mse.sort_by(f64::total_cmp);
-    let n = mse.len().max(1);
+    let mut values: Vec<f64> = scores.iter().map(|s| s.value() as f64).collect();
+    values.sort_by(f64::total_cmp);
+    let n = values.len().max(1);
     Summary {
         file: path.display().to_string(),
         vectors: scores.len(),
-        mean_mse: mse.iter().sum::<f64>() / n as f64,
-        median_mse: mse.get(mse.len() / 2).copied().unwrap_or(0.0),
-        p99_mse: mse.get((mse.len() * 99 / 100).min(mse.len().saturating_sub(1))).copied().unwrap_or(0.0),
+        mean: values.iter().sum::<f64>() / n as f64,
+        median: values.get(values.len() / 2).copied().unwrap_or(0.0),
+        p99: values.get((values.len() * 99 / 100).min(values.len().saturating_sub(1))).copied().unwrap_or(0.0),
         alarms: scores.iter().filter(|s| s.exceeds(threshold)).count() as f64 / n as f64,
         raw: if keep { scores.iter().map(|s| s.raw).collect() } else { Vec::new() },
     }
@@ -117,18 +122,19 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let blob = util::read_blob(&a.blob)?;
     autoencoder_blob(&blob, &a.blob)?;
     let model = Model::parse(&blob).map_err(|e| anyhow::anyhow!("{}: {e}", a.blob.display()))?;
-    let normal = score_file(&blob, &a.data, a.shape.as_deref())?;
+    let normal = score_file(&blob, &a.data, a.shape.as_deref(), a.score)?;
     let threshold = anomaly::threshold_for_fpr(&normal, a.fpr);
-    let anomalous = a.anomalous.as_deref().map(|p| score_file(&blob, p, a.shape.as_deref())).transpose()?;
-    let as_mse = |s: &[Score]| s.iter().map(|s| s.mse() as f64).collect::<Vec<_>>();
+    let anomalous = a.anomalous.as_deref().map(|p| score_file(&blob, p, a.shape.as_deref(), a.score)).transpose()?;
+    let values = |s: &[Score]| s.iter().map(|s| s.value() as f64).collect::<Vec<_>>();
     let keep = a.output.is_some();
     let report = Report {
         blob: a.blob.display().to_string(),
         precision: model.precision().to_string(),
+        score: anomaly::score_kind_name(a.score),
         score_unit: normal.first().map_or(0.0, |s| s.unit),
         threshold,
         normal: summary(&a.data, &normal, threshold.raw, keep),
-        auroc: anomalous.as_ref().map(|an| anomaly::auroc(&as_mse(&normal), &as_mse(an))),
+        auroc: anomalous.as_ref().map(|an| anomaly::auroc(&values(&normal), &values(an))),
         anomalous: a.anomalous.as_deref().zip(anomalous.as_ref()).map(|(p, s)| summary(p, s, threshold.raw, keep)),
     };
     if let Some(out) = &a.output {
@@ -147,14 +153,18 @@ pub fn run(a: Args) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&short)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{} ({} autoencoder): anomaly score = reconstruction MSE", a.blob.display(), report.precision);
+    let what = match a.score {
+        ScoreKind::SquaredError => "reconstruction MSE",
+        ScoreKind::BernoulliNll => "Bernoulli negative log-likelihood, nats",
+    };
+    println!("{} ({} autoencoder): anomaly score = {what}", a.blob.display(), report.precision);
     let line = |name: &str, s: &Summary| {
         println!(
             "  {name:<9} {:>6} vectors  mean {:.4e}  median {:.4e}  p99 {:.4e}  alarms {:.2}%  ({})",
             s.vectors,
-            s.mean_mse,
-            s.median_mse,
-            s.p99_mse,
+            s.mean,
+            s.median,
+            s.p99,
             100.0 * s.alarms,
             s.file
         );
@@ -164,9 +174,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
         line("anomalous", s);
     }
     println!(
-        "  threshold raw {} (MSE {:.4e}): {:.2}% of the normal vectors alarm, target {:.2}%",
+        "  threshold raw {} ({} {:.4e}): {:.2}% of the normal vectors alarm, target {:.2}%",
         threshold.raw,
-        threshold.mse,
+        report.score,
+        threshold.value,
         100.0 * threshold.normal_fpr,
         100.0 * threshold.target_fpr
     );
