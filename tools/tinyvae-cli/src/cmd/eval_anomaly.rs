@@ -95,6 +95,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
     if a.classes.is_empty() || a.classes.iter().any(|&c| c > 9) {
         bail!("--classes takes class labels 0 to 9");
     }
+    if a.epochs == 0 || a.latent == 0 {
+        bail!("--epochs and --latent must be at least 1");
+    }
     let train = Dataset::load(&a.data, Split::Train)?;
     let test = Dataset::load(&a.data, Split::Test)?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;

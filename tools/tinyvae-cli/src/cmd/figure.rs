@@ -11,6 +11,8 @@ use tinyvae_data::image::Grid;
 
 use crate::util;
 
+/// Most grid points per axis of a manifold: 200 x 200 decodes, a 5,600-pixel-wide picture.
+const MAX_MANIFOLD_STEPS: usize = 200;
 #[derive(clap::Subcommand, Debug)]
 pub enum Figure {
     /// The 2-D latent manifold of a z = 2 decoder: a grid of z over the prior's quantiles.
@@ -308,8 +310,8 @@ fn denoising(a: DenoisingArgs) -> Result<ExitCode> {
 
 fn manifold(a: ManifoldArgs) -> Result<ExitCode> {
     util::check_not_input(&a.output, &[&a.blob])?;
-    if a.steps < 2 || a.scale == 0 {
-        bail!("--steps must be at least 2 and --scale at least 1");
+    if a.steps < 2 || a.steps > MAX_MANIFOLD_STEPS || a.scale == 0 {
+        bail!("--steps must be in 2..={MAX_MANIFOLD_STEPS} and --scale at least 1");
     }
     let bytes = util::read_blob(&a.blob)?;
     let model = Model::parse(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", a.blob.display()))?;

@@ -199,6 +199,9 @@ pub fn data_arg(value: &str) -> Result<PathBuf, ResolveError> {
     }
     match find(value) {
         Some(set) => fetched_dir(set),
+        // A path that does not exist is the command's to report (one line naming it); only a
+        // bare word is taken for a data set's name.
+        None if value.contains(std::path::MAIN_SEPARATOR) || value.contains('.') => Ok(path.to_path_buf()),
         None => Err(ResolveError::Unknown { value: value.to_string(), known: names() }),
     }
 }
