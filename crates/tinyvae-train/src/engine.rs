@@ -286,7 +286,13 @@ pub fn run<M: Member>(config: &M::Config, cfg: &TrainConfig, data: &RunData) -> 
     };
 
     let mut session = match &cfg.resume {
-        Some(path) => Session::<M>::resume(config, cfg, path, train_set)?,
+        Some(path) => {
+            let session = Session::<M>::resume(config, cfg, path, train_set)?;
+            // The log as the checkpoint has it: a run killed between its checkpoint and its log
+            // left it a record short, which a run with no steps left would never rewrite.
+            write_json_lines(&log_path, &session.info.history)?;
+            session
+        }
         None => Session::<M>::fresh(config, cfg, train_set)?,
     };
     let params = session.raw.parameters();
@@ -378,6 +384,19 @@ pub fn run<M: Member>(config: &M::Config, cfg: &TrainConfig, data: &RunData) -> 
             (Some(t), true) => Some(eval_model.evaluate(t, labels.and_then(|l| l.test.as_deref()), cfg.eval_seed)?),
             _ => None,
         };
+        // Before anything is written: JSON has no NaN or infinity, so a diverged evaluation
+        // would make `best.json`, the checkpoint and the log unreadable (the last good
+        // checkpoint stays).
+        let at = StepAt {
+            epoch: epoch + 1,
+            step_in_epoch: session.info.step_in_epoch,
+            global_step: session.info.global_step,
+        };
+        for (split, metrics) in [("validation", &validation), ("test", &test)] {
+            if let Some(value) = metrics.as_ref().map(|m| M::selection(config, m)).filter(|v| !v.is_finite()) {
+                return Err(at.non_finite(format!("the {split} loss"), value as f32));
+            }
+        }
         let images = sums.images.max(1) as f64;
         let record = EpochLog {
             epoch: epoch + 1,

@@ -234,8 +234,16 @@ impl Sidecar {
 }
 
 /// Loads a checkpoint (its sidecar `checkpoint.json`, the directory holding it, or its
-/// `.safetensors` file) with the optimiser state needed to resume.
+/// `.safetensors` file) with the optimiser state needed to resume. A directory without
+/// `checkpoint.json` (a run stopped before its first checkpoint) is an error saying so.
 pub fn load_run<M: Member>(path: &Path) -> Result<LoadedRun<M>, TrainError> {
+    if path.is_dir() && !path.join("checkpoint.json").is_file() {
+        return Err(TrainError::checkpoint(
+            path,
+            "no checkpoint.json in this directory, nothing to resume (a run stopped before its first \
+             checkpoint starts again from the beginning, not resumed)",
+        ));
+    }
     let sidecar = Sidecar::read(path)?;
     sidecar.check(CHECKPOINT_FORMAT, M::KIND)?;
     let dir = sidecar.path.parent().unwrap_or(Path::new(".")).to_path_buf();

@@ -553,6 +553,10 @@ pub mod aarch64;
 pub mod armv7em;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_64;
+// The Cortex-M4F input quantization is plain Rust: its exactness test runs on every host too.
+#[cfg(all(test, not(target_arch = "arm")))]
+#[path = "armv7em/quantize_i8.rs"]
+mod armv7em_quantize_i8;
 
 /// Optimized tables usable on this CPU, fastest first. With `std`, found by runtime feature
 /// detection; without, by the target features the crate was compiled with.

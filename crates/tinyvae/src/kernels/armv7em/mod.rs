@@ -20,8 +20,7 @@ mod dense_i8;
 #[cfg(tinyvae_armv7em_dsp)]
 pub mod dense_i8_w16;
 
-// Plain Rust, so its tests also run on the host.
-#[cfg(any(tinyvae_armv7em_fpu, test))]
+#[cfg(tinyvae_armv7em_fpu)]
 mod quantize_i8;
 
 /// The DSP table: int8 Dense on `SMLAD`, every other entry from the scalar reference.
