@@ -149,11 +149,15 @@ pub enum ImportError {
         /// Its features.
         features: usize,
     },
-    /// The metadata's class count has no matching label input.
-    #[error("metadata says {classes} classes, but there is no second input of {classes} features")]
+    /// The metadata's class count does not match the label input (the graph's second).
+    #[error(
+        "metadata says {classes} classes, but the label input (the graph's second) has {features} features (0: none)"
+    )]
     ClassesMismatch {
         /// Class count from the metadata.
         classes: usize,
+        /// Features of the second input (0 without one).
+        features: usize,
     },
     /// The metadata say encoder, and the outputs do not have the latent size.
     #[error(
@@ -503,8 +507,13 @@ impl Importer {
                         features: inputs[0].len,
                     });
                 }
-                if classes > 0 && second_input != classes {
-                    return Err(ImportError::ClassesMismatch { classes });
+                // A blob's label input has exactly `classes` values (none without classes).
+                if classes != second_input {
+                    return Err(ImportError::ClassesMismatch { classes, features: second_input });
+                }
+                if let Some(extra) = outputs.get(1) {
+                    let problem = "is a second output, and a decoder has one (its image)";
+                    return Err(ImportError::Output { output: extra.clone(), problem });
                 }
                 Role::Decoder { latent, classes, bernoulli }
             }
@@ -515,13 +524,18 @@ impl Importer {
                 if !matches!(out_lens.len(), 1 | 2) || out_lens.iter().any(|&l| l != latent) {
                     return Err(ImportError::EncoderOutputs { latent, outputs: out_lens });
                 }
-                // As for a decoder: a blob's label input has exactly `classes` values.
-                if classes > 0 && second_input != classes {
-                    return Err(ImportError::ClassesMismatch { classes });
+                // As for a decoder.
+                if classes != second_input {
+                    return Err(ImportError::ClassesMismatch { classes, features: second_input });
                 }
                 Role::Encoder { latent, classes }
             }
             Some("generic") => Role::Generic,
+            // As the runtime requires of an autoencoder blob.
+            Some("autoencoder") if inputs.len() != 1 || out_lens.len() != 1 || out_lens[0] != inputs[0].len => {
+                let expected = "possible for this graph: an autoencoder maps one input to one output of its length";
+                return Err(bad_meta(META_ROLE, "autoencoder", expected));
+            }
             Some("autoencoder") => Role::Autoencoder,
             Some(r) => return Err(bad_meta(META_ROLE, r, "decoder, encoder, autoencoder or generic")),
             None => {
@@ -538,6 +552,11 @@ impl Importer {
                 }
             }
         };
+        // A decoder or encoder takes z or x, then at most a label (what a blob of either holds).
+        if let (Role::Decoder { .. } | Role::Encoder { .. }, Some(extra)) = (role, inputs.get(2)) {
+            let problem = "is a third input; a decoder or encoder takes z or x, then at most a label".to_string();
+            return Err(ImportError::Input { input: extra.name.clone(), problem });
+        }
         let g = Graph { inputs, nodes, outputs, role };
         g.value_lens().map_err(ImportError::Graph)?;
         Ok(g)
