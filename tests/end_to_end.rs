@@ -224,14 +224,16 @@ fn a_closed_pipe_ends_the_command_quietly() {
     use std::os::unix::process::ExitStatusExt;
     use std::process::Stdio;
     let blob = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/mnist-conv-vae/decoder.int8.tvae");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tinyvae"))
+    // The reader is gone before the command starts: closing it after the spawn raced with a
+    // command fast enough to fit its whole output in the pipe's buffer first.
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_tinyvae"))
         .args(["inspect", s(&blob)])
-        .stdout(Stdio::piped())
+        .stdout(Stdio::from(writer))
         .stderr(Stdio::piped())
-        .spawn()
+        .output()
         .expect("run tinyvae");
-    drop(child.stdout.take()); // the reader quits before the first line
-    let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{err}");
     assert_eq!(out.status.signal(), Some(13), "ended by SIGPIPE: {:?}", out.status);
