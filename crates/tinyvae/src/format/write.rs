@@ -476,6 +476,36 @@ fn example_int8_arrays(rng: &mut crate::rng::Rng, rows: u32, cols: u32, shift: i
     (weights, bias, [mults, shifts, sums].concat())
 }
 
+/// An example int8 Dense node `input -> output` of `rows x cols` with fixed pseudo-random
+/// arrays ([`example_int8_arrays`]), clamped at the output zero point when `relu`.
+#[allow(clippy::too_many_arguments)]
+fn example_dense(
+    rng: &mut crate::rng::Rng,
+    input: u16,
+    output: u16,
+    rows: u32,
+    cols: u32,
+    relu: bool,
+    out_zp: i32,
+    shift: i32,
+) -> NodeSpec {
+    let (weights, bias, requant) = example_int8_arrays(rng, rows, cols, shift);
+    NodeSpec::Dense {
+        input,
+        output,
+        rows,
+        cols,
+        weight_dtype: DType::I8,
+        layout: WeightLayout::RowMajor,
+        weights,
+        bias,
+        requant,
+        act: ActKind::None,
+        act_min: if relu { out_zp as i8 } else { -128 },
+        act_max: 127,
+    }
+}
+
 /// The 256 codes of a sigmoid table from codes of scale `scale` (zero point 0) to pixels.
 fn example_sigmoid_table(scale: f32) -> [u8; 256] {
     core::array::from_fn(|i| {
@@ -489,22 +519,8 @@ fn example_sigmoid_table(scale: f32) -> [u8; 256] {
 /// weights, for documentation examples and format tests.
 pub fn example_decoder() -> Vec<u8> {
     let mut rng = crate::rng::Rng::new(1);
-    let mut dense = |input: u16, output: u16, rows: u32, cols: u32, relu: bool, out_zp: i32| {
-        let (weights, bias, requant) = example_int8_arrays(&mut rng, rows, cols, -6);
-        NodeSpec::Dense {
-            input,
-            output,
-            rows,
-            cols,
-            weight_dtype: DType::I8,
-            layout: WeightLayout::RowMajor,
-            weights,
-            bias,
-            requant,
-            act: ActKind::None,
-            act_min: if relu { out_zp as i8 } else { -128 },
-            act_max: 127,
-        }
+    let mut dense = |input, output, rows, cols, relu: bool, out_zp: i32| {
+        example_dense(&mut rng, input, output, rows, cols, relu, out_zp, -6)
     };
     let t = |len: u32, arena_offset: u32, scale: f32, zero_point: i32| {
         TensorSpec::flat(DType::I8, len, arena_offset, scale, zero_point)
@@ -537,24 +553,8 @@ pub fn example_decoder() -> Vec<u8> {
 /// in [0, 1] -> 3 (ReLU) -> 8 features. For documentation examples and format tests.
 pub fn example_autoencoder() -> Vec<u8> {
     let mut rng = crate::rng::Rng::new(3);
-    let mut dense = |input: u16, output: u16, rows: u32, cols: u32, relu: bool, out_zp: i32, shift: i32| {
-        let (weights, bias, requant) = example_int8_arrays(&mut rng, rows, cols, shift);
-        NodeSpec::Dense {
-            input,
-            output,
-            rows,
-            cols,
-            weight_dtype: DType::I8,
-            layout: WeightLayout::RowMajor,
-            weights,
-            bias,
-            requant,
-            act: ActKind::None,
-            act_min: if relu { out_zp as i8 } else { -128 },
-            act_max: 127,
-        }
-    };
-    let nodes = vec![dense(0, 1, 3, 8, true, -128, -8), dense(1, 2, 8, 3, false, 0, -6)];
+    let nodes =
+        vec![example_dense(&mut rng, 0, 1, 3, 8, true, -128, -8), example_dense(&mut rng, 1, 2, 8, 3, false, 0, -6)];
     write(&BlobSpec {
         kind: ModelKind::Autoencoder,
         precision: Precision::Int8,
