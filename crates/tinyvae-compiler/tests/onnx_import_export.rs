@@ -444,6 +444,41 @@ fn bad_attributes_and_weights_name_the_node() {
     assert!(e.contains("/0/Add") && e.contains("no broadcasting"), "{e}");
 }
 
+/// Sizes from the model file that would overflow, or that no blob can hold, are refused by name
+/// before any size computation uses them.
+#[test]
+fn huge_and_overflowing_sizes_are_refused_by_name() {
+    let mut m = torch_gemm_decoder(&mut Rng(22));
+    m.graph.as_mut().unwrap().input[0] = value_info("z", vec![dim_param("batch"), dim_value(1 << 40)]);
+    let e = import_err(&m);
+    assert!(e.contains("`z`") && e.contains("1099511627776 values per sample"), "{e}");
+    m.graph.as_mut().unwrap().input[0] =
+        value_info("z", vec![dim_param("batch"), dim_value(1 << 40), dim_value(1 << 40)]);
+    let e = import_err(&m);
+    assert!(e.contains("`z`") && e.contains("values per sample"), "{e}");
+
+    let upsample = |input, factor| Graph {
+        inputs: vec![tinyvae_compiler::ir::Input { name: "x".into(), len: 4 }],
+        nodes: vec![tinyvae_compiler::ir::Node {
+            name: "up".into(),
+            op: Op::Upsample { input, factor },
+            inputs: vec!["x".into()],
+            output: "y".into(),
+        }],
+        outputs: vec!["y".into()],
+        role: Role::Generic,
+    };
+    // Within usize, but larger than a blob's tensors may be.
+    let e = upsample([1, 2, 2], [1 << 12, 1 << 12]).value_shapes().unwrap_err().to_string();
+    assert!(e.contains("`y`") && e.contains("67108864 values per sample"), "{e}");
+    // Past usize: an error naming the node, not an overflow.
+    let e = upsample([1, 4, 1], [usize::MAX / 2, 1]).value_shapes().unwrap_err().to_string();
+    assert!(e.contains("`up`") && e.contains("overflows"), "{e}");
+    // An input that claims more values than its product of dimensions can count.
+    let e = upsample([usize::MAX, 2, 2], [1, 1]).value_shapes().unwrap_err().to_string();
+    assert!(e.contains("`up`"), "{e}");
+}
+
 #[test]
 fn decode_and_external_data_errors_are_clear() {
     let e = import_bytes(b"\x08\x96\x01\xff\xff\xff garbage").unwrap_err();

@@ -53,14 +53,12 @@ impl Features {
         let features = if bytes.starts_with(NPY_MAGIC) {
             let f = parse_npy(&bytes).map_err(|reason| FeaturesError::new(path, reason))?;
             if let Some(shape) = shape {
-                if shape.iter().product::<usize>() != f.len {
+                let wanted = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+                if wanted != Some(f.len) {
+                    let wanted = wanted.map_or_else(|| "more than can be counted".to_string(), |n| n.to_string());
                     return Err(FeaturesError::new(
                         path,
-                        format!(
-                            "holds samples of {} values, but --shape {shape:?} has {}",
-                            f.len,
-                            shape.iter().product::<usize>()
-                        ),
+                        format!("holds samples of {} values, but --shape {shape:?} has {wanted}", f.len),
                     ));
                 }
             }
@@ -203,7 +201,7 @@ fn dict_value<'h>(header: &'h str, key: &str) -> Result<&'h str, String> {
 fn parse_raw(bytes: &[u8], shape: &[usize]) -> Result<Features, String> {
     let len = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).filter(|&l| l > 0);
     let len = len.ok_or_else(|| format!("--shape {shape:?} is not a positive size"))?;
-    let sample = len * 4;
+    let sample = len.checked_mul(4).ok_or_else(|| format!("--shape {shape:?} is too large"))?;
     if bytes.is_empty() || !bytes.len().is_multiple_of(sample) {
         return Err(format!(
             "{} bytes is not a whole number of samples of {len} f32 values ({sample} bytes)",
@@ -284,5 +282,12 @@ mod tests {
         let p = write(dir.path(), "huge.npy", &huge);
         assert!(Features::load(&p, None).is_err());
         assert!(Features::load(&dir.path().join("missing.npy"), None).unwrap_err().to_string().contains("missing.npy"));
+        // Shapes whose products overflow are errors, not panics or wrapped sizes.
+        let p = write(dir.path(), "good.npy", &good);
+        let e = Features::load(&p, Some(&[usize::MAX, 2])).unwrap_err().to_string();
+        assert!(e.contains("more than can be counted"), "{e}");
+        let raw = write(dir.path(), "x.f32", &[0u8; 16]);
+        let e = Features::load(&raw, Some(&[usize::MAX / 2])).unwrap_err().to_string();
+        assert!(e.contains("too large") && e.contains("x.f32"), "{e}");
     }
 }

@@ -129,16 +129,14 @@ pub fn read_idx(path: &Path, rank: usize) -> Result<(Vec<usize>, Vec<u8>), IdxEr
 /// returns the dimensions and data. `path` only names the source in errors. Any input is an
 /// `Ok` or an [`IdxError`], never a panic.
 pub fn parse_idx(raw: &[u8], rank: usize, path: &Path) -> Result<(Vec<usize>, Vec<u8>), IdxError> {
+    let header_len = rank.checked_mul(4).and_then(|n| n.checked_add(4)).unwrap_or(usize::MAX);
     let decompressed;
     let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        GzDecoder::new(raw).read_to_end(&mut out).map_err(|e| IdxError::new(path, format!("gzip: {e}")))?;
-        decompressed = out;
+        decompressed = inflate(raw, header_len, path)?;
         &decompressed[..]
     } else {
         raw
     };
-    let header_len = rank.checked_mul(4).and_then(|n| n.checked_add(4)).unwrap_or(usize::MAX);
     if bytes.len() < header_len {
         return Err(IdxError::new(path, "shorter than its IDX header"));
     }
@@ -160,6 +158,39 @@ pub fn parse_idx(raw: &[u8], rank: usize, path: &Path) -> Result<(Vec<usize>, Ve
     Ok((dims, body.to_vec()))
 }
 
+/// Largest IDX data this reads (EMNIST's largest split is about 550 MB).
+const MAX_IDX_BYTES: usize = 4 << 30;
+
+/// Inflates a gzipped IDX file: its header, then no more than the data the header promises
+/// and one byte (so that extra data is still noticed). A small file that inflates without end
+/// stops there instead of filling memory.
+fn inflate(raw: &[u8], header_len: usize, path: &Path) -> Result<Vec<u8>, IdxError> {
+    let gzip = |e: io::Error| IdxError::new(path, format!("gzip: {e}"));
+    let mut d = GzDecoder::new(raw);
+    let mut out = Vec::new();
+    (&mut d).take(header_len.min(4 + 4 * 255) as u64).read_to_end(&mut out).map_err(gzip)?;
+    let magic_ok = out.len() >= 4 && out[..3] == [0, 0, 0x08] && out[3] as usize == header_len / 4 - 1;
+    let promised = out
+        .get(4..header_len)
+        .filter(|_| magic_ok)
+        .map(|h| h.chunks_exact(4).map(|d| u32::from_be_bytes([d[0], d[1], d[2], d[3]]) as usize))
+        .and_then(|mut dims| dims.try_fold(1usize, |n, d| n.checked_mul(d)));
+    match promised {
+        Some(n) if n <= MAX_IDX_BYTES => {
+            (&mut d).take(n as u64 + 1).read_to_end(&mut out).map_err(gzip)?;
+        }
+        Some(n) => {
+            return Err(IdxError::new(
+                path,
+                format!("header promises {n} bytes, more than the {MAX_IDX_BYTES} this reads"),
+            ));
+        }
+        // A short, wrong or overflowing header: the checks of `parse_idx` name the problem.
+        None => {}
+    }
+    Ok(out)
+}
+
 /// Writes an uncompressed IDX file of unsigned bytes (used to vendor test slices).
 pub fn write_idx(path: &Path, dims: &[usize], data: &[u8]) -> io::Result<()> {
     let mut out = vec![0, 0, 0x08, dims.len() as u8];
@@ -168,4 +199,57 @@ pub fn write_idx(path: &Path, dims: &[usize], data: &[u8]) -> io::Result<()> {
     }
     out.extend_from_slice(data);
     crate::write_atomic(path, &out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flate2::write::GzEncoder;
+    use flate2::Compression;
+    use std::io::Write;
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut e = GzEncoder::new(Vec::new(), Compression::best());
+        e.write_all(bytes).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn idx(dims: &[u32], data: &[u8]) -> Vec<u8> {
+        let mut out = vec![0, 0, 0x08, dims.len() as u8];
+        dims.iter().for_each(|d| out.extend_from_slice(&d.to_be_bytes()));
+        out.extend_from_slice(data);
+        out
+    }
+
+    #[test]
+    fn gzipped_files_read_like_plain_ones_and_extra_data_is_noticed() {
+        let plain = idx(&[3, 2, 2], &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+        let p = Path::new("x.idx");
+        let want = parse_idx(&plain, 3, p).unwrap();
+        assert_eq!(parse_idx(&gzip(&plain), 3, p).unwrap(), want);
+        let mut longer = plain.clone();
+        longer.push(0);
+        let e = parse_idx(&gzip(&longer), 3, p).unwrap_err().to_string();
+        assert!(e.contains("promises 12 bytes") && e.contains("has 13"), "{e}");
+        let e = parse_idx(&gzip(&plain[..10]), 3, p).unwrap_err().to_string();
+        assert!(e.contains("shorter than its IDX header"), "{e}");
+    }
+
+    /// A gzip bomb: 64 MiB of zeros behind a header that promises 16 bytes inflate only to the
+    /// promised bytes and one more, and one whose header promises more than the reader takes
+    /// is refused before inflating its data.
+    #[test]
+    fn gzip_bombs_inflate_no_further_than_the_header_promises() {
+        let p = Path::new("bomb.idx.gz");
+        let mut bomb = idx(&[4, 2, 2], &[]);
+        bomb.resize(bomb.len() + (64 << 20), 0);
+        let small = gzip(&bomb);
+        assert!(small.len() < 1 << 20, "{}", small.len());
+        assert_eq!(inflate(&small, 16, p).unwrap().len(), 16 + 16 + 1);
+        let e = parse_idx(&small, 3, p).unwrap_err().to_string();
+        assert!(e.contains("promises 16 bytes"), "{e}");
+        let huge = gzip(&idx(&[u32::MAX, 1 << 16, 1], &[0; 1024]));
+        let e = parse_idx(&huge, 3, p).unwrap_err().to_string();
+        assert!(e.contains("more than the") && e.contains("bomb.idx.gz"), "{e}");
+    }
 }

@@ -17,6 +17,11 @@ use std::collections::HashMap;
 
 use ndarray::{Array1, Array2, Array4};
 
+/// The most values per sample any one value may have: what a blob's tensor may hold
+/// ([`tinyvae::format::MAX_TENSOR_LEN`]), checked here so that no later size computation
+/// (arena plans, calibration buffers, kernels' weight counts) sees a larger one.
+pub const MAX_VALUE_LEN: usize = tinyvae::format::MAX_TENSOR_LEN;
+
 /// What the graph is, which decides how it is calibrated, quantized and run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -180,7 +185,10 @@ impl Op {
                 if *fh == 0 || *fw == 0 {
                     Err(format!("upsampling factors {fh} x {fw} must be at least 1"))
                 } else {
-                    Ok([*c, h * fh, w * fw])
+                    match (h.checked_mul(*fh), w.checked_mul(*fw)) {
+                        (Some(oh), Some(ow)) => Ok([*c, oh, ow]),
+                        _ => Err(format!("upsampling {h} x {w} by {fh} x {fw} overflows")),
+                    }
                 }
             }
             _ => return None,
@@ -194,7 +202,7 @@ impl Op {
         match self {
             Op::Dense { weight, .. } => weight.len(),
             Op::Conv { weight, .. } => match self.spatial_output() {
-                Some(Ok([_, oh, ow])) => weight.len() * oh * ow,
+                Some(Ok([_, oh, ow])) => weight.len().saturating_mul(oh).saturating_mul(ow),
                 _ => 0,
             },
             Op::ConvTranspose { weight, input: [_, h, w], stride, pads, .. } => match self.spatial_output() {
@@ -205,7 +213,9 @@ impl Op {
                             .map(|i| (0..k).filter(|&t| (i * s + t).checked_sub(pad).is_some_and(|o| o < out)).count())
                             .sum()
                     };
-                    ci * co * taps(*h, kh, stride[0], pads[0], oh) * taps(*w, kw, stride[1], pads[1], ow)
+                    // Saturating: on a graph `value_shapes` refuses, the count is only reported.
+                    let (th, tw) = (taps(*h, kh, stride[0], pads[0], oh), taps(*w, kw, stride[1], pads[1], ow));
+                    ci.saturating_mul(co).saturating_mul(th).saturating_mul(tw)
                 }
                 _ => 0,
             },
@@ -226,12 +236,22 @@ fn conv_output(dim: (usize, usize, usize, usize), [c, h, w]: Chw, g: &ConvGeomet
     if g.stride.contains(&0) || g.dilation.contains(&0) || kh == 0 || kw == 0 {
         return Err("kernel sizes, strides and dilations must be at least 1".into());
     }
-    let span = |k: usize, d: usize| d * (k - 1) + 1;
-    let (ph, pw) = (h + g.pads[0] + g.pads[2], w + g.pads[1] + g.pads[3]);
-    if ph < span(kh, g.dilation[0]) || pw < span(kw, g.dilation[1]) {
+    // The sizes come from the model file: every sum and product is checked.
+    let overflow = || format!("input {c} x {h} x {w} with kernel {kh} x {kw} and {:?} overflows", g);
+    let span = |k: usize, d: usize| d.checked_mul(k - 1).and_then(|s| s.checked_add(1));
+    let padded = |n: usize, a: usize, b: usize| n.checked_add(a)?.checked_add(b);
+    let (Some(ph), Some(pw), Some(sh), Some(sw)) = (
+        padded(h, g.pads[0], g.pads[2]),
+        padded(w, g.pads[1], g.pads[3]),
+        span(kh, g.dilation[0]),
+        span(kw, g.dilation[1]),
+    ) else {
+        return Err(overflow());
+    };
+    if ph < sh || pw < sw {
         return Err(format!("kernel {kh} x {kw} is larger than the padded input {ph} x {pw}"));
     }
-    Ok([out, (ph - span(kh, g.dilation[0])) / g.stride[0] + 1, (pw - span(kw, g.dilation[1])) / g.stride[1] + 1])
+    Ok([out, (ph - sh) / g.stride[0] + 1, (pw - sw) / g.stride[1] + 1])
 }
 
 fn conv_transpose_output(
@@ -248,12 +268,23 @@ fn conv_transpose_output(
     if stride.contains(&0) || kh == 0 || kw == 0 {
         return Err("kernel sizes and strides must be at least 1".into());
     }
-    let full = |n: usize, s: usize, k: usize, op: usize| (n - 1) * s + k + op;
-    let (fh, fw) = (full(h, stride[0], kh, output_padding[0]), full(w, stride[1], kw, output_padding[1]));
-    if fh <= pads[0] + pads[2] || fw <= pads[1] + pads[3] {
+    // The sizes come from the model file: every sum and product is checked.
+    let full =
+        |n: usize, s: usize, k: usize, op: usize| n.checked_sub(1)?.checked_mul(s)?.checked_add(k)?.checked_add(op);
+    let (Some(fh), Some(fw), Some(cut_h), Some(cut_w)) = (
+        full(h, stride[0], kh, output_padding[0]),
+        full(w, stride[1], kw, output_padding[1]),
+        pads[0].checked_add(pads[2]),
+        pads[1].checked_add(pads[3]),
+    ) else {
+        return Err(format!(
+            "input {c} x {h} x {w} with kernel {kh} x {kw}, strides {stride:?} and pads {pads:?} overflows"
+        ));
+    };
+    if fh <= cut_h || fw <= cut_w {
         return Err(format!("pads {pads:?} crop the whole {fh} x {fw} output"));
     }
-    Ok([out, fh - pads[0] - pads[2], fw - pads[1] - pads[3]])
+    Ok([out, fh - cut_h, fw - cut_w])
 }
 
 /// One node.
@@ -286,6 +317,14 @@ pub struct Graph {
 /// fault.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum GraphError {
+    /// A value larger than a blob can hold ([`MAX_VALUE_LEN`]).
+    #[error("`{value}` has {len} values per sample; tinyvae takes at most {MAX_VALUE_LEN}")]
+    TooLarge {
+        /// Value name (a graph input or a node's output).
+        value: String,
+        /// Its values per sample (saturated at `usize::MAX`).
+        len: usize,
+    },
     /// A graph input declares no features.
     #[error("graph input `{input}` has no features")]
     EmptyInput {
@@ -451,7 +490,8 @@ impl Shape {
     pub fn len(&self) -> usize {
         match *self {
             Shape::Flat(n) => n,
-            Shape::Image([c, h, w]) => c * h * w,
+            // Saturating: an image too large to count is refused by `value_shapes` as such.
+            Shape::Image([c, h, w]) => c.saturating_mul(h).saturating_mul(w),
         }
     }
 
@@ -469,6 +509,9 @@ impl Graph {
         for i in &self.inputs {
             if i.len == 0 {
                 return Err(GraphError::EmptyInput { input: i.name.clone() });
+            }
+            if i.len > MAX_VALUE_LEN {
+                return Err(GraphError::TooLarge { value: i.name.clone(), len: i.len });
             }
             shapes.insert(i.name.clone(), Shape::Flat(i.len));
         }
@@ -513,7 +556,7 @@ impl Graph {
                     if ins.is_empty() {
                         return Err(GraphError::EmptyConcat { node: n.name.clone() });
                     }
-                    Shape::Flat(ins.iter().map(Shape::len).sum())
+                    Shape::Flat(ins.iter().fold(0, |sum, s| sum.saturating_add(s.len())))
                 }
                 Op::Add => {
                     let (a, b) = match ins[..] {
@@ -532,7 +575,7 @@ impl Graph {
                 op @ (Op::Conv { .. } | Op::ConvTranspose { .. } | Op::Upsample { .. }) => {
                     let features = one_input()?.len();
                     let expected = op.spatial_input().unwrap_or_default();
-                    if expected.iter().product::<usize>() != features {
+                    if expected.iter().try_fold(1usize, |a, &d| a.checked_mul(d)) != Some(features) {
                         return Err(GraphError::SpatialInput {
                             node: n.name.clone(),
                             op: op.name(),
@@ -556,6 +599,9 @@ impl Graph {
                 }
                 _ => one_input()?,
             };
+            if out.len() > MAX_VALUE_LEN {
+                return Err(GraphError::TooLarge { value: n.output.clone(), len: out.len() });
+            }
             if shapes.insert(n.output.clone(), out).is_some() {
                 return Err(GraphError::Rewrite { node: n.name.clone(), value: n.output.clone() });
             }
@@ -582,6 +628,6 @@ impl Graph {
 
     /// Multiply-accumulates per sample ([`Op::macs`] summed).
     pub fn macs(&self) -> usize {
-        self.nodes.iter().map(|n| n.op.macs()).sum()
+        self.nodes.iter().fold(0, |sum, n| sum.saturating_add(n.op.macs()))
     }
 }

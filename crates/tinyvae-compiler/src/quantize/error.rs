@@ -76,11 +76,13 @@ pub enum QuantizeError {
     /// least one.
     #[error("the graph computes nothing: its outputs are its inputs, and a blob needs at least one node")]
     NoNodes,
-    /// More tensors than a blob can index.
-    #[error("{tensors} tensors exceed the runtime's limit of {limit}")]
-    TooManyTensors {
-        /// Tensors needed.
-        tensors: usize,
+    /// More tensors, nodes, inputs, outputs or arena bytes than a blob can hold.
+    #[error("the model needs {value} {what}; the runtime's limit is {limit}")]
+    ExceedsLimit {
+        /// What is counted ("tensors", "nodes", "graph inputs", ...).
+        what: &'static str,
+        /// How many the model needs.
+        value: usize,
         /// The runtime's limit.
         limit: usize,
     },

@@ -247,8 +247,15 @@ pub fn quantize(
             .map(|p| p as u16)
             .ok_or_else(|| QuantizeError::Uncomputed { value: v.to_string() })
     };
-    if names.len() > tinyvae::format::MAX_TENSORS {
-        return Err(QuantizeError::TooManyTensors { tensors: names.len(), limit: tinyvae::format::MAX_TENSORS });
+    use tinyvae::format::{MAX_ARENA_BYTES, MAX_IO, MAX_NODES, MAX_TENSORS};
+    let exceeds =
+        |what, value: usize, limit| (value > limit).then_some(QuantizeError::ExceedsLimit { what, value, limit });
+    if let Some(e) = exceeds("tensors", names.len(), MAX_TENSORS)
+        .or_else(|| exceeds("nodes", lowered.len(), MAX_NODES))
+        .or_else(|| exceeds("graph inputs", g.inputs.len(), MAX_IO))
+        .or_else(|| exceeds("graph outputs", g.outputs.len(), MAX_IO))
+    {
+        return Err(e);
     }
 
     let dtype = if int8 { DType::I8 } else { DType::F32 };
@@ -294,6 +301,9 @@ pub fn quantize(
         }
     }
     let (slot_offsets, arena_bytes) = plan_arena(&slots);
+    if let Some(e) = exceeds("arena bytes per sample", arena_bytes, MAX_ARENA_BYTES) {
+        return Err(e);
+    }
     let offsets: Vec<usize> = slot.iter().map(|&s| slot_offsets[s]).collect();
 
     let images = tensor_shapes(g, &lowered)?;
@@ -485,7 +495,7 @@ pub fn quantize(
     let spec = BlobSpec {
         kind,
         precision,
-        arena_bytes: arena_bytes as u32,
+        arena_bytes: arena_bytes as u32, // at most MAX_ARENA_BYTES, checked above
         tensors,
         nodes,
         inputs: g.inputs.iter().map(|i| id(&i.name)).collect::<Result<_, _>>()?,

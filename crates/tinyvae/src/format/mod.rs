@@ -63,6 +63,8 @@ pub const MAX_PRIOR_LATENT: usize = 64;
 pub const PRIOR_WEIGHT_TOTAL: u32 = 1 << 24;
 /// Most graph inputs or outputs.
 pub const MAX_IO: usize = 4;
+/// Largest working arena, in bytes per sample.
+pub const MAX_ARENA_BYTES: usize = 1 << 30;
 
 /// Header field offsets.
 pub(crate) mod hdr {
@@ -345,7 +347,10 @@ pub const fn arena_size_of(blob: &[u8]) -> Option<usize> {
         return None;
     }
     match (read_u16(blob, hdr::VERSION), read_u32(blob, hdr::ARENA_BYTES)) {
-        (Some(VERSION_1 | VERSION_2 | VERSION_3 | VERSION_4 | VERSION), Some(bytes)) => Some(bytes as usize + ALIGN),
+        // Checked: on a 32-bit target a hostile `u32::MAX` would wrap to a tiny arena.
+        (Some(VERSION_1 | VERSION_2 | VERSION_3 | VERSION_4 | VERSION), Some(bytes)) => {
+            (bytes as usize).checked_add(ALIGN)
+        }
         _ => None,
     }
 }

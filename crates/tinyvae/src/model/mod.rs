@@ -242,7 +242,7 @@ impl<'a> Model<'a> {
             return Err(Error::BadHeader { field: "flags" });
         }
         let arena_bytes = u32_at(blob, hdr::ARENA_BYTES, "arena_bytes")?;
-        if arena_bytes % ALIGN != 0 || arena_bytes > (1 << 30) {
+        if arena_bytes % ALIGN != 0 || arena_bytes > format::MAX_ARENA_BYTES {
             return Err(Error::BadHeader { field: "arena_bytes" });
         }
         let n_tensors = u16_at(blob, hdr::N_TENSORS, "n_tensors")? as usize;

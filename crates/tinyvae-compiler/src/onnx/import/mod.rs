@@ -609,5 +609,12 @@ fn input_shape(vi: &pb::ValueInfoProto) -> Result<(Vec<usize>, Option<i64>), Str
             _ => Err(format!("has an unknown or empty dimension at axis {}", k + 1)),
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let len = product(&dims);
+    if len > crate::ir::MAX_VALUE_LEN {
+        return Err(format!(
+            "has {dims:?} = {len} values per sample; tinyvae takes at most {}",
+            crate::ir::MAX_VALUE_LEN
+        ));
+    }
     Ok((dims, batch))
 }
