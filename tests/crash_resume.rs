@@ -488,3 +488,98 @@ fn divergence_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint() {
         let _ = std::fs::remove_dir_all(&d);
     }
 }
+
+/// `tinyvae eval-ssl` killed at random points and continued with `--resume` ends with the same
+/// table as an uninterrupted evaluation: the runs its table recorded are kept, the one the
+/// kill interrupted runs again from its seed, and the rest run as before. Only the wall-clock
+/// seconds may differ. A resume with other settings is refused, naming the table.
+#[test]
+fn eval_ssl_killed_anywhere_and_resumed_ends_with_the_same_table() {
+    let base = scratch("eval-ssl");
+    let args = |out: &Path, extra: &[&str]| -> Vec<String> {
+        let data = data_dir();
+        let mut a: Vec<String> = [
+            "eval-ssl",
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--labels",
+            "10,20",
+            "--seeds",
+            "0,1",
+            "--latent",
+            "4",
+            "--hidden",
+            "16",
+            "--train-limit",
+            "96",
+            "--test-limit",
+            "40",
+            "--max-steps",
+            "12",
+            "--batch-size",
+            "16",
+            "--labelled-batch-size",
+            "10",
+            "--baseline-steps",
+            "6",
+            "--test-every",
+            "0",
+            "--quiet",
+        ]
+        .map(String::from)
+        .to_vec();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    // The runs of a table, without their wall-clock seconds and folders.
+    let runs = |dir: &Path| -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(dir.join("table.json")).unwrap();
+        let table: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(table["complete"], serde_json::Value::Bool(true), "{}", dir.display());
+        let mut runs = table["runs"].as_array().unwrap().clone();
+        for r in &mut runs {
+            let r = r.as_object_mut().unwrap();
+            r.remove("seconds");
+            r.remove("dir");
+        }
+        runs
+    };
+    let clean = base.join("clean");
+    let started = Instant::now();
+    ok(&args(&clean, &[]));
+    let whole = started.elapsed();
+    let want = runs(&clean);
+    assert_eq!(want.len(), 4);
+
+    // Kill points spread over the whole evaluation (a seeded list), each resumed until done.
+    let mut state = 0x5eed_u64;
+    let mut landed = Vec::new();
+    for case in 0..6 {
+        let dir = base.join(format!("killed-{case}"));
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let at = whole.mul_f64((state >> 11) as f64 / (1u64 << 53) as f64);
+        let (status, _) = kill_after(&args(&dir, &[]), &dir, 0, at);
+        let kept = std::fs::read_to_string(dir.join("table.json"))
+            .map(|t| serde_json::from_str::<serde_json::Value>(&t).unwrap()["runs"].as_array().unwrap().len())
+            .unwrap_or(0);
+        landed.push((was_killed(status), kept));
+        ok(&args(&dir, &["--resume"]));
+        assert_eq!(runs(&dir), want, "case {case}: killed after {at:?} with {kept} runs recorded");
+    }
+    eprintln!("eval-ssl kills (killed, runs recorded): {landed:?}; uninterrupted {whole:?}");
+    assert!(landed.iter().any(|&(killed, _)| killed), "no kill landed before the end: {landed:?}");
+
+    // Other settings: refused, naming the table, which stays as it was.
+    let table = std::fs::read(clean.join("table.json")).unwrap();
+    let mut other = args(&clean, &["--resume"]);
+    let at = other.iter().position(|a| a == "12").unwrap();
+    other[at] = "13".into();
+    let out = tinyvae(&other);
+    assert!(!out.status.success());
+    let t = text(&out);
+    assert!(t.contains("table.json") && t.contains("other settings"), "{t}");
+    assert_eq!(std::fs::read(clean.join("table.json")).unwrap(), table);
+    let _ = std::fs::remove_dir_all(&base);
+}

@@ -61,6 +61,12 @@ pub struct SslEvalConfig {
     pub baseline: Option<ClassifierConfig>,
     /// Adam steps of the baseline (its epochs are derived from the labelled count).
     pub baseline_steps: usize,
+    /// Keep the runs that an interrupted evaluation into the same folder, with the same
+    /// settings, finished (`out_dir/table.json`), and run only the others. A run is
+    /// deterministic given its seed, so the table ends as an uninterrupted one would (wall-clock
+    /// seconds aside). Not part of the recorded settings.
+    #[serde(skip)]
+    pub resume: bool,
 }
 
 impl SslEvalConfig {
@@ -79,6 +85,7 @@ impl SslEvalConfig {
             out_dir: out_dir.into(),
             baseline: Some(baseline),
             baseline_steps: 3000,
+            resume: false,
         }
     }
 
@@ -189,8 +196,15 @@ pub fn eval_ssl(cfg: &SslEvalConfig, mut on_run: impl FnMut(&SslRun, &SslTable))
         seconds: 0.0,
         config: cfg.clone(),
     };
+    let finished = if cfg.resume { finished_runs(cfg)? } else { Vec::new() };
     for &labelled in &cfg.label_counts {
         for &seed in &cfg.seeds {
+            if let Some(run) = finished.iter().find(|r| (r.labelled, r.seed) == (labelled, seed)) {
+                table.runs.push(run.clone());
+                table.rows = summarize(&table.runs);
+                on_run(run, &table);
+                continue;
+            }
             let run_started = Instant::now();
             let dir = cfg.out_dir.join(format!("n{labelled}-seed{seed}"));
             let m2_cfg = M2Config { labelled, seed, out_dir: dir.clone(), log_path: None, ..cfg.m2.clone() };
@@ -222,6 +236,33 @@ pub fn eval_ssl(cfg: &SslEvalConfig, mut on_run: impl FnMut(&SslRun, &SslTable))
     table.seconds = started.elapsed().as_secs_f64();
     write_table(&cfg.out_dir, &table)?;
     Ok(table)
+}
+
+/// The runs in `out_dir/table.json`, written by an earlier evaluation with the same settings
+/// (none when there is no table yet: the earlier one was stopped before its first run ended).
+fn finished_runs(cfg: &SslEvalConfig) -> Result<Vec<SslRun>, TrainError> {
+    let path = cfg.out_dir.join("table.json");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(TrainError::Checkpoint { path, reason: e.to_string() }),
+    };
+    let earlier: SslTable = serde_json::from_str(&text)
+        .map_err(|e| TrainError::Checkpoint { path: path.clone(), reason: e.to_string() })?;
+    // Where the folder is named from and whether a bar is drawn do not change the runs.
+    let settings = |c: &SslEvalConfig| SslEvalConfig {
+        out_dir: PathBuf::new(),
+        resume: false,
+        m2: M2Config { progress: false, ..c.m2.clone() },
+        ..c.clone()
+    };
+    if settings(&earlier.config) != settings(cfg) {
+        return Err(TrainError::Checkpoint {
+            path,
+            reason: "was written with other settings; --resume needs the same ones (or write to another --out)".into(),
+        });
+    }
+    Ok(earlier.runs)
 }
 
 /// Test error of the supervised-only network trained on `data.labelled` for about `steps` steps.

@@ -144,6 +144,10 @@ pub struct Args {
     /// Adam steps of the baseline.
     #[arg(long, default_value_t = 3000)]
     pub baseline_steps: usize,
+    /// Continue an interrupted evaluation in --out: keep the runs its table.json records (same
+    /// settings required) and run the rest; the table ends as an uninterrupted one would.
+    #[arg(long)]
+    pub resume: bool,
     #[command(flatten)]
     pub m2: M2Args,
 }
@@ -153,6 +157,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     cfg.label_counts = a.labels.clone();
     cfg.seeds = a.seeds.clone();
     cfg.baseline_steps = a.baseline_steps;
+    cfg.resume = a.resume;
     if a.no_baseline {
         cfg.baseline = None;
     }
