@@ -2,8 +2,8 @@
 # The test command of the README: installs what the tests need (idempotent), runs the lint gates
 # (scripts/lint.sh: fmt, clippy, docs, minimum Rust version), then every test of the workspace on
 # this machine, the runtime's tests on aarch64 and the Cortex-M4 kernel test program under QEMU,
-# the firmware examples against the host, the no_std build, and every command the documentation
-# shows (scripts/doc-commands.py).
+# the firmware examples against the host, the no_std build, short fuzzing runs, a Miri subset,
+# and every command the documentation shows (scripts/doc-commands.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,6 +46,11 @@ TINYVAE_FIRMWARE_BLOB=models/mlperf-tiny-ad/ad.int8.tvae ./scripts/test-firmware
 # The C API (crates/tinyvae-c): header check, and the C examples on x86_64, aarch64 (QEMU)
 # and a Cortex-M4 (QEMU), byte-identical with the host.
 ./scripts/test-c.sh
+# The parsers under cargo-fuzz (fuzz/README.md): a minute each for the blob parser and runtime,
+# the IDX reader and the ONNX importer and quantizer, from the committed seeds; any crash fails.
+./scripts/fuzz.sh 60
+# Miri over the blob parser, whole decodes, the reference kernels and the arena planner.
+./scripts/miri.sh
 # Every command the READMEs, docs/ and the model cards show, as written (long training runs:
 # arguments parsed only); the shipped blobs and figures must come out byte for byte.
 echo "== the documentation's commands"

@@ -199,7 +199,8 @@ mod tests {
             }
         }
         let mut rng = crate::rng::Rng::new(5);
-        for _ in 0..200_000 {
+        // Miri (scripts/miri.sh) checks the code paths, not the coverage: fewer draws there.
+        for _ in 0..if cfg!(miri) { 2_000 } else { 200_000 } {
             let bits = rng.next_u64() as u32;
             let v = f32::from_bits(bits);
             if !v.is_nan() {
@@ -244,7 +245,7 @@ mod tests {
             }
         }
         let mut rng = crate::Rng::new(77);
-        for i in 0..2_000_000u32 {
+        for i in 0..if cfg!(miri) { 2_000 } else { 2_000_000u32 } {
             let a = rng.next_u64() as i32 >> (i % 31);
             let b = rng.next_u64() as i32 >> ((i / 31) % 31);
             assert_eq!(saturating_rounding_doubling_high_mul(a, b), gemmlowp_srdhm(a, b), "{a} * {b}");
@@ -267,7 +268,8 @@ mod tests {
     #[test]
     fn quantized_add_is_tflites_and_adds_real_values() {
         let mut rng = crate::Rng::new(21);
-        for _ in 0..200 {
+        let draws = if cfg!(miri) { 20 } else { 200 };
+        for _ in 0..draws {
             let scale = |rng: &mut crate::Rng| 0.001 + rng.uniform() as f64 * 0.1;
             let (s_a, s_b, s_out) = (scale(&mut rng), scale(&mut rng), scale(&mut rng) * 2.0);
             let zp = [rng.below(256) as i32 - 128, rng.below(256) as i32 - 128, rng.below(256) as i32 - 128];
@@ -276,7 +278,7 @@ mod tests {
             let (mb, sb) = quantize_multiplier(s_b / shared).unwrap();
             let (mo, so) = quantize_multiplier(shared / ((1u64 << 20) as f64 * s_out)).unwrap();
             let (m, s) = ([ma, mb, mo], [sa, sb, so]);
-            for _ in 0..200 {
+            for _ in 0..draws {
                 let (a, b) = (rng.next_u64() as i8, rng.next_u64() as i8);
                 let got = add_i8(a, b, zp, m, s, -128, 127);
                 assert_eq!(got, tflite_add(a, b, zp, m, s, -128, 127));
@@ -350,7 +352,7 @@ mod tests {
         for &scale in &scales {
             for zp in [-128, -1, 0, 37, 127] {
                 // Every representable value near each half-step boundary, and random ones.
-                for k in -300i32..=300 {
+                for k in (-300i32..=300).step_by(if cfg!(miri) { 50 } else { 1 }) {
                     let mut x = (k as f32 + 0.5) * scale;
                     for _ in 0..8 {
                         x = f32::from_bits(x.to_bits().wrapping_sub(4));
@@ -360,7 +362,7 @@ mod tests {
                         }
                     }
                 }
-                for _ in 0..20_000 {
+                for _ in 0..if cfg!(miri) { 20 } else { 20_000 } {
                     let x = f32::from_bits(rng.next_u64() as u32);
                     assert_eq!(quantize_i8(x, scale, zp), quantize_i8_spec(x, scale, zp), "{x:e} {scale} {zp}");
                     let y = (rng.gaussian() * 100.0) * scale;
