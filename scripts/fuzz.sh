@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes the parsers with cargo-fuzz (fuzz/README.md): the blob parser and runtime (`blob`),
-# the IDX reader (`idx`) and the ONNX importer and quantizer (`onnx`), each for SECONDS
+# the IDX reader (`idx`), the ONNX importer and quantizer (`onnx`) and the importer's
+# resolution of external data (`external`), each for SECONDS
 # (default 60) from its committed seeds, and fails if any target finds a crash.
 #
 #   scripts/fuzz.sh [SECONDS]
@@ -19,7 +20,7 @@ if ! [[ $seconds =~ ^[0-9]+$ ]] || ((seconds == 0)); then
     exit 2
 fi
 cd "$(dirname "$0")/.."
-targets=${FUZZ_TARGETS:-blob idx onnx}
+targets=${FUZZ_TARGETS:-blob idx onnx external}
 
 step() { printf '\n== %s\n' "$*"; }
 
@@ -72,6 +73,7 @@ options() {
         blob) echo "-max_len=65536" ;;
         idx) echo "-max_len=4096" ;;
         onnx) echo "-max_len=262144 -dict=fuzz/onnx.dict" ;;
+        external) echo "-max_len=1024" ;;
         *) echo "fuzz.sh: unknown target $1" >&2; return 1 ;;
     esac
 }

@@ -3,5 +3,6 @@
 //! seeds and regression inputs through them.
 
 pub mod blob;
+pub mod external;
 pub mod idx;
 pub mod onnx;

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 #[allow(dead_code)]
 #[path = "../../../fuzz/src/blob.rs"]
 mod blob;
+#[path = "../../../fuzz/src/external.rs"]
+mod external;
 #[path = "../../../fuzz/src/onnx.rs"]
 mod onnx;
 
@@ -26,15 +28,19 @@ fn files(dir: &str) -> Vec<PathBuf> {
 }
 
 fn run_all(paths: &[PathBuf]) {
+    run_all_through("onnx", onnx::run, paths)
+}
+
+fn run_all_through(target: &str, run: fn(&[u8]), paths: &[PathBuf]) {
     let failed: Vec<String> = paths
         .iter()
         .filter(|p| {
             let bytes = std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-            panic::catch_unwind(|| onnx::run(&bytes)).is_err()
+            panic::catch_unwind(|| run(&bytes)).is_err()
         })
         .map(|p| p.display().to_string())
         .collect();
-    assert!(failed.is_empty(), "the onnx fuzz target panics on {failed:#?}");
+    assert!(failed.is_empty(), "the {target} fuzz target panics on {failed:#?}");
 }
 
 #[test]
@@ -47,6 +53,44 @@ fn onnx_seeds_run_clean() {
 #[test]
 fn onnx_regressions_run_clean() {
     run_all(&files("fuzz/regressions/onnx"));
+}
+
+#[test]
+fn external_seeds_run_clean() {
+    let seeds = files("fuzz/seeds/external");
+    assert!(seeds.len() >= 10, "only {} seeds", seeds.len());
+    run_all_through("external", external::run, &seeds);
+}
+
+#[test]
+fn external_regressions_run_clean() {
+    run_all_through("external", external::run, &files("fuzz/regressions/external"));
+}
+
+/// The seeds reach what they are named for: each hostile location is refused as such (the
+/// target itself only checks that nothing panics or reads outside the folder).
+#[test]
+fn external_seeds_are_refused_for_their_reason() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/external");
+    for (seed, says) in [
+        ("parent", ".."),
+        ("absolute", "absolute"),
+        ("link-out", "symbolic link"),
+        ("folder-link", "symbolic link"),
+        ("parent-inside", ".."),
+        ("folder", "regular file"),
+        ("max-offset", "past the end"),
+        // No offset or length: the whole file, which is more than the first tensor.
+        ("dot-slash-no-ranges", "to the end"),
+    ] {
+        let bytes = std::fs::read(dir.join(seed)).unwrap();
+        let e = external::import(&bytes).expect_err(seed).to_string();
+        assert!(e.contains(says), "{seed}: {e}");
+    }
+    for seed in ["all-inside", "all-sidecar-sane", "decoy"] {
+        let bytes = std::fs::read(dir.join(seed)).unwrap();
+        external::import(&bytes).unwrap_or_else(|e| panic!("{seed}: {e}"));
+    }
 }
 
 /// Found by the seeds: an ONNX model of only a Flatten imports as a graph with no node (its
