@@ -15,9 +15,8 @@
 //!   such vectors (32 output channels) in two `vpdpbusd`, for up to 8 pixels of an output row
 //!   at once (16 accumulators), and the accumulators are already the lanes the one-sample
 //!   epilogue requantizes ([`Epilogue::apply16`]) and, channels-last, one 16-byte store.
-//! - **One output channel** (an image's last layer): pixels in the lanes. Each pixel's patch
-//!   rows are full vectors of the window against the phase's weights held in L1; 16 pixels'
-//!   accumulators reduce together in one transposing tree and requantize as one vector.
+//! - **One output channel** (an image's last layer): outputs in the lanes, from a window of
+//!   its own layout ([`super::conv_transpose_i8_one_avx512vnni`]).
 //!
 //! **Exactness.** The phase bias folds `-zp_in * sum` of the phase row, the border reads the
 //! zero point, and the epilogue takes `128 * weight_sums` (per phase) off for the flip: each
@@ -29,13 +28,14 @@
 use core::arch::x86_64::*;
 use core::mem::MaybeUninit;
 
-use super::requantize_avx512::{reduce_quads, transpose16, Epilogue, Rows16};
+use super::conv_transpose_i8_one_avx512vnni as one;
+use super::requantize_avx512::{transpose16, Epilogue, Rows16};
 use super::{block_starts, has, Avx512, Level};
 use crate::format::WeightLayout;
 use crate::kernels::{patches, reference, ConvDims, ConvI8, DenseI8};
 
 /// Window bytes: a 64-channel 14 x 14 input with its border.
-const WINDOW: usize = 16 * 1024;
+pub(super) const WINDOW: usize = 16 * 1024;
 /// Bytes of turned weights, every phase's: ConvTranspose(64, 32, 4, 2) takes all of it.
 const TURNED: usize = 32 * 1024;
 /// Output channels per lane block.
@@ -43,8 +43,6 @@ const ROWS: usize = 16;
 /// Most pixels the many-channel kernel computes at once (with two blocks of output channels,
 /// 16 accumulators).
 const PIXELS: usize = 8;
-/// Longest patch row (`taps_x * C_in`) the one-channel kernel takes: 4 vectors.
-const ONE_ROW_MAX: usize = 256;
 
 /// See [`crate::kernels::ConvI8Fn`].
 pub fn conv_transpose_i8(p: &ConvI8<'_>, x: &[i8], batch: usize, out: &mut [i8]) {
@@ -61,21 +59,27 @@ pub fn conv_transpose_i8(p: &ConvI8<'_>, x: &[i8], batch: usize, out: &mut [i8])
     // SAFETY: the CPU has AVX-512 F/BW/VL/VNNI (checked above); `samples` returned n > 0, so
     // the weights hold rows * cols bytes, the per-phase arrays 4 * rows * phases, the others
     // 4 * rows, x n samples and out n samples, and `Geometry::new` checked that the window and
-    // the turned weights fit their buffers.
-    unsafe { run(p, &g, x, n, out) }
+    // the turned weights (or the phases' weight dwords) fit their buffers.
+    unsafe {
+        if g.d.rows == 1 {
+            one::run(p, &g, x, n, out)
+        } else {
+            run(p, &g, x, n, out)
+        }
+    }
 }
 
 /// The checked shape of a layer this kernel takes.
-struct Geometry {
-    d: ConvDims,
+pub(super) struct Geometry {
+    pub(super) d: ConvDims,
     /// Window rows and columns before the input's first (`top`, `left`), and in all (`height`,
     /// `width`).
-    top: usize,
-    left: usize,
-    height: usize,
-    width: usize,
+    pub(super) top: usize,
+    pub(super) left: usize,
+    pub(super) height: usize,
+    pub(super) width: usize,
     /// The input zero point, flipped: what the border holds.
-    border: u8,
+    pub(super) border: u8,
 }
 
 impl Geometry {
@@ -95,29 +99,41 @@ impl Geometry {
             }
             turned = turned.checked_add(phase.cols.checked_mul(ROWS)?.checked_mul(d.rows.div_ceil(ROWS))?)?;
         }
-        let many = d.rows >= ROWS && cin.is_multiple_of(4) && turned <= TURNED;
-        let one = d.rows == 1 && (0..sw).all(|rx| d.phase(true, 0, rx).taps_x * cin <= ONE_ROW_MAX);
-        if !many && !one {
-            return None;
-        }
         let taps_y = |r| d.phase(true, r, 0).taps_y;
         let taps_x = |r| d.phase(true, 0, r).taps_x;
         let (top, bottom) = border(&d.h, taps_y);
         let (left, right) = border(&d.w, taps_x);
         let (height, width) = (d.h.input() + top + bottom, d.w.input() + left + right);
-        if height.checked_mul(width)?.checked_mul(cin)? > WINDOW {
-            return None;
-        }
-        Some(Geometry { d, top, left, height, width, border: zp as u8 ^ 0x80 })
+        let g = Geometry { d, top, left, height, width, border: zp as u8 ^ 0x80 };
+        let fits = if d.rows == 1 {
+            one::window_bytes(&g)? <= WINDOW && one::tap_quads(&g).checked_mul(sh * sw)? <= one::TAP_QUADS
+        } else {
+            d.rows >= ROWS
+                && cin.is_multiple_of(4)
+                && turned <= TURNED
+                && height.checked_mul(width)?.checked_mul(cin)? <= WINDOW
+        };
+        fits.then_some(g)
     }
 
-    /// The window offset (in pixels) of the first tap of output `(oy, ox)`, whose phase is
+    /// The window row and column of the first tap of output `(oy, ox)`, whose phase is
     /// `(ry, rx)` with `taps_y x taps_x` taps: tap `t` of residue `r` reads input position
     /// `(o + pad - r) / s - (taps - 1) + t` ([`crate::kernels::conv_layout`]).
-    fn first_tap(&self, (ry, rx): (usize, usize), (taps_y, taps_x): (usize, usize), (oy, ox): (usize, usize)) -> usize {
+    pub(super) fn first_tap_at(
+        &self,
+        (ry, rx): (usize, usize),
+        (taps_y, taps_x): (usize, usize),
+        (oy, ox): (usize, usize),
+    ) -> (usize, usize) {
         let d = &self.d;
         let iy = (oy + d.h.pad() - ry) / d.h.stride() + self.top + 1 - taps_y;
         let ix = (ox + d.w.pad() - rx) / d.w.stride() + self.left + 1 - taps_x;
+        (iy, ix)
+    }
+
+    /// [`Geometry::first_tap_at`] as a pixel offset in the window.
+    fn first_tap(&self, phase: (usize, usize), taps: (usize, usize), o: (usize, usize)) -> usize {
+        let (iy, ix) = self.first_tap_at(phase, taps, o);
         iy * self.width + ix
     }
 }
@@ -143,17 +159,17 @@ fn border(a: &crate::kernels::Axis, taps: impl Fn(usize) -> usize) -> (usize, us
 }
 
 /// `a[from..]`, empty past the end (which `samples` rules out).
-fn tail(a: &[u8], from: usize) -> &[u8] {
+pub(super) fn tail(a: &[u8], from: usize) -> &[u8] {
     a.get(from..).unwrap_or(&[])
 }
 
 /// The first output of residue `r` on an axis (`(o + pad) ≡ r (mod s)`).
-fn first_output(a: &crate::kernels::Axis, r: usize) -> usize {
+pub(super) fn first_output(a: &crate::kernels::Axis, r: usize) -> usize {
     let s = a.stride();
     (r + s - a.pad() % s) % s
 }
 
-/// The layer over `n` samples.
+/// The layer over `n` samples, with 16 or more output channels.
 ///
 /// # Safety
 /// AVX-512 F/BW/VL/VNNI; as stated where [`conv_transpose_i8`] calls it.
@@ -166,15 +182,13 @@ unsafe fn run(p: &ConvI8<'_>, g: &Geometry, x: &[i8], n: usize, out: &mut [i8]) 
     let window = window.as_mut_ptr().cast::<u8>();
     let mut turned = MaybeUninit::<[__m512i; TURNED / 64]>::uninit();
     let turned = turned.as_mut_ptr().cast::<__m512i>();
-    if d.rows > 1 {
-        let mut at = 0;
-        for index in 0..sh * sw {
-            let phase = d.phase(true, index / sw, index % sw);
-            // SAFETY: the phase's rows are inside the weights; `Geometry::new` checked that
-            // every phase's turned vectors fit the buffer.
-            unsafe { turn(p.weights.as_ptr().add(phase.offset), d.rows, phase.cols, turned.add(at)) };
-            at += phase.cols / 4 * d.rows.div_ceil(ROWS);
-        }
+    let mut at = 0;
+    for index in 0..sh * sw {
+        let phase = d.phase(true, index / sw, index % sw);
+        // SAFETY: the phase's rows are inside the weights; `Geometry::new` checked that every
+        // phase's turned vectors fit the buffer.
+        unsafe { turn(p.weights.as_ptr().add(phase.offset), d.rows, phase.cols, turned.add(at)) };
+        at += phase.cols / 4 * d.rows.div_ceil(ROWS);
     }
     for (xs, ys) in x.chunks_exact(d.in_len).zip(out.chunks_exact_mut(d.out_len)).take(n) {
         // SAFETY: the window holds height * width * cin <= WINDOW bytes (`Geometry::new`).
@@ -199,12 +213,19 @@ unsafe fn run(p: &ConvI8<'_>, g: &Geometry, x: &[i8], n: usize, out: &mut [i8]) 
             let taps = (phase.taps_y, phase.taps_x);
             let (oy0, ox0) = (first_output(&d.h, ry), first_output(&d.w, rx));
             let ow = p.out_shape.width;
-            if d.rows == 1 {
-                // SAFETY: the window is filled; every pixel's patch lies inside it (`border`).
-                unsafe { one_channel(&dense, g, window, (ry, rx), taps, ys) };
-            } else {
-                let ep = Epilogue::new(&dense, true);
-                let pixels_per_row = (ox0..ow).step_by(sw).count();
+            let ep = Epilogue::new(&dense, true);
+            let pixels_per_row = (ox0..ow).step_by(sw).count();
+            let blocks = d.rows.div_ceil(ROWS);
+            let mut starts = block_starts(d.rows, ROWS);
+            let mut b = 0;
+            // Lane blocks outside, pixels inside: each block's parameters load once a phase.
+            while b < blocks {
+                let pair = blocks - b >= 2;
+                let o = starts.next().unwrap_or(0);
+                let o = (o, if pair { starts.next().unwrap_or(o) } else { o });
+                // SAFETY: o.0 + 16 and o.1 + 16 <= rows.
+                let params = unsafe { [ep.params16(o.0), ep.params16(o.1)] };
+                let lanes = Lanes { ep: &ep, params: &params, o, b, pair };
                 for oy in (oy0..d.h.output()).step_by(sh) {
                     let mut j = 0;
                     while j < pixels_per_row {
@@ -214,12 +235,13 @@ unsafe fn run(p: &ConvI8<'_>, g: &Geometry, x: &[i8], n: usize, out: &mut [i8]) 
                         let run = Run { x: window.wrapping_add(first * cin), count, out: (oy * ow + ox, sw) };
                         // SAFETY: the run's patches lie inside the filled window, the turned
                         // phase inside the buffer, its outputs inside the sample.
-                        unsafe { many_channels(&ep, g, p.out_shape.channels_last, turned.add(at), taps, &run, ys) };
+                        unsafe { many_channels(&lanes, g, p.out_shape.channels_last, turned.add(at), taps, &run, ys) };
                         j += count;
                     }
                 }
-                at += phase.cols / 4 * d.rows.div_ceil(ROWS);
+                b += if pair { 2 } else { 1 };
             }
+            at += phase.cols / 4 * d.rows.div_ceil(ROWS);
         }
     }
 }
@@ -338,14 +360,26 @@ struct Run {
     out: (usize, usize),
 }
 
-/// Every output channel of a run, 16 channels per lane block, two blocks at a time.
+/// One or two lane blocks of output channels and their parameters.
+struct Lanes<'a> {
+    ep: &'a Epilogue<'a>,
+    params: &'a [Rows16; 2],
+    /// The blocks' first output channels (the same twice without `pair`).
+    o: (usize, usize),
+    /// The first block's index.
+    b: usize,
+    pair: bool,
+}
+
+/// The output channels of `lanes` for a run.
 ///
 /// # Safety
 /// AVX-512 F/BW/VL/VNNI; the run's patches lie inside the window; `turned` holds the phase's
-/// turned weights; the run's outputs lie inside `ys`.
+/// turned weights, blocks `lanes.b` (and the next with `pair`) among them; the run's outputs
+/// lie inside `ys`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn many_channels(
-    ep: &Epilogue<'_>,
+    lanes: &Lanes<'_>,
     g: &Geometry,
     channels_last: bool,
     turned: *const __m512i,
@@ -354,55 +388,47 @@ unsafe fn many_channels(
     ys: &mut [i8],
 ) {
     let rows = g.d.rows;
-    let starts = || block_starts(rows, ROWS);
-    let blocks = rows.div_ceil(ROWS);
-    let mut b = 0;
-    while b < blocks {
-        let pair = blocks - b >= 2;
-        // SAFETY: forwarded (blocks b and b + 1 exist when `pair`).
-        unsafe {
-            macro_rules! go {
-                ($p:literal) => {
-                    widen(if pair {
-                        dot::<$p, 2>(g, turned, taps, run.x, b, blocks)
-                    } else {
-                        let [a] = dot::<$p, 1>(g, turned, taps, run.x, b, blocks);
-                        [a, [_mm512_setzero_si512(); $p]]
-                    })
-                };
-            }
-            let store = |acc: &[[__m512i; PIXELS]; 2], ys: &mut [i8]| {
-                for (h, o) in starts().skip(b).take(if pair { 2 } else { 1 }).enumerate() {
-                    let params = ep.params16(o);
-                    for (j, &v) in acc[h].iter().enumerate().take(run.count) {
-                        let y = _mm512_cvtepi32_epi8(ep.apply16(&params, v));
-                        let at = run.out.0 + j * run.out.1;
-                        if channels_last {
-                            _mm_storeu_si128(ys.as_mut_ptr().add(at * rows + o).cast(), y);
-                        } else {
-                            let mut lanes = [0i8; 16];
-                            _mm_storeu_si128(lanes.as_mut_ptr().cast(), y);
-                            let plane = ys.len() / rows;
-                            for (i, &v) in lanes.iter().enumerate() {
-                                ys[(o + i) * plane + at] = v;
-                            }
-                        }
-                    }
-                }
+    let (b, blocks, pair) = (lanes.b, rows.div_ceil(ROWS), lanes.pair);
+    // SAFETY: forwarded (blocks b and b + 1 exist when `pair`).
+    let acc = unsafe {
+        macro_rules! go {
+            ($p:literal) => {
+                widen(if pair {
+                    dot::<$p, 2>(g, turned, taps, run.x, b, blocks)
+                } else {
+                    let [a] = dot::<$p, 1>(g, turned, taps, run.x, b, blocks);
+                    [a, [_mm512_setzero_si512(); $p]]
+                })
             };
-            let acc = match run.count {
-                1 => go!(1),
-                2 => go!(2),
-                3 => go!(3),
-                4 => go!(4),
-                5 => go!(5),
-                6 => go!(6),
-                7 => go!(7),
-                _ => go!(8),
-            };
-            store(&acc, ys);
         }
-        b += if pair { 2 } else { 1 };
+        match run.count {
+            1 => go!(1),
+            2 => go!(2),
+            3 => go!(3),
+            4 => go!(4),
+            5 => go!(5),
+            6 => go!(6),
+            7 => go!(7),
+            _ => go!(8),
+        }
+    };
+    for (h, o) in [lanes.o.0, lanes.o.1].into_iter().enumerate().take(if pair { 2 } else { 1 }) {
+        for (j, &v) in acc[h].iter().enumerate().take(run.count) {
+            let y = _mm512_cvtepi32_epi8(lanes.ep.apply16(&lanes.params[h], v));
+            let at = run.out.0 + j * run.out.1;
+            if channels_last {
+                // SAFETY: pixel `at`'s channels o..o + 16, inside the sample.
+                unsafe { _mm_storeu_si128(ys.as_mut_ptr().add(at * rows + o).cast(), y) };
+            } else {
+                let mut bytes = [0i8; 16];
+                // SAFETY: 16 writable bytes.
+                unsafe { _mm_storeu_si128(bytes.as_mut_ptr().cast(), y) };
+                let plane = ys.len() / rows;
+                for (i, &v) in bytes.iter().enumerate() {
+                    ys[(o + i) * plane + at] = v;
+                }
+            }
+        }
     }
 }
 
@@ -448,129 +474,4 @@ unsafe fn dot<const P: usize, const B: usize>(
         }
     }
     acc
-}
-
-/// The single output channel of a phase, 16 pixels at a time in the lanes.
-///
-/// # Safety
-/// AVX-512 F/BW/VL/VNNI; `dense` is the phase's row (its `cols` weights and its parameters);
-/// the window is filled; `ys` is one output sample.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn one_channel(
-    dense: &DenseI8<'_>,
-    g: &Geometry,
-    window: *const u8,
-    (ry, rx): (usize, usize),
-    taps: (usize, usize),
-    ys: &mut [i8],
-) {
-    let d = &g.d;
-    let cin = d.in_channels_per_group;
-    // The channel's parameters in every lane, so that the 16-row epilogue applies.
-    let spread = |a: &[u8]| -> [u8; 64] { core::array::from_fn(|i| a.get(i % 4).copied().unwrap_or(0)) };
-    let (bias, multipliers, shifts, weight_sums) =
-        (spread(dense.bias), spread(dense.multipliers), spread(dense.shifts), spread(dense.weight_sums));
-    let lanes = DenseI8 {
-        rows: ROWS,
-        bias: &bias,
-        multipliers: &multipliers,
-        shifts: &shifts,
-        weight_sums: &weight_sums,
-        ..*dense
-    };
-    let ep = Epilogue::new(&lanes, true);
-    // SAFETY: the parameter arrays hold 16 entries.
-    let params = unsafe { ep.params16(0) };
-    let (ow, sw) = (d.w.output(), d.w.stride());
-    let (ox0, oy0) = (first_output(&d.w, rx), first_output(&d.h, ry));
-    let row_pixels = (ox0..ow).step_by(sw).count();
-    let mut block = Pixels { x: [window; ROWS], at: [0; ROWS], len: 0 };
-    for oy in (oy0..d.h.output()).step_by(d.h.stride()) {
-        if row_pixels == 0 {
-            break;
-        }
-        // Consecutive outputs of the phase read consecutive input columns.
-        let first = g.first_tap((ry, rx), taps, (oy, ox0));
-        for j in 0..row_pixels {
-            block.x[block.len] = window.wrapping_add((first + j) * cin);
-            block.at[block.len] = oy * ow + ox0 + j * sw;
-            block.len += 1;
-            if block.len == ROWS {
-                // SAFETY: every pixel's patch lies inside the window (caller).
-                unsafe { one_channel_block(dense, &ep, &params, g, taps, &block, ys) };
-                block.len = 0;
-            }
-        }
-    }
-    if block.len > 0 {
-        // Lanes past `len` repeat pixel 0 and are not stored.
-        for i in block.len..ROWS {
-            block.x[i] = block.x[0];
-        }
-        // SAFETY: as above.
-        unsafe { one_channel_block(dense, &ep, &params, g, taps, &block, ys) };
-    }
-}
-
-/// Up to 16 pixels of the one-channel kernel: where each one's patch starts in the window, and
-/// its output.
-struct Pixels {
-    x: [*const u8; ROWS],
-    at: [usize; ROWS],
-    len: usize,
-}
-
-/// Computes and stores the first `len` pixels of `block` (its other lanes hold patches too).
-///
-/// # Safety
-/// AVX-512 F/BW/VL/VNNI; each of the 16 patches lies inside the window; the weights hold
-/// `dense.cols` bytes.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-#[inline]
-unsafe fn one_channel_block(
-    dense: &DenseI8<'_>,
-    ep: &Epilogue<'_>,
-    params: &Rows16,
-    g: &Geometry,
-    (taps_y, taps_x): (usize, usize),
-    block: &Pixels,
-    ys: &mut [i8],
-) {
-    let cin = g.d.in_channels_per_group;
-    let (len, stride) = (taps_x * cin, g.width * cin);
-    let (full, m) = (len / 64, (1u64 << (len % 64)) - 1);
-    let w = dense.weights.as_ptr();
-    let mut acc = [_mm512_setzero_si512(); ROWS];
-    for ty in 0..taps_y {
-        let wr = w.wrapping_add(ty * len);
-        for v in 0..full {
-            // SAFETY: 64 bytes of weight row ty.
-            let wv = unsafe { _mm512_loadu_si512(wr.add(64 * v).cast()) };
-            for (a, x) in acc.iter_mut().zip(&block.x) {
-                // SAFETY: 64 bytes of the pixel's patch row ty.
-                let xv = unsafe { _mm512_loadu_si512(x.add(ty * stride + 64 * v).cast()) };
-                *a = _mm512_dpbusd_epi32(*a, xv, wv);
-            }
-        }
-        if m != 0 {
-            // SAFETY: the mask selects the rows' last len % 64 bytes; the others are not
-            // accessed.
-            let wv = unsafe { _mm512_maskz_loadu_epi8(m, wr.add(64 * full).cast()) };
-            for (a, x) in acc.iter_mut().zip(&block.x) {
-                // SAFETY: as above, for the pixel's patch row ty.
-                let xv = unsafe { _mm512_maskz_loadu_epi8(m, x.add(ty * stride + 64 * full).cast()) };
-                *a = _mm512_dpbusd_epi32(*a, xv, wv);
-            }
-        }
-    }
-    let pair = |a: __m512i, b: __m512i| _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
-    let quad = |a: __m512i, b: __m512i| _mm512_add_epi32(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b));
-    let q: [__m512i; 4] =
-        core::array::from_fn(|i| quad(pair(acc[4 * i], acc[4 * i + 1]), pair(acc[4 * i + 2], acc[4 * i + 3])));
-    let mut y = [0i8; ROWS];
-    // SAFETY: 16 writable bytes.
-    unsafe { _mm_storeu_si128(y.as_mut_ptr().cast(), _mm512_cvtepi32_epi8(ep.apply16(params, reduce_quads(&q)))) };
-    for (&a, &v) in block.at.iter().zip(&y).take(block.len) {
-        ys[a] = v;
-    }
 }

@@ -22,6 +22,7 @@
 #![allow(unsafe_code)]
 
 mod conv_transpose_i8_avx512vnni;
+mod conv_transpose_i8_one_avx512vnni;
 mod dense_float_avx512;
 mod dense_float_fma;
 mod dense_i8_avx2;
