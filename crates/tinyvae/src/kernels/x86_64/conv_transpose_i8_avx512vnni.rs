@@ -30,6 +30,7 @@ use core::mem::MaybeUninit;
 
 use super::conv_transpose_i8_one_avx512vnni as one;
 use super::requantize_avx512::{transpose16, Epilogue, Rows16};
+use super::requantize_lanes_avx512::LaneTable;
 use super::{block_starts, has, Avx512, Level};
 use crate::format::WeightLayout;
 use crate::kernels::{patches, reference, ConvDims, ConvI8, DenseI8};
@@ -225,7 +226,8 @@ unsafe fn run(p: &ConvI8<'_>, g: &Geometry, x: &[i8], n: usize, out: &mut [i8]) 
                 let o = (o, if pair { starts.next().unwrap_or(o) } else { o });
                 // SAFETY: o.0 + 16 and o.1 + 16 <= rows.
                 let params = unsafe { [ep.params16(o.0), ep.params16(o.1)] };
-                let lanes = Lanes { ep: &ep, params: &params, o, b, pair };
+                let tables = [LaneTable::new(&ep, &params[0]), LaneTable::new(&ep, &params[1])];
+                let lanes = Lanes { ep: &ep, params: &params, tables: &tables, o, b, pair };
                 for oy in (oy0..d.h.output()).step_by(sh) {
                     let mut j = 0;
                     while j < pixels_per_row {
@@ -364,6 +366,8 @@ struct Run {
 struct Lanes<'a> {
     ep: &'a Epilogue<'a>,
     params: &'a [Rows16; 2],
+    /// Their faster form, when they have one.
+    tables: &'a [Option<LaneTable>; 2],
     /// The blocks' first output channels (the same twice without `pair`).
     o: (usize, usize),
     /// The first block's index.
@@ -414,7 +418,11 @@ unsafe fn many_channels(
     };
     for (h, o) in [lanes.o.0, lanes.o.1].into_iter().enumerate().take(if pair { 2 } else { 1 }) {
         for (j, &v) in acc[h].iter().enumerate().take(run.count) {
-            let y = _mm512_cvtepi32_epi8(lanes.ep.apply16(&lanes.params[h], v));
+            let y = match &lanes.tables[h] {
+                Some(table) => table.apply(v),
+                None => lanes.ep.apply16(&lanes.params[h], v),
+            };
+            let y = _mm512_cvtepi32_epi8(y);
             let at = run.out.0 + j * run.out.1;
             if channels_last {
                 // SAFETY: pixel `at`'s channels o..o + 16, inside the sample.

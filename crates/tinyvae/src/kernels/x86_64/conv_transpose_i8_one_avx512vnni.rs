@@ -23,6 +23,7 @@ use core::mem::MaybeUninit;
 
 use super::conv_transpose_i8_avx512vnni::{first_output, tail, Geometry, WINDOW};
 use super::requantize_avx512::Epilogue;
+use super::requantize_lanes_avx512::LaneTable;
 use crate::format::WeightLayout;
 use crate::kernels::{ConvI8, DenseI8};
 
@@ -211,6 +212,7 @@ unsafe fn phase_outputs(
     let ep = Epilogue::new(&lanes, true);
     // SAFETY: the parameter arrays hold 16 entries.
     let params = unsafe { ep.params16(0) };
+    let table = LaneTable::new(&ep, &params);
     let (ow, sw) = (d.w.output(), d.w.stride());
     let ox0 = first_output(&d.w, rx);
     let row_outputs = (ox0..ow).step_by(sw).count();
@@ -261,8 +263,12 @@ unsafe fn phase_outputs(
                 let oy = first_output(&d.h, ry) + (group + r) * d.h.stride();
                 let mut y = [0i8; LANES];
                 let sums = _mm512_add_epi32(*a0, *a1);
+                let v = match &table {
+                    Some(table) => table.apply(sums),
+                    None => ep.apply16(&params, sums),
+                };
                 // SAFETY: 16 writable bytes.
-                unsafe { _mm_storeu_si128(y.as_mut_ptr().cast(), _mm512_cvtepi32_epi8(ep.apply16(&params, sums))) };
+                unsafe { _mm_storeu_si128(y.as_mut_ptr().cast(), _mm512_cvtepi32_epi8(v)) };
                 for (k, &v) in y.iter().enumerate().take(count) {
                     ys[oy * ow + ox0 + (j + k) * sw] = v;
                 }

@@ -32,6 +32,7 @@ mod elementwise_f32_simd;
 mod lut_i8_avx512vbmi;
 mod requantize_avx2;
 mod requantize_avx512;
+mod requantize_lanes_avx512;
 mod weight_stream_avx2;
 mod weight_stream_avx512;
 
