@@ -84,7 +84,7 @@ pub(super) struct Geometry {
 }
 
 impl Geometry {
-    fn new(p: &ConvI8<'_>) -> Option<Self> {
+    pub(super) fn new(p: &ConvI8<'_>) -> Option<Self> {
         let d = p.dims(true)?;
         let zp = i8::try_from(p.in_zero_point).ok()?;
         if p.layout != WeightLayout::TapMajor || d.groups != 1 {
