@@ -216,6 +216,13 @@ unsafe fn run(p: &ConvI8<'_>, g: &Geometry, x: &[i8], n: usize, out: &mut [i8]) 
             let ow = p.out_shape.width;
             let ep = Epilogue::new(&dense, true);
             let pixels_per_row = (ox0..ow).step_by(sw).count();
+            if pixels_per_row == 0 || oy0 >= d.h.output() {
+                at += phase.cols / 4 * d.rows.div_ceil(ROWS);
+                continue;
+            }
+            // Each next output row of the phase reads one input row further, each next output
+            // of a row one input column further: one division for the phase.
+            let first = g.first_tap((ry, rx), taps, (oy0, ox0));
             let blocks = d.rows.div_ceil(ROWS);
             let mut starts = block_starts(d.rows, ROWS);
             let mut b = 0;
@@ -228,13 +235,13 @@ unsafe fn run(p: &ConvI8<'_>, g: &Geometry, x: &[i8], n: usize, out: &mut [i8]) 
                 let params = unsafe { [ep.params16(o.0), ep.params16(o.1)] };
                 let tables = [LaneTable::new(&ep, &params[0]), LaneTable::new(&ep, &params[1])];
                 let lanes = Lanes { ep: &ep, params: &params, tables: &tables, o, b, pair };
-                for oy in (oy0..d.h.output()).step_by(sh) {
+                for (k, oy) in (oy0..d.h.output()).step_by(sh).enumerate() {
                     let mut j = 0;
                     while j < pixels_per_row {
                         let count = (pixels_per_row - j).min(PIXELS);
                         let ox = ox0 + j * sw;
-                        let first = g.first_tap((ry, rx), taps, (oy, ox));
-                        let run = Run { x: window.wrapping_add(first * cin), count, out: (oy * ow + ox, sw) };
+                        let pixel = first + k * g.width + j;
+                        let run = Run { x: window.wrapping_add(pixel * cin), count, out: (oy * ow + ox, sw) };
                         // SAFETY: the run's patches lie inside the filled window, the turned
                         // phase inside the buffer, its outputs inside the sample.
                         unsafe { many_channels(&lanes, g, p.out_shape.channels_last, turned.add(at), taps, &run, ys) };

@@ -185,15 +185,20 @@ unsafe fn phase_outputs(
     let row_outputs = (ox0..ow).step_by(sw).count();
     let oy0 = first_output(&d.h, ry);
     let row_count = (oy0..d.h.output()).step_by(d.h.stride()).count();
+    if row_outputs == 0 || row_count == 0 {
+        return;
+    }
+    // Each next output row of the phase reads one input row further, each next output of a
+    // row one input column further: one division for the phase.
+    let (iy0, ix0) = g.first_tap_at((ry, rx), (taps_y, taps_x), (oy0, ox0));
     let mut j = 0;
     while j < row_outputs {
         let count = (row_outputs - j).min(LANES);
         for group in (0..row_count).step_by(ROWS) {
             // Rows past the phase's repeat its first one, and are not stored.
             let first: [usize; ROWS] = core::array::from_fn(|r| {
-                let oy = oy0 + (group + if group + r < row_count { r } else { 0 }) * d.h.stride();
-                let (iy, ix) = g.first_tap_at((ry, rx), (taps_y, taps_x), (oy, ox0));
-                iy * g.width + ix + j
+                let k = group + if group + r < row_count { r } else { 0 };
+                (iy0 + k) * g.width + ix0 + j
             });
             let mut acc = [_mm256_setzero_si256(); ROWS];
             for ty in 0..taps_y {

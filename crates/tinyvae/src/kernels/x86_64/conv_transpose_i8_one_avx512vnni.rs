@@ -219,6 +219,12 @@ unsafe fn phase_outputs(
     let rows: [usize; ROWS] = core::array::from_fn(|r| r);
     let oys = (first_output(&d.h, ry)..d.h.output()).step_by(d.h.stride());
     let row_count = oys.clone().count();
+    if row_outputs == 0 || row_count == 0 {
+        return;
+    }
+    // Each next output row of the phase reads one input row further, each next output of a
+    // row one input column further: one division for the phase.
+    let (iy0, ix0) = g.first_tap_at((ry, rx), (taps_y, taps_x), (first_output(&d.h, ry), ox0));
     let mut j = 0;
     while j < row_outputs {
         let count = (row_outputs - j).min(LANES);
@@ -227,9 +233,8 @@ unsafe fn phase_outputs(
             // chain per output row waits on `vpdpbusd`'s latency.
             let first: [usize; ROWS] = rows.map(|r| {
                 // Rows past the phase's repeat its first one, and are not stored.
-                let oy = first_output(&d.h, ry) + (group + if group + r < row_count { r } else { 0 }) * d.h.stride();
-                let (iy, ix) = g.first_tap_at((ry, rx), (taps_y, taps_x), (oy, ox0));
-                iy * g.width + ix + j
+                let k = group + if group + r < row_count { r } else { 0 };
+                (iy0 + k) * g.width + ix0 + j
             });
             let mut acc = [[_mm512_setzero_si512(); 2]; ROWS];
             for ty in 0..taps_y {
