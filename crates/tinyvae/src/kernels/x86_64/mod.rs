@@ -9,8 +9,12 @@
 //!
 //! f32 activations, pixels and input quantization: the reference's loops compiled 16 lanes
 //! wide (AVX-512) or 8 (AVX2); AVX-512 input quantization rounds its own (equal) way.
-//! Convolutions, transposed convolutions, upsampling and additions (format version 2): the
-//! scalar reference in every table until optimized versions exist.
+//! Convolutions and transposed convolutions (format version 2): the table's Dense kernel over
+//! gathered patches ([`patches`]), except int8 transposed convolutions, which read a padded
+//! window in place: every shape the AVX-512 kernels take (`conv_transpose_i8_avx512vnni`, and
+//! `conv_transpose_i8_one_avx512vnni` for one output channel), one output channel with AVX2
+//! (`conv_transpose_i8_one_avx2`, also in the AVX-VNNI table). Upsampling and additions: the
+//! scalar reference.
 //!
 //! Dispatch: with `std`, the CPU is probed once at run time (`is_x86_feature_detected!`);
 //! without, the target features the crate was compiled with decide (`-C target-cpu=...`).
@@ -19,6 +23,9 @@
 //! The AVX-512 tables need Rust 1.89 or later (stable AVX-512 intrinsics).
 #![allow(unsafe_code)]
 
+mod conv_transpose_i8_avx512vnni;
+mod conv_transpose_i8_one_avx2;
+mod conv_transpose_i8_one_avx512vnni;
 mod dense_float_avx512;
 mod dense_float_fma;
 mod dense_i8_avx2;
@@ -28,6 +35,7 @@ mod elementwise_f32_simd;
 mod lut_i8_avx512vbmi;
 mod requantize_avx2;
 mod requantize_avx512;
+mod requantize_lanes_avx512;
 mod weight_stream_avx2;
 mod weight_stream_avx512;
 
@@ -48,11 +56,12 @@ pub static AVX512_VNNI_VBMI: Kernels = Kernels {
     pixels_f32: elementwise_f32_simd::pixels_f32_avx512,
     quantize_i8: elementwise_f32_simd::quantize_i8_avx512,
     weight_stream: weight_stream_avx512::weight_stream,
-    // Convolutions: Dense over gathered patches; upsampling and additions: the reference.
+    // Convolutions: Dense over gathered patches (int8 transposed ones: straight from a padded
+    // window); upsampling and additions: the reference.
     conv_i8: patches::conv_i8::<Avx512>,
     conv_f16: patches::conv_f16::<Avx512>,
     conv_f32: patches::conv_f32::<Avx512>,
-    conv_transpose_i8: patches::conv_transpose_i8::<Avx512>,
+    conv_transpose_i8: conv_transpose_i8_avx512vnni::conv_transpose_i8,
     conv_transpose_f16: patches::conv_transpose_f16::<Avx512>,
     conv_transpose_f32: patches::conv_transpose_f32::<Avx512>,
     upsample_i8: reference::upsample_i8,
@@ -69,7 +78,7 @@ pub static AVX_VNNI: Kernels = Kernels {
     name: "avx-vnni",
     dense_i8: dense_i8_avxvnni::dense_i8,
     conv_i8: patches::conv_i8::<AvxVnni>,
-    conv_transpose_i8: patches::conv_transpose_i8::<AvxVnni>,
+    conv_transpose_i8: conv_transpose_i8_one_avx2::conv_transpose_i8::<AvxVnni>,
     ..AVX2
 };
 
@@ -104,11 +113,12 @@ pub static AVX2: Kernels = Kernels {
     pixels_f32: elementwise_f32_simd::pixels_f32_avx2,
     quantize_i8: elementwise_f32_simd::quantize_i8_avx2,
     weight_stream: weight_stream_avx2::weight_stream,
-    // Convolutions: Dense over gathered patches; upsampling and additions: the reference.
+    // Convolutions: Dense over gathered patches (int8 transposed ones to one channel: straight
+    // from a window); upsampling and additions: the reference.
     conv_i8: patches::conv_i8::<Avx2>,
     conv_f16: patches::conv_f16::<Avx2>,
     conv_f32: patches::conv_f32::<Avx2>,
-    conv_transpose_i8: patches::conv_transpose_i8::<Avx2>,
+    conv_transpose_i8: conv_transpose_i8_one_avx2::conv_transpose_i8::<Avx2>,
     conv_transpose_f16: patches::conv_transpose_f16::<Avx2>,
     conv_transpose_f32: patches::conv_transpose_f32::<Avx2>,
     upsample_i8: reference::upsample_i8,

@@ -25,7 +25,7 @@ use crate::quant::requantize;
 
 /// Per-call epilogue state: the layer's parameters and whether the vector path applies.
 pub(super) struct Epilogue<'a> {
-    p: &'a DenseI8<'a>,
+    pub(super) p: &'a DenseI8<'a>,
     /// Subtract `128 * weight_sums[o]` (kernels that feed `x ^ 0x80` as unsigned bytes).
     unsigned_input: bool,
     /// Zero point and clamps are in the range the vector path handles exactly.
@@ -336,7 +336,7 @@ fn narrow_by_sample(scaled: &[__m512i; 16], zero_point: i32, lo: i8, hi: i8) -> 
 
 /// How a block of rows requantizes.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Path {
+pub(super) enum Path {
     /// Every shift in -31..=0 (scales below 1, the usual case): no saturating left shift.
     RightShifts,
     /// Shifts in -31..=30.
@@ -349,10 +349,10 @@ enum Path {
 pub(super) struct Rows16 {
     first_row: usize,
     /// `bias - 128 * weight_sum` (or just the bias).
-    offset: __m512i,
-    multiplier: __m512i,
-    shift: __m512i,
-    path: Path,
+    pub(super) offset: __m512i,
+    pub(super) multiplier: __m512i,
+    pub(super) shift: __m512i,
+    pub(super) path: Path,
 }
 
 /// `quant::requantize` on 16 lanes, for multipliers >= 0, shifts in -31..=30, a zero point in
