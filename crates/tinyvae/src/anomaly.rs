@@ -100,15 +100,12 @@ struct Rescale {
     shift: u32,
 }
 
-/// Largest input-to-output scale ratio an int8 score takes: beyond it the output's range is
-/// less than 1/128 of the input's, which no reconstruction of the input can be.
-const MAX_SCALE_RATIO: f64 = 128.0;
-
 impl Rescale {
     fn new(input: TensorInfo, output: TensorInfo) -> Result<Self, Error> {
         let bad = Error::BadGraph { reason: "autoencoder input and output scales are not comparable" };
         let ratio = input.scale as f64 / output.scale as f64;
-        if !(ratio > 0.0 && ratio < MAX_SCALE_RATIO) {
+        // `Model::parse` checked it; kept so that a `Rescale` never exists outside its range.
+        if !(ratio > 0.0 && ratio < crate::format::AUTOENCODER_MAX_SCALE_RATIO) {
             return Err(bad);
         }
         // ratio * 2^FRACTION_BITS = multiplier * 2^-shift, with multiplier below 2^15 and as
@@ -503,6 +500,26 @@ mod tests {
             Model::parse(&blob).unwrap_err(),
             Error::BadGraph { reason: "a node writes over an autoencoder's input, which must stay intact" }
         );
+    }
+
+    /// What the score needs is checked at parse time, so `Autoencoder::new` accepts every
+    /// autoencoder blob that parses: an input scale 128 times the output's is refused there.
+    #[test]
+    fn incomparable_scales_are_refused_by_the_parser() {
+        let mut bytes = write::example_autoencoder();
+        let tensors = u32::from_le_bytes(bytes[hdr::TENSORS_OFF..hdr::TENSORS_OFF + 4].try_into().unwrap()) as usize;
+        let scale_at = |t: usize| tensors + t * crate::format::TENSOR_RECORD_LEN + crate::format::trec::SCALE;
+        let output = f32::from_le_bytes(bytes[scale_at(2)..scale_at(2) + 4].try_into().unwrap());
+        for (ratio, ok) in [(127.0f32, true), (128.0, false)] {
+            bytes[scale_at(0)..scale_at(0) + 4].copy_from_slice(&(output * ratio).to_le_bytes());
+            let crc = crate::format::crc32(&bytes[crate::format::CHECKSUM_START..]);
+            bytes[hdr::CRC..hdr::CRC + 4].copy_from_slice(&crc.to_le_bytes());
+            let blob = AlignedBlob::new(&bytes);
+            match Model::parse(&blob) {
+                Ok(m) => assert!(ok && Autoencoder::new(&m).is_ok(), "ratio {ratio}"),
+                Err(e) => assert!(!ok && e.to_string().contains("not comparable"), "ratio {ratio}: {e}"),
+            }
+        }
     }
 
     #[test]

@@ -63,6 +63,10 @@ pub const MAX_PRIOR_LATENT: usize = 64;
 pub const PRIOR_WEIGHT_TOTAL: u32 = 1 << 24;
 /// Most graph inputs or outputs.
 pub const MAX_IO: usize = 4;
+/// An int8 autoencoder's input scale over its output scale must be below this (format
+/// version 5): beyond it the output's range is less than 1/128 of the input's, which no
+/// reconstruction of the input can be, and the score's 15-bit rescale would lose it.
+pub const AUTOENCODER_MAX_SCALE_RATIO: f64 = 128.0;
 /// Largest working arena, in bytes per sample.
 pub const MAX_ARENA_BYTES: usize = 1 << 30;
 

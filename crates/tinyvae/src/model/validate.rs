@@ -429,6 +429,16 @@ impl Model<'_> {
                         return bad("a node writes over an autoencoder's input, which must stay intact");
                     }
                 }
+                // The integer score compares the input's codes with the output's: one
+                // precision, and on int8 a scale ratio s_i / s_o it can rescale by.
+                let output = self.tensor(self.io(1)).ok_or(Error::BadGraph { reason: "missing output" })?;
+                if (input.dtype == DType::I8) != (output.dtype == DType::I8) {
+                    return bad("autoencoder input and output differ in precision");
+                }
+                let ratio = input.scale as f64 / output.scale as f64;
+                if input.dtype == DType::I8 && !(ratio > 0.0 && ratio < format::AUTOENCODER_MAX_SCALE_RATIO) {
+                    return bad("autoencoder input and output scales are not comparable (s_i / s_o must be below 128)");
+                }
                 Ok(())
             }
             ModelKind::Decoder => {
