@@ -159,6 +159,25 @@ fn border(a: &crate::kernels::Axis, taps: impl Fn(usize) -> usize) -> (usize, us
     (before, after)
 }
 
+/// Phase `index` of a tap-major transposed convolution as the Dense layer its kernels
+/// requantize with: its weight rows, its per-phase bias and weight sums.
+pub(super) fn phase_dense<'a>(p: &ConvI8<'a>, d: &ConvDims, index: usize) -> DenseI8<'a> {
+    let phase = d.phase(true, index / d.w.stride(), index % d.w.stride());
+    DenseI8 {
+        rows: d.rows,
+        cols: phase.cols,
+        layout: WeightLayout::RowMajor,
+        weights: tail(p.weights, phase.offset),
+        bias: tail(p.bias, 4 * index * d.rows),
+        multipliers: p.multipliers,
+        shifts: p.shifts,
+        weight_sums: tail(p.weight_sums, 4 * index * d.rows),
+        out_zero_point: p.out_zero_point,
+        act_min: p.act_min,
+        act_max: p.act_max,
+    }
+}
+
 /// `a[from..]`, empty past the end (which `samples` rules out).
 pub(super) fn tail(a: &[u8], from: usize) -> &[u8] {
     a.get(from..).unwrap_or(&[])
@@ -198,19 +217,7 @@ unsafe fn run(p: &ConvI8<'_>, g: &Geometry, x: &[i8], n: usize, out: &mut [i8]) 
         for index in 0..sh * sw {
             let phase = d.phase(true, index / sw, index % sw);
             let (ry, rx) = (index / sw, index % sw);
-            let dense = DenseI8 {
-                rows: d.rows,
-                cols: phase.cols,
-                layout: WeightLayout::RowMajor,
-                weights: tail(p.weights, phase.offset),
-                bias: tail(p.bias, 4 * index * d.rows),
-                multipliers: p.multipliers,
-                shifts: p.shifts,
-                weight_sums: tail(p.weight_sums, 4 * index * d.rows),
-                out_zero_point: p.out_zero_point,
-                act_min: p.act_min,
-                act_max: p.act_max,
-            };
+            let dense = phase_dense(p, d, index);
             let taps = (phase.taps_y, phase.taps_x);
             let (oy0, ox0) = (first_output(&d.h, ry), first_output(&d.w, rx));
             let ow = p.out_shape.width;

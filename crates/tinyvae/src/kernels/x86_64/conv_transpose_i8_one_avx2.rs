@@ -14,11 +14,10 @@
 use core::arch::x86_64::*;
 use core::mem::MaybeUninit;
 
-use super::conv_transpose_i8_avx512vnni::{first_output, tail, Geometry, WINDOW};
-use super::conv_transpose_i8_one_avx512vnni::{tap_quads, window_bytes, TAP_QUADS};
+use super::conv_transpose_i8_avx512vnni::{first_output, phase_dense, Geometry, WINDOW};
+use super::conv_transpose_i8_one_avx512vnni::{tap_quad_weights, tap_quads, window_bytes};
 use super::requantize_avx2::Epilogue;
 use super::{has, Level};
-use crate::format::WeightLayout;
 use crate::kernels::{patches, reference, ConvI8, DenseI8};
 
 /// Outputs per vector.
@@ -55,39 +54,15 @@ unsafe fn run(p: &ConvI8<'_>, g: &Geometry, x: &[i8], n: usize, out: &mut [i8]) 
     let (sh, sw) = (d.h.stride(), d.w.stride());
     let mut window = MaybeUninit::<[u32; WINDOW / 4]>::uninit();
     let window = window.as_mut_ptr().cast::<u32>();
-    // Every phase's tap-major row as dwords, tap by tap, zero past the input's channels.
-    let cin = d.in_channels_per_group;
-    let quads = cin.div_ceil(4);
     let per_phase = tap_quads(g);
-    let mut weights = [0i32; TAP_QUADS];
-    for index in 0..sh * sw {
-        let phase = d.phase(true, index / sw, index % sw);
-        for (t, tap) in tail(p.weights, phase.offset).chunks_exact(cin).take(phase.taps_y * phase.taps_x).enumerate() {
-            for (q, four) in tap.chunks(4).enumerate() {
-                let word: [u8; 4] = core::array::from_fn(|k| four.get(k).copied().unwrap_or(0));
-                weights[index * per_phase + t * quads + q] = i32::from_le_bytes(word);
-            }
-        }
-    }
+    let weights = tap_quad_weights(p, g);
     for (xs, ys) in x.chunks_exact(d.in_len).zip(out.chunks_exact_mut(d.out_len)).take(n) {
         // SAFETY: the window holds `window_bytes` <= WINDOW bytes.
         unsafe { fill(p, g, crate::cast::u8s(xs), window) };
         for index in 0..sh * sw {
             let (ry, rx) = (index / sw, index % sw);
             let phase = d.phase(true, ry, rx);
-            let row = DenseI8 {
-                rows: 1,
-                cols: phase.cols,
-                layout: WeightLayout::RowMajor,
-                weights: tail(p.weights, phase.offset),
-                bias: tail(p.bias, 4 * index),
-                multipliers: p.multipliers,
-                shifts: p.shifts,
-                weight_sums: tail(p.weight_sums, 4 * index),
-                out_zero_point: p.out_zero_point,
-                act_min: p.act_min,
-                act_max: p.act_max,
-            };
+            let row = phase_dense(p, d, index);
             let w = &weights[index * per_phase..][..per_phase];
             // SAFETY: the window is filled.
             unsafe { phase_outputs(&row, w, g, window, (ry, rx), (phase.taps_y, phase.taps_x), ys) };

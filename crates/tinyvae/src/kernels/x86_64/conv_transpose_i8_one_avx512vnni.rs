@@ -21,10 +21,9 @@
 use core::arch::x86_64::*;
 use core::mem::MaybeUninit;
 
-use super::conv_transpose_i8_avx512vnni::{first_output, tail, Geometry, WINDOW};
+use super::conv_transpose_i8_avx512vnni::{first_output, phase_dense, tail, Geometry, WINDOW};
 use super::requantize_avx512::Epilogue;
 use super::requantize_lanes_avx512::LaneTable;
-use crate::format::WeightLayout;
 use crate::kernels::{ConvI8, DenseI8};
 
 /// Outputs per vector.
@@ -53,51 +52,39 @@ pub(super) unsafe fn run(p: &ConvI8<'_>, g: &Geometry, x: &[i8], n: usize, out: 
     let (sh, sw) = (d.h.stride(), d.w.stride());
     let mut window = MaybeUninit::<[u32; WINDOW / 4]>::uninit();
     let window = window.as_mut_ptr().cast::<u32>();
-    // Every phase's tap-major row as dwords, tap by tap, zero past the input's channels.
-    let quads = d.in_channels_per_group.div_ceil(4);
     let per_phase = tap_quads(g);
-    let mut weights = [0i32; TAP_QUADS];
-    for index in 0..sh * sw {
-        let phase = d.phase(true, index / sw, index % sw);
-        let row = tail(p.weights, phase.offset).chunks_exact(d.in_channels_per_group);
-        for (t, tap) in row.take(phase.taps_y * phase.taps_x).enumerate() {
-            let at = index * per_phase + t * quads;
-            if tap.len().is_multiple_of(4) {
-                for (w, four) in weights[at..at + quads].iter_mut().zip(tap.chunks_exact(4)) {
-                    *w = i32::from_le_bytes([four[0], four[1], four[2], four[3]]);
-                }
-                continue;
-            }
-            for (q, four) in tap.chunks(4).enumerate() {
-                let word: [u8; 4] = core::array::from_fn(|k| four.get(k).copied().unwrap_or(0));
-                weights[index * per_phase + t * quads + q] = i32::from_le_bytes(word);
-            }
-        }
-    }
+    let weights = tap_quad_weights(p, g);
     for (xs, ys) in x.chunks_exact(d.in_len).zip(out.chunks_exact_mut(d.out_len)).take(n) {
         // SAFETY: the window holds `window_bytes` <= WINDOW bytes.
         unsafe { fill(p, g, crate::cast::u8s(xs), window) };
         for index in 0..sh * sw {
             let (ry, rx) = (index / sw, index % sw);
             let phase = d.phase(true, ry, rx);
-            let row = DenseI8 {
-                rows: 1,
-                cols: phase.cols,
-                layout: WeightLayout::RowMajor,
-                weights: tail(p.weights, phase.offset),
-                bias: tail(p.bias, 4 * index),
-                multipliers: p.multipliers,
-                shifts: p.shifts,
-                weight_sums: tail(p.weight_sums, 4 * index),
-                out_zero_point: p.out_zero_point,
-                act_min: p.act_min,
-                act_max: p.act_max,
-            };
+            let row = phase_dense(p, d, index);
             let w = &weights[index * per_phase..][..per_phase];
             // SAFETY: the window is filled.
             unsafe { phase_outputs(&row, w, g, window, (ry, rx), (phase.taps_y, phase.taps_x), ys) };
         }
     }
+}
+
+/// Every phase's tap-major row as dwords, tap by tap (phase `index` from `index *`
+/// [`tap_quads`]), zero past the input's channels: what both one-channel kernels multiply.
+pub(super) fn tap_quad_weights(p: &ConvI8<'_>, g: &Geometry) -> [i32; TAP_QUADS] {
+    let d = &g.d;
+    let (quads, per_phase) = (d.in_channels_per_group.div_ceil(4), tap_quads(g));
+    let mut weights = [0i32; TAP_QUADS];
+    for index in 0..d.h.stride() * d.w.stride() {
+        let phase = d.phase(true, index / d.w.stride(), index % d.w.stride());
+        let row = tail(p.weights, phase.offset).chunks_exact(d.in_channels_per_group);
+        for (t, tap) in row.take(phase.taps_y * phase.taps_x).enumerate() {
+            let at = index * per_phase + t * quads;
+            for (w, four) in weights[at..at + quads].iter_mut().zip(tap.chunks(4)) {
+                *w = i32::from_le_bytes(core::array::from_fn(|k| four.get(k).copied().unwrap_or(0)));
+            }
+        }
+    }
+    weights
 }
 
 /// Weight dwords the kernel keeps per phase: the most taps of any phase times the quads.
