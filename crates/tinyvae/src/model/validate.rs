@@ -437,7 +437,7 @@ impl Model<'_> {
                 }
                 // s_i / s_o < 128 as s_i < 128 s_o: both scales are positive and finite (checked
                 // above), the product by a power of two is exact, and f32 keeps every firmware
-                // free of soft-float f64 division (1.6 KB on a Cortex-M3).
+                // free of soft-float f64 division (1.4 KB of the C library on a Cortex-M3).
                 let limit = format::AUTOENCODER_MAX_SCALE_RATIO as f32 * output.scale;
                 if input.dtype == DType::I8 && input.scale >= limit {
                     return bad("autoencoder input and output scales are not comparable (s_i / s_o must be below 128)");
