@@ -186,10 +186,15 @@ if want m2; then
     cp "$RUNS/ssl-table/table.md" "$RUNS/ssl-table/table.json" "$out/"
     cp "$RUNS/ssl-100-long/table.md" "$out/table-100-labels-36-epochs.md"
     cp "$RUNS/ssl-100-long/table.json" "$out/table-100-labels-36-epochs.json"
-    # The shipped M2: the 100-label run of seed 0 (q(z|x,y) and p(x|y,z); q(y|x) is not exported).
-    cp "$RUNS/ssl-table/n100-seed0/encoder.onnx" "$RUNS/ssl-table/n100-seed0/decoder.onnx" \
-        "$RUNS/ssl-table/n100-seed0/train_log.jsonl" "$out/"
+    # The shipped M2: the 100-label run of seed 0 (q(y|x), q(z|x,y) and p(x|y,z)).
+    cp "$RUNS/ssl-table/n100-seed0/classifier.onnx" "$RUNS/ssl-table/n100-seed0/encoder.onnx" \
+        "$RUNS/ssl-table/n100-seed0/decoder.onnx" "$RUNS/ssl-table/n100-seed0/train_log.jsonl" "$out/"
     quantize mnist-m2
+    # q(y|x) as an int8 classifier blob, checked against tract on the 10,000 test images.
+    $T quantize "$out/classifier.onnx" --precision int8 -o "$out/classifier.int8.tvae" --data "$DATA" \
+        --eval-samples 10000 --json > "$out/reports/classifier.int8.json"
+    $T validate "$out/classifier.onnx" "$out/classifier.int8.tvae" --data "$DATA" --samples 10000 \
+        --min-agreement 0.995 --json > "$out/reports/validate.classifier.int8.json"
     $T sample "$out/decoder.int8.tvae" --count 100 --cols 10 --seed 1 -o "$out/samples.png"
     # Its conditional samples, classified as for the CVAE (the classifier of the cvae step).
     mkdir -p "$RUNS/m2-samples"

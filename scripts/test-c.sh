@@ -5,7 +5,8 @@
 #      -std=c99 -Wall -Wextra -Werror -pedantic and as C++;
 #   2. `tinyvae deploy --lang c` of the shipped z20 decoder (and of the CVAE, for labels);
 #   3. firmware/c-linux/sample.c on this host (x86_64) and for aarch64 under
-#      `qemu-aarch64 -cpu cortex-a72`;
+#      `qemu-aarch64 -cpu cortex-a72`, and firmware/c-linux/classify.c with M2's int8 classifier
+#      against `tinyvae classify --predicted`;
 #   4. firmware/c-cortex-m on a Cortex-M4 under `qemu-system-arm -machine mps2-an386`, writing
 #      its pixels through semihosting, and on a Cortex-M3 (thumbv7m-none-eabi, soft float,
 #      `-machine mps2-an385`);
@@ -93,6 +94,12 @@ aarch64-linux-gnu-gcc "${cflags[@]}" -I"$work/z20" firmware/c-linux/sample.c "$w
     "$lib/aarch64-unknown-linux-gnu/release/libtinyvae.a" -o "$work/sample-aarch64"
 qemu-aarch64 -L /usr/aarch64-linux-gnu -cpu cortex-a72 "$work/sample-aarch64" 8 1 "$work/c-aarch64.raw"
 same "$work/c-aarch64.raw" "$work/host.raw" "C on aarch64 Linux (qemu-aarch64 cortex-a72) == tinyvae sample, byte for byte"
+# A classifier (M2's q(y|x)) over the CVAE's digits: the classes tinyvae classify gives.
+"$tinyvae" deploy models/mnist-m2/classifier.int8.tvae -o "$work/m2c" --lang c
+"$tinyvae" classify --model models/mnist-m2/classifier.int8.tvae --raw "$work/host-cvae.raw" --predicted "$work/host-classes.raw"
+gcc "${cflags[@]}" -I"$work/m2c" firmware/c-linux/classify.c "$work/m2c/model.c" "$lib/release/libtinyvae.a" -o "$work/classify-host"
+"$work/classify-host" "$work/host-cvae.raw" "$work/c-classes.raw"
+same "$work/c-classes.raw" "$work/host-classes.raw" "C classifier on x86_64 Linux == tinyvae classify --predicted (M2's int8 q(y|x), 10 digits)"
 
 # --- 4. Cortex-M ---------------------------------------------------------------------------
 # qemu DIR ELF MACHINE CPU: runs a program of firmware/c-cortex-m under qemu-system-arm with

@@ -16,6 +16,9 @@
 #   scripts/test-firmware.sh                  test, print the footprint
 #   scripts/test-firmware.sh --write-picture  also copy the rendered picture to firmware/display.png
 # Environment: TINYVAE_FIRMWARE_BLOB overrides the blob (default: the shipped one);
+# TINYVAE_FIRMWARE_CLASSIFIER names a classifier blob (e.g. models/mnist-m2/classifier.int8.tvae)
+# that the Pi program runs on the digits it sampled (`--classifier`): its classes must equal
+# `tinyvae classify --predicted` on the host's pixels, byte for byte;
 # STRICT_FOOTPRINT=1 also fails when a footprint target is missed (RAM for one decode <= 4096 B,
 # runtime flash <= 24 KiB, <= 1.40 instructions per MAC; a conv decoder, which builds the
 # firmware with `--features conv`: 12 KiB, 32 KiB, 1.40; an autoencoder: 4 KiB, 24 KiB, 1.50).
@@ -182,6 +185,15 @@ if [[ $autoencoder == 0 ]]; then
 
     echo "== host: tinyvae sample --count $count --seed $seed --raw"
     "$tinyvae" sample "$blob" --count "$count" --seed "$seed" --raw "$work/host.raw"
+
+    classifier=${TINYVAE_FIRMWARE_CLASSIFIER:-}
+    if [[ -n $classifier ]]; then
+        echo "== Raspberry Pi program with --classifier $classifier: the sampled digits classified on the device"
+        qemu-aarch64 -L /usr/aarch64-linux-gnu -cpu cortex-a72 "$pi" "$blob" --count "$count" --seed "$seed" \
+            --classifier "$classifier" --classes "$work/rpi/classes.raw" --png "$work/rpi/classified.png"
+        echo "== host: tinyvae classify --model $classifier --raw (the host's pixels) --predicted"
+        "$tinyvae" classify --model "$classifier" --raw "$work/host.raw" --predicted "$work/host-classes.raw"
+    fi
 else
     echo "== Raspberry Pi program on qemu-aarch64 -cpu cortex-a72: the same vectors"
     mkdir "$work/rpi"
@@ -213,6 +225,9 @@ if [[ $autoencoder == 0 ]]; then
     check "Cortex-M pixels (QEMU, semihosting) == host pixels, byte for byte" cmp "$work/cortex-m/samples.raw" "$work/host.raw"
     check "aarch64 pixels (qemu-aarch64 cortex-a72) == host pixels, byte for byte" cmp "$work/rpi/samples.raw" "$work/host.raw"
     check "Cortex-M 128x64 frames == aarch64 frames, byte for byte ($count frames)" cmp "$work/cortex-m/frames.raw" "$work/rpi/frames.raw"
+    if [[ -n $classifier ]]; then
+        check "aarch64 classes of the sampled digits == host classes, byte for byte" cmp "$work/rpi/classes.raw" "$work/host-classes.raw"
+    fi
 else
     check "host scores 16 vectors" test "$(stat -c %s "$work/host-scores.raw")" -eq 128
     check "Cortex-M anomaly scores (QEMU, semihosting) == host scores, byte for byte" cmp "$work/cortex-m/scores.raw" "$work/host-scores.raw"

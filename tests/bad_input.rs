@@ -122,6 +122,7 @@ fn every_command_refuses_every_bad_input_in_one_line() {
         (strings(&["validate", &dec, "{}", "--samples", "4"]), &blobs),
         (strings(&["figure", "priors", "{}", "-o", &o("p.png")]), &blobs),
         (strings(&["score", "{}", "--data", &normal]), &blobs),
+        (strings(&["classify", "--model", "{}", "--data", slice.to_str().unwrap()]), &blobs),
         (strings(&["quantize", "{}", "-o", &o("q.tvae")]), &onnxs),
         (strings(&["bench", "{}", "--batch", "1", "--time-ms", "1"]), &onnxs),
         (strings(&["compose", "{}", &dec, "-o", &o("c.onnx")]), &onnxs),
@@ -150,7 +151,7 @@ fn every_command_refuses_every_bad_input_in_one_line() {
             cells += 1;
         }
     }
-    assert_eq!(cells, 17 * 4 - 2, "commands x bad inputs");
+    assert_eq!(cells, 18 * 4 - 2, "commands x bad inputs");
     assert_eq!(snapshot(&fx), before, "an input changed");
     let _ = std::fs::remove_dir_all(&base);
 }
@@ -200,6 +201,8 @@ fn sizes_labels_and_outputs_are_refused_in_one_line() {
             "missing/x.png",
         ),
         (strings(&["quantize", &onnx, "-o", &onnx]), "dec.onnx"),
+        // A decoder is not a classifier.
+        (strings(&["classify", "--model", &z20, "--data", &p("tests/data/mnist-slice")]), "not a classifier"),
         (strings(&["quantize", &ad_onnx, "-o", &npy, "--data", &npy]), "calib.npy"),
     ];
     let before = (std::fs::read(&onnx).unwrap(), std::fs::read(&npy).unwrap());

@@ -26,6 +26,9 @@ int main(void) {
     /* Nor an autoencoder. */
     uint64_t raw = 0;
     failures += tinyvae_anomaly_score(&m, z, 64, arena, sizeof arena, &raw) != TINYVAE_ERR_KIND;
+    /* Nor a classifier. */
+    uint32_t class = 0;
+    failures += tinyvae_classify(&m, pixels, sizeof pixels, arena, sizeof arena, &class) != TINYVAE_ERR_KIND;
     failures += tinyvae_reparametrize(mu, logvar, 64, &rng, z) != TINYVAE_OK;
     failures += tinyvae_model_kind(&m) != TINYVAE_KIND_DECODER;
     failures += tinyvae_classes(&m) != TINYVAE_MODEL_CLASSES || tinyvae_macs(&m) != TINYVAE_MODEL_MACS;

@@ -274,6 +274,7 @@ fn main() {
     write(&blobs, "example-conv-decoder.tvae", &tinyvae::format::write::example_conv_decoder());
     write(&blobs, "example-decoder-prior.tvae", &tinyvae::attach::example_decoder_with_prior());
     write(&blobs, "example-autoencoder.tvae", &tinyvae::doc_example_autoencoder());
+    write(&blobs, "example-classifier.tvae", &tinyvae::format::write::example_classifier());
     // Truncated blobs: the parser's length checks.
     let whole = tinyvae::format::write::example_conv_decoder();
     for cut in [16, 56, 200, whole.len() / 2, whole.len() - 1] {

@@ -12,8 +12,8 @@
 
 use tinyvae::format::{self, CHECKSUM_START};
 use tinyvae::{
-    kernels, AlignedBlob, Autoencoder, Decoder, Encoder, Error, Kernels, Model, ModelKind, Precision, Prior, Rng,
-    Score, ScoreKind,
+    kernels, AlignedBlob, Autoencoder, Classifier, Decoder, Encoder, Error, Kernels, Model, ModelKind, Precision,
+    Prior, Rng, Score, ScoreKind,
 };
 
 /// The largest arena the harness allocates (larger models are parsed, not run).
@@ -123,11 +123,47 @@ fn exercise(model: &Model<'_>, tables: Tables) {
         ModelKind::Decoder => decoders(model, tables, &mut arena),
         ModelKind::Encoder => encoders(model, tables, &mut arena),
         ModelKind::Autoencoder => autoencoders(model, tables, &mut arena),
+        ModelKind::Classifier => classifiers(model, tables, &mut arena),
         _ => {
-            let accepted =
-                Decoder::new(model).is_ok() || Encoder::new(model).is_ok() || Autoencoder::new(model).is_ok();
+            let accepted = Decoder::new(model).is_ok()
+                || Encoder::new(model).is_ok()
+                || Autoencoder::new(model).is_ok()
+                || Classifier::new(model).is_ok();
             assert!(!accepted, "a generic model was accepted");
         }
+    }
+}
+
+fn classifiers(model: &Model<'_>, tables: Tables, arena: &mut [u8]) {
+    assert!(Decoder::new(model).is_err(), "a classifier was accepted as a decoder");
+    assert!(Encoder::new(model).is_err(), "a classifier was accepted as an encoder");
+    let Ok(classifier) = Classifier::new(model) else { panic!("Classifier::new refused a classifier blob") };
+    let (n, k) = (classifier.input_len(), classifier.classes());
+    if n > MAX_VALUES || k > MAX_VALUES {
+        return;
+    }
+    let mut rng = Rng::new(9);
+    let px: Vec<u8> = (0..n).map(|_| rng.below(256) as u8).collect();
+    let mut first: Option<u32> = None;
+    for table in tables.iter() {
+        let c = classifier.with_kernels(table);
+        if let Ok(class) = c.classify_pixels(&px, arena) {
+            assert!((class as usize) < k, "class {class} of {k}");
+            if model.precision() == Precision::Int8 {
+                // Every table answers with the reference's class.
+                match first {
+                    None => first = Some(class),
+                    Some(reference) => assert_eq!(reference, class, "kernel table `{}` differs", table.name),
+                }
+            }
+            let mut logits = vec![0f32; k];
+            let _ = c.logits(arena, 1, &mut logits);
+        }
+        let x: Vec<f32> = px.iter().map(|&p| p as f32 / 255.0).collect();
+        let _ = c.classify(&x, arena);
+        let _ = c.classify_pixels(&px[..n.saturating_sub(1)], arena);
+        let short = model.arena_size().saturating_sub(17);
+        let _ = c.classify_pixels(&px, &mut arena[..short]);
     }
 }
 

@@ -58,6 +58,9 @@
 // An autoencoder: a feature vector to its reconstruction, scored as an anomaly detector.
 #define TINYVAE_KIND_AUTOENCODER 3
 
+// A classifier: an image (or feature vector) to one logit per class.
+#define TINYVAE_KIND_CLASSIFIER 4
+
 // Words of storage in a `tinyvae_model`; enough for the parsed model on 32- and 64-bit
 // targets (checked at compile time).
 #define TINYVAE_MODEL_WORDS 32
@@ -102,7 +105,7 @@ int32_t tinyvae_model_parse(const uint8_t *blob, size_t len, tinyvae_model *out)
 size_t tinyvae_arena_size(const tinyvae_model *m);
 
 // The model's kind: `TINYVAE_KIND_DECODER`, `TINYVAE_KIND_ENCODER`,
-// `TINYVAE_KIND_AUTOENCODER` or `TINYVAE_KIND_GENERIC`; a negative error code on a NULL or
+// `TINYVAE_KIND_AUTOENCODER`, `TINYVAE_KIND_CLASSIFIER` or `TINYVAE_KIND_GENERIC`; a negative error code on a NULL or
 // unparsed model.
 //
 // # Safety
@@ -176,6 +179,20 @@ int32_t tinyvae_anomaly_score(const tinyvae_model *m,
                               uint8_t *arena,
                               size_t arena_len,
                               uint64_t *raw);
+
+// Classifies the image `pixels` (`pixels_len` = input size, 0..=255 values) with a
+// classifier: `*class` receives the class of the largest logit (the lowest on ties), the
+// same on every target.
+//
+// # Safety
+// `m` is NULL or a `tinyvae_model`; `pixels`, `arena` and `class` are NULL or point to
+// `pixels_len` bytes, `arena_len` bytes and one `uint32_t`, none overlapping another.
+int32_t tinyvae_classify(const tinyvae_model *m,
+                         const uint8_t *pixels,
+                         size_t pixels_len,
+                         uint8_t *arena,
+                         size_t arena_len,
+                         uint32_t *class_);
 
 // Draws z with `rng` (from the blob's learned prior when it stores one, else N(0, I); for
 // `label` where the prior has one mixture per label) and decodes it into `pixels`: the pixels

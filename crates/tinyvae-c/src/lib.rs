@@ -18,7 +18,7 @@
 #![allow(non_camel_case_types)]
 
 use core::mem::{align_of, size_of, MaybeUninit};
-use tinyvae::{Autoencoder, Decoder, Encoder, Error, Model, ModelKind, Rng};
+use tinyvae::{Autoencoder, Classifier, Decoder, Encoder, Error, Model, ModelKind, Rng};
 
 /// Success.
 pub const TINYVAE_OK: i32 = 0;
@@ -54,6 +54,8 @@ pub const TINYVAE_KIND_DECODER: i32 = 1;
 pub const TINYVAE_KIND_ENCODER: i32 = 2;
 /// An autoencoder: a feature vector to its reconstruction, scored as an anomaly detector.
 pub const TINYVAE_KIND_AUTOENCODER: i32 = 3;
+/// A classifier: an image (or feature vector) to one logit per class.
+pub const TINYVAE_KIND_CLASSIFIER: i32 = 4;
 
 /// Words of storage in a `tinyvae_model`; enough for the parsed model on 32- and 64-bit
 /// targets (checked at compile time).
@@ -201,7 +203,7 @@ pub unsafe extern "C" fn tinyvae_arena_size(m: *const tinyvae_model) -> usize {
 }
 
 /// The model's kind: `TINYVAE_KIND_DECODER`, `TINYVAE_KIND_ENCODER`,
-/// `TINYVAE_KIND_AUTOENCODER` or `TINYVAE_KIND_GENERIC`; a negative error code on a NULL or
+/// `TINYVAE_KIND_AUTOENCODER`, `TINYVAE_KIND_CLASSIFIER` or `TINYVAE_KIND_GENERIC`; a negative error code on a NULL or
 /// unparsed model.
 ///
 /// # Safety
@@ -214,6 +216,7 @@ pub unsafe extern "C" fn tinyvae_model_kind(m: *const tinyvae_model) -> i32 {
             ModelKind::Decoder => TINYVAE_KIND_DECODER,
             ModelKind::Encoder => TINYVAE_KIND_ENCODER,
             ModelKind::Autoencoder => TINYVAE_KIND_AUTOENCODER,
+            ModelKind::Classifier => TINYVAE_KIND_CLASSIFIER,
             ModelKind::Generic => TINYVAE_KIND_GENERIC,
         },
         Err(e) => e,
@@ -371,6 +374,33 @@ pub unsafe extern "C" fn tinyvae_anomaly_score(
     })
 }
 
+/// Classifies the image `pixels` (`pixels_len` = input size, 0..=255 values) with a
+/// classifier: `*class` receives the class of the largest logit (the lowest on ties), the
+/// same on every target.
+///
+/// # Safety
+/// `m` is NULL or a `tinyvae_model`; `pixels`, `arena` and `class` are NULL or point to
+/// `pixels_len` bytes, `arena_len` bytes and one `uint32_t`, none overlapping another.
+#[no_mangle]
+pub unsafe extern "C" fn tinyvae_classify(
+    m: *const tinyvae_model,
+    pixels: *const u8,
+    pixels_len: usize,
+    arena: *mut u8,
+    arena_len: usize,
+    class: *mut u32,
+) -> i32 {
+    outcome(|| {
+        // SAFETY: the caller's promise about `m`.
+        let c = Classifier::new(unsafe { model(m) }?).map_err(code)?;
+        // SAFETY: the caller's promises about `pixels`, `arena` and `class`.
+        let bufs = unsafe { (slice_in(pixels, pixels_len), slice_out(arena, arena_len), class.as_mut()) };
+        let (Some(px), Some(arena), Some(class)) = bufs else { return Err(TINYVAE_ERR_NULL) };
+        *class = c.classify_pixels(px, arena).map_err(code)?;
+        Ok(())
+    })
+}
+
 /// Draws z with `rng` (from the blob's learned prior when it stores one, else N(0, I); for
 /// `label` where the prior has one mixture per label) and decodes it into `pixels`: the pixels
 /// `tinyvae sample --seed S` gives for the same draw. `rng` advances, so successive calls
@@ -477,7 +507,9 @@ pub extern "C" fn tinyvae_error_message(code: i32) -> *const core::ffi::c_char {
         TINYVAE_ERR_NOT_PARSED => c"the model was not filled by tinyvae_model_parse",
         TINYVAE_ERR_LENGTH => c"a buffer's length is not what the model needs",
         TINYVAE_ERR_ARENA => c"the arena is smaller than tinyvae_arena_size",
-        TINYVAE_ERR_KIND => c"the model is not of the kind this call needs (decoder or encoder)",
+        TINYVAE_ERR_KIND => {
+            c"the model is not of the kind this call needs (decoder, encoder, autoencoder or classifier)"
+        }
         TINYVAE_ERR_LABEL => c"the label is out of range, given to an unconditional model, or missing",
         TINYVAE_ERR_NOT_A_BLOB => c"not a tinyvae blob (magic, length or format version)",
         TINYVAE_ERR_CORRUPT => c"the blob is truncated, padded or corrupted (length or checksum)",

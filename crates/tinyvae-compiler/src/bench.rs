@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use ndarray::Array2;
 use serde::Serialize;
-use tinyvae::{Autoencoder, Decoder, Encoder, Kernels, Model, ModelKind, Precision, Score};
+use tinyvae::{Autoencoder, Classifier, Decoder, Encoder, Kernels, Model, ModelKind, Precision, Score};
 
 use crate::ir::Graph;
 use crate::pipeline::{self, Data, PipelineError, Purpose, Settings};
@@ -112,6 +112,15 @@ pub fn time_blob(
             Ok(time_it(batch, budget, || {
                 d.decode_batch(black_box(&x), labels.as_deref(), batch, &mut arena, &mut px).ok();
                 black_box(&px);
+            }))
+        }
+        ModelKind::Classifier => {
+            let cl = Classifier::new(&model)?.with_kernels(c.kernels);
+            let mut classes = vec![0u32; batch];
+            cl.classify_batch(&x, batch, &mut arena, &mut classes)?;
+            Ok(time_it(batch, budget, || {
+                cl.classify_batch(black_box(&x), batch, &mut arena, &mut classes).ok();
+                black_box(&classes);
             }))
         }
         ModelKind::Autoencoder => {

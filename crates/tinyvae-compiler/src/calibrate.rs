@@ -93,6 +93,27 @@ pub fn calibrate(graph: &Graph, inputs: &[Array2<f32>], method: Method) -> Resul
     Ok(out)
 }
 
+/// Share of a classifier's calibrated top-logit span kept below its lowest top logit, as a
+/// margin for inputs whose best class scores lower than any calibration input's did.
+const ARGMAX_MARGIN: f32 = 0.1;
+
+/// Narrows a classifier's output range to what its answer depends on. The class is the
+/// largest logit, so logits below every input's largest never decide it: the range's lower
+/// bound rises to the lowest largest logit of the calibration inputs (less a margin of
+/// [`ARGMAX_MARGIN`] of the span), and the int8 codes resolve the logits that compete for the
+/// top finer. Logits below the bound read as the bound (`Classifier::logits`).
+pub fn narrow_for_argmax(graph: &Graph, ranges: &mut Calibration, inputs: &[Array2<f32>]) -> Result<(), GraphError> {
+    let views: Vec<_> = inputs.iter().map(|a| a.view()).collect();
+    let Some(logits) = graph.eval(&views)?.into_iter().next() else { return Ok(()) };
+    let tops = logits.rows().into_iter().map(|r| r.iter().copied().fold(f32::NEG_INFINITY, f32::max));
+    let lowest_top = tops.filter(|t| t.is_finite()).fold(f32::INFINITY, f32::min);
+    if let (Some(span), true) = (graph.outputs.first().and_then(|o| ranges.span.get_mut(o)), lowest_top.is_finite()) {
+        let floor = lowest_top - ARGMAX_MARGIN * (span.1 - lowest_top).max(0.0);
+        span.0 = span.0.max(floor.min(span.1));
+    }
+    Ok(())
+}
+
 fn percentile_range(mut v: Vec<f32>, p: f64) -> (f32, f32) {
     v.retain(|x| x.is_finite());
     if v.is_empty() {
@@ -102,4 +123,36 @@ fn percentile_range(mut v: Vec<f32>, p: f64) -> (f32, f32) {
     let last = (v.len() - 1) as f64;
     let at = |q: f64| v[(q * last).round() as usize];
     (at(1.0 - p / 100.0), at(p / 100.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::{array, Array1};
+
+    use super::*;
+    use crate::ir::{Input, Node, Role};
+
+    #[test]
+    fn a_classifier_output_keeps_only_the_range_its_top_logits_use() {
+        // Logits are the inputs themselves: 3 classes.
+        let graph = Graph {
+            inputs: vec![Input { name: "x".into(), len: 3 }],
+            nodes: vec![Node {
+                name: "fc".into(),
+                op: Op::Dense { weight: Array2::eye(3), bias: Array1::zeros(3) },
+                inputs: vec!["x".into()],
+                output: "logits".into(),
+            }],
+            outputs: vec!["logits".into()],
+            role: Role::Classifier { classes: 3 },
+        };
+        let x = array![[-40.0f32, 2.0, 1.0], [5.0, -30.0, 12.0], [0.0, 3.0, -10.0]];
+        let mut ranges = calibrate(&graph, std::slice::from_ref(&x), Method::MinMax).unwrap();
+        assert_eq!(ranges.span["logits"], (-40.0, 12.0));
+        narrow_for_argmax(&graph, &mut ranges, &[x]).unwrap();
+        // The lowest top logit is 2; the margin is a tenth of 12 - 2.
+        assert_eq!(ranges.span["logits"], (1.0, 12.0));
+        // The hidden ranges are untouched.
+        assert_eq!(ranges.span["x"], (-40.0, 12.0));
+    }
 }

@@ -59,7 +59,7 @@ mod validate;
 
 pub use calibrate::{calibrate, Calibration, Method, ParseMethodError};
 pub use ir::{Graph, GraphError, Input, Node, Op, Role};
-pub use metrics::{Fidelity, ScoreAgreement};
+pub use metrics::{ClassAgreement, Fidelity, ScoreAgreement};
 pub use onnx::{export, export_file, import_bytes, import_bytes_in, import_file, ExportError, ImportError};
 pub use pipeline::{
     inputs_for, measure, model_inputs, quantize_and_measure, Data, PipelineError, Purpose, Report, Settings,

@@ -101,6 +101,52 @@ impl ScoreAgreement {
     }
 }
 
+/// How a classifier blob's answers (as the runtime gives them on the device) compare with the
+/// reference model's argmax, and both with the labels when the inputs have them.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ClassAgreement {
+    /// Inputs compared.
+    pub inputs: usize,
+    /// Fraction of inputs whose blob class is the reference's.
+    pub agreement: f64,
+    /// The reference's error rate against the labels.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference_error: Option<f64>,
+    /// The blob's error rate against the labels.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blob_error: Option<f64>,
+}
+
+impl ClassAgreement {
+    /// Compares the reference's logits (one row per input) with the blob's classes, and
+    /// both with `labels` when given (one per input).
+    pub fn compare(reference_logits: &ndarray::Array2<f32>, got: &[u32], labels: Option<&[u8]>) -> ClassAgreement {
+        let reference: Vec<u32> = reference_logits.rows().into_iter().map(|r| argmax(r.iter().copied())).collect();
+        assert_eq!(reference.len(), got.len(), "one class per input on both sides");
+        let n = got.len().max(1) as f64;
+        let share =
+            |a: &[u32], b: &mut dyn Iterator<Item = u32>| a.iter().zip(b).filter(|(x, y)| **x == *y).count() as f64 / n;
+        let error = |classes: &[u32]| labels.map(|l| 1.0 - share(classes, &mut l.iter().map(|&v| v as u32)));
+        ClassAgreement {
+            inputs: got.len(),
+            agreement: share(&reference, &mut got.iter().copied()),
+            reference_error: error(&reference),
+            blob_error: error(got),
+        }
+    }
+}
+
+/// Index of the first largest value (NaNs skipped), as the runtime's `Classifier` answers.
+pub fn argmax(values: impl Iterator<Item = f32>) -> u32 {
+    let mut best: Option<(u32, f32)> = None;
+    for (i, v) in values.enumerate() {
+        if !v.is_nan() && best.is_none_or(|(_, b)| v > b) {
+            best = Some((i as u32, v));
+        }
+    }
+    best.map_or(0, |(i, _)| i)
+}
+
 /// Per-row mean squared difference of `x_hat` against `x` (an autoencoder's reconstruction
 /// error).
 pub fn reconstruction_errors(x: &ndarray::Array2<f32>, x_hat: &ndarray::Array2<f32>) -> Vec<f64> {

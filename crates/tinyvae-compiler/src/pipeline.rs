@@ -12,7 +12,7 @@ use tinyvae_data::idx::{Dataset, IdxError, Split};
 
 use crate::calibrate::{self, Calibration, Method};
 use crate::ir::{Graph, GraphError, Role};
-use crate::metrics::{self, Fidelity, ScoreAgreement};
+use crate::metrics::{self, ClassAgreement, Fidelity, ScoreAgreement};
 use crate::onnx::ImportError;
 use crate::quantize::{self, Prepared, QuantizeError};
 use crate::runner;
@@ -91,6 +91,9 @@ pub struct Report {
     pub evaluated_on: String,
     /// Blob against the f32 graph.
     pub fidelity: Fidelity,
+    /// Classifiers: the blob's classes against the f32 graph's, and both against the labels.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub classes: Option<ClassAgreement>,
     /// Autoencoders: the blob's anomaly scores against the f32 graph's reconstruction errors.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scores: Option<ScoreAgreement>,
@@ -239,7 +242,7 @@ pub fn model_inputs(
         Role::Decoder { latent, classes, .. } => {
             Ok((prior_inputs(latent, classes, n, seed), format!("{n} prior samples z ~ N(0, I), seed {seed}")))
         }
-        Role::Encoder { .. } => {
+        Role::Encoder { .. } | Role::Classifier { .. } => {
             let dir = data.path.ok_or(PipelineError::NeedsData)?;
             let what = if purpose == Purpose::Calibration { "training" } else { "test" };
             let set = Dataset::load(dir, split_for(purpose))?;
@@ -402,7 +405,11 @@ pub fn quantize_and_measure(graph: &Graph, s: &Settings) -> Result<(Vec<u8>, Rep
         if s.gptq {
             quantize::round_weights(&prepared, &mut ranges);
         }
-        Some(if s.refine { refine_ranges(&prepared, ranges, &calib)? } else { ranges })
+        let mut ranges = if s.refine { refine_ranges(&prepared, ranges, &calib)? } else { ranges };
+        if let Role::Classifier { .. } = graph.role {
+            calibrate::narrow_for_argmax(&prepared.graph, &mut ranges, &calib)?;
+        }
+        Some(ranges)
     } else {
         None
     };
@@ -410,6 +417,12 @@ pub fn quantize_and_measure(graph: &Graph, s: &Settings) -> Result<(Vec<u8>, Rep
     let fidelity = measure(graph, &blob, &eval)?;
     let scores = match graph.role {
         Role::Autoencoder => Some(score_agreement(&runner::reference_outputs(graph, &eval)?[0], &blob, &eval[0])?),
+        _ => None,
+    };
+    let classes = match graph.role {
+        Role::Classifier { .. } => {
+            Some(class_agreement(&runner::reference_outputs(graph, &eval)?[0], &blob, &eval[0], data)?)
+        }
         _ => None,
     };
     let model = Model::parse(&blob)?;
@@ -431,9 +444,31 @@ pub fn quantize_and_measure(graph: &Graph, s: &Settings) -> Result<(Vec<u8>, Rep
         },
         evaluated_on: eval_desc,
         fidelity,
+        classes,
         scores,
     };
     Ok((blob, report))
+}
+
+/// A classifier blob's classes of `x` (as a device computes them) against the reference's
+/// `logits` of it, and both against the labels of the evaluation images (the first rows of
+/// `data`'s test split) when `data` is an image directory.
+pub fn class_agreement(
+    logits: &Array2<f32>,
+    blob: &[u8],
+    x: &Array2<f32>,
+    data: Data<'_>,
+) -> Result<ClassAgreement, PipelineError> {
+    let got = runner::classify_blob(blob, x, tinyvae::kernels::best())?;
+    let labels = match data.path {
+        Some(dir) if dir.is_dir() => {
+            let set = Dataset::load(dir, Split::Test)?;
+            Some(set.labels[..x.nrows().min(set.labels.len())].to_vec())
+        }
+        _ => None,
+    };
+    let labels = labels.filter(|l| l.len() == x.nrows());
+    Ok(ClassAgreement::compare(logits, &got, labels.as_deref()))
 }
 
 /// An autoencoder blob's scores of `x` (as a device computes them) against a reference

@@ -2,7 +2,7 @@
 //! conventions as [`crate::ir::Graph::eval`], so a blob and its float graph compare directly.
 
 use ndarray::{s, Array2};
-use tinyvae::{Autoencoder, Decoder, Encoder, Kernels, Model, ModelKind, Score, ScoreKind};
+use tinyvae::{Autoencoder, Classifier, Decoder, Encoder, Kernels, Model, ModelKind, Score, ScoreKind};
 
 use crate::ir::{Graph, GraphError, Role};
 
@@ -17,6 +17,20 @@ fn labels_of(one_hot: &Array2<f32>) -> Vec<u32> {
             r.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0 as u32
         })
         .collect()
+}
+
+/// A classifier blob's class of every row of `x`, as the runtime answers on a device.
+pub fn classify_blob(blob: &[u8], x: &Array2<f32>, kernels: &'static Kernels) -> Result<Vec<u32>, tinyvae::Error> {
+    let model = Model::parse(blob)?;
+    let c = Classifier::new(&model)?.with_kernels(kernels);
+    let mut arena = vec![0u8; model.arena_size_for_batch(CHUNK).unwrap_or(0)];
+    let mut classes = vec![0u32; x.nrows()];
+    for start in (0..x.nrows()).step_by(CHUNK) {
+        let end = (start + CHUNK).min(x.nrows());
+        let rows = x.slice(s![start..end, ..]).to_owned();
+        c.classify_batch(rows.as_slice().unwrap_or(&[]), end - start, &mut arena, &mut classes[start..end])?;
+    }
+    Ok(classes)
 }
 
 /// Runs a decoder or encoder blob. Decoders take `[z]` or `[z, one_hot_label]` and give
@@ -42,6 +56,22 @@ pub fn run_blob(
                 d.decode_batch_f32(z.as_slice().unwrap_or(&[]), lab, end - start, &mut arena, &mut y)?;
                 out.slice_mut(s![start..end, ..])
                     .assign(&Array2::from_shape_vec((end - start, d.output_len()), y).expect("shape"));
+            }
+            Ok(vec![out])
+        }
+        ModelKind::Classifier => {
+            let c = Classifier::new(&model)?.with_kernels(kernels);
+            let k = c.classes();
+            let mut out = Array2::zeros((n, k));
+            let mut classes = vec![0u32; CHUNK];
+            for start in (0..n).step_by(CHUNK) {
+                let end = (start + CHUNK).min(n);
+                let x = inputs[0].slice(s![start..end, ..]).to_owned();
+                let mut logits = vec![0f32; (end - start) * k];
+                c.classify_batch(x.as_slice().unwrap_or(&[]), end - start, &mut arena, &mut classes[..end - start])?;
+                c.logits(&mut arena, end - start, &mut logits)?;
+                out.slice_mut(s![start..end, ..])
+                    .assign(&Array2::from_shape_vec((end - start, k), logits).expect("shape"));
             }
             Ok(vec![out])
         }

@@ -8,7 +8,7 @@ use tinyvae::format::OutputKind;
 use tinyvae::{Model, ModelKind};
 
 use crate::ir::Role;
-use crate::metrics::{Fidelity, ScoreAgreement};
+use crate::metrics::{ClassAgreement, Fidelity, ScoreAgreement};
 use crate::pipeline::{self, PipelineError, Purpose};
 use crate::runner;
 use crate::tract_ref::TractModel;
@@ -24,6 +24,10 @@ pub struct Validation {
     pub inputs: String,
     /// Blob (runtime) against ONNX (tract f32).
     pub fidelity: Fidelity,
+    /// Classifiers: the blob's classes against the ONNX model's in tract, and both against
+    /// the labels.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub classes: Option<ClassAgreement>,
     /// Autoencoders: the blob's anomaly scores against the reconstruction errors of the ONNX
     /// model in tract.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -55,6 +59,7 @@ pub fn validate(
         },
         ModelKind::Encoder => Role::Encoder { latent: meta.latent, classes: meta.classes },
         ModelKind::Autoencoder => Role::Autoencoder,
+        ModelKind::Classifier => Role::Classifier { classes: meta.classes },
         ModelKind::Generic => Role::Generic,
     };
     let encoder = encoder.map(pipeline::import_encoder).transpose()?;
@@ -78,12 +83,17 @@ pub fn validate(
         Role::Autoencoder => Some(pipeline::score_agreement(&reference[0], blob, &inputs[0])?),
         _ => None,
     };
+    let classes = match graph.role {
+        Role::Classifier { .. } => Some(pipeline::class_agreement(&reference[0], blob, &inputs[0], data)?),
+        _ => None,
+    };
     let peak = (meta.output_kind == OutputKind::Bernoulli && model.kind() == ModelKind::Decoder).then_some(1.0);
     Ok(Validation {
         kind: model.kind().to_string(),
         precision: model.precision().to_string(),
         inputs: desc,
         fidelity: Fidelity::compare(&runner::flatten(&reference), &runner::flatten(&got), samples, peak),
+        classes,
         scores,
     })
 }

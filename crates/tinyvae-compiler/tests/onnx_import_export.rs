@@ -356,6 +356,15 @@ fn metadata_overrides_inference_and_is_checked() {
     m.metadata_props = vec![meta("tinyvae.role", "autoencoder")];
     let e = import_bytes(&encode(&m)).unwrap_err().to_string();
     assert!(e.contains("autoencoder"), "{e}");
+    // Any one-input, one-output graph can be called a classifier: one class per output value.
+    m.metadata_props = vec![meta("tinyvae.role", "classifier")];
+    let g = import_bytes(&encode(&m)).unwrap();
+    assert_eq!(g.role, Role::Classifier { classes: 784 });
+    // It survives export and import.
+    assert_eq!(import_bytes(&export(&g).unwrap()).unwrap().role, g.role);
+    m.metadata_props = vec![meta("tinyvae.role", "classifier"), meta("tinyvae.classes", "10")];
+    let e = import_bytes(&encode(&m)).unwrap_err().to_string();
+    assert!(e.contains("tinyvae.classes") && e.contains("10"), "{e}");
 }
 
 // ---- errors ---------------------------------------------------------------------------------

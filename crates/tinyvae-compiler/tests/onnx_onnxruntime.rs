@@ -113,4 +113,11 @@ fn onnxruntime_agrees_with_eval() {
         let g = import_bytes(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
         check(name, &bytes, &g, &mut rng);
     }
+    // Shipped exports of every kind the trainer writes, M2's q(y|x) classifier among them.
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models");
+    for file in ["mnist-m2/classifier.onnx", "mnist-m2/encoder.onnx"] {
+        let bytes = std::fs::read(models.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let g = import_bytes(&bytes).unwrap_or_else(|e| panic!("{file}: {e}"));
+        check(&file.replace(['/', '.'], "_"), &bytes, &g, &mut rng);
+    }
 }

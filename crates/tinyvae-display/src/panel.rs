@@ -18,7 +18,8 @@ const FONT: &MonoFont<'static> = &FONT_6X10;
 const LINE_GAP: u32 = 2;
 /// Pixels kept clear between the digit, the caption and the panel's edges.
 const MARGIN: u32 = 4;
-/// Caption lines: the sample's index and the seed.
+/// Caption lines: the sample's index and the seed, and the class a classifier read when there
+/// is one.
 const LINES: u32 = 2;
 /// Longest caption line: "seed " and the 20 digits of `u64::MAX`.
 const LINE_BYTES: usize = 25;
@@ -31,12 +32,24 @@ pub struct Caption {
     pub index: u32,
     /// Seed of the runtime's PRNG.
     pub seed: u64,
+    /// The class a classifier gave the digit (a third line, "is a 7"), if one was asked.
+    pub class: Option<u32>,
 }
 
 impl Caption {
     /// Sample `index` of seed `seed`.
     pub const fn new(index: u32, seed: u64) -> Self {
-        Caption { index, seed }
+        Caption { index, seed, class: None }
+    }
+
+    /// The same, with the class a classifier gave the digit.
+    pub const fn with_class(self, class: u32) -> Self {
+        Caption { class: Some(class), ..self }
+    }
+
+    /// Lines of text: 2, or 3 with a class.
+    const fn lines(&self) -> u32 {
+        LINES + self.class.is_some() as u32
     }
 }
 
@@ -117,7 +130,7 @@ impl<'a, C: Shade> DigitPanel<'a, C> {
     pub fn layout(&self, area: Size) -> Layout {
         let (iw, ih) = (self.width.max(1), self.height.max(1));
         let line = FONT.character_size.height + LINE_GAP;
-        let text_h = LINES * line - LINE_GAP;
+        let text_h = self.caption.lines() * line - LINE_GAP;
         let beside = area.width > area.height;
         let fit = if beside {
             (area.height.saturating_sub(2 * MARGIN) / ih).min(area.width.saturating_sub(2 * MARGIN) / iw)
@@ -186,10 +199,15 @@ impl<C: Shade> Drawable for DigitPanel<'_, C> {
         let style = TextStyleBuilder::new().alignment(align).baseline(Baseline::Top).build();
         let line_h = (FONT.character_size.height + LINE_GAP) as i32;
         let mut at = origin + layout.caption;
+        let class = self.caption.class.map(|c| Line::format(format_args!("is a {c}")));
         for line in [
-            Line::format(format_args!("#{}", self.caption.index)),
-            Line::format(format_args!("seed {}", self.caption.seed)),
-        ] {
+            Some(Line::format(format_args!("#{}", self.caption.index))),
+            Some(Line::format(format_args!("seed {}", self.caption.seed))),
+            class,
+        ]
+        .into_iter()
+        .flatten()
+        {
             Text::with_text_style(line.as_str(), at, ink, style).draw(target)?;
             at.y += line_h;
         }
@@ -302,6 +320,29 @@ mod tests {
         assert_eq!(rgb.pixel(Point::new(49, 20)), Some(Rgb565::RED));
         assert_eq!(rgb.pixel(Point::new(50, 20)), Some(Rgb565::BLACK));
         assert_eq!(rgb.pixel(Point::new(178, 84)), Some(Rgb565::RED));
+    }
+
+    #[test]
+    fn a_class_adds_a_third_line_and_fits_the_small_panel() {
+        let d = digit();
+        let plain = Caption::new(3, 9);
+        let draw = |caption: Caption| {
+            let mut fb = MonoFramebuffer::<128, 8>::new();
+            let p = DigitPanel::new(&d, 28, 28, caption);
+            p.draw(&mut fb).unwrap();
+            (fb, p.layout(Size::new(128, 64)))
+        };
+        let ((without, l2), (with, l3)) = (draw(plain), draw(plain.with_class(7)));
+        assert_ne!(without, with);
+        // Same digit and scale; the three lines are centred a line-height higher.
+        assert_eq!((l2.digit, l2.scale), (l3.digit, l3.scale));
+        assert_eq!(l2.caption.y - l3.caption.y, ((FONT.character_size.height + LINE_GAP) / 2) as i32);
+        let line = (FONT.character_size.height + LINE_GAP) as i32;
+        assert!(l3.caption.y >= 0 && l3.caption.y + 3 * line - LINE_GAP as i32 <= 64);
+        // The third line has ink, below the second.
+        let third = Rectangle::new(l3.caption + Point::new(0, 2 * line), Size::new(40, FONT.character_size.height));
+        assert!(third.points().any(|q| with.pixel(q) == Some(BinaryColor::On)));
+        assert_eq!(plain.with_class(7).class, Some(7));
     }
 
     #[test]

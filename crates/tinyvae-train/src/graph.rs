@@ -152,6 +152,7 @@ fn role_name(role: &Role) -> &'static str {
         Role::Encoder { .. } => "encoder",
         Role::Decoder { .. } => "decoder",
         Role::Autoencoder => "autoencoder",
+        Role::Classifier { .. } => "classifier",
         Role::Generic => "generic",
     }
 }

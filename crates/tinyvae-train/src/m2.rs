@@ -50,7 +50,7 @@ use crate::config::{LrSchedule, TrainConfig};
 use crate::error::TrainError;
 
 pub use data::{balanced_subset, SslData};
-pub use export::{decoder_graph, encoder_graph, export_onnx, graph_discrepancy};
+pub use export::{classifier_graph, decoder_graph, encoder_graph, export_onnx, graph_discrepancy};
 pub use model::{ElboTerms, M2Shape, UnlabelledLoss, M2};
 pub use predict::{error_on, generative_predict, predict};
 pub use training::{load, train, train_on, M2Epoch, M2ModelInfo, M2Report};
@@ -119,7 +119,8 @@ pub struct M2Config {
     pub log_path: Option<PathBuf>,
     /// Show a progress bar on stderr.
     pub progress: bool,
-    /// Write `encoder.onnx` (q(z|x,y)) and `decoder.onnx` (p(x|y,z)) into `out_dir`.
+    /// Write `encoder.onnx` (q(z|x,y)), `decoder.onnx` (p(x|y,z)) and `classifier.onnx`
+    /// (q(y|x)) into `out_dir`.
     pub export_onnx: bool,
 }
 

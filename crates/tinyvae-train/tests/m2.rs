@@ -87,7 +87,11 @@ fn values(t: &Tensor) -> Vec<f32> {
 #[test]
 fn unlabelled_loss_is_the_explicit_sum_over_labels_minus_entropy() {
     for shared_trunk in [false, true] {
-        check_unlabelled_loss(&M2::new(&M2Shape { shared_trunk, ..tiny_shape() }, 3).unwrap());
+        let model = M2::new(&M2Shape { shared_trunk, ..tiny_shape() }, 3).unwrap();
+        check_unlabelled_loss(&model);
+        // q(y|x) exports as a graph with the model's logits, with or without the shared trunk.
+        let g = m2::classifier_graph(&model).unwrap();
+        assert!(m2::graph_discrepancy(&model, &g, 20).unwrap() <= 1e-5);
     }
 }
 
@@ -256,7 +260,7 @@ fn bad_configurations_name_the_field() {
 }
 
 #[test]
-fn a_few_steps_on_the_mnist_slice_export_conditional_onnx_matching_candle() {
+fn a_few_steps_on_the_mnist_slice_export_onnx_matching_candle_and_an_int8_classifier() {
     let dir = out_dir("slice");
     let cfg = M2Config {
         labelled: 100,
@@ -270,6 +274,7 @@ fn a_few_steps_on_the_mnist_slice_export_conditional_onnx_matching_candle() {
         batch_size: 50,
         labelled_batch_size: 20,
         export_onnx: true,
+        shared_trunk: true,
         ..M2Config::new(slice_dir(), &dir)
     };
     let report = m2::train(&cfg).unwrap();
@@ -280,17 +285,36 @@ fn a_few_steps_on_the_mnist_slice_export_conditional_onnx_matching_candle() {
     let err = report.test_error.unwrap();
     assert!((0.0..=1.0).contains(&err));
 
-    let (enc_path, dec_path) = report.onnx.clone().unwrap();
-    let dec = tinyvae_compiler::onnx::import_file(&dec_path).unwrap();
-    let enc = tinyvae_compiler::onnx::import_file(&enc_path).unwrap();
+    let paths = report.onnx.clone().unwrap();
+    let names: Vec<_> = paths.iter().map(|p| p.file_name().unwrap().to_str().unwrap()).collect();
+    assert_eq!(names, ["encoder.onnx", "decoder.onnx", "classifier.onnx"]);
+    let [enc, dec, cls] = [0, 1, 2].map(|i| tinyvae_compiler::onnx::import_file(&paths[i]).unwrap());
     assert_eq!(dec.role, Role::Decoder { latent: 4, classes: 10, bernoulli: true });
     assert_eq!(enc.role, Role::Encoder { latent: 4, classes: 10 });
     assert_eq!(dec.inputs.iter().map(|i| (i.name.as_str(), i.len)).collect::<Vec<_>>(), [("z", 4), ("label", 10)]);
     assert_eq!(enc.inputs.iter().map(|i| (i.name.as_str(), i.len)).collect::<Vec<_>>(), [("x", 784), ("label", 10)]);
-    for g in [&dec, &enc] {
+    assert_eq!(cls.role, Role::Classifier { classes: 10 });
+    assert_eq!(cls.inputs.iter().map(|i| (i.name.as_str(), i.len)).collect::<Vec<_>>(), [("x", 784)]);
+    for g in [&dec, &enc, &cls] {
         let worst = m2::graph_discrepancy(&report.model, g, 30).unwrap();
         assert!(worst <= 1e-5, "re-imported {:?} differs by {worst}", g.role);
     }
+    // q(y|x) as a deployable int8 classifier: its classes of the slice's test images agree with
+    // the f32 graph's, and its error is the f32 graph's within a point.
+    let settings = tinyvae_compiler::Settings {
+        data: Some(slice_dir()),
+        eval_samples: 500,
+        calib_samples: 500,
+        ..tinyvae_compiler::Settings::default()
+    };
+    let (blob, q) = tinyvae_compiler::quantize_and_measure(&cls, &settings).unwrap();
+    assert_eq!(tinyvae::Model::parse(&blob).unwrap().kind(), tinyvae::ModelKind::Classifier);
+    let c = q.classes.unwrap();
+    assert_eq!(c.inputs, 500);
+    assert!(c.agreement >= 0.95, "{c:?}");
+    let (f32_error, int8_error) = (c.reference_error.unwrap(), c.blob_error.unwrap());
+    assert!((f32_error - err).abs() < 1e-9, "the exported graph's error is the trained model's: {c:?} vs {err}");
+    assert!((int8_error - f32_error).abs() <= 0.01, "{c:?}");
     // The sidecar records what made the model.
     let info: HashMap<String, serde_json::Value> =
         serde_json::from_str(&std::fs::read_to_string(&report.model_path).unwrap()).unwrap();

@@ -395,7 +395,7 @@ mod tests {
     fn the_integer_score_is_the_mean_squared_error_against_the_quantized_input() {
         let blob = AlignedBlob::new(&write::example_autoencoder());
         let model = Model::parse(&blob).unwrap();
-        assert_eq!(model.version(), crate::format::VERSION);
+        assert_eq!(model.version(), crate::format::VERSION_5);
         let ae = Autoencoder::new(&model).unwrap();
         let (scale, zp) = ae.input_quantization().unwrap();
         let mut arena = vec![0u8; model.arena_size()];

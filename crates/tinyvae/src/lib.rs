@@ -41,7 +41,8 @@
 //!
 //! # Where things are
 //!
-//! [`Model`] parses and checks a blob; [`Decoder`] and [`Encoder`] run it; [`kernels`] holds
+//! [`Model`] parses and checks a blob; [`Decoder`], [`Encoder`], [`Autoencoder`] and
+//! [`Classifier`] run it; [`kernels`] holds
 //! the kernel tables and the contract every implementation keeps; [`quant`] the fixed-point
 //! arithmetic that defines every int8 result; [`rng`] the sampler that makes a seed draw the
 //! same digit on every target.
@@ -62,6 +63,7 @@ mod api;
 #[cfg(feature = "alloc")]
 pub mod attach;
 mod cast;
+mod classifier;
 mod error;
 pub mod format;
 pub mod kernels;
@@ -76,6 +78,7 @@ pub use anomaly::{Autoencoder, Score, ScoreKind};
 pub use api::{Decoder, Encoder};
 #[cfg(feature = "alloc")]
 pub use attach::{attach_prior, PriorSpec};
+pub use classifier::Classifier;
 pub use error::Error;
 pub use format::{arena_size_of, DType, ModelKind, Precision};
 pub use kernels::Kernels;

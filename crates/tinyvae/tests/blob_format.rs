@@ -173,10 +173,16 @@ fn errors_say_what_is_wrong() {
     assert!(msg.contains("checksum"), "{msg}");
     let msg = Model::parse(&blob[..10]).unwrap_err().to_string();
     assert!(msg.contains("10 bytes"), "{msg}");
-    let mut v6 = blob.clone();
-    v6[4] = 6;
-    assert_eq!(Model::parse(&v6).unwrap_err(), Error::UnsupportedVersion { found: 6 });
-    assert!(Model::parse(&v6).unwrap_err().to_string().contains("version 6"));
+    let mut v7 = blob.clone();
+    v7[4] = 7;
+    assert_eq!(Model::parse(&v7).unwrap_err(), Error::UnsupportedVersion { found: 7 });
+    assert!(Model::parse(&v7).unwrap_err().to_string().contains("version 7"));
+    // A classifier is a version 6 kind: labelled 5, the kind is unknown.
+    let mut v5 = write::example_classifier();
+    v5[4] = 5;
+    let crc = format::crc32(&v5[format::CHECKSUM_START..]);
+    v5[12..16].copy_from_slice(&crc.to_le_bytes());
+    assert_eq!(Model::parse(&v5).unwrap_err(), Error::BadHeader { field: "kind" });
 }
 
 #[test]

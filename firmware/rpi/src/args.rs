@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-pub const USAGE: &str = "usage: tinyvae-rpi [BLOB.tvae] [--count N] [--seed S] [--label L] [--raw FILE] [--frames FILE] [--png FILE] [--fb DEVICE] [--terminal]
+pub const USAGE: &str = "usage: tinyvae-rpi [BLOB.tvae] [--count N] [--seed S] [--label L] [--classifier BLOB] [--classes FILE] [--raw FILE] [--frames FILE] [--png FILE] [--fb DEVICE] [--terminal]
        tinyvae-rpi AUTOENCODER.tvae --vectors FILE [--threshold RAW] [--scores FILE]
 
 Samples N digits from a decoder blob with the runtime's PRNG and shows them: on the Linux
@@ -15,6 +15,10 @@ digits.png). The same seed gives the same pixels as `tinyvae sample` and the Cor
   --seed S        seed of the runtime's PRNG (default 1)
   --label L       the digit to draw, for conditional decoders (CVAE, M2); without it they
                   cycle 0, 1, 2, .. as `tinyvae sample` does
+  --classifier C  a classifier blob (e.g. models/mnist-m2/classifier.int8.tvae): classify each
+                  digit on the device, show its class in the caption and report how many
+                  show the requested label (conditional decoders)
+  --classes FILE  write the classes, one byte per digit (needs --classifier)
   --raw FILE      write the decoded pixels, N x 784 bytes
   --frames FILE   write the 128x64 SSD1306 frames, N x 1024 bytes (page layout)
   --png FILE      write the picture to FILE (also when a framebuffer is used)
@@ -34,6 +38,8 @@ pub struct Args {
     pub count: u32,
     pub seed: u64,
     pub label: Option<u32>,
+    pub classifier: Option<PathBuf>,
+    pub classes: Option<PathBuf>,
     pub raw: Option<PathBuf>,
     pub frames: Option<PathBuf>,
     pub png: Option<PathBuf>,
@@ -51,6 +57,8 @@ pub fn parse(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, Str
         count: 8,
         seed: 1,
         label: None,
+        classifier: None,
+        classes: None,
         raw: None,
         frames: None,
         png: None,
@@ -68,6 +76,8 @@ pub fn parse(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, Str
             "--count" => a.count = number(&value("--count")?, "--count")?,
             "--seed" => a.seed = number(&value("--seed")?, "--seed")?,
             "--label" => a.label = Some(number(&value("--label")?, "--label")?),
+            "--classifier" => a.classifier = Some(value("--classifier")?.into()),
+            "--classes" => a.classes = Some(value("--classes")?.into()),
             "--raw" => a.raw = Some(value("--raw")?.into()),
             "--frames" => a.frames = Some(value("--frames")?.into()),
             "--png" => a.png = Some(value("--png")?.into()),
@@ -86,6 +96,9 @@ pub fn parse(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, Str
     }
     if a.count == 0 {
         return Err("--count must be at least 1".into());
+    }
+    if a.classes.is_some() && a.classifier.is_none() {
+        return Err("--classes needs --classifier".into());
     }
     Ok(Some(a))
 }
@@ -122,5 +135,8 @@ mod tests {
         assert!(args("--count 0").unwrap_err().contains("at least 1"));
         assert!(args("--bogus").unwrap_err().contains("unknown flag --bogus"));
         assert!(args("a b").unwrap_err().contains("one blob only"));
+        assert!(args("--classes c").unwrap_err().contains("--classes needs --classifier"));
+        let c = args("d.tvae --classifier c.tvae --classes k").unwrap().unwrap();
+        assert_eq!(c.classifier.as_deref().and_then(|p| p.to_str()), Some("c.tvae"));
     }
 }

@@ -100,7 +100,7 @@ mod tests {
     #[test]
     fn rows_land_at_the_stride_in_the_screen_format() {
         let digit = [255u8; 784];
-        let canvas = sheet::compose(&[&digit], 28, 28, 1, "t");
+        let canvas = sheet::compose(&[&digit], &[tinyvae_display::Caption::new(0, 1)], 28, 28, "t");
         for (bpp, bytes) in [(32u32, 4u64), (16, 2)] {
             let path = std::env::temp_dir().join(format!("tinyvae-rpi-fb-test-{}-{bpp}", std::process::id()));
             std::fs::write(&path, []).unwrap();

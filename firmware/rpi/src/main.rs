@@ -7,6 +7,9 @@
 //! scripts/test-firmware.sh runs it under `qemu-aarch64 -cpu cortex-a72` (a Pi 4) and compares.
 //! Errors are one line on stderr and exit status 1 (2 for a bad command line).
 //!
+//! With `--classifier`, a classifier blob (M2's q(y|x), quantized) reads every digit on the
+//! device as well: its class goes into the caption, the report and `--classes`.
+//!
 //! Given an autoencoder blob (an anomaly detector), it scores a stream of feature vectors
 //! instead (`anomaly.rs`).
 
@@ -19,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use tinyvae::{Decoder, Model, Rng};
+use tinyvae::{Classifier, Decoder, Model, Rng};
 use tinyvae_display::Caption;
 
 fn main() -> ExitCode {
@@ -93,16 +96,29 @@ fn run(a: args::Args) -> Result<(), String> {
 
     let (w, h) = (meta.width as u32, meta.height as u32);
     let digits: Vec<&[u8]> = pixels.chunks_exact(n).collect();
+    let mut captions: Vec<Caption> = (0..a.count).map(|i| Caption::new(i, a.seed)).collect();
+    if let Some(path) = &a.classifier {
+        let requested = |i: usize| match (classes, a.label) {
+            (0, _) => None,
+            (_, Some(l)) => Some(l),
+            (c, None) => Some(i as u32 % c),
+        };
+        let found = classify(path, &digits, requested)?;
+        for (caption, &class) in captions.iter_mut().zip(&found) {
+            *caption = caption.with_class(class as u32);
+        }
+        if let Some(out) = &a.classes {
+            write_file(out, &found)?;
+            println!("wrote {} classes to {}", found.len(), out.display());
+        }
+    }
     if let Some(raw) = &a.raw {
         write_file(raw, &pixels)?;
         println!("wrote {} x {n} pixels to {}", a.count, raw.display());
     }
     if a.frames.is_some() || a.terminal {
-        let frames: Vec<sheet::OledFrame> = digits
-            .iter()
-            .enumerate()
-            .map(|(i, d)| sheet::oled_frame(d, w, h, Caption::new(i as u32, a.seed)))
-            .collect();
+        let frames: Vec<sheet::OledFrame> =
+            digits.iter().zip(&captions).map(|(d, &caption)| sheet::oled_frame(d, w, h, caption)).collect();
         if let Some(path) = &a.frames {
             let bytes: Vec<u8> = frames.iter().flat_map(|f| f.as_bytes().iter().copied()).collect();
             write_file(path, &bytes)?;
@@ -125,7 +141,7 @@ fn run(a: args::Args) -> Result<(), String> {
         "tinyvae: {} digits from {file_name}, seed {} | SSD1306 128x64 (shown 2x) and ST7735 160x128",
         a.count, a.seed
     );
-    let picture = sheet::compose(&digits, w, h, a.seed, &title);
+    let picture = sheet::compose(&digits, &captions, w, h, &title);
 
     let default_fb = Path::new("/dev/fb0");
     let fb = a.fb.clone().or_else(|| default_fb.exists().then(|| default_fb.to_path_buf()));
@@ -140,6 +156,39 @@ fn run(a: args::Args) -> Result<(), String> {
         println!("wrote {}x{} picture to {}", picture.width(), picture.height(), path.display());
     }
     Ok(())
+}
+
+/// Classifies every digit with the classifier blob at `path`; prints how long that took, and,
+/// where `requested` gives the label a digit was drawn for, how many show it.
+fn classify(path: &Path, digits: &[&[u8]], requested: impl Fn(usize) -> Option<u32>) -> Result<Vec<u8>, String> {
+    let name = path.display();
+    let bytes = tinyvae::AlignedBlob::new(&std::fs::read(path).map_err(|e| format!("cannot read {name}: {e}"))?);
+    let model = Model::parse(&bytes).map_err(|e| format!("{name}: {e}"))?;
+    let classifier = Classifier::new(&model).map_err(|e| format!("{name}: {e}"))?;
+    if let Some(d) = digits.first().filter(|d| d.len() != classifier.input_len()) {
+        return Err(format!("{name}: classifies {} values, the digits have {}", classifier.input_len(), d.len()));
+    }
+    let mut arena = vec![0u8; model.arena_size()];
+    let start = Instant::now();
+    let mut found = Vec::with_capacity(digits.len());
+    for digit in digits {
+        let class = classifier.classify_pixels(digit, &mut arena).map_err(|e| format!("{name}: {e}"))?;
+        // A class past 255 cannot be written as a byte: no MNIST-like classifier has one.
+        found.push(u8::try_from(class).map_err(|_| format!("{name}: class {class} does not fit a byte"))?);
+    }
+    let per_digit = start.elapsed().as_secs_f64() * 1e6 / digits.len() as f64;
+    let shown: Vec<String> = found.iter().map(|c| c.to_string()).collect();
+    println!("classified by {name} ({}): {per_digit:.1} us per digit: {}", model.precision(), shown.join(" "));
+    let asked: Vec<(u32, u8)> = (0..digits.len()).filter_map(|i| requested(i).map(|l| (l, found[i]))).collect();
+    if !asked.is_empty() {
+        let hits = asked.iter().filter(|(l, c)| *l == *c as u32).count();
+        println!(
+            "  {hits} of {} show the requested label ({:.1} %)",
+            asked.len(),
+            100.0 * hits as f64 / asked.len() as f64
+        );
+    }
+    Ok(found)
 }
 
 /// Writes through a temporary file and a rename, so a reader never sees half a file.

@@ -98,8 +98,9 @@ pub fn oled_frame(pixels: &[u8], width: u32, height: u32, caption: Caption) -> O
     frame
 }
 
-/// Every digit (`width` x `height` pixels each) on its two panels, with a title line.
-pub fn compose(digits: &[&[u8]], width: u32, height: u32, seed: u64, title: &str) -> Canvas {
+/// Every digit (`width` x `height` pixels each) on its two panels with its caption, and a
+/// title line.
+pub fn compose(digits: &[&[u8]], captions: &[Caption], width: u32, height: u32, title: &str) -> Canvas {
     let oled = Size::new(128 * OLED_ZOOM, 64 * OLED_ZOOM);
     let tft = Size::new(160, 128);
     let cell_w = oled.width + tft.width + 4 * BEZEL + GAP;
@@ -117,8 +118,7 @@ pub fn compose(digits: &[&[u8]], width: u32, height: u32, seed: u64, title: &str
     )
     .draw(&mut canvas);
 
-    for (i, digit) in digits.iter().enumerate() {
-        let caption = Caption::new(i as u32, seed);
+    for (i, (digit, &caption)) in digits.iter().zip(captions).enumerate() {
         let (col, row) = (i as u32 % columns, i as u32 / columns);
         let x0 = MARGIN + col * (cell_w + 2 * GAP);
         let y0 = MARGIN + TITLE_H + row * (cell_h + GAP);
@@ -176,7 +176,8 @@ mod tests {
     #[test]
     fn panels_land_where_the_layout_says() {
         let digit = [255u8; 784];
-        let canvas = compose(&[&digit, &digit, &digit], 28, 28, 5, "t");
+        let captions = [0, 1, 2].map(|i| Caption::new(i, 5));
+        let canvas = compose(&[&digit, &digit, &digit], &captions, 28, 28, "t");
         assert_eq!(canvas.width(), 2 * MARGIN + 2 * (256 + 160 + 4 * BEZEL + GAP) + 2 * GAP);
         // A white digit: the OLED's digit area is lit (dithering keeps level 255 fully on).
         let frame = oled_frame(&digit, 28, 28, Caption::new(0, 5));

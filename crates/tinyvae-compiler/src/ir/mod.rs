@@ -44,6 +44,11 @@ pub enum Role {
     /// A feature vector to its reconstruction (the same length): a whole autoencoder, scored
     /// by its reconstruction error as an anomaly detector.
     Autoencoder,
+    /// An image (or any feature vector) to one logit per class.
+    Classifier {
+        /// Classes: the output's length.
+        classes: usize,
+    },
     /// Anything else.
     Generic,
 }

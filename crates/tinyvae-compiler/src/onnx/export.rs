@@ -310,6 +310,9 @@ pub fn to_model_proto(graph: &Graph) -> Result<pb::ModelProto, ExportError> {
             meta(META_CLASSES, classes.to_string()),
         ],
         Role::Autoencoder => vec![meta(META_ROLE, "autoencoder".into())],
+        Role::Classifier { classes } => {
+            vec![meta(META_ROLE, "classifier".into()), meta(META_CLASSES, classes.to_string())]
+        }
         Role::Generic => vec![meta(META_ROLE, "generic".into())],
     };
     Ok(pb::ModelProto {

@@ -126,7 +126,8 @@ pub(super) fn choose_params(
         None => Err(QuantizeError::NoRange { value: v.to_string() }),
     };
     let mut params: HashMap<String, QParams> = HashMap::new();
-    let is_encoder = matches!(g.role, Role::Encoder { .. });
+    // Classifiers read images as encoders do.
+    let is_encoder = matches!(g.role, Role::Encoder { .. } | Role::Classifier { .. });
     for inp in &g.inputs {
         let (lo, hi) = range(&inp.name)?;
         // Images in [0, 1] get the pixel quantization: staging pixels is then a byte copy.

@@ -552,6 +552,20 @@ fn meta_for(
                 },
             )
         }
+        Role::Classifier { classes } => {
+            let (width, height) = image(g.inputs[0].len);
+            (
+                ModelKind::Classifier,
+                MetaSpec {
+                    latent: 0,
+                    classes: small(classes, "class count")?,
+                    width,
+                    height,
+                    output_kind: OutputKind::Raw,
+                    head: EncoderHead::None,
+                },
+            )
+        }
         Role::Autoencoder | Role::Generic => (
             if g.role == Role::Autoencoder { ModelKind::Autoencoder } else { ModelKind::Generic },
             MetaSpec {

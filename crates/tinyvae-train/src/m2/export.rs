@@ -5,7 +5,10 @@
 //! * decoder p(x|y,z): `[z, label] -> Concat -> (Dense -> Relu)* -> Dense -> Sigmoid -> x_mean`,
 //!   role `Decoder { latent, classes, bernoulli: true }`;
 //! * encoder q(z|x,y): `[x, label] -> Concat -> (Dense -> Relu)* -> {Dense -> mu, Dense -> logvar}`,
-//!   role `Encoder { latent, classes }`.
+//!   role `Encoder { latent, classes }`;
+//! * classifier q(y|x): `x -> [Dense -> Relu] -> (Dense -> Relu)* -> Dense -> class_logits`,
+//!   role `Classifier { classes }` (the bracketed layer is the encoder's first over the image
+//!   alone, with `shared_trunk`): the deployable half of a semi-supervised model.
 //!
 //! Both are checked against the candle forward pass (within [`EXPORT_TOLERANCE`]) before
 //! anything is written.
@@ -18,8 +21,8 @@ use super::model::{LabelledStack, M2};
 use crate::data::{stream, Stream};
 use crate::error::TrainError;
 use crate::graph::{
-    check_graph, checked, condition_nodes, dense_op, dense_op_from, graph_inputs, hidden_nodes, node, one_hot_probe,
-    probe, within_tolerance, write_graphs,
+    check_graph, checked, condition_nodes, dense_op, dense_op_from, graph_inputs, hidden_nodes, mlp_nodes, node,
+    one_hot_probe, probe, within_tolerance, write_graphs,
 };
 
 pub use crate::graph::EXPORT_TOLERANCE;
@@ -62,8 +65,27 @@ pub fn encoder_graph(model: &M2) -> Result<Graph, TrainError> {
     })
 }
 
-/// Largest absolute difference between `graph` (an M2 decoder or encoder graph, e.g. as
-/// re-imported from ONNX) and the candle model, on `samples` random inputs per class cycle
+/// q(y|x) as a classifier graph: input `x`, output `class_logits` (softmax gives q(y|x)).
+pub fn classifier_graph(model: &M2) -> Result<Graph, TrainError> {
+    let s = model.shape();
+    let mut nodes = Vec::new();
+    let input = if s.shared_trunk {
+        hidden_nodes("trunk", std::iter::once(dense_op(&model.encoder_stack().first)), "x", &mut nodes)?
+    } else {
+        "x".to_string()
+    };
+    mlp_nodes("classifier", model.classifier(), &input, "class_logits", &mut nodes)?;
+    checked(Graph {
+        inputs: graph_inputs("x", s.input_len, 0),
+        nodes,
+        outputs: vec!["class_logits".into()],
+        role: Role::Classifier { classes: s.classes },
+    })
+}
+
+/// Largest absolute difference between `graph` (an M2 decoder, encoder or classifier graph,
+/// e.g. as re-imported from ONNX; for the classifier, relative to its largest logit) and the
+/// candle model, on `samples` random inputs per class cycle
 /// (z ~ N(0, I) or x uniform in [0, 1], labels cycling through the classes).
 pub fn graph_discrepancy(model: &M2, graph: &Graph, samples: usize) -> Result<f32, TrainError> {
     let s = model.shape();
@@ -80,18 +102,33 @@ pub fn graph_discrepancy(model: &M2, graph: &Graph, samples: usize) -> Result<f3
             let (mu, logvar) = model.encode(&x, &y)?;
             check_graph(graph, &[x_arr, y_arr], &[mu, logvar])
         }
-        Role::Autoencoder | Role::Generic => Err(TrainError::Export("graph has no decoder or encoder role".into())),
+        Role::Classifier { .. } => {
+            // Logits reach tens, where f32 sums in another order differ by more than the
+            // absolute tolerance: the difference counts relative to the largest logit (at
+            // least 1).
+            let (x_arr, x) = probe(&mut rng, samples, s.input_len, false)?;
+            let logits = model.class_logits(&x, None)?;
+            let largest = logits.abs()?.max_all()?.to_scalar::<f32>()?.max(1.0);
+            Ok(check_graph(graph, &[x_arr], &[logits])? / largest)
+        }
+        Role::Autoencoder | Role::Generic => {
+            Err(TrainError::Export("graph has no decoder, encoder or classifier role".into()))
+        }
     }
 }
 
-/// Checks both graphs against candle and writes `out_dir/encoder.onnx` (q(z|x,y)) and
-/// `out_dir/decoder.onnx` (p(x|y,z)); returns their paths.
-pub fn export_onnx(model: &M2, out_dir: &Path) -> Result<(PathBuf, PathBuf), TrainError> {
-    let encoder = encoder_graph(model)?;
-    let decoder = decoder_graph(model)?;
-    for (what, g) in [("the M2 encoder graph", &encoder), ("the M2 decoder graph", &decoder)] {
-        within_tolerance(what, graph_discrepancy(model, g, 2 * model.shape().classes)?)?;
+/// Checks the three graphs against candle and writes `out_dir/encoder.onnx` (q(z|x,y)),
+/// `out_dir/decoder.onnx` (p(x|y,z)) and `out_dir/classifier.onnx` (q(y|x)); returns their
+/// paths in that order.
+pub fn export_onnx(model: &M2, out_dir: &Path) -> Result<Vec<PathBuf>, TrainError> {
+    let graphs = [
+        ("encoder.onnx", encoder_graph(model)?),
+        ("decoder.onnx", decoder_graph(model)?),
+        ("classifier.onnx", classifier_graph(model)?),
+    ];
+    for (name, g) in &graphs {
+        let what = format!("the M2 graph of {name}");
+        within_tolerance(&what, graph_discrepancy(model, g, 2 * model.shape().classes)?)?;
     }
-    let paths = write_graphs(out_dir, &[("encoder.onnx", encoder), ("decoder.onnx", decoder)])?;
-    Ok((paths[0].clone(), paths[1].clone()))
+    write_graphs(out_dir, &graphs)
 }

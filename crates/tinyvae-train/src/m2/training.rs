@@ -109,8 +109,8 @@ pub struct M2Report {
     pub model_path: PathBuf,
     /// The JSON-lines log.
     pub log_path: PathBuf,
-    /// `(encoder.onnx, decoder.onnx)` when exported.
-    pub onnx: Option<(PathBuf, PathBuf)>,
+    /// `encoder.onnx`, `decoder.onnx` and `classifier.onnx` when exported.
+    pub onnx: Option<Vec<PathBuf>>,
     /// Wall-clock seconds.
     pub elapsed_seconds: f64,
 }

@@ -22,10 +22,13 @@ pub const MAGIC: [u8; 4] = *b"TVAE";
 /// tensors, convolutions, upsampling, residual additions and two activations; version 3 the
 /// tap-major convolution weights ([`WeightLayout::TapMajor`]) that optimized kernels run from
 /// flash; version 4 a decoder's learned latent prior (a Gaussian mixture, [`crate::Prior`]);
-/// version 5 the autoencoder kind ([`ModelKind::Autoencoder`], x to its reconstruction).
+/// version 5 the autoencoder kind ([`ModelKind::Autoencoder`], x to its reconstruction);
+/// version 6 the classifier kind ([`ModelKind::Classifier`], an image to class logits).
 /// The writer writes the oldest version a blob's contents allow (`write::version_for`), so
 /// that older firmware reads what it can.
-pub const VERSION: u16 = 5;
+pub const VERSION: u16 = 6;
+/// Format version 5 (the autoencoder kind), still read and written.
+pub const VERSION_5: u16 = 5;
 /// Format version 4 (a decoder's learned latent prior), still read and written.
 pub const VERSION_4: u16 = 4;
 /// Format version 3 (tap-major convolution weights), still read and written.
@@ -179,6 +182,9 @@ code_enum!(
         /// Takes a feature vector, gives its reconstruction (same length): an anomaly detector
         /// scores the difference (format version 5).
         Autoencoder = 3 => "autoencoder",
+        /// Takes an image (or any feature vector), gives one logit per class (format version
+        /// 6): [`crate::Classifier`] returns the class of the largest.
+        Classifier = 4 => "classifier",
     }
 );
 
@@ -352,7 +358,7 @@ pub const fn arena_size_of(blob: &[u8]) -> Option<usize> {
     }
     match (read_u16(blob, hdr::VERSION), read_u32(blob, hdr::ARENA_BYTES)) {
         // Checked: on a 32-bit target a hostile `u32::MAX` would wrap to a tiny arena.
-        (Some(VERSION_1 | VERSION_2 | VERSION_3 | VERSION_4 | VERSION), Some(bytes)) => {
+        (Some(VERSION_1 | VERSION_2 | VERSION_3 | VERSION_4 | VERSION_5 | VERSION), Some(bytes)) => {
             (bytes as usize).checked_add(ALIGN)
         }
         _ => None,

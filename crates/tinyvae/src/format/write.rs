@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 use super::{
     align_up, crc32, hdr, mrec, nrec, trec, ActKind, ConvGeometry, DType, EncoderHead, ModelKind, OpCode, OutputKind,
     Precision, WeightLayout, ALIGN, HEADER_LEN, MAGIC, META_RECORD_LEN, NODE_RECORD_LEN, NO_TENSOR, TENSOR_RECORD_LEN,
-    VERSION, VERSION_1, VERSION_2, VERSION_3,
+    VERSION, VERSION_1, VERSION_2, VERSION_3, VERSION_5,
 };
 
 /// A tensor to write.
@@ -269,13 +269,15 @@ fn push_data(data: &mut Vec<u8>, bytes: &[u8], align: usize) -> (u32, u32) {
 /// The format version [`write()`] gives `spec`: the oldest that holds it, so that firmware
 /// built before a version reads what it can. [`VERSION_1`] when it uses nothing of version 2
 /// (every tensor flat, ops Dense, Lut, Activation and Concat, activations up to tanh);
-/// [`VERSION_3`] with tap-major convolution weights; [`VERSION_2`] otherwise; [`VERSION`] (5)
-/// for an autoencoder. A stored latent prior (version 4) is added to a written blob by
+/// [`VERSION_3`] with tap-major convolution weights; [`VERSION_2`] otherwise; [`VERSION_5`]
+/// for an autoencoder and [`VERSION`] (6) for a classifier. A stored latent prior (version 4) is added to a written blob by
 /// [`crate::attach_prior`].
 pub fn version_for(spec: &BlobSpec) -> u16 {
     let shaped = spec.tensors.iter().any(|t| t.height != 0 || t.width != 0);
-    if spec.kind == ModelKind::Autoencoder {
+    if spec.kind == ModelKind::Classifier {
         VERSION
+    } else if spec.kind == ModelKind::Autoencoder {
+        VERSION_5
     } else if spec.nodes.iter().any(NodeSpec::needs_version_3) {
         VERSION_3
     } else if shaped || spec.nodes.iter().any(NodeSpec::needs_version_2) {
@@ -573,6 +575,35 @@ pub fn example_autoencoder() -> Vec<u8> {
             classes: 0,
             width: 0,
             height: 0,
+            output_kind: OutputKind::Raw,
+            head: EncoderHead::None,
+        },
+    })
+}
+
+/// A small int8 classifier (format version 6) with fixed pseudo-random weights: a 4 x 4 image
+/// in [0, 1] -> 8 (ReLU) -> 3 class logits. For documentation examples and format tests.
+pub fn example_classifier() -> Vec<u8> {
+    let mut rng = crate::rng::Rng::new(9);
+    let nodes =
+        vec![example_dense(&mut rng, 0, 1, 8, 16, true, -128, -8), example_dense(&mut rng, 1, 2, 3, 8, false, 0, -6)];
+    write(&BlobSpec {
+        kind: ModelKind::Classifier,
+        precision: Precision::Int8,
+        arena_bytes: 48,
+        tensors: vec![
+            TensorSpec::flat(DType::I8, 16, 0, 1.0 / 255.0, -128),
+            TensorSpec::flat(DType::I8, 8, 16, 0.05, -128),
+            TensorSpec::flat(DType::I8, 3, 32, 0.1, 0),
+        ],
+        nodes,
+        inputs: vec![0],
+        outputs: vec![2],
+        meta: MetaSpec {
+            latent: 0,
+            classes: 3,
+            width: 4,
+            height: 4,
             output_kind: OutputKind::Raw,
             head: EncoderHead::None,
         },

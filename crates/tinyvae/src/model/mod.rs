@@ -209,7 +209,12 @@ impl<'a> Model<'a> {
         let version = u16_at(blob, hdr::VERSION, "version")?;
         if !matches!(
             version,
-            format::VERSION_1 | format::VERSION_2 | format::VERSION_3 | format::VERSION_4 | format::VERSION
+            format::VERSION_1
+                | format::VERSION_2
+                | format::VERSION_3
+                | format::VERSION_4
+                | format::VERSION_5
+                | format::VERSION
         ) {
             return Err(Error::UnsupportedVersion { found: version });
         }
@@ -227,7 +232,11 @@ impl<'a> Model<'a> {
         }
 
         let kind = ModelKind::from_code(blob[hdr::KIND])
-            .filter(|&k| k != ModelKind::Autoencoder || version >= format::VERSION)
+            .filter(|&k| match k {
+                ModelKind::Autoencoder => version >= format::VERSION_5,
+                ModelKind::Classifier => version >= format::VERSION,
+                _ => true,
+            })
             .ok_or(Error::BadHeader { field: "kind" })?;
         let precision = Precision::from_code(blob[hdr::PRECISION]).ok_or(Error::BadHeader { field: "precision" })?;
         let built = match precision {

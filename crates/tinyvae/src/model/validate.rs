@@ -444,6 +444,21 @@ impl Model<'_> {
                 }
                 Ok(())
             }
+            ModelKind::Classifier => {
+                if self.n_inputs != 1 || self.n_outputs != 1 {
+                    return bad("classifier must map one input to one output");
+                }
+                if m.classes < 2 || len_of(1) != m.classes {
+                    return bad("classifier output must have meta.classes values, at least 2");
+                }
+                if m.latent != 0 {
+                    return bad("meta.latent set on a classifier");
+                }
+                if m.width * m.height != 0 && m.width * m.height != len_of(0) {
+                    return bad("classifier input length is not width x height");
+                }
+                Ok(())
+            }
             ModelKind::Decoder => {
                 if self.n_outputs != 1 || m.latent == 0 || len_of(0) != m.latent {
                     return bad("decoder must map z (meta.latent values) to one output");

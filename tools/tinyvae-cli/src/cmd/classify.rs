@@ -1,10 +1,12 @@
 //! `tinyvae train-classifier --data DIR -o CLASSIFIER.safetensors` trains the MNIST classifier
-//! that judges generated digits; `tinyvae classify --model CLASSIFIER.safetensors --raw FILE
+//! that judges generated digits; `tinyvae classify --model CLASSIFIER --raw FILE
 //! [--expect-label N]` classifies raw uint8 images (as `tinyvae sample --raw` writes them, K x
 //! pixels) and reports how many it classifies confidently, the balance of the predicted
-//! classes, and, given expected labels, the fraction classified as them.
+//! classes, and, given expected labels, the fraction classified as them. `CLASSIFIER` is
+//! trained weights (safetensors) or a classifier blob (`.tvae`, e.g. M2's q(y|x) quantized),
+//! which the runtime runs as a device would.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
@@ -99,7 +101,8 @@ pub fn run_train(a: TrainArgs) -> Result<ExitCode> {
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Classifier weights written by `tinyvae train-classifier`.
+    /// Classifier weights written by `tinyvae train-classifier`, or a classifier blob (`.tvae`:
+    /// `tinyvae quantize --role classifier`), run by the runtime.
     #[arg(long)]
     pub model: PathBuf,
     /// Raw uint8 images, K x pixels (repeatable; read in order).
@@ -131,6 +134,95 @@ pub struct Args {
     /// Also write the result as JSON.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Write the predicted class of every image, one byte each (as the Raspberry Pi program's
+    /// `--classes` does).
+    #[arg(long)]
+    pub predicted: Option<PathBuf>,
+}
+
+/// What classifies: trained weights in candle, or a classifier blob in the runtime.
+enum Judge {
+    Weights(Classifier),
+    Blob(tinyvae::AlignedBlob),
+}
+
+/// Images per runtime call.
+const BLOB_BATCH: usize = 256;
+
+impl Judge {
+    /// A blob when the file is named `.tvae` or starts with the blob magic, else safetensors
+    /// weights.
+    fn load(path: &Path) -> Result<Self> {
+        let bytes = util::read(path)?;
+        if bytes.starts_with(&tinyvae::format::MAGIC) || path.extension().is_some_and(|e| e == "tvae") {
+            let blob = tinyvae::AlignedBlob::new(&bytes);
+            let model =
+                tinyvae::Model::parse(&blob).with_context(|| format!("{}: not a valid blob", path.display()))?;
+            tinyvae::Classifier::new(&model).with_context(|| format!("{}: not a classifier", path.display()))?;
+            return Ok(Judge::Blob(blob));
+        }
+        Ok(Judge::Weights(Classifier::load(path)?))
+    }
+
+    fn classes(&self) -> usize {
+        match self {
+            Judge::Weights(c) => c.classes(),
+            Judge::Blob(b) => tinyvae::Model::parse(b).map_or(0, |m| m.meta().classes),
+        }
+    }
+
+    fn input_len(&self) -> usize {
+        match self {
+            Judge::Weights(c) => c.input_len(),
+            Judge::Blob(b) => tinyvae::Model::parse(b).ok().and_then(|m| m.input(0)).map_or(0, |t| t.len),
+        }
+    }
+
+    /// Class probabilities of 0..=255 images (`K x input_len`): the softmax of the logits.
+    fn probabilities_bytes(&self, raw: &[u8]) -> Result<Vec<f32>> {
+        match self {
+            Judge::Weights(c) => Ok(c.probabilities_bytes(raw)?),
+            Judge::Blob(b) => {
+                let model = tinyvae::Model::parse(b)?;
+                let c = tinyvae::Classifier::new(&model)?;
+                let (n, k) = (c.input_len(), c.classes());
+                let mut arena = vec![0u8; model.arena_size_for_batch(BLOB_BATCH).context("arena size")?];
+                let mut probs = vec![0f32; raw.len() / n * k];
+                let mut classes = [0u32; BLOB_BATCH];
+                for (images, out) in raw.chunks(BLOB_BATCH * n).zip(probs.chunks_mut(BLOB_BATCH * k)) {
+                    let batch = images.len() / n;
+                    c.classify_pixels_batch(images, batch, &mut arena, &mut classes[..batch])?;
+                    c.logits(&mut arena, batch, out)?;
+                    // The softmax keeps the order of the logits, so its argmax is the runtime's
+                    // class (ties aside: the first of equal values wins in both).
+                    out.chunks_mut(k).for_each(softmax);
+                }
+                Ok(probs)
+            }
+        }
+    }
+
+    /// Class probabilities of images given as [0, 1] values.
+    fn probabilities(&self, pixels: &[f32]) -> Result<Vec<f32>> {
+        match self {
+            Judge::Weights(c) => Ok(c.probabilities(pixels)?),
+            Judge::Blob(_) => {
+                let raw: Vec<u8> = pixels.iter().map(|&p| (p * 255.0).round().clamp(0.0, 255.0) as u8).collect();
+                self.probabilities_bytes(&raw)
+            }
+        }
+    }
+}
+
+/// Softmax in place (max-subtracted).
+fn softmax(row: &mut [f32]) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for v in row.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    row.iter_mut().for_each(|v| *v /= sum);
 }
 
 /// Expected labels of `counts[i]` images per raw file (none when none were given).
@@ -191,10 +283,16 @@ fn confidence(probs: &[f32], classes: usize, threshold: f64) -> (Vec<u8>, Confid
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
+    let mut inputs: Vec<&Path> = vec![a.model.as_path()];
+    inputs.extend(a.raw.iter().map(PathBuf::as_path));
+    inputs.extend(a.labels.as_deref());
+    for out in a.json.iter().chain(&a.predicted) {
+        util::check_not_input(out, &inputs)?;
+    }
     if !(a.confidence > 0.0 && a.confidence <= 1.0) {
         bail!("--confidence {} must be in (0, 1]", a.confidence);
     }
-    let classifier = Classifier::load(&a.model)?;
+    let classifier = Judge::load(&a.model)?;
     let n = classifier.input_len();
     let (probs, expected, source) = if let Some(dir) = &a.data {
         let split = if a.split == "train" { Split::Train } else { Split::Test };
@@ -257,6 +355,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
     if !expected.is_empty() {
         fraction = Some(report_expected(&predicted, &expected, classifier.classes(), &mut value));
     }
+    if let Some(path) = &a.predicted {
+        util::write(path, &predicted)?;
+    }
     if let Some(path) = &a.json {
         util::write(path, format!("{}\n", serde_json::to_string_pretty(&value)?).as_bytes())?;
     }
@@ -293,7 +394,7 @@ fn report_expected(predicted: &[u8], expected: &[u8], classes: usize, value: &mu
     let fraction = hits as f64 / expected.len() as f64;
     println!("  {hits} of {} images classified as expected ({:.2} %)", expected.len(), 100.0 * fraction);
     for (label, (count, ok, hist)) in per_label.iter().enumerate().filter(|(_, r)| r.0 > 0) {
-        let hist = hist.iter().map(|v| format!("{v:>4}")).collect::<Vec<_>>().join("");
+        let hist = hist.iter().map(|v| format!("{v:>5}")).collect::<Vec<_>>().join("");
         println!(
             "  label {label}: {ok:>5} / {count:<5} ({:6.2} %)  predicted 0..9:{hist}",
             100.0 * *ok as f64 / *count as f64

@@ -27,6 +27,7 @@ pub fn c_sources(
         tinyvae::ModelKind::Decoder => 1,
         tinyvae::ModelKind::Encoder => 2,
         tinyvae::ModelKind::Autoencoder => 3,
+        tinyvae::ModelKind::Classifier => 4,
         tinyvae::ModelKind::Generic => 0,
     };
     let mut h = String::new();
@@ -58,8 +59,8 @@ pub fn c_sources(
 #define TINYVAE_MODEL_LATENT {latent}u
 #define TINYVAE_MODEL_CLASSES {classes}u
 #define TINYVAE_MODEL_MACS {macs}u
-/* TINYVAE_KIND_DECODER (1), TINYVAE_KIND_ENCODER (2), TINYVAE_KIND_AUTOENCODER (3) or
-   TINYVAE_KIND_GENERIC (0). */
+/* TINYVAE_KIND_DECODER (1), TINYVAE_KIND_ENCODER (2), TINYVAE_KIND_AUTOENCODER (3),
+   TINYVAE_KIND_CLASSIFIER (4) or TINYVAE_KIND_GENERIC (0). */
 #define TINYVAE_MODEL_KIND {kind}
 /* Image width and height (0 when not an image). */
 #define TINYVAE_MODEL_WIDTH {width}u

@@ -82,7 +82,8 @@ pub struct M2Args {
     /// Measure the test error every N epochs (0: only at the end).
     #[arg(long, default_value_t = 5)]
     pub test_every: usize,
-    /// Write encoder.onnx (q(z|x,y)) and decoder.onnx (p(x|y,z)) of every run.
+    /// Write encoder.onnx (q(z|x,y)), decoder.onnx (p(x|y,z)) and classifier.onnx (q(y|x)) of
+    /// every run.
     #[arg(long)]
     pub export: bool,
     /// No progress bar.

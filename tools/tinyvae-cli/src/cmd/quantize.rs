@@ -12,10 +12,11 @@ use crate::util;
 /// Role override for models whose ONNX carries no tinyvae metadata.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct RoleArgs {
-    /// What the model is: decoder (z -> pixels), encoder (pixels -> mu, logvar), or
-    /// autoencoder (feature vector -> its reconstruction, scored as an anomaly detector).
-    /// Inferred from tinyvae metadata, or from the graph's shape, when omitted.
-    #[arg(long, value_parser = ["decoder", "encoder", "autoencoder"])]
+    /// What the model is: decoder (z -> pixels), encoder (pixels -> mu, logvar),
+    /// autoencoder (feature vector -> its reconstruction, scored as an anomaly detector), or
+    /// classifier (pixels -> class logits). Inferred from tinyvae metadata, or from the
+    /// graph's shape (not for classifiers), when omitted.
+    #[arg(long, value_parser = ["decoder", "encoder", "autoencoder", "classifier"])]
     pub role: Option<String>,
     /// Decoder with a Gaussian output (means) rather than Bernoulli (sigmoid probabilities).
     #[arg(long)]
@@ -48,6 +49,19 @@ impl RoleArgs {
                     );
                 }
                 g.role = Role::Autoencoder;
+            }
+            Some("classifier") => {
+                let out = g.output_len(0).with_context(|| path.display().to_string())?;
+                if g.inputs.len() != 1 || g.outputs.len() != 1 || out < 2 {
+                    anyhow::bail!(
+                        "{}: a classifier maps one input to one output of 2 or more logits; this model has {} \
+                         input(s) and {} output(s), the first of {out} values",
+                        path.display(),
+                        g.inputs.len(),
+                        g.outputs.len()
+                    );
+                }
+                g.role = Role::Classifier { classes: out };
             }
             _ => {}
         }
@@ -189,6 +203,23 @@ fn print_report(model: &Path, out: &Path, r: &Report) {
     );
     if let Some(s) = &r.scores {
         print_scores(s);
+    }
+    if let Some(c) = &r.classes {
+        print_classes(c, "f32 graph");
+    }
+}
+
+/// A classifier blob's classes against the reference's (`reference` names it), and both
+/// against the labels.
+pub fn print_classes(c: &tinyvae_compiler::ClassAgreement, reference: &str) {
+    println!("  classes on {} inputs: the blob agrees with the {reference} on {:.2} %", c.inputs, 100.0 * c.agreement);
+    if let (Some(r), Some(b)) = (c.reference_error, c.blob_error) {
+        println!(
+            "  error against the labels: {reference} {:.2} %, blob {:.2} % ({:+.2} points)",
+            100.0 * r,
+            100.0 * b,
+            100.0 * (b - r)
+        );
     }
 }
 

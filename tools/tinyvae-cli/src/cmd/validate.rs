@@ -14,7 +14,7 @@ pub struct Args {
     pub model: PathBuf,
     /// The blob.
     pub blob: PathBuf,
-    /// Inputs to compare on: prior samples (decoders) or test images (encoders).
+    /// Inputs to compare on: prior samples (decoders) or test images (encoders, classifiers).
     #[arg(long, default_value_t = 1000)]
     pub samples: usize,
     /// Seed of the prior samples.
@@ -38,6 +38,10 @@ pub struct Args {
     /// from the ONNX model's mean reconstruction error (0.005: 0.5 %).
     #[arg(long)]
     pub max_score_error: Option<f64>,
+    /// Classifiers: fail when the blob's class differs from the ONNX model's on more than
+    /// this fraction of 1 (0.995: at least 99.5 % agree).
+    #[arg(long)]
+    pub min_agreement: Option<f64>,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -75,6 +79,17 @@ pub fn run(a: Args) -> Result<ExitCode> {
             None => anyhow::bail!("--max-score-error applies to autoencoders; {} is a {}", a.blob.display(), v.kind),
         }
     }
+    if let Some(min) = a.min_agreement {
+        match &v.classes {
+            Some(c) if c.agreement < min => failures.push(format!(
+                "the blob and the ONNX model agree on {:.2} % of the inputs, below {:.2} %",
+                100.0 * c.agreement,
+                100.0 * min
+            )),
+            Some(_) => {}
+            None => anyhow::bail!("--min-agreement applies to classifiers; {} is a {}", a.blob.display(), v.kind),
+        }
+    }
     if a.json {
         let mut j = serde_json::to_value(&v)?;
         j["pass"] = serde_json::Value::Bool(failures.is_empty());
@@ -95,6 +110,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
         );
         if let Some(s) = &v.scores {
             super::quantize::print_scores(s);
+        }
+        if let Some(c) = &v.classes {
+            super::quantize::print_classes(c, "ONNX");
         }
         for msg in &failures {
             println!("  FAIL: {msg}");

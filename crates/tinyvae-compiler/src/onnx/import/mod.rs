@@ -537,7 +537,20 @@ impl Importer {
                 return Err(bad_meta(META_ROLE, "autoencoder", expected));
             }
             Some("autoencoder") => Role::Autoencoder,
-            Some(r) => return Err(bad_meta(META_ROLE, r, "decoder, encoder, autoencoder or generic")),
+            // As the runtime requires of a classifier blob.
+            Some("classifier") if inputs.len() != 1 || out_lens.len() != 1 || out_lens[0] < 2 => {
+                let expected = "possible for this graph: a classifier maps one input to one output of 2 or more logits";
+                return Err(bad_meta(META_ROLE, "classifier", expected));
+            }
+            Some("classifier") => {
+                let classes = number(META_CLASSES)?.unwrap_or(out_lens[0]);
+                if classes != out_lens[0] {
+                    let value = classes.to_string();
+                    return Err(bad_meta(META_CLASSES, &value, "the classifier output's length"));
+                }
+                Role::Classifier { classes }
+            }
+            Some(r) => return Err(bad_meta(META_ROLE, r, "decoder, encoder, autoencoder, classifier or generic")),
             None => {
                 // One vector in, one of the same length out: a whole autoencoder (checked
                 // first: an image autoencoder ends in a sigmoid too).
