@@ -41,9 +41,9 @@ cargo +nightly miri setup
 # this keeps `cargo clean -p` of either from discarding the other.
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target/miri}
 
-step "runtime unit tests: reference kernels, quantization, scores, priors, checksums"
+step "runtime unit tests: reference kernels, quantization, scores, classes, priors, checksums"
 cargo +nightly miri test -p tinyvae --lib -- \
-    anomaly:: attach:: format::crc32 kernels::conv_layout kernels::reference quant:: \
+    anomaly:: attach:: classifier:: format::crc32 kernels::conv_layout kernels::reference quant:: \
     kernels::taps::tests::bounds_are_checked rng::tests::golden_stream rng::tests::stream_is_fixed_by_seed \
     rng::tests::uniform_never_zero
 

@@ -79,11 +79,7 @@ impl<'m, 'a> Classifier<'m, 'a> {
         classes: &mut [u32],
     ) -> Result<(), Error> {
         check_len("pixels", batch * self.input_len(), px.len())?;
-        check_len("classes", batch, classes.len())?;
-        let work = self.model.working_arena(arena, batch)?;
-        self.model.stage_pixels(self.kernels, work, 0, batch, px)?;
-        self.model.execute(self.kernels, work, batch)?;
-        self.argmax(work, batch, classes)
+        self.run(batch, arena, classes, |work| self.model.stage_pixels(self.kernels, work, 0, batch, px))
     }
 
     /// The class of one image of 0..=255 pixels.
@@ -97,11 +93,7 @@ impl<'m, 'a> Classifier<'m, 'a> {
     /// as [0, 1] values).
     pub fn classify_batch(&self, x: &[f32], batch: usize, arena: &mut [u8], classes: &mut [u32]) -> Result<(), Error> {
         check_len("x", batch * self.input_len(), x.len())?;
-        check_len("classes", batch, classes.len())?;
-        let work = self.model.working_arena(arena, batch)?;
-        self.model.stage_input_slice(self.kernels, work, 0, batch, x)?;
-        self.model.execute(self.kernels, work, batch)?;
-        self.argmax(work, batch, classes)
+        self.run(batch, arena, classes, |work| self.model.stage_input_slice(self.kernels, work, 0, batch, x))
     }
 
     /// The class of one input given as real values.
@@ -109,6 +101,21 @@ impl<'m, 'a> Classifier<'m, 'a> {
         let mut class = [0u32];
         self.classify_batch(x, 1, arena, &mut class)?;
         Ok(class[0])
+    }
+
+    /// Stages the input with `stage`, runs the graph and reads the classes.
+    fn run(
+        &self,
+        batch: usize,
+        arena: &mut [u8],
+        classes: &mut [u32],
+        stage: impl FnOnce(&mut [u8]) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        check_len("classes", batch, classes.len())?;
+        let work = self.model.working_arena(arena, batch)?;
+        stage(work)?;
+        self.model.execute(self.kernels, work, batch)?;
+        self.argmax(work, batch, classes)
     }
 
     /// The logits of the last run in `arena` (`batch` as it was; `out.len() == batch *

@@ -551,63 +551,47 @@ pub fn example_decoder() -> Vec<u8> {
     })
 }
 
-/// A small int8 autoencoder (format version 5) with fixed pseudo-random weights: 8 features
-/// in [0, 1] -> 3 (ReLU) -> 8 features. For documentation examples and format tests.
-pub fn example_autoencoder() -> Vec<u8> {
-    let mut rng = crate::rng::Rng::new(3);
-    let nodes =
-        vec![example_dense(&mut rng, 0, 1, 3, 8, true, -128, -8), example_dense(&mut rng, 1, 2, 8, 3, false, 0, -6)];
+/// A small int8 two-layer MLP of `kind` with fixed pseudo-random weights from `seed`:
+/// `widths[0]` inputs in [0, 1] (pixel quantization) -> `widths[1]` (ReLU) -> `widths[2]`
+/// outputs of scale `out_scale`, each tensor in its own 16-byte slot of a 48-byte arena (so an
+/// autoencoder's input stays intact: its score reads it after the run).
+fn example_mlp(kind: ModelKind, seed: u64, widths: [u32; 3], out_scale: f32, meta: MetaSpec) -> Vec<u8> {
+    let mut rng = crate::rng::Rng::new(seed);
+    let [input, hidden, output] = widths;
+    let nodes = vec![
+        example_dense(&mut rng, 0, 1, hidden, input, true, -128, -8),
+        example_dense(&mut rng, 1, 2, output, hidden, false, 0, -6),
+    ];
     write(&BlobSpec {
-        kind: ModelKind::Autoencoder,
+        kind,
         precision: Precision::Int8,
         arena_bytes: 48,
         tensors: vec![
-            // The input stays intact: the score reads it after the run.
-            TensorSpec::flat(DType::I8, 8, 0, 1.0 / 255.0, -128),
-            TensorSpec::flat(DType::I8, 3, 16, 0.05, -128),
-            TensorSpec::flat(DType::I8, 8, 32, 0.02, 0),
+            TensorSpec::flat(DType::I8, input, 0, 1.0 / 255.0, -128),
+            TensorSpec::flat(DType::I8, hidden, 16, 0.05, -128),
+            TensorSpec::flat(DType::I8, output, 32, out_scale, 0),
         ],
         nodes,
         inputs: vec![0],
         outputs: vec![2],
-        meta: MetaSpec {
-            latent: 3,
-            classes: 0,
-            width: 0,
-            height: 0,
-            output_kind: OutputKind::Raw,
-            head: EncoderHead::None,
-        },
+        meta,
     })
+}
+
+/// A small int8 autoencoder (format version 5) with fixed pseudo-random weights: 8 features
+/// in [0, 1] -> 3 (ReLU) -> 8 features. For documentation examples and format tests.
+pub fn example_autoencoder() -> Vec<u8> {
+    let meta =
+        MetaSpec { latent: 3, classes: 0, width: 0, height: 0, output_kind: OutputKind::Raw, head: EncoderHead::None };
+    example_mlp(ModelKind::Autoencoder, 3, [8, 3, 8], 0.02, meta)
 }
 
 /// A small int8 classifier (format version 6) with fixed pseudo-random weights: a 4 x 4 image
 /// in [0, 1] -> 8 (ReLU) -> 3 class logits. For documentation examples and format tests.
 pub fn example_classifier() -> Vec<u8> {
-    let mut rng = crate::rng::Rng::new(9);
-    let nodes =
-        vec![example_dense(&mut rng, 0, 1, 8, 16, true, -128, -8), example_dense(&mut rng, 1, 2, 3, 8, false, 0, -6)];
-    write(&BlobSpec {
-        kind: ModelKind::Classifier,
-        precision: Precision::Int8,
-        arena_bytes: 48,
-        tensors: vec![
-            TensorSpec::flat(DType::I8, 16, 0, 1.0 / 255.0, -128),
-            TensorSpec::flat(DType::I8, 8, 16, 0.05, -128),
-            TensorSpec::flat(DType::I8, 3, 32, 0.1, 0),
-        ],
-        nodes,
-        inputs: vec![0],
-        outputs: vec![2],
-        meta: MetaSpec {
-            latent: 0,
-            classes: 3,
-            width: 4,
-            height: 4,
-            output_kind: OutputKind::Raw,
-            head: EncoderHead::None,
-        },
-    })
+    let meta =
+        MetaSpec { latent: 0, classes: 3, width: 4, height: 4, output_kind: OutputKind::Raw, head: EncoderHead::None };
+    example_mlp(ModelKind::Classifier, 9, [16, 8, 3], 0.1, meta)
 }
 
 /// A small int8 convolutional decoder (format version 2) with fixed pseudo-random weights:
