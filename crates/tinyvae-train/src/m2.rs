@@ -49,9 +49,9 @@ use crate::classifier::CLASSES;
 use crate::config::{LrSchedule, TrainConfig};
 use crate::error::TrainError;
 
-pub use data::{balanced_subset, SslData};
+pub use data::{balanced_subset, codes_of, load_m1, SslData};
 pub use export::{classifier_graph, decoder_graph, encoder_graph, export_onnx, graph_discrepancy};
-pub use model::{ElboTerms, M2Shape, UnlabelledLoss, M2};
+pub use model::{ElboTerms, M2Likelihood, M2Shape, UnlabelledLoss, M2};
 pub use predict::{error_on, generative_predict, predict};
 pub use training::{load, train, train_on, M2Epoch, M2ModelInfo, M2Report};
 
@@ -122,6 +122,12 @@ pub struct M2Config {
     /// Write `encoder.onnx` (q(z|x,y)), `decoder.onnx` (p(x|y,z)) and `classifier.onnx`
     /// (q(y|x)) into `out_dir`.
     pub export_onnx: bool,
+    /// M1+M2 (Kingma et al.'s stacked model): M2 learns from the mean codes this VAE encoder
+    /// (ONNX, M1 trained on all the images) gives the images, with a unit-variance Gaussian
+    /// p(x|y,z) over them; `classifier.onnx` is then M1's encoder and q(y|x) in one image
+    /// classifier.
+    #[serde(default)]
+    pub m1_encoder: Option<PathBuf>,
 }
 
 impl M2Config {
@@ -145,6 +151,7 @@ impl M2Config {
             encoder_hidden: self.encoder_hidden.clone(),
             decoder_hidden: self.decoder_hidden.clone(),
             shared_trunk: self.shared_trunk,
+            likelihood: if self.m1_encoder.is_some() { M2Likelihood::Gaussian } else { M2Likelihood::Bernoulli },
         }
     }
 
@@ -177,6 +184,9 @@ impl M2Config {
         }
         if self.kl_warmup_epochs.is_nan() || self.kl_warmup_epochs < 0.0 {
             return bad("kl_warmup_epochs must be >= 0".into());
+        }
+        if self.m1_encoder.is_some() && self.translate_px > 0 {
+            return bad("translate_px must be 0 with m1_encoder: M2 then reads codes, not images".into());
         }
         if !(0.0..=1.0).contains(&self.translate_prob) {
             return bad("translate_prob must be in [0, 1]".into());
@@ -236,6 +246,7 @@ impl Default for M2Config {
             log_path: None,
             progress: false,
             export_onnx: false,
+            m1_encoder: None,
         }
     }
 }

@@ -185,8 +185,14 @@ pub fn eval_ssl(cfg: &SslEvalConfig, mut on_run: impl FnMut(&SslRun, &SslTable))
     cfg.validate()?;
     let started = Instant::now();
     create_dir(&cfg.out_dir)?;
-    let pool = LabelledImages::load(&cfg.m2.data_dir, Split::Train, cfg.m2.train_limit)?;
-    let test = LabelledImages::load(&cfg.m2.data_dir, Split::Test, cfg.m2.test_limit)?;
+    let mut pool = LabelledImages::load(&cfg.m2.data_dir, Split::Train, cfg.m2.train_limit)?;
+    let mut test = LabelledImages::load(&cfg.m2.data_dir, Split::Test, cfg.m2.test_limit)?;
+    // M1+M2: every model here, the baseline too, learns from M1's codes of the images.
+    if let Some(path) = &cfg.m2.m1_encoder {
+        let m1 = m2::load_m1(path)?;
+        pool = m2::codes_of(&m1, &pool)?;
+        test = m2::codes_of(&m1, &test)?;
+    }
     let mut table = SslTable {
         complete: false,
         training_images: pool.count() - cfg.m2.validation_images.min(pool.count()),
@@ -324,8 +330,9 @@ pub fn summarize(runs: &[SslRun]) -> Vec<SslRow> {
 /// The table as markdown.
 pub fn render_markdown(table: &SslTable) -> String {
     let c = &table.config.m2;
+    let ours = if c.m1_encoder.is_some() { "M1+M2" } else { "M2" };
     let mut s = String::new();
-    s += "# M2 semi-supervised MNIST: test error (%)\n\n";
+    s += &format!("# {ours} semi-supervised MNIST: test error (%)\n\n");
     if !table.complete {
         s += "**Partial: runs are still in progress.**\n\n";
     }
@@ -335,7 +342,16 @@ pub fn render_markdown(table: &SslTable) -> String {
          50,000 training images.\n\n",
         table.training_images, table.test_images
     );
-    s += "| labels | M2 (ours) | seeds | NN, labelled only (ours) | M2 (paper) | M1+M2 (paper) | NN (paper) |\n";
+    if let Some(m1) = &c.m1_encoder {
+        s += &format!(
+            "M1+M2: M2 and the labelled-only NN learn from the mean codes of M1, the VAE encoder `{}`, \
+             with a unit-variance Gaussian p(x|y,z) over them.\n\n",
+            m1.display()
+        );
+    }
+    s += &format!(
+        "| labels | {ours} (ours) | seeds | NN, labelled only (ours) | M2 (paper) | M1+M2 (paper) | NN (paper) |\n"
+    );
     s += "|---:|---:|---|---:|---:|---:|---:|\n";
     for r in &table.rows {
         let seeds = r.seeds.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ");
@@ -356,7 +372,9 @@ pub fn render_markdown(table: &SslTable) -> String {
             r.labelled, r.mean, r.std
         );
     }
-    s += "\n## Runs\n\n| labels | seed | unlabelled | M2 test error | validation error | NN baseline | steps | seconds |\n";
+    s += &format!(
+        "\n## Runs\n\n| labels | seed | unlabelled | {ours} test error | validation error | NN baseline | steps | seconds |\n"
+    );
     s += "|---:|---:|---:|---:|---:|---:|---:|---:|\n";
     for r in &table.runs {
         let opt = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.2}"));

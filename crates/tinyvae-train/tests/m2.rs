@@ -50,6 +50,7 @@ fn tiny_shape() -> M2Shape {
         encoder_hidden: vec![12],
         decoder_hidden: vec![12, 10],
         shared_trunk: false,
+        likelihood: m2::M2Likelihood::Bernoulli,
     }
 }
 
@@ -86,8 +87,10 @@ fn values(t: &Tensor) -> Vec<f32> {
 
 #[test]
 fn unlabelled_loss_is_the_explicit_sum_over_labels_minus_entropy() {
-    for shared_trunk in [false, true] {
-        let model = M2::new(&M2Shape { shared_trunk, ..tiny_shape() }, 3).unwrap();
+    for (shared_trunk, likelihood) in
+        [(false, m2::M2Likelihood::Bernoulli), (true, m2::M2Likelihood::Bernoulli), (true, m2::M2Likelihood::Gaussian)]
+    {
+        let model = M2::new(&M2Shape { shared_trunk, likelihood, ..tiny_shape() }, 3).unwrap();
         check_unlabelled_loss(&model);
         // q(y|x) exports as a graph with the model's logits, with or without the shared trunk.
         let g = m2::classifier_graph(&model).unwrap();
@@ -116,6 +119,20 @@ fn check_unlabelled_loss(model: &M2) {
         let terms = model.labelled_terms(&x, &vec![c as u8; batch], &eps_c).unwrap();
         let l = values(&terms.loss(beta, k).unwrap());
         let (recon, kl) = (values(&terms.reconstruction), values(&terms.kl));
+        if model.shape().likelihood == m2::M2Likelihood::Gaussian {
+            // -log N(x; mean, I) with the decoder's mean at the same z.
+            let one_hot: Vec<f32> = (0..batch * k).map(|i| (i % k == c) as u8 as f32).collect();
+            let y = Tensor::from_vec(one_hot, (batch, k), &Device::Cpu).unwrap();
+            let (mu, logvar) = model.encode(&x, &y).unwrap();
+            let z = (&mu + (&logvar * 0.5).unwrap().exp().unwrap().mul(&eps_c).unwrap()).unwrap();
+            let mean = values(&model.decode(&z, &y).unwrap());
+            for b in 0..batch {
+                let sq: f64 =
+                    (0..64).map(|i| (data.images.pixels[b * 64 + i] as f64 - mean[b * 64 + i] as f64).powi(2)).sum();
+                let nll = 0.5 * sq + 32.0 * (2.0 * std::f64::consts::PI).ln();
+                assert!((recon[b] as f64 - nll).abs() < 1e-4 * nll.abs().max(1.0), "{} vs {nll}", recon[b]);
+            }
+        }
         for b in 0..batch {
             let qb = q[b * k + c] as f64;
             // L(x,y) = -log p(x|y,z) + beta KL - log p(y), uniform p(y).
@@ -371,4 +388,52 @@ fn eval_ssl_writes_a_table_with_mean_and_std_over_seeds() {
     assert_eq!(mean_std(&[5.0]), (5.0, 0.0));
     // The paper's rows are where the table looks for them.
     assert_eq!(tinyvae_train::ssl::PAPER[0].m2, 11.97);
+}
+
+#[test]
+fn m1_plus_m2_learns_from_codes_and_exports_one_image_classifier() {
+    // M1: the shipped z20 VAE's encoder (a real VAE trained on MNIST); M2 on its 20-D codes.
+    let m1 = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/mnist-vae-z20/encoder.onnx");
+    let dir = out_dir("m1m2");
+    let cfg = M2Config {
+        labelled: 100,
+        latent: 4,
+        classifier_hidden: vec![32],
+        encoder_hidden: vec![32],
+        decoder_hidden: vec![32],
+        shared_trunk: true,
+        epochs: 1,
+        max_steps: Some(6),
+        batch_size: 50,
+        labelled_batch_size: 20,
+        export_onnx: true,
+        m1_encoder: Some(m1.clone()),
+        ..M2Config::new(slice_dir(), &dir)
+    };
+    let report = m2::train(&cfg).unwrap();
+    assert_eq!(report.model.shape().input_len, 20);
+    assert_eq!(report.model.shape().likelihood, m2::M2Likelihood::Gaussian);
+    let paths = report.onnx.clone().unwrap();
+    let [enc, dec, cls] = [0, 1, 2].map(|i| tinyvae_compiler::onnx::import_file(&paths[i]).unwrap());
+    // The generative half works on codes: a Gaussian decoder of 20 values.
+    assert_eq!(dec.role, Role::Decoder { latent: 4, classes: 10, bernoulli: false });
+    assert_eq!((enc.inputs[0].len, dec.output_len(0).unwrap()), (20, 20));
+    for g in [&dec, &enc] {
+        assert!(m2::graph_discrepancy(&report.model, g, 30).unwrap() <= 1e-5, "{:?}", g.role);
+    }
+    // The classifier takes pixels: M1's encoder, then q(y|x). On the slice's test images it
+    // gives the trained model's logits of their codes.
+    assert_eq!(cls.role, Role::Classifier { classes: 10 });
+    assert_eq!(cls.inputs[0].len, 784);
+    let test = LabelledImages::load(&slice_dir(), tinyvae_data::idx::Split::Test, Some(50)).unwrap();
+    let x = ndarray::Array2::from_shape_vec((50, 784), test.images.pixels.clone()).unwrap();
+    let got = cls.eval(&[x.view()]).unwrap().remove(0);
+    let codes = m2::codes_of(&m2::load_m1(&m1).unwrap(), &test).unwrap();
+    let want = report.model.class_logits(&codes.images.tensor(0..50).unwrap(), None).unwrap();
+    let want: Vec<f32> = want.flatten_all().unwrap().to_vec1().unwrap();
+    let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(worst <= 1e-4, "composed classifier differs from M2 on M1's codes by {worst}");
+    // Shifts are for images, not codes.
+    let shifted = M2Config { translate_px: 2, ..cfg };
+    assert!(m2::train(&shifted).unwrap_err().to_string().contains("translate_px"));
 }

@@ -1,5 +1,7 @@
-//! An encoder and a decoder joined into one whole autoencoder graph (x -> code -> x̂), the
-//! form an anomaly detector is deployed in: one blob, one arena, one call per input.
+//! An encoder and the graph that reads its code joined into one graph: a decoder, for a whole
+//! autoencoder (x -> code -> x̂), the form an anomaly detector is deployed in; or a classifier
+//! of codes, for M1+M2's image classifier (x -> M1's code -> class logits). One blob, one
+//! arena, one call per input.
 
 use std::collections::HashSet;
 
@@ -16,14 +18,16 @@ pub enum ComposeError {
         /// Its inputs.
         inputs: usize,
     },
-    /// The encoder's code does not have the decoder's latent size.
-    #[error("the encoder's first output `{code}` has {codes} values but the decoder takes {latent}")]
+    /// The encoder's code does not have the width the next graph takes.
+    #[error("the encoder's first output `{code}` has {codes} values but the {which} takes {latent}")]
     Width {
+        /// "decoder" or "classifier".
+        which: &'static str,
         /// The encoder output used as the code.
         code: String,
         /// Its width.
         codes: usize,
-        /// The decoder's input width.
+        /// The next graph's input width.
         latent: usize,
     },
     /// The decoder does not give back the encoder's input length.
@@ -46,23 +50,37 @@ impl Graph {
     /// VAE's log-variance head) are left out. The decoder's values are renamed under
     /// `decoder/` so the two graphs' names cannot collide.
     pub fn autoencoder(encoder: &Graph, decoder: &Graph) -> Result<Graph, ComposeError> {
-        for (which, g) in [("encoder", encoder), ("decoder", decoder)] {
+        let g = Self::chain(encoder, decoder, "decoder", Role::Autoencoder)?;
+        let (input, output) = (encoder.inputs[0].len, decoder.output_len(0)?);
+        if output != input {
+            return Err(ComposeError::Length { input, output });
+        }
+        Ok(g)
+    }
+
+    /// `classifier(encoder(x))` as one graph of role [`Role::Classifier`]: M1+M2's image
+    /// classifier, M2's q(y|x) reading M1's mean code. As [`Graph::autoencoder`] for the code
+    /// and the names (`classifier/`).
+    pub fn classifier_of_codes(encoder: &Graph, classifier: &Graph) -> Result<Graph, ComposeError> {
+        let classes = classifier.output_len(0)?;
+        Self::chain(encoder, classifier, "classifier", Role::Classifier { classes })
+    }
+
+    /// `next(encoder(x))`: the encoder nodes its first output needs, then `next`'s nodes with
+    /// its values renamed under `{which}/` and its input read from that output.
+    fn chain(encoder: &Graph, next: &Graph, which: &'static str, role: Role) -> Result<Graph, ComposeError> {
+        for (name, g) in [("encoder", encoder), (which, next)] {
             if g.inputs.len() != 1 {
-                return Err(ComposeError::Conditional { which, inputs: g.inputs.len() });
+                return Err(ComposeError::Conditional { which: name, inputs: g.inputs.len() });
             }
         }
         let code = encoder.outputs.first().ok_or(GraphError::NoOutput { index: 0 })?.clone();
         let codes = encoder.value_lens()?[&code];
-        let latent = decoder.inputs[0].len;
+        let latent = next.inputs[0].len;
         // A fused [mu | logvar] output holds the code in its first half; the IR has no slice,
-        // so only an output of exactly the decoder's width joins.
+        // so only an output of exactly the next graph's width joins.
         if codes != latent {
-            return Err(ComposeError::Width { code, codes, latent });
-        }
-        let input = encoder.inputs[0].len;
-        let output = decoder.output_len(0)?;
-        if output != input {
-            return Err(ComposeError::Length { input, output });
+            return Err(ComposeError::Width { which, code, codes, latent });
         }
 
         // The encoder nodes the code depends on, found backwards from it.
@@ -75,20 +93,15 @@ impl Graph {
             }
         }
         let mut nodes: Vec<_> = encoder.nodes.iter().zip(&keep).filter(|(_, &k)| k).map(|(n, _)| n.clone()).collect();
-        let rename = |v: &str| if v == decoder.inputs[0].name { code.clone() } else { format!("decoder/{v}") };
-        for n in &decoder.nodes {
+        let rename = |v: &str| if v == next.inputs[0].name { code.clone() } else { format!("{which}/{v}") };
+        for n in &next.nodes {
             let mut n = n.clone();
-            n.name = format!("decoder/{}", n.name);
+            n.name = format!("{which}/{}", n.name);
             n.inputs = n.inputs.iter().map(|v| rename(v)).collect();
             n.output = rename(&n.output);
             nodes.push(n);
         }
-        let g = Graph {
-            inputs: encoder.inputs.clone(),
-            nodes,
-            outputs: vec![rename(&decoder.outputs[0])],
-            role: Role::Autoencoder,
-        };
+        let g = Graph { inputs: encoder.inputs.clone(), nodes, outputs: vec![rename(&next.outputs[0])], role };
         g.value_lens()?;
         Ok(g)
     }

@@ -1,6 +1,10 @@
 //! The images of one semi-supervised run: a balanced labelled subset drawn with the seed, the
-//! rest of the training images unlabelled, the held-out validation images and the test split.
+//! rest of the training images unlabelled, the held-out validation images and the test split;
+//! for M1+M2, each image replaced by M1's mean code of it.
 
+use std::path::Path;
+
+use tinyvae_compiler::ir::{Graph, Role};
 use tinyvae_data::idx::Split;
 
 use super::M2Config;
@@ -29,8 +33,13 @@ pub struct SslData {
 impl SslData {
     /// Loads the splits `cfg` asks for and draws the labelled subset.
     pub fn load(cfg: &M2Config) -> Result<Self, TrainError> {
-        let pool = LabelledImages::load(&cfg.data_dir, Split::Train, cfg.train_limit)?;
-        let test = LabelledImages::load(&cfg.data_dir, Split::Test, cfg.test_limit)?;
+        let mut pool = LabelledImages::load(&cfg.data_dir, Split::Train, cfg.train_limit)?;
+        let mut test = LabelledImages::load(&cfg.data_dir, Split::Test, cfg.test_limit)?;
+        if let Some(path) = &cfg.m1_encoder {
+            let m1 = load_m1(path)?;
+            pool = codes_of(&m1, &pool)?;
+            test = codes_of(&m1, &test)?;
+        }
         Self::from_pool(&pool, cfg.labelled, cfg.validation_images, cfg.seed, Some(test))
     }
 
@@ -64,6 +73,51 @@ impl SslData {
             labelled_indices,
         })
     }
+}
+
+/// M1's encoder, from ONNX: a graph whose first output is the mean code of its one input.
+pub fn load_m1(path: &Path) -> Result<Graph, TrainError> {
+    let g = tinyvae_compiler::onnx::import_file(path)
+        .map_err(|e| TrainError::Config(format!("m2: the M1 encoder {}: {e}", path.display())))?;
+    if g.inputs.len() != 1 {
+        return Err(TrainError::Config(format!(
+            "m2: the M1 encoder {} takes {} inputs; it must take the image alone",
+            path.display(),
+            g.inputs.len()
+        )));
+    }
+    Ok(g)
+}
+
+/// Images per evaluation of M1 (the codes do not depend on it).
+const CODE_BATCH: usize = 1000;
+
+/// `set` with each image replaced by M1's mean code of it (`1 x latent` "images").
+pub fn codes_of(m1: &Graph, set: &LabelledImages) -> Result<LabelledImages, TrainError> {
+    let n = set.images.len();
+    if m1.inputs[0].len != n {
+        return Err(TrainError::Data(format!(
+            "m2: the M1 encoder takes {} values, the images have {n} pixels",
+            m1.inputs[0].len
+        )));
+    }
+    let mut codes = Vec::new();
+    let mut latent = 0;
+    for chunk in set.images.pixels.chunks(CODE_BATCH * n) {
+        let x = ndarray::Array2::from_shape_vec((chunk.len() / n, n), chunk.to_vec())?;
+        let out = m1.eval(&[x.view()]).map_err(|source| TrainError::Graph { graph: "M1 encoder", source })?;
+        let mu = out.into_iter().next().ok_or_else(|| TrainError::Data("m2: the M1 encoder has no output".into()))?;
+        // A fused [mu | logvar] head: the code is its first half.
+        latent = match m1.role {
+            Role::Encoder { latent, .. } if mu.ncols() == 2 * latent => latent,
+            _ => mu.ncols(),
+        };
+        codes.extend(mu.rows().into_iter().flat_map(|r| r.iter().take(latent).copied().collect::<Vec<_>>()));
+    }
+    Ok(LabelledImages {
+        images: ImageSet { count: set.count(), rows: 1, cols: latent, pixels: codes },
+        labels: set.labels.clone(),
+    })
 }
 
 /// `count` indices into `labels`, `count / classes` of each class, drawn with `seed` (a

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use tinyvae_compiler::ir::{Graph, Node, Op, Role};
 
-use super::model::{LabelledStack, M2};
+use super::model::{LabelledStack, M2Likelihood, M2};
 use crate::data::{stream, Stream};
 use crate::error::TrainError;
 use crate::graph::{
@@ -40,12 +40,15 @@ pub fn decoder_graph(model: &M2) -> Result<Graph, TrainError> {
     let mut nodes = Vec::new();
     let top = stack_nodes("decoder", model.decoder_stack(), "z", &mut nodes)?;
     nodes.push(node("decoder_out", dense_op(model.decoder_output())?, &[&top], "logits"));
-    nodes.push(node("decoder_sigmoid", Op::Sigmoid, &["logits"], "x_mean"));
+    let bernoulli = s.likelihood == M2Likelihood::Bernoulli;
+    if bernoulli {
+        nodes.push(node("decoder_sigmoid", Op::Sigmoid, &["logits"], "x_mean"));
+    }
     checked(Graph {
         inputs: graph_inputs("z", s.latent, s.classes),
         nodes,
-        outputs: vec!["x_mean".into()],
-        role: Role::Decoder { latent: s.latent, classes: s.classes, bernoulli: true },
+        outputs: vec![if bernoulli { "x_mean" } else { "logits" }.into()],
+        role: Role::Decoder { latent: s.latent, classes: s.classes, bernoulli },
     })
 }
 
@@ -119,9 +122,10 @@ pub fn graph_discrepancy(model: &M2, graph: &Graph, samples: usize) -> Result<f3
 
 /// Checks the three graphs against candle and writes `out_dir/encoder.onnx` (q(z|x,y)),
 /// `out_dir/decoder.onnx` (p(x|y,z)) and `out_dir/classifier.onnx` (q(y|x)); returns their
-/// paths in that order.
-pub fn export_onnx(model: &M2, out_dir: &Path) -> Result<Vec<PathBuf>, TrainError> {
-    let graphs = [
+/// paths in that order. With `m1` (M1+M2: M2 learnt from M1's codes), the classifier written
+/// is M1's encoder and q(y|x) joined: images in, class logits out.
+pub fn export_onnx(model: &M2, out_dir: &Path, m1: Option<&Graph>) -> Result<Vec<PathBuf>, TrainError> {
+    let mut graphs = [
         ("encoder.onnx", encoder_graph(model)?),
         ("decoder.onnx", decoder_graph(model)?),
         ("classifier.onnx", classifier_graph(model)?),
@@ -129,6 +133,10 @@ pub fn export_onnx(model: &M2, out_dir: &Path) -> Result<Vec<PathBuf>, TrainErro
     for (name, g) in &graphs {
         let what = format!("the M2 graph of {name}");
         within_tolerance(&what, graph_discrepancy(model, g, 2 * model.shape().classes)?)?;
+    }
+    if let Some(m1) = m1 {
+        graphs[2].1 = Graph::classifier_of_codes(m1, &graphs[2].1)
+            .map_err(|e| TrainError::Export(format!("M1's encoder and q(y|x) do not join: {e}")))?;
     }
     write_graphs(out_dir, &graphs)
 }

@@ -2,7 +2,8 @@
 //!
 //! * classifier q(y|x): a ReLU MLP giving class logits (softmax probabilities);
 //! * encoder q(z|x,y) = N(mu, diag exp(logvar)): a ReLU MLP on `[x, onehot(y)]`;
-//! * decoder p(x|y,z): a ReLU MLP on `[z, onehot(y)]` giving Bernoulli logits.
+//! * decoder p(x|y,z): a ReLU MLP on `[z, onehot(y)]` giving Bernoulli logits (pixels), or the
+//!   means of a unit-variance Gaussian (real-valued features: M1+M2's codes of an M1 VAE).
 //!
 //! The label enters through the first hidden layer only, so that layer is stored as a main
 //! weight (`encoder.0.weight`, over x or z) plus a label weight (`encoder.0.label_weight`,
@@ -47,6 +48,36 @@ pub struct M2Shape {
     /// features (labelled or not).
     #[serde(default)]
     pub shared_trunk: bool,
+    /// What p(x|y,z) is: Bernoulli pixels, or a unit-variance Gaussian over real features.
+    #[serde(default)]
+    pub likelihood: M2Likelihood,
+}
+
+/// The distribution of p(x|y,z).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum M2Likelihood {
+    /// Pixels in [0, 1]: the decoder gives Bernoulli logits.
+    #[default]
+    Bernoulli,
+    /// Real values (M1's codes): the decoder gives the means of N(mean, I).
+    Gaussian,
+}
+
+/// `ln(2 pi) / 2`: the per-value constant of a unit-variance Gaussian's negative log-density.
+const HALF_LN_TWO_PI: f64 = 0.918_938_533_204_672_8;
+
+/// Per-row `-log N(x; mean, I)`: `means` is `rows x d`, row `r` compared with row `r / repeat`
+/// of `targets`.
+fn gaussian_nll_rows(means: &Tensor, targets: &Tensor, repeat: usize) -> Result<Tensor, TrainError> {
+    let (rows, d) = means.dims2()?;
+    let t = if repeat == 1 {
+        targets.clone()
+    } else {
+        targets.unsqueeze(1)?.broadcast_as((rows / repeat, repeat, d))?.reshape((rows, d))?
+    };
+    let sq = (means - t)?.sqr()?.sum(D::Minus1)?;
+    Ok(((sq * 0.5)? + HALF_LN_TWO_PI * d as f64)?)
 }
 
 impl M2Shape {
@@ -355,9 +386,22 @@ impl M2 {
         self.decoder_out.forward(&self.decoder.forward(z, y)?)
     }
 
-    /// Pixel probabilities of p(x|y,z).
+    /// The mean of p(x|y,z): pixel probabilities (Bernoulli) or feature means (Gaussian).
     pub fn decode(&self, z: &Tensor, y: &Tensor) -> Result<Tensor, TrainError> {
-        Ok(candle_nn::ops::sigmoid(&self.decode_logits(z, y)?)?)
+        let out = self.decode_logits(z, y)?;
+        match self.shape.likelihood {
+            M2Likelihood::Bernoulli => Ok(candle_nn::ops::sigmoid(&out)?),
+            M2Likelihood::Gaussian => Ok(out),
+        }
+    }
+
+    /// `-log p(x|y,z)` per row of the decoder's outputs `out`, row `r` against row `r / repeat`
+    /// of `x`.
+    fn reconstruction(&self, out: &Tensor, x: &Tensor, repeat: usize) -> Result<Tensor, TrainError> {
+        match self.shape.likelihood {
+            M2Likelihood::Bernoulli => bernoulli_nll_rows(out, x, repeat),
+            M2Likelihood::Gaussian => gaussian_nll_rows(out, x, repeat),
+        }
     }
 
     /// ELBO terms of images `x` with their `labels`; `eps` is `batch x latent` N(0, I) noise.
@@ -366,7 +410,7 @@ impl M2 {
         let (mu, logvar) = self.encode(x, &y)?;
         let z = (&mu + (&logvar * 0.5)?.exp()?.mul(eps)?)?;
         let logits = self.decode_logits(&z, &y)?;
-        Ok(ElboTerms { reconstruction: bernoulli_nll_rows(&logits, x, 1)?, kl: kl_to_standard_normal(&mu, &logvar)? })
+        Ok(ElboTerms { reconstruction: self.reconstruction(&logits, x, 1)?, kl: kl_to_standard_normal(&mu, &logvar)? })
     }
 
     /// ELBO terms of every (image, class) pair, each `batch x classes`; `eps` is
@@ -378,7 +422,7 @@ impl M2 {
         let z = (&mu + (&logvar * 0.5)?.exp()?.mul(eps)?)?;
         let logits = self.decoder_out.forward(&self.decoder.forward_cycling_labels(&z)?)?;
         Ok(ElboTerms {
-            reconstruction: bernoulli_nll_rows(&logits, x, k)?.reshape((batch, k))?,
+            reconstruction: self.reconstruction(&logits, x, k)?.reshape((batch, k))?,
             kl: kl_to_standard_normal(&mu, &logvar)?.reshape((batch, k))?,
         })
     }

@@ -314,7 +314,12 @@ pub fn train_on(cfg: &M2Config, data: &SslData) -> Result<M2Report, TrainError> 
         config: cfg.clone(),
     };
     let model_path = save_with_sidecar(&out, &info.weights_file, &model.weights()?, "m2.json", &info)?;
-    let onnx = if cfg.export_onnx { Some(export_onnx(&model, &out)?) } else { None };
+    let onnx = if cfg.export_onnx {
+        let m1 = cfg.m1_encoder.as_deref().map(super::data::load_m1).transpose()?;
+        Some(export_onnx(&model, &out, m1.as_ref())?)
+    } else {
+        None
+    };
     Ok(M2Report {
         model,
         test_error,

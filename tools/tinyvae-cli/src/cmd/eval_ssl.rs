@@ -89,6 +89,12 @@ pub struct M2Args {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// M1+M2: M2 (and the baseline) learn from the mean codes this VAE encoder (ONNX) gives the
+    /// images, with a Gaussian p(x|y,z); `--export` then writes M1's encoder and q(y|x) as one
+    /// image classifier. Train M1 on all the images first, e.g. `tinyvae train --model vae
+    /// --latent 50 --hidden 500`. Shifts (--translate) do not apply to codes.
+    #[arg(long)]
+    pub m1: Option<PathBuf>,
 }
 
 impl M2Args {
@@ -123,6 +129,7 @@ impl M2Args {
             test_every: self.test_every,
             progress: !self.quiet,
             export_onnx: self.export,
+            m1_encoder: self.m1.clone(),
             ..M2Config::new(&self.data, PathBuf::new())
         }
     }
