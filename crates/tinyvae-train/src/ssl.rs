@@ -395,10 +395,14 @@ pub fn render_markdown(table: &SslTable) -> String {
          {} epochs over the unlabelled images, {} unlabelled + {} labelled images per step, Adam lr {} ({:?}), \
          alpha = {} (x N), labelled share {}, KL warm-up {} epochs, shifts ±{} px (p = {}), q(y|x) dropout {}, \
          EMA {:?}. Fixed epoch count: no model selection on the test split. Total {:.0} s.\n",
-        if c.shared_trunk {
-            format!("784-{:?} (shared first encoder layer)", c.encoder_hidden.first().unwrap_or(&0))
-        } else {
-            "784".to_string()
+        {
+            // M1+M2's M2 reads M1's code instead of the 784 pixels.
+            let input = if c.m1_encoder.is_some() { "code" } else { "784" };
+            if c.shared_trunk {
+                format!("{input}-{:?} (shared first encoder layer)", c.encoder_hidden.first().unwrap_or(&0))
+            } else {
+                input.to_string()
+            }
         },
         c.classifier_hidden,
         c.encoder_hidden,

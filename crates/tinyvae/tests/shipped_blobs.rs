@@ -36,12 +36,13 @@ const SHIPPED: &[(&str, u64)] = &[
     ("mnist-dae/decoder.f16.tvae", 0xf365d8766527d78a),
     ("mnist-dae/decoder.int8.tvae", 0xf0aa6989f9088390),
     ("mnist-dae/encoder.int8.tvae", 0x69eeae15e20f5965),
-    // Re-recorded when M2 was retrained with its classifier exported (format version 6): new
-    // weights, so new bytes; the runtime's arithmetic is what the other entries check.
-    ("mnist-m2/classifier.int8.tvae", 0x323c27e672b5c819),
-    ("mnist-m2/decoder.f16.tvae", 0xc72a0146f0a5ab4b),
-    ("mnist-m2/decoder.int8.tvae", 0x464268c7cbd69e8d),
-    ("mnist-m2/encoder.int8.tvae", 0x5576c589e790e63d),
+    // Re-recorded when M2 was retrained (72 epochs) with its classifier exported (format
+    // version 6): new weights, so new bytes; the runtime's arithmetic is what the other
+    // entries check.
+    ("mnist-m2/classifier.int8.tvae", 0xb4dfc9ad949fef4c),
+    ("mnist-m2/decoder.f16.tvae", 0xbbfc896fde6c3335),
+    ("mnist-m2/decoder.int8.tvae", 0xb5fbb41eaa3f0b23),
+    ("mnist-m2/encoder.int8.tvae", 0x6b48b4fa4e67e0f5),
     ("mnist-vae-gaussian/decoder.f16.tvae", 0xda9a2d85d3058ed5),
     ("mnist-vae-gaussian/decoder.int8.tvae", 0x6a111ef0ea581ed3),
     ("mnist-vae-gaussian/encoder.int8.tvae", 0xbf5acb6fd8f4a729),
