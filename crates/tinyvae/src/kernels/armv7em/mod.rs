@@ -17,6 +17,9 @@ use crate::kernels::Kernels;
 #[cfg(tinyvae_armv7em_dsp)]
 mod dense_i8;
 
+#[cfg(all(tinyvae_armv7em_dsp, feature = "conv"))]
+mod conv_transpose_i8;
+
 #[cfg(tinyvae_armv7em_dsp)]
 pub mod dense_i8_w16;
 
@@ -43,6 +46,11 @@ pub static DSP: Kernels = Kernels {
     conv_i8: crate::kernels::patches::conv_i8::<Dsp>,
     conv_f16: crate::kernels::reference::conv_f16,
     conv_f32: crate::kernels::reference::conv_f32,
+    // Transposed convolutions: four output pixels per pass in `SMLAD`'s accumulators, reading
+    // the input in place (`conv_transpose_i8.rs`); the patch driver for the layers it does not take.
+    #[cfg(feature = "conv")]
+    conv_transpose_i8: conv_transpose_i8::conv_transpose_i8::<Dsp>,
+    #[cfg(not(feature = "conv"))]
     conv_transpose_i8: crate::kernels::patches::conv_transpose_i8::<Dsp>,
     conv_transpose_f16: crate::kernels::reference::conv_transpose_f16,
     conv_transpose_f32: crate::kernels::reference::conv_transpose_f32,
