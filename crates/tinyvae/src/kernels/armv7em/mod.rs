@@ -17,7 +17,7 @@ use crate::kernels::Kernels;
 #[cfg(tinyvae_armv7em_dsp)]
 mod dense_i8;
 
-#[cfg(all(tinyvae_armv7em_dsp, feature = "conv"))]
+#[cfg(all(tinyvae_armv7em_dsp, feature = "conv-transpose"))]
 mod conv_transpose_i8;
 
 #[cfg(tinyvae_armv7em_dsp)]
@@ -46,12 +46,12 @@ pub static DSP: Kernels = Kernels {
     conv_i8: crate::kernels::patches::conv_i8::<Dsp>,
     conv_f16: crate::kernels::reference::conv_f16,
     conv_f32: crate::kernels::reference::conv_f32,
-    // Transposed convolutions: four output pixels per pass in `SMLAD`'s accumulators, reading
-    // the input in place (`conv_transpose_i8.rs`); the patch driver for the layers it does not take.
-    #[cfg(feature = "conv")]
+    // Transposed convolutions: four output pixels per pass in `SMLAD`'s accumulators, without
+    // a patch buffer (`conv_transpose_i8.rs`).
+    #[cfg(feature = "conv-transpose")]
     conv_transpose_i8: conv_transpose_i8::conv_transpose_i8::<Dsp>,
-    #[cfg(not(feature = "conv"))]
-    conv_transpose_i8: crate::kernels::patches::conv_transpose_i8::<Dsp>,
+    #[cfg(not(feature = "conv-transpose"))]
+    conv_transpose_i8: crate::kernels::reference::conv_transpose_i8,
     conv_transpose_f16: crate::kernels::reference::conv_transpose_f16,
     conv_transpose_f32: crate::kernels::reference::conv_transpose_f32,
     upsample_i8: crate::kernels::reference::upsample_i8,
