@@ -47,6 +47,7 @@
 #![allow(unsafe_code)]
 
 use core::arch::asm;
+use core::mem::MaybeUninit;
 
 use crate::format::WeightLayout;
 use crate::kernels::conv_layout::Phase;
@@ -68,14 +69,18 @@ const STOP: u32 = 0x8000_8000;
 
 /// The prepared input of one chunk: 8 words per block of 4 channels, then the stop block.
 #[repr(C, align(4))]
-struct Prepared([u32; PREPARED_WORDS]);
+struct Prepared([MaybeUninit<u32>; PREPARED_WORDS]);
 
 /// See [`crate::kernels::ConvI8Fn`]: the direct kernel for the layers it takes, `D`'s generic
-/// driver for the rest.
+/// driver for the rest (or, in builds with transposed convolutions only, the reference: the
+/// driver is the flash of a second kernel for layers that no image decoder has).
 pub fn conv_transpose_i8<D: patches::Dense>(p: &ConvI8<'_>, x: &[i8], batch: usize, out: &mut [i8]) {
     let n = p.samples(true, x, batch, out);
     let Some(layer) = Layer::new(p).filter(|_| n > 0) else {
+        #[cfg(feature = "conv")]
         return patches::conv_transpose_i8::<D>(p, x, batch, out);
+        #[cfg(not(feature = "conv"))]
+        return crate::kernels::reference::conv_transpose_i8(p, x, batch, out);
     };
     if layer.one_channel() {
         layer.run_one_channel(x, n, out);
@@ -104,10 +109,14 @@ struct Layer<'a> {
     channel_step: usize,
 }
 
-/// The stack buffers of the general path.
-struct Buffers {
-    prepared: Prepared,
-    acc: [[i32; PIXELS]; ROW_TILE],
+/// The stack buffers of the general path (borrowed, so that they are made in place).
+struct Buffers<'b> {
+    /// Left uninitialised: `prepare` writes every word that `dot` reads.
+    prepared: &'b mut Prepared,
+    acc: &'b mut [[i32; PIXELS]; ROW_TILE],
+    /// The requantization of the tile's output channels, and the tile they are for.
+    requant: &'b mut [Requantize; ROW_TILE],
+    requant_tile: usize,
 }
 
 impl<'a> Layer<'a> {
@@ -173,7 +182,14 @@ impl<'a> Layer<'a> {
     #[inline(never)]
     fn run(&self, x: &[i8], n: usize, out: &mut [i8]) {
         let d = &self.d;
-        let mut bufs = Buffers { prepared: Prepared([0; PREPARED_WORDS]), acc: [[0; PIXELS]; ROW_TILE] };
+        let mut prepared = Prepared([MaybeUninit::uninit(); PREPARED_WORDS]);
+        let mut acc = [[0; PIXELS]; ROW_TILE];
+        let mut requant = [Requantize { multiplier: 0, e1: 0 }; ROW_TILE];
+        let mut bufs =
+            Buffers { prepared: &mut prepared, acc: &mut acc, requant: &mut requant, requant_tile: usize::MAX };
+        if d.in_len == 0 || d.out_len == 0 {
+            return;
+        }
         for (xs, ys) in x.chunks_exact(d.in_len).zip(out.chunks_exact_mut(d.out_len)).take(n) {
             self.blocks(|phase, b| self.block(&mut bufs, phase, b, xs, ys));
         }
@@ -181,7 +197,7 @@ impl<'a> Layer<'a> {
 
     /// The pixels of one block, four at a time; a last group of fewer repeats its last pixel
     /// (computed and stored twice, the same bytes).
-    fn block(&self, bufs: &mut Buffers, phase: &Phase, b: &Block, xs: &[i8], ys: &mut [i8]) {
+    fn block(&self, bufs: &mut Buffers<'_>, phase: &Phase, b: &Block, xs: &[i8], ys: &mut [i8]) {
         let mut px = [Pixel::default(); PIXELS];
         let mut len = 0;
         for i in b.rows.clone() {
@@ -195,8 +211,8 @@ impl<'a> Layer<'a> {
             }
         }
         if len > 0 {
-            let last = px[len - 1];
-            px[len..].fill(last);
+            let last = px[(len - 1) % PIXELS];
+            px.iter_mut().skip(len).for_each(|q| *q = last);
             self.group(bufs, phase, &px, (b.taps_y.clone(), b.taps_x.clone()), xs, ys);
         }
     }
@@ -213,9 +229,10 @@ impl<'a> Layer<'a> {
 
     /// Four pixels sharing the valid taps `(ty, tx)`: every output channel, a tile of
     /// [`ROW_TILE`] at a time.
+    #[inline(never)]
     fn group(
         &self,
-        bufs: &mut Buffers,
+        bufs: &mut Buffers<'_>,
         phase: &Phase,
         px: &[Pixel; PIXELS],
         (ty, tx): (core::ops::Range<usize>, core::ops::Range<usize>),
@@ -241,7 +258,7 @@ impl<'a> Layer<'a> {
                 while k0 < k_end {
                     let k1 = k_end.min(k0 + 4 * CHUNK_QUADS);
                     let quads = (k1 - k0) / 4;
-                    at = self.prepare(&mut bufs.prepared, px, t, at, quads, xs);
+                    at = self.prepare(bufs.prepared, px, t, at, quads, xs);
                     let entry = (4 - quads % 4) % 4;
                     let row0 = phase.offset + o0 * phase.cols + k0;
                     for (o, a) in bufs.acc.iter_mut().enumerate().take(tile) {
@@ -250,25 +267,32 @@ impl<'a> Layer<'a> {
                         // row o0 + o of the phase (4 * quads bytes, word loads allowed at any
                         // alignment on ARMv7-M). `prepared` holds `quads` blocks and the stop
                         // block.
-                        unsafe { dot(a, p.weights.as_ptr().add(row0 + o * phase.cols), &bufs.prepared, entry) };
+                        unsafe { dot(a, p.weights.as_ptr().add(row0 + o * phase.cols), bufs.prepared, entry) };
                     }
                     k0 = k1;
                 }
             }
-            self.store(o0, &bufs.acc[..tile], px, ys);
+            if bufs.requant_tile != o0 {
+                for (o, r) in bufs.requant.iter_mut().enumerate().take(tile) {
+                    *r = Requantize::new(p, o0 + o);
+                }
+                bufs.requant_tile = o0;
+            }
+            self.store(o0, bufs, tile, px.map(|p| p.at), ys);
         }
     }
 
     /// Lays out the input of `quads` (at most [`CHUNK_QUADS`]) blocks of 4 channels for the
     /// four pixels, from tap row `t`, tap column and channel `(tx, c)` on (see the module
-    /// documentation), then the stop block. Returns where the next chunk starts.
+    /// documentation), then the stop block. Returns where the next chunk starts. Pixel by
+    /// pixel and tap by tap, so that the loads of a run step by a fixed distance.
     #[inline(always)]
     fn prepare(
         &self,
         buf: &mut Prepared,
         px: &[Pixel; PIXELS],
         t: usize,
-        (mut tx, mut c): (usize, usize),
+        (tx0, c0): (usize, usize),
         quads: usize,
         xs: &[i8],
     ) -> (usize, usize) {
@@ -276,76 +300,94 @@ impl<'a> Layer<'a> {
         let (iw, c_in) = (d.w.input(), d.in_channels_per_group);
         let plane = d.h.input() * iw;
         let channels_last = self.p.in_shape.channels_last;
-        let zp = self.zero_points;
-        let zp1 = self.p.in_zero_point;
-        let base = xs.as_ptr();
+        let (zp, zp1) = (self.zero_points, self.p.in_zero_point);
         let quads = quads.min(CHUNK_QUADS);
-        let mut blocks = buf.0.chunks_exact_mut(2 * PIXELS).filter_map(|b| <&mut [u32; 2 * PIXELS]>::try_from(b).ok());
-        for block in (&mut blocks).take(quads) {
-            for (k, pixel) in px.iter().enumerate() {
+        let (mut tx, mut c) = (tx0, c0);
+        for (k, pixel) in px.iter().enumerate() {
+            (tx, c) = (tx0, c0);
+            let mut q = 0;
+            while q < quads {
+                // The blocks left in this tap.
+                let n = ((c_in - c) / 4).min(quads - q);
                 let (iy, ix) = ((pixel.y0 + t as isize) as usize, (pixel.x0 + tx as isize) as usize);
-                let (a, b) = if channels_last {
-                    // SAFETY: the group's taps reach the input only, so (iy, ix) is inside it, and
-                    // c + 3 < c_in: 4 bytes of the sample (which `samples` checked `xs` holds).
-                    let w = unsafe { base.add((iy * iw + ix) * c_in + c).cast::<u32>().read_unaligned() };
-                    (ssub16(sxtb16::<0>(w), zp), ssub16(sxtb16::<8>(w), zp))
+                let mut dst = buf.0.as_mut_ptr().cast::<u32>().wrapping_add(2 * PIXELS * q + k);
+                if channels_last {
+                    let mut src = xs.as_ptr().wrapping_add((iy * iw + ix) * c_in + c);
+                    for _ in 0..n {
+                        // SAFETY: the group's taps reach the input only, so (iy, ix) is inside
+                        // it and its channels c..c + 4 are 4 bytes of the sample (which
+                        // `samples` checked `xs` holds); `dst` is block q + i < CHUNK_QUADS of
+                        // `buf`, lane k.
+                        unsafe {
+                            let w = src.cast::<u32>().read_unaligned();
+                            dst.write(ssub16(sxtb16::<0>(w), zp));
+                            dst.add(PIXELS).write(ssub16(sxtb16::<8>(w), zp));
+                            (src, dst) = (src.add(4), dst.add(2 * PIXELS));
+                        }
+                    }
                 } else {
-                    let at = c * plane + iy * iw + ix;
-                    // SAFETY: as above, channels c..c + 4 of pixel (iy, ix) in NCHW.
-                    let v = |j: usize| unsafe { *base.add(at + j * plane) } as i32 - zp1;
-                    let pair = |lo: i32, hi: i32| (lo as u32 & 0xFFFF) | ((hi as u32) << 16);
-                    (pair(v(0), v(2)), pair(v(1), v(3)))
-                };
-                block[k] = a;
-                block[PIXELS + k] = b;
-            }
-            c += 4;
-            if c == c_in {
-                c = 0;
-                tx += 1;
+                    let mut src = xs.as_ptr().wrapping_add(c * plane + iy * iw + ix);
+                    for _ in 0..n {
+                        // SAFETY: as above, channels c..c + 4 of pixel (iy, ix) in NCHW.
+                        unsafe {
+                            let v = |j: usize| *src.add(j * plane) as i32 - zp1;
+                            let pair = |lo: i32, hi: i32| (lo as u32 & 0xFFFF) | ((hi as u32) << 16);
+                            dst.write(pair(v(0), v(2)));
+                            dst.add(PIXELS).write(pair(v(1), v(3)));
+                            (src, dst) = (src.add(4 * plane), dst.add(2 * PIXELS));
+                        }
+                    }
+                }
+                q += n;
+                c += 4 * n;
+                if c == c_in {
+                    (c, tx) = (0, tx + 1);
+                }
             }
         }
-        if let Some(stop) = blocks.next() {
-            stop[0] = STOP;
+        if let Some(stop) = buf.0.get_mut(2 * PIXELS * quads) {
+            stop.write(STOP);
         }
         (tx, c)
     }
 
-    /// Requantizes a tile's accumulators into the output channels `o0..`.
-    #[inline(always)]
-    fn store(&self, o0: usize, acc: &[[i32; PIXELS]], px: &[Pixel; PIXELS], ys: &mut [i8]) {
+    /// Requantizes a tile's accumulators into the output channels `o0..o0 + tile` of the
+    /// pixels at `ats`, pixel by pixel (a channels-last pixel's channels are one run). Out of
+    /// line: fewer values live than in [`Layer::group`].
+    #[inline(never)]
+    fn store(&self, o0: usize, bufs: &Buffers<'_>, tile: usize, ats: [usize; PIXELS], ys: &mut [i8]) {
         let p = self.p;
-        for (o, a) in acc.iter().enumerate() {
-            let (m, s) = (le(p.multipliers, o0 + o), le(p.shifts, o0 + o));
-            let fast = m >= 0 && (-31..=-1).contains(&s);
-            for (&v, pixel) in a.iter().zip(px) {
-                let y = if fast {
-                    requantize_fast(v, m, (-s - 1) as u32, p.out_zero_point, p.act_min, p.act_max)
-                } else {
-                    requantize(v, m, s, p.out_zero_point, p.act_min, p.act_max)
-                };
-                if let Some(dst) = ys.get_mut(pixel.at + (o0 + o) * self.channel_step) {
-                    *dst = y;
-                }
+        let step = self.channel_step.max(1);
+        let tile = tile.min(ROW_TILE);
+        let clamp = (p.out_zero_point, p.act_min as i32, p.act_max as i32);
+        for (k, at) in ats.into_iter().enumerate() {
+            let first = at + o0 * step;
+            let Some(dst) = ys.get_mut(first..first + (tile - 1) * step + 1) else {
+                continue;
+            };
+            let rows = bufs.requant[..tile].iter().zip(&bufs.acc[..tile]);
+            for (o, (y, (r, a))) in dst.iter_mut().step_by(step).zip(rows).enumerate() {
+                *y = if r.e1 < 31 { r.apply(a[k], clamp) } else { requantize_other(p, a[k], o0 + o) };
             }
         }
     }
 
     /// The one-channel path over `n` samples: each phase's weight row sign-extended once into
-    /// halfword pairs (the order `SXTB16` splits an input word), then every output pixel alone,
-    /// its taps' input runs read in place: a 1-channel layer has no second row to share the
-    /// input with, so the input is what is not prepared.
+    /// halfword pairs (the order `SXTB16` splits an input word), then the output pixels two at
+    /// a time, their taps' input runs read in place: a one-channel layer has no second output
+    /// channel to share a prepared input with, so the weights are what is prepared.
     #[inline(never)]
     fn run_one_channel(&self, x: &[i8], n: usize, out: &mut [i8]) {
         let (d, p) = (&self.d, self.p);
         let mut weights = [0u32; 2 * ONE_QUADS];
-        let c_in = d.in_channels_per_group;
-        let iw = d.w.input();
+        if d.in_len == 0 || d.out_len == 0 {
+            return;
+        }
         for (xs, ys) in x.chunks_exact(d.in_len).zip(out.chunks_exact_mut(d.out_len)).take(n) {
             let mut prepared_phase = usize::MAX;
             self.blocks(|phase, b| {
-                let row = p.weights.get(phase.offset..phase.offset + phase.cols).unwrap_or(&[]);
                 if prepared_phase != phase.index {
+                    let row = p.weights.get(phase.offset..phase.offset + phase.cols).unwrap_or(&[]);
                     for (pair, w) in weights.chunks_exact_mut(2).zip(row.chunks_exact(4)) {
                         let w = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
                         pair[0] = sxtb16::<0>(w);
@@ -353,53 +395,66 @@ impl<'a> Layer<'a> {
                     }
                     prepared_phase = phase.index;
                 }
-                // The reference's accumulator: the bias with the phase row's sum put back,
-                // minus zp times the valid taps' weights (their products take x, not x - zp).
-                let mut valid = 0i32;
-                for t in b.taps_y.clone() {
-                    let run = (t * phase.taps_x + b.taps_x.start) * c_in..(t * phase.taps_x + b.taps_x.end) * c_in;
-                    for &w in row.get(run).unwrap_or(&[]) {
-                        valid = valid.wrapping_add(w as i8 as i32);
-                    }
-                }
-                let (r, zp) = (phase.index, p.in_zero_point);
-                let init = le(p.bias, r)
-                    .wrapping_add(zp.wrapping_mul(le(p.weight_sums, r)))
-                    .wrapping_sub(zp.wrapping_mul(valid));
-                let run_quads = (b.taps_x.end - b.taps_x.start) * c_in / 4;
-                let (m, s) = (le(p.multipliers, 0), le(p.shifts, 0));
-                let fast = m >= 0 && (-31..=-1).contains(&s);
-                for i in b.rows.clone() {
-                    for j in b.cols.clone() {
-                        let px = self.pixel(b, i, j);
-                        let mut acc = init;
-                        for t in b.taps_y.clone() {
-                            let (iy, ix) = ((px.y0 + t as isize) as usize, (px.x0 + b.taps_x.start as isize) as usize);
-                            let q0 = (t * phase.taps_x + b.taps_x.start) * c_in / 4;
-                            // SAFETY: the block's taps reach the input only: row iy, columns ix..
-                            // for `run_quads * 4` bytes of channels are inside the sample; the
-                            // weight pairs from q0 are inside the phase row, which `weights`
-                            // holds (`one_channel`).
-                            acc = unsafe {
-                                dot1(
-                                    acc,
-                                    xs.as_ptr().add((iy * iw + ix) * c_in).cast(),
-                                    weights.as_ptr().add(2 * q0),
-                                    run_quads,
-                                )
-                            };
-                        }
-                        let y = if fast {
-                            requantize_fast(acc, m, (-s - 1) as u32, p.out_zero_point, p.act_min, p.act_max)
-                        } else {
-                            requantize(acc, m, s, p.out_zero_point, p.act_min, p.act_max)
-                        };
-                        if let Some(dst) = ys.get_mut(px.at) {
-                            *dst = y;
-                        }
-                    }
-                }
+                self.one_channel_block(&weights, phase, b, xs, ys);
             });
+        }
+    }
+
+    /// One block of the one-channel path, with the phase's prepared `weights`.
+    #[inline(never)]
+    fn one_channel_block(&self, weights: &[u32; 2 * ONE_QUADS], phase: &Phase, b: &Block, xs: &[i8], ys: &mut [i8]) {
+        let (d, p) = (&self.d, self.p);
+        let (c_in, iw) = (d.in_channels_per_group, d.w.input());
+        // The reference's accumulator: the bias with the phase row's sum put back, minus zp
+        // times the valid taps' weights (their products take x, not x - zp).
+        let mut valid = 0i32;
+        for t in b.taps_y.clone() {
+            let q = (t * phase.taps_x + b.taps_x.start) * c_in / 4..(t * phase.taps_x + b.taps_x.end) * c_in / 4;
+            for &w in weights.get(2 * q.start..2 * q.end).unwrap_or(&[]) {
+                // Each word holds two sign-extended weights.
+                valid = valid.wrapping_add((w as i32) >> 16).wrapping_add(w as i16 as i32);
+            }
+        }
+        let (r, zp) = (phase.index, p.in_zero_point);
+        let init =
+            le(p.bias, r).wrapping_add(zp.wrapping_mul(le(p.weight_sums, r))).wrapping_sub(zp.wrapping_mul(valid));
+        let quads = (b.taps_x.end - b.taps_x.start) * c_in / 4;
+        let requant = Requantize::new(p, 0);
+        let clamp = (p.out_zero_point, p.act_min as i32, p.act_max as i32);
+        let (ow, sh, sw) = (d.w.output(), d.h.stride(), d.w.stride());
+        // Input element of tap (t, tx_start) of phase output (i, j), and the step to the next j.
+        let row_step = iw * c_in;
+        let first_in = (b.y_first + b.taps_y.start as isize) * row_step as isize
+            + (b.x_first + b.taps_x.start as isize) * c_in as isize;
+        let w0 = (b.taps_y.start * phase.taps_x + b.taps_x.start) * c_in / 4;
+        let w_step = phase.taps_x * c_in / 4;
+        for i in b.rows.clone() {
+            let out_row = (b.oy0 + i * sh) * ow + b.ox0;
+            let in_row = first_in + (i * row_step) as isize;
+            let mut j = b.cols.start;
+            while j < b.cols.end {
+                // Two outputs of the row, or the last one twice.
+                let k = if j + 1 < b.cols.end { j + 1 } else { j };
+                let mut acc = [init; 2];
+                let (mut a, mut z) = (in_row + (j * c_in) as isize, in_row + (k * c_in) as isize);
+                let mut w = w0;
+                for _ in b.taps_y.clone() {
+                    // SAFETY: the block's taps reach the input only: from tap (t, tx_start) of
+                    // outputs j and k, `4 * quads` bytes of channels are inside the sample; the
+                    // weight pairs from w are inside the phase row, which `weights` holds
+                    // (`one_channel`).
+                    acc = unsafe {
+                        dot2(acc, (xs.as_ptr().offset(a), xs.as_ptr().offset(z)), weights.as_ptr().add(2 * w), quads)
+                    };
+                    (a, z, w) = (a + row_step as isize, z + row_step as isize, w + w_step);
+                }
+                for (&v, at) in acc.iter().zip([out_row + j * sw, out_row + k * sw]) {
+                    if let Some(dst) = ys.get_mut(at) {
+                        *dst = if requant.e1 < 31 { requant.apply(v, clamp) } else { requantize_other(p, v, 0) };
+                    }
+                }
+                j = k + 1;
+            }
         }
     }
 }
@@ -474,21 +529,62 @@ fn le(bytes: &[u8], i: usize) -> i32 {
     bytes.get(4 * i..).and_then(|s| s.first_chunk()).map_or(0, |&b| i32::from_le_bytes(b))
 }
 
-/// [`requantize`] for `multiplier >= 0` and `shift = -(e1 + 1)`, `e1 < 31`: the derivation at
-/// [`super::dense_i8`]'s `run`, in Rust (a multiply-long, shifts, no overflow).
-#[inline(always)]
-fn requantize_fast(acc: i32, multiplier: i32, e1: u32, zero_point: i32, min: i8, max: i8) -> i8 {
-    let z = acc as i64 * multiplier as i64 + (1 << 30) - (((acc < 0) as i64) << 31);
-    let w = (z >> 31) as i32;
-    let q = w >> e1;
-    let v = ((q >> 1) + (q & 1)).saturating_add(zero_point);
-    if v < min as i32 {
-        min
-    } else if v > max as i32 {
-        max
-    } else {
-        v as i8
+/// One output channel's requantization: [`requantize`] folded into a multiply-long and a
+/// shift, as [`super::dense_i8`]'s `run` derives it, for the parameters a blob holds
+/// (`multiplier >= 0`, `shift` in `-31..=-1`, `act_min <= act_max`); `e1` is 31 or more
+/// for the others, which [`requantize_other`] takes.
+#[derive(Clone, Copy)]
+struct Requantize {
+    multiplier: i32,
+    /// `-shift - 1`.
+    e1: u32,
+}
+
+impl Requantize {
+    #[inline(always)]
+    fn new(p: &ConvI8<'_>, o: usize) -> Self {
+        let (multiplier, shift) = (le(p.multipliers, o), le(p.shifts, o));
+        let folded = multiplier >= 0 && (-31..=-1).contains(&shift) && p.act_min <= p.act_max;
+        Requantize { multiplier, e1: if folded { (-shift - 1) as u32 } else { u32::MAX } }
     }
+
+    /// The output byte of `acc`, with `(zero point, act_min, act_max)`; `e1 < 31`.
+    #[inline(always)]
+    fn apply(self, acc: i32, (zero_point, min, max): (i32, i32, i32)) -> i8 {
+        let y: i32;
+        // SAFETY: register-only arithmetic (flags written). Z = acc * m + 2^30 - 2^31 [acc < 0]
+        // in hi:lo; the result is hi >> (e - 1) plus the last bit shifted out (for e = 1, bit
+        // 31 of lo, which LSLS puts in the carry and a shift by 0 keeps); then the zero point,
+        // saturating, and the clamp (min <= max).
+        unsafe {
+            asm!(
+                "asr {hi}, {acc}, #31",
+                "eor {lo}, {half}, {hi}, lsl #31",
+                "smlal {lo}, {hi}, {acc}, {m}",
+                "lsls {lo}, {lo}, #1",
+                "asrs {hi}, {hi}, {e1}",
+                "adc {hi}, {hi}, #0",
+                "qadd {hi}, {hi}, {zp}",
+                "cmp {hi}, {min}",
+                "it lt",
+                "movlt {hi}, {min}",
+                "cmp {hi}, {max}",
+                "it gt",
+                "movgt {hi}, {max}",
+                acc = in(reg) acc, m = in(reg) self.multiplier, e1 = in(reg) self.e1, half = in(reg) 0x4000_0000u32,
+                zp = in(reg) zero_point, min = in(reg) min, max = in(reg) max, hi = out(reg) y, lo = out(reg) _,
+                options(pure, nomem, nostack),
+            );
+        }
+        y as i8
+    }
+}
+
+/// [`requantize`] of output channel `o`, for the parameters no blob holds (kernels take any).
+#[cold]
+#[inline(never)]
+fn requantize_other(p: &ConvI8<'_>, acc: i32, o: usize) -> i8 {
+    requantize(acc, le(p.multipliers, o), le(p.shifts, o), p.out_zero_point, p.act_min, p.act_max)
 }
 
 /// Bytes 0 and 2 (`ROR == 0`) or 1 and 3 (`ROR == 8`) of `w`, sign-extended into halfwords.
@@ -520,18 +616,25 @@ fn smlad(a: u32, b: u32, acc: i32) -> i32 {
     r
 }
 
-/// `acc` plus the dot product of `quads` words of int8 inputs at `x` with the prepared weight
-/// pairs at `w`.
+/// `acc` plus the dot products of `quads` words of int8 inputs at each of `x` with the prepared
+/// weight pairs at `w`.
 ///
 /// # Safety
-/// `x` may be read `4 * quads` bytes, `w` `2 * quads` words.
+/// Both `x` may be read `4 * quads` bytes, `w` `2 * quads` words.
 #[inline(always)]
-unsafe fn dot1(mut acc: i32, x: *const u8, w: *const u32, quads: usize) -> i32 {
+unsafe fn dot2(mut acc: [i32; 2], x: (*const i8, *const i8), w: *const u32, quads: usize) -> [i32; 2] {
     for q in 0..quads {
         // SAFETY: within the contract's bounds.
-        let (v, lo, hi) = unsafe { (x.add(4 * q).cast::<u32>().read_unaligned(), *w.add(2 * q), *w.add(2 * q + 1)) };
-        acc = smlad(sxtb16::<0>(v), lo, acc);
-        acc = smlad(sxtb16::<8>(v), hi, acc);
+        let (lo, hi, a, b) = unsafe {
+            (
+                *w.add(2 * q),
+                *w.add(2 * q + 1),
+                x.0.add(4 * q).cast::<u32>().read_unaligned(),
+                x.1.add(4 * q).cast::<u32>().read_unaligned(),
+            )
+        };
+        acc[0] = smlad(sxtb16::<8>(a), hi, smlad(sxtb16::<0>(a), lo, acc[0]));
+        acc[1] = smlad(sxtb16::<8>(b), hi, smlad(sxtb16::<0>(b), lo, acc[1]));
     }
     acc
 }
@@ -603,7 +706,7 @@ unsafe fn dot(acc: &mut [i32; PIXELS], w: *const u8, x: &Prepared, entry: usize)
             "cmp.w r0, #0x80008000",
             "bne 2b",
             inout("r4") a0, inout("r5") a1, inout("r8") a2, inout("r9") a3,
-            inout("r10") entry => _, out("r11") _, inout("r12") w => _, inout("lr") x.0.as_ptr() => _,
+            inout("r10") entry => _, out("r11") _, inout("r12") w => _, inout("lr") x.0.as_ptr().cast::<u32>() => _,
             out("r0") _, out("r1") _, out("r2") _, out("r3") _,
             options(readonly, nostack),
         );
