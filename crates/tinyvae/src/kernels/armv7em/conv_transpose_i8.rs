@@ -28,7 +28,7 @@
 //! interior, each border), and the loop runs over that box only, no padding and no inserted
 //! zero multiplied. The accumulator starts from the phase's bias plus the input zero point times
 //! the phase row's weight sum (which the tap-major bias folds out), the reference's integer. The
-//! buffer holds [`CHUNK_QUADS`] blocks (1 KiB): the patch rows of a pixel group, not of a whole
+//! buffer holds [`CHUNK_QUADS`] blocks (528 B): the patch rows of a pixel group, not of a whole
 //! output row ("no im2col buffer larger than one output row's patches").
 //!
 //! # The loop
@@ -57,7 +57,7 @@ use crate::quant::requantize;
 /// Output pixels per group: the four accumulators of one output channel.
 const PIXELS: usize = 4;
 /// Blocks of 4 input channels that the prepared buffer holds.
-const CHUNK_QUADS: usize = 32;
+const CHUNK_QUADS: usize = 16;
 /// Output channels whose accumulators wait on the stack while a group's taps are walked.
 const ROW_TILE: usize = 32;
 /// Blocks of 4 weights of one phase row that the one-channel path prepares (512 B).
@@ -77,16 +77,23 @@ struct Prepared([MaybeUninit<u32>; PREPARED_WORDS]);
 pub fn conv_transpose_i8<D: patches::Dense>(p: &ConvI8<'_>, x: &[i8], batch: usize, out: &mut [i8]) {
     let n = p.samples(true, x, batch, out);
     let Some(layer) = Layer::new(p).filter(|_| n > 0) else {
-        #[cfg(feature = "conv")]
-        return patches::conv_transpose_i8::<D>(p, x, batch, out);
-        #[cfg(not(feature = "conv"))]
-        return crate::kernels::reference::conv_transpose_i8(p, x, batch, out);
+        return fallback::<D>(p, x, batch, out);
     };
     if layer.one_channel() {
         layer.run_one_channel(x, n, out);
     } else {
         layer.run(x, n, out);
     }
+}
+
+/// The layers this kernel does not take. Out of line, so that its frame is not on the stack
+/// of the ones it takes.
+#[inline(never)]
+fn fallback<D: patches::Dense>(p: &ConvI8<'_>, x: &[i8], batch: usize, out: &mut [i8]) {
+    #[cfg(feature = "conv")]
+    patches::conv_transpose_i8::<D>(p, x, batch, out);
+    #[cfg(not(feature = "conv"))]
+    crate::kernels::reference::conv_transpose_i8(p, x, batch, out);
 }
 
 /// One output pixel of a group.
@@ -261,13 +268,16 @@ impl<'a> Layer<'a> {
                     at = self.prepare(bufs.prepared, px, t, at, quads, xs);
                     let entry = (4 - quads % 4) % 4;
                     let row0 = phase.offset + o0 * phase.cols + k0;
-                    for (o, a) in bufs.acc.iter_mut().enumerate().take(tile) {
+                    if quads > 0 {
                         // SAFETY: `samples` checked that `weights` holds the layer's rows *
                         // cols bytes, phase blocks included; the taps run `k0..k1` lies inside
-                        // row o0 + o of the phase (4 * quads bytes, word loads allowed at any
-                        // alignment on ARMv7-M). `prepared` holds `quads` blocks and the stop
-                        // block.
-                        unsafe { dot(a, p.weights.as_ptr().add(row0 + o * phase.cols), bufs.prepared, entry) };
+                        // each row o0..o0 + tile of the phase (4 * quads bytes, word loads
+                        // allowed at any alignment on ARMv7-M). `prepared` holds `quads >= 1`
+                        // blocks and the stop block; `acc` holds `tile` rows.
+                        unsafe {
+                            let w = p.weights.as_ptr().add(row0);
+                            dot_rows(&mut bufs.acc[..tile], w, phase.cols, bufs.prepared, entry);
+                        }
                     }
                     k0 = k1;
                 }
@@ -300,7 +310,7 @@ impl<'a> Layer<'a> {
         let (iw, c_in) = (d.w.input(), d.in_channels_per_group);
         let plane = d.h.input() * iw;
         let channels_last = self.p.in_shape.channels_last;
-        let (zp, zp1) = (self.zero_points, self.p.in_zero_point);
+        let zp = self.zero_points;
         let quads = quads.min(CHUNK_QUADS);
         let (mut tx, mut c) = (tx0, c0);
         for (k, pixel) in px.iter().enumerate() {
@@ -326,17 +336,10 @@ impl<'a> Layer<'a> {
                         }
                     }
                 } else {
-                    let mut src = xs.as_ptr().wrapping_add(c * plane + iy * iw + ix);
-                    for _ in 0..n {
-                        // SAFETY: as above, channels c..c + 4 of pixel (iy, ix) in NCHW.
-                        unsafe {
-                            let v = |j: usize| *src.add(j * plane) as i32 - zp1;
-                            let pair = |lo: i32, hi: i32| (lo as u32 & 0xFFFF) | ((hi as u32) << 16);
-                            dst.write(pair(v(0), v(2)));
-                            dst.add(PIXELS).write(pair(v(1), v(3)));
-                            (src, dst) = (src.add(4 * plane), dst.add(2 * PIXELS));
-                        }
-                    }
+                    let src = xs.as_ptr().wrapping_add(c * plane + iy * iw + ix);
+                    // SAFETY: as above, channels c..c + 4n of pixel (iy, ix) in NCHW, and n
+                    // blocks of `buf` from q, lane k.
+                    unsafe { prepare_planar(src, plane, dst, n, zp) };
                 }
                 q += n;
                 c += 4 * n;
@@ -639,6 +642,43 @@ unsafe fn dot2(mut acc: [i32; 2], x: (*const i8, *const i8), w: *const u32, quad
     acc
 }
 
+/// Lays out `n` blocks of 4 channels of one pixel of an NCHW input (channel planes `plane`
+/// bytes apart, from `src`) into lane `dst` of `n` prepared blocks, minus the zero points `zp`.
+/// In asm: the compiler's version kept the plane offsets on the stack.
+///
+/// # Safety
+/// `src` may be read at `j * plane` for `j < 4n`; `dst` written at `8i` and `8i + 4` words for
+/// `i < n`.
+#[inline(always)]
+unsafe fn prepare_planar(src: *const i8, plane: usize, dst: *mut u32, n: usize, zp: u32) {
+    if n == 0 {
+        return;
+    }
+    // SAFETY: see the contract; register arithmetic besides those loads and stores.
+    unsafe {
+        asm!(
+            "2:",
+            "ldrsb {a}, [{src}]",
+            "ldrsb {b}, [{src}, {p1}]",
+            "ldrsb {c}, [{src}, {p2}]",
+            "ldrsb {d}, [{src}, {p3}]",
+            "add {src}, {src}, {p2}, lsl #1",
+            "pkhbt {a}, {a}, {c}, lsl #16",
+            "pkhbt {b}, {b}, {d}, lsl #16",
+            "ssub16 {a}, {a}, {zp}",
+            "ssub16 {b}, {b}, {zp}",
+            "str {b}, [{dst}, #16]",
+            "str {a}, [{dst}], #32",
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            src = inout(reg) src => _, dst = inout(reg) dst => _, n = inout(reg) n => _,
+            p1 = in(reg) plane, p2 = in(reg) 2 * plane, p3 = in(reg) 3 * plane,
+            zp = in(reg) zp, a = out(reg) _, b = out(reg) _, c = out(reg) _, d = out(reg) _,
+            options(nostack),
+        );
+    }
+}
+
 /// Halfword-wise `a - b` (values within int16 here: int8 minus int8).
 #[inline(always)]
 fn ssub16(a: u32, b: u32) -> u32 {
@@ -673,43 +713,65 @@ macro_rules! block {
     };
 }
 
-/// Adds the dot products of one weight row run (from `w`) with the four pixels' prepared
-/// inputs to `acc`, block by block until the stop block; `entry` is `(4 - blocks % 4) % 4`.
+/// For each row of `acc` (its weight row run starting `stride` bytes after the previous one,
+/// from `w`), adds the dot products with the four pixels' prepared inputs, block by block until
+/// the stop block; `entry` is `(4 - blocks % 4) % 4`. One asm block for all rows: the row loop's
+/// state waits in a 24-byte frame while the 12 registers run the blocks.
 ///
 /// # Safety
-/// `x` holds `blocks >= 1` blocks and then the stop block; `w` may be read `4 * blocks` bytes.
+/// `x` holds `blocks >= 1` blocks and then the stop block; from `w`, each of the `acc.len()`
+/// rows may read `4 * blocks` bytes.
 #[inline(always)]
-unsafe fn dot(acc: &mut [i32; PIXELS], w: *const u8, x: &Prepared, entry: usize) {
-    let [mut a0, mut a1, mut a2, mut a3] = *acc;
-    // SAFETY: see the contract. The loop reads the blocks in order and stops at the first whose
-    // first word is STOP, which only the stop block's is (prepared halfwords lie in -255..=255);
-    // entering `entry` blocks into the body makes the test fall after all blocks. The weights
-    // are read one word per block. SMLAD wraps as the reference's wrapping adds do (it only
-    // sets the sticky Q flag).
+unsafe fn dot_rows(acc: &mut [[i32; PIXELS]], w: *const u8, stride: usize, x: &Prepared, entry: usize) {
+    let rows = acc.as_mut_ptr();
+    let end = rows.wrapping_add(acc.len());
+    if acc.is_empty() {
+        return;
+    }
+    // SAFETY: see the contract. Each row's loop reads the blocks in order and stops at the first
+    // whose first word is STOP, which only the stop block's is (prepared halfwords lie in
+    // -255..=255); entering `entry` blocks into the body makes the test fall after all blocks.
+    // The weights are read one word per block. SMLAD wraps as the reference's wrapping adds do
+    // (it only sets the sticky Q flag). The frame below sp is freed on exit; `acc` is written
+    // within its rows only.
     unsafe {
         asm!(
-            "ldm.w lr!, {{r0, r1, r2, r3}}",
-            "cmp r10, #1",
-            "beq 3f",
-            "cmp r10, #2",
-            "beq 4f",
-            "cmp r10, #3",
-            "beq 5f",
+            "sub sp, sp, #24",
+            "stm sp, {{r0, r1, r2, r3, r4, r5}}",
             "2:",
-            block!(),
-            "3:",
-            block!(),
+            "ldr r10, [sp]",
+            "ldm r10, {{r4, r5, r8, r9}}",
+            "ldrd r12, r11, [sp, #8]",
+            "add r11, r12, r11",
+            "str r11, [sp, #8]",
+            "ldrd lr, r10, [sp, #16]",
+            "ldm lr!, {{r0, r1, r2, r3}}",
+            "cmp r10, #0",
+            "beq 4f",
+            "cmp r10, #2",
+            "blo 5f",
+            "beq 6f",
+            "b 7f",
             "4:",
             block!(),
             "5:",
             block!(),
+            "6:",
+            block!(),
+            "7:",
+            block!(),
             "cmp.w r0, #0x80008000",
+            "bne 4b",
+            "ldr r10, [sp]",
+            "stm r10!, {{r4, r5, r8, r9}}",
+            "str r10, [sp]",
+            "ldr r11, [sp, #4]",
+            "cmp r10, r11",
             "bne 2b",
-            inout("r4") a0, inout("r5") a1, inout("r8") a2, inout("r9") a3,
-            inout("r10") entry => _, out("r11") _, inout("r12") w => _, inout("lr") x.0.as_ptr().cast::<u32>() => _,
-            out("r0") _, out("r1") _, out("r2") _, out("r3") _,
-            options(readonly, nostack),
+            "add sp, sp, #24",
+            inout("r0") rows => _, inout("r1") end => _, inout("r2") w => _, inout("r3") stride => _,
+            inout("r4") x.0.as_ptr().cast::<u32>() => _, inout("r5") entry => _,
+            out("r8") _, out("r9") _, out("r10") _, out("r11") _, out("r12") _, out("lr") _,
         );
     }
-    *acc = [a0, a1, a2, a3];
 }
