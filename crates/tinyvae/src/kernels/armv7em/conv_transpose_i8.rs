@@ -64,6 +64,8 @@ const ROW_TILE: usize = 32;
 const ONE_QUADS: usize = 64;
 /// Words of the prepared buffer.
 const PREPARED_WORDS: usize = 2 * PIXELS * CHUNK_QUADS + 2 * PIXELS;
+// The buffer also holds a tile's requantization (two words a row).
+const _: () = assert!(PREPARED_WORDS >= 2 * ROW_TILE);
 /// First word of the block that ends the loop.
 const STOP: u32 = 0x8000_8000;
 
@@ -121,13 +123,12 @@ struct Buffers<'b> {
     /// Left uninitialised: `prepare` writes every word that `dot` reads.
     prepared: &'b mut Prepared,
     acc: &'b mut [[i32; PIXELS]; ROW_TILE],
-    /// The requantization of the tile's output channels, and the tile they are for.
-    requant: &'b mut [Requantize; ROW_TILE],
-    requant_tile: usize,
 }
 
 impl<'a> Layer<'a> {
-    /// The layer, if this kernel takes it (see the module documentation).
+    /// The layer, if this kernel takes it (see the module documentation). Out of line: its
+    /// temporaries stay off the stack of the run.
+    #[inline(never)]
     fn new(p: &'a ConvI8<'a>) -> Option<Self> {
         let d = p.dims(true)?;
         let zp = i8::try_from(p.in_zero_point).ok()?;
@@ -191,9 +192,7 @@ impl<'a> Layer<'a> {
         let d = &self.d;
         let mut prepared = Prepared([MaybeUninit::uninit(); PREPARED_WORDS]);
         let mut acc = [[0; PIXELS]; ROW_TILE];
-        let mut requant = [Requantize { multiplier: 0, e1: 0 }; ROW_TILE];
-        let mut bufs =
-            Buffers { prepared: &mut prepared, acc: &mut acc, requant: &mut requant, requant_tile: usize::MAX };
+        let mut bufs = Buffers { prepared: &mut prepared, acc: &mut acc };
         if d.in_len == 0 || d.out_len == 0 {
             return;
         }
@@ -282,11 +281,22 @@ impl<'a> Layer<'a> {
                     k0 = k1;
                 }
             }
-            if bufs.requant_tile != o0 {
-                for (o, r) in bufs.requant.iter_mut().enumerate().take(tile) {
-                    *r = Requantize::new(p, o0 + o);
-                }
-                bufs.requant_tile = o0;
+            // The tile's inputs are spent: the buffer holds its requantization now (in the
+            // stack the decode needs, the bytes are what counts).
+            let clamp_ok = p.act_min <= p.act_max;
+            let (mults, shifts) = (p.multipliers.as_ptr().cast::<i32>(), p.shifts.as_ptr().cast::<i32>());
+            for (o, pair) in bufs.prepared.0.chunks_exact_mut(2).take(tile).enumerate() {
+                // SAFETY: `samples` checked that both arrays hold `rows` little-endian i32
+                // (unaligned loads are allowed on ARMv7-M).
+                let (m, shift) = unsafe {
+                    (
+                        i32::from_le(mults.add(o0 + o).read_unaligned()),
+                        i32::from_le(shifts.add(o0 + o).read_unaligned()),
+                    )
+                };
+                let folded = m >= 0 && (-31..=-1).contains(&shift) && clamp_ok;
+                pair[0].write(m as u32);
+                pair[1].write(if folded { (-shift - 1) as u32 } else { u32::MAX });
             }
             self.store(o0, bufs, tile, px.map(|p| p.at), ys);
         }
@@ -368,8 +378,11 @@ impl<'a> Layer<'a> {
             let Some(dst) = ys.get_mut(first..first + (tile - 1) * step + 1) else {
                 continue;
             };
-            let rows = bufs.requant[..tile].iter().zip(&bufs.acc[..tile]);
-            for (o, (y, (r, a))) in dst.iter_mut().step_by(step).zip(rows).enumerate() {
+            let rows = bufs.prepared.0.chunks_exact(2).zip(&bufs.acc[..tile]);
+            for (o, (y, (pair, a))) in dst.iter_mut().step_by(step).zip(rows).enumerate() {
+                // SAFETY: `group` wrote the tile's pairs (2 * tile <= 2 * ROW_TILE words, which
+                // the buffer holds) before calling this.
+                let r = unsafe { Requantize { multiplier: pair[0].assume_init() as i32, e1: pair[1].assume_init() } };
                 *y = if r.e1 < 31 { r.apply(a[k], clamp) } else { requantize_other(p, a[k], o0 + o) };
             }
         }
