@@ -63,13 +63,14 @@ const ROW_TILE: usize = 32;
 /// Blocks of 4 weights of one phase row that the one-channel path prepares (512 B).
 const ONE_QUADS: usize = 64;
 /// Words of the prepared buffer.
-const PREPARED_WORDS: usize = 2 * PIXELS * CHUNK_QUADS + 2 * PIXELS;
+const PREPARED_WORDS: usize = 2 * PIXELS * CHUNK_QUADS + PIXELS;
 // The buffer also holds a tile's requantization (two words a row).
 const _: () = assert!(PREPARED_WORDS >= 2 * ROW_TILE);
 /// First word of the block that ends the loop.
 const STOP: u32 = 0x8000_8000;
 
-/// The prepared input of one chunk: 8 words per block of 4 channels, then the stop block.
+/// The prepared input of one chunk: 8 words per block of 4 channels, then the stop block (the
+/// 4 words of its `LDM`).
 #[repr(C, align(4))]
 struct Prepared([MaybeUninit<u32>; PREPARED_WORDS]);
 
@@ -305,8 +306,9 @@ impl<'a> Layer<'a> {
     /// Lays out the input of `quads` (at most [`CHUNK_QUADS`]) blocks of 4 channels for the
     /// four pixels, from tap row `t`, tap column and channel `(tx, c)` on (see the module
     /// documentation), then the stop block. Returns where the next chunk starts. Pixel by
-    /// pixel and tap by tap, so that the loads of a run step by a fixed distance.
-    #[inline(always)]
+    /// pixel and tap by tap, so that the loads of a run step by a fixed distance. Out of line:
+    /// its registers and spills stay off the frame of [`Layer::group`] (the decode stack).
+    #[inline(never)]
     fn prepare(
         &self,
         buf: &mut Prepared,
