@@ -250,13 +250,7 @@ impl<'a> Layer<'a> {
         let c_in = d.in_channels_per_group;
         for o0 in (0..d.rows).step_by(ROW_TILE) {
             let tile = (d.rows - o0).min(ROW_TILE);
-            for (o, a) in bufs.acc.iter_mut().enumerate().take(tile) {
-                let r = phase.index * d.rows + o0 + o;
-                // The tap-major bias folds -zp * (the phase row's sum): put it back, so that
-                // the valid taps alone, on inputs minus zp, complete the reference's sum.
-                let init = le(p.bias, r).wrapping_add(p.in_zero_point.wrapping_mul(le(p.weight_sums, r)));
-                *a = [init; PIXELS];
-            }
+            self.start_tile(bufs, phase.index * d.rows + o0, tile);
             for t in ty.clone() {
                 // A run of valid taps of one tap row is one run of each weight row.
                 let k_end = (t * phase.taps_x + tx.end) * c_in;
@@ -282,24 +276,42 @@ impl<'a> Layer<'a> {
                     k0 = k1;
                 }
             }
-            // The tile's inputs are spent: the buffer holds its requantization now (in the
-            // stack the decode needs, the bytes are what counts).
-            let clamp_ok = p.act_min <= p.act_max;
-            let (mults, shifts) = (p.multipliers.as_ptr().cast::<i32>(), p.shifts.as_ptr().cast::<i32>());
-            for (o, pair) in bufs.prepared.0.chunks_exact_mut(2).take(tile).enumerate() {
-                // SAFETY: `samples` checked that both arrays hold `rows` little-endian i32
-                // (unaligned loads are allowed on ARMv7-M).
-                let (m, shift) = unsafe {
-                    (
-                        i32::from_le(mults.add(o0 + o).read_unaligned()),
-                        i32::from_le(shifts.add(o0 + o).read_unaligned()),
-                    )
-                };
-                let folded = m >= 0 && (-31..=-1).contains(&shift) && clamp_ok;
-                pair[0].write(m as u32);
-                pair[1].write(if folded { (-shift - 1) as u32 } else { u32::MAX });
-            }
-            self.store(o0, bufs, tile, px.map(|p| p.at), ys);
+            self.requantization(bufs, o0, tile);
+            self.store(o0, bufs, tile, px, ys);
+        }
+    }
+
+    /// Sets the accumulators of the tile's `tile` rows to their phase biases (from bias row
+    /// `first`) with the phase row's sum put back. Out of line, as the next two: fewer values
+    /// live in [`Layer::group`], whose frame is on the decode stack.
+    #[inline(never)]
+    fn start_tile(&self, bufs: &mut Buffers<'_>, first: usize, tile: usize) {
+        let p = self.p;
+        for (o, a) in bufs.acc.iter_mut().enumerate().take(tile) {
+            // The tap-major bias folds -zp * (the phase row's sum): put it back, so that the
+            // valid taps alone, on inputs minus zp, complete the reference's sum.
+            let init = le(p.bias, first + o).wrapping_add(p.in_zero_point.wrapping_mul(le(p.weight_sums, first + o)));
+            *a = [init; PIXELS];
+        }
+    }
+
+    /// Writes the requantization of output channels `o0..o0 + tile` into the prepared buffer,
+    /// two words a row, once the tile's inputs are spent (in the stack the decode needs, the
+    /// bytes are what counts).
+    #[inline(never)]
+    fn requantization(&self, bufs: &mut Buffers<'_>, o0: usize, tile: usize) {
+        let p = self.p;
+        let clamp_ok = p.act_min <= p.act_max;
+        let (mults, shifts) = (p.multipliers.as_ptr().cast::<i32>(), p.shifts.as_ptr().cast::<i32>());
+        for (o, pair) in bufs.prepared.0.chunks_exact_mut(2).take(tile.min(self.d.rows - o0)).enumerate() {
+            // SAFETY: `samples` checked that both arrays hold `rows` little-endian i32 (unaligned
+            // loads are allowed on ARMv7-M), and o0 + o < rows.
+            let (m, shift) = unsafe {
+                (i32::from_le(mults.add(o0 + o).read_unaligned()), i32::from_le(shifts.add(o0 + o).read_unaligned()))
+            };
+            let folded = m >= 0 && (-31..=-1).contains(&shift) && clamp_ok;
+            pair[0].write(m as u32);
+            pair[1].write(if folded { (-shift - 1) as u32 } else { u32::MAX });
         }
     }
 
@@ -367,16 +379,16 @@ impl<'a> Layer<'a> {
     }
 
     /// Requantizes a tile's accumulators into the output channels `o0..o0 + tile` of the
-    /// pixels at `ats`, pixel by pixel (a channels-last pixel's channels are one run). Out of
+    /// pixels `px`, pixel by pixel (a channels-last pixel's channels are one run). Out of
     /// line: fewer values live than in [`Layer::group`].
     #[inline(never)]
-    fn store(&self, o0: usize, bufs: &Buffers<'_>, tile: usize, ats: [usize; PIXELS], ys: &mut [i8]) {
+    fn store(&self, o0: usize, bufs: &Buffers<'_>, tile: usize, px: &[Pixel; PIXELS], ys: &mut [i8]) {
         let p = self.p;
         let step = self.channel_step.max(1);
         let tile = tile.min(ROW_TILE);
         let clamp = (p.out_zero_point, p.act_min as i32, p.act_max as i32);
-        for (k, at) in ats.into_iter().enumerate() {
-            let first = at + o0 * step;
+        for (k, pixel) in px.iter().enumerate() {
+            let first = pixel.at + o0 * step;
             let Some(dst) = ys.get_mut(first..first + (tile - 1) * step + 1) else {
                 continue;
             };
