@@ -92,6 +92,7 @@ pub fn conv_transpose_i8<D: patches::Dense>(p: &ConvI8<'_>, x: &[i8], batch: usi
 /// The layers this kernel does not take. Out of line, so that its frame is not on the stack
 /// of the ones it takes.
 #[inline(never)]
+#[cfg_attr(not(feature = "conv"), allow(clippy::extra_unused_type_parameters))]
 fn fallback<D: patches::Dense>(p: &ConvI8<'_>, x: &[i8], batch: usize, out: &mut [i8]) {
     #[cfg(feature = "conv")]
     patches::conv_transpose_i8::<D>(p, x, batch, out);
@@ -276,8 +277,8 @@ impl<'a> Layer<'a> {
                     k0 = k1;
                 }
             }
-            self.requantization(bufs, o0, tile);
-            self.store(o0, bufs, tile, px, ys);
+            let folded = self.requantization(bufs, o0, tile);
+            self.store(o0, bufs, (tile, folded), px, ys);
         }
     }
 
@@ -297,12 +298,13 @@ impl<'a> Layer<'a> {
 
     /// Writes the requantization of output channels `o0..o0 + tile` into the prepared buffer,
     /// two words a row, once the tile's inputs are spent (in the stack the decode needs, the
-    /// bytes are what counts).
+    /// bytes are what counts). Whether every row takes the folded form.
     #[inline(never)]
-    fn requantization(&self, bufs: &mut Buffers<'_>, o0: usize, tile: usize) {
+    fn requantization(&self, bufs: &mut Buffers<'_>, o0: usize, tile: usize) -> bool {
         let p = self.p;
         let clamp_ok = p.act_min <= p.act_max;
         let (mults, shifts) = (p.multipliers.as_ptr().cast::<i32>(), p.shifts.as_ptr().cast::<i32>());
+        let mut all = true;
         for (o, pair) in bufs.prepared.0.chunks_exact_mut(2).take(tile.min(self.d.rows - o0)).enumerate() {
             // SAFETY: `samples` checked that both arrays hold `rows` little-endian i32 (unaligned
             // loads are allowed on ARMv7-M), and o0 + o < rows.
@@ -312,7 +314,9 @@ impl<'a> Layer<'a> {
             let folded = m >= 0 && (-31..=-1).contains(&shift) && clamp_ok;
             pair[0].write(m as u32);
             pair[1].write(if folded { (-shift - 1) as u32 } else { u32::MAX });
+            all &= folded;
         }
+        all
     }
 
     /// Lays out the input of `quads` (at most [`CHUNK_QUADS`]) blocks of 4 channels for the
@@ -382,7 +386,7 @@ impl<'a> Layer<'a> {
     /// pixels `px`, pixel by pixel (a channels-last pixel's channels are one run). Out of
     /// line: fewer values live than in [`Layer::group`].
     #[inline(never)]
-    fn store(&self, o0: usize, bufs: &Buffers<'_>, tile: usize, px: &[Pixel; PIXELS], ys: &mut [i8]) {
+    fn store(&self, o0: usize, bufs: &Buffers<'_>, (tile, folded): (usize, bool), px: &[Pixel; PIXELS], ys: &mut [i8]) {
         let p = self.p;
         let step = self.channel_step.max(1);
         let tile = tile.min(ROW_TILE);
@@ -392,6 +396,21 @@ impl<'a> Layer<'a> {
             let Some(dst) = ys.get_mut(first..first + (tile - 1) * step + 1) else {
                 continue;
             };
+            if folded && step == 1 && tile > 0 {
+                // A channels-last pixel's channels, every row folded: the asm loop.
+                // SAFETY: `dst` holds `tile` bytes; the buffer holds the tile's pairs (written
+                // by `requantization`, 2 * tile words), `acc` its rows, lane k < 4.
+                unsafe {
+                    store_run(
+                        dst.as_mut_ptr(),
+                        bufs.prepared.0.as_ptr().cast(),
+                        bufs.acc.as_ptr().cast::<i32>().add(k),
+                        tile,
+                        clamp,
+                    )
+                };
+                continue;
+            }
             let rows = bufs.prepared.0.chunks_exact(2).zip(&bufs.acc[..tile]);
             for (o, (y, (pair, a))) in dst.iter_mut().step_by(step).zip(rows).enumerate() {
                 // SAFETY: `group` wrote the tile's pairs (2 * tile <= 2 * ROW_TILE words, which
@@ -627,6 +646,51 @@ impl Requantize {
             );
         }
         y as i8
+    }
+}
+
+/// Requantizes `n >= 1` accumulators (`acc`, 4 words apart) with the row pairs at `table`
+/// (multiplier, `e1 < 31`) into `n` consecutive bytes at `dst`: [`Requantize::apply`] in one
+/// loop, 20 instructions a byte (the compiled loop reloaded its constants from the stack).
+///
+/// # Safety
+/// `dst` may be written `n` bytes; `table` read `2n` words, `acc` `n` words 16 bytes apart.
+#[inline(always)]
+unsafe fn store_run(
+    dst: *mut i8,
+    table: *const u32,
+    acc: *const i32,
+    n: usize,
+    (zero_point, min, max): (i32, i32, i32),
+) {
+    // SAFETY: see the contract; register arithmetic besides those loads and stores.
+    unsafe {
+        asm!(
+            "2:",
+            "ldrd {m}, {e1}, [{tab}], #8",
+            "ldr {acc}, [{accp}], #16",
+            "asr {hi}, {acc}, #31",
+            "mov {lo}, #0x40000000",
+            "eor {lo}, {lo}, {hi}, lsl #31",
+            "smlal {lo}, {hi}, {acc}, {m}",
+            "lsls {lo}, {lo}, #1",
+            "asrs {hi}, {hi}, {e1}",
+            "adc {hi}, {hi}, #0",
+            "qadd {hi}, {hi}, {zp}",
+            "cmp {hi}, {min}",
+            "it lt",
+            "movlt {hi}, {min}",
+            "cmp {hi}, {max}",
+            "it gt",
+            "movgt {hi}, {max}",
+            "strb {hi}, [{dst}], #1",
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            dst = inout(reg) dst => _, tab = inout(reg) table => _, accp = inout(reg) acc => _,
+            n = inout(reg) n => _, zp = in(reg) zero_point, min = in(reg) min, max = in(reg) max,
+            m = out(reg) _, e1 = out(reg) _, acc = out(reg) _, hi = out(reg) _, lo = out(reg) _,
+            options(nostack),
+        );
     }
 }
 

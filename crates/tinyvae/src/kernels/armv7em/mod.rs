@@ -2,9 +2,11 @@
 //! (`SMLAD`, `SXTB16`) of the Cortex-M4 and Cortex-M7.
 //!
 //! `DSP` is the table that dispatch picks: int8 Dense on `SMLAD` (one kernel per file), int8
-//! convolutions on that Dense over gathered patches ([`crate::kernels::patches`]), the input
-//! quantization on the FPU's conversions where there is one (`thumbv7em-none-eabihf`), and the
-//! scalar reference for the rest. `dense_i8_w16` is an opt-in int16-weight variant kept
+//! transposed convolutions on `SMLAD` with four output pixels in the accumulators
+//! (`conv_transpose_i8.rs`, no patch buffer), int8 convolutions on the Dense kernel over
+//! gathered patches ([`crate::kernels::patches`]), the input quantization on the FPU's
+//! conversions where there is one (`thumbv7em-none-eabihf`), and the scalar reference for the
+//! rest. `dense_i8_w16` is an opt-in int16-weight variant kept
 //! for measurements; no table uses it.
 //!
 //! # Which builds get them
