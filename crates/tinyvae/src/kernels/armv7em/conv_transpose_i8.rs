@@ -15,7 +15,7 @@
 //! per 4 input channels x 4 pixels: 1 LDR + 2 SXTB16 + 2 LDM + 8 SMLAD = 13 instructions / 16 MACs
 //! ```
 //!
-//! plus a `CMP`/`BNE` per four such blocks: 0.84 instructions per MAC in the loop, and a layer
+//! plus a `CMP`/`BNE` per eight such blocks: 0.83 instructions per MAC in the loop, and a layer
 //! with one output channel runs as fast as one with many.
 //!
 //! # The prepared input
@@ -28,15 +28,17 @@
 //! interior, each border), and the loop runs over that box only, no padding and no inserted
 //! zero multiplied. The accumulator starts from the phase's bias plus the input zero point times
 //! the phase row's weight sum (which the tap-major bias folds out), the reference's integer. The
-//! buffer holds [`CHUNK_QUADS`] blocks (528 B): the patch rows of a pixel group, not of a whole
+//! buffer holds [`CHUNK_QUADS`] blocks (528 B, which also hold a tile's requantization once its
+//! inputs are spent): the patch rows of a pixel group, not of a whole
 //! output row ("no im2col buffer larger than one output row's patches").
 //!
 //! # The loop
 //! No register is left for a counter (12 of the 12 that inline asm gets: 4 inputs for `LDM`,
 //! 4 accumulators, a weight word, its halves, 2 pointers), so the loop ends on a block whose first
 //! word is [`STOP`], the halfword pair (-32768, -32768) that no prepared value is, as in
-//! [`super::dense_i8`]. The body holds 4 blocks and is entered `blocks % 4` blocks before its
-//! end.
+//! [`super::dense_i8`]. The body holds 8 blocks and is entered `blocks % 8` blocks before its
+//! end (a jump through `ADD PC`). The row loop around it is in the same asm (15 instructions a
+//! row), its state in a small frame.
 //!
 //! # What it takes
 //! Tap-major weights (format version 3), an input zero point inside int8, input channels a
@@ -66,6 +68,10 @@ const ONE_QUADS: usize = 64;
 const PREPARED_WORDS: usize = 2 * PIXELS * CHUNK_QUADS + PIXELS;
 // The buffer also holds a tile's requantization (two words a row).
 const _: () = assert!(PREPARED_WORDS >= 2 * ROW_TILE);
+/// Blocks per pass of [`dot_rows`]' loop.
+const UNROLL: usize = 8;
+/// Bytes of one block's code: 13 instructions, all 32-bit.
+const BLOCK_CODE: usize = 52;
 /// First word of the block that ends the loop.
 const STOP: u32 = 0x8000_8000;
 
@@ -261,7 +267,7 @@ impl<'a> Layer<'a> {
                     let k1 = k_end.min(k0 + 4 * CHUNK_QUADS);
                     let quads = (k1 - k0) / 4;
                     at = self.prepare(bufs.prepared, px, t, at, quads, xs);
-                    let entry = (4 - quads % 4) % 4;
+                    let entry = (UNROLL - quads % UNROLL) % UNROLL * BLOCK_CODE;
                     let row0 = phase.offset + o0 * phase.cols + k0;
                     if quads > 0 {
                         // SAFETY: `samples` checked that `weights` holds the layer's rows *
@@ -288,11 +294,17 @@ impl<'a> Layer<'a> {
     #[inline(never)]
     fn start_tile(&self, bufs: &mut Buffers<'_>, first: usize, tile: usize) {
         let p = self.p;
-        for (o, a) in bufs.acc.iter_mut().enumerate().take(tile) {
+        let (bias, sums) = (p.bias.as_ptr().cast::<i32>(), p.weight_sums.as_ptr().cast::<i32>());
+        let rows = tile.min(self.d.rows);
+        for (o, a) in bufs.acc.iter_mut().enumerate().take(rows) {
+            // SAFETY: `samples` checked that both arrays hold `rows * phases` little-endian i32
+            // (unaligned loads are allowed on ARMv7-M), and `first + o` is one of them.
+            let (b, sum) = unsafe {
+                (i32::from_le(bias.add(first + o).read_unaligned()), i32::from_le(sums.add(first + o).read_unaligned()))
+            };
             // The tap-major bias folds -zp * (the phase row's sum): put it back, so that the
             // valid taps alone, on inputs minus zp, complete the reference's sum.
-            let init = le(p.bias, first + o).wrapping_add(p.in_zero_point.wrapping_mul(le(p.weight_sums, first + o)));
-            *a = [init; PIXELS];
+            *a = [b.wrapping_add(p.in_zero_point.wrapping_mul(sum)); PIXELS];
         }
     }
 
@@ -874,8 +886,10 @@ macro_rules! block {
 
 /// For each row of `acc` (its weight row run starting `stride` bytes after the previous one,
 /// from `w`), adds the dot products with the four pixels' prepared inputs, block by block until
-/// the stop block; `entry` is `(4 - blocks % 4) % 4`. One asm block for all rows: the row loop's
-/// state waits in a 24-byte frame while the 12 registers run the blocks.
+/// the stop block; `entry` is `(8 - blocks % 8) % 8` blocks of code, in bytes (the loop is
+/// entered that far into its body, so that its test falls after the last block). One asm block
+/// for all rows: the row loop's state waits in a 24-byte frame while the 12 registers run the
+/// blocks.
 ///
 /// # Safety
 /// `x` holds `blocks >= 1` blocks and then the stop block; from `w`, each of the `acc.len()`
@@ -889,7 +903,8 @@ unsafe fn dot_rows(acc: &mut [[i32; PIXELS]], w: *const u8, stride: usize, x: &P
     }
     // SAFETY: see the contract. Each row's loop reads the blocks in order and stops at the first
     // whose first word is STOP, which only the stop block's is (prepared halfwords lie in
-    // -255..=255); entering `entry` blocks into the body makes the test fall after all blocks.
+    // -255..=255); entering `entry` bytes into the body makes the test fall after all blocks
+    // (`ADD PC` jumps only inside the body: the offset is below its size, as the asm checks).
     // The weights are read one word per block. SMLAD wraps as the reference's wrapping adds do
     // (it only sets the sticky Q flag). The frame below sp is freed on exit; `acc` is written
     // within its rows only.
@@ -905,20 +920,20 @@ unsafe fn dot_rows(acc: &mut [[i32; PIXELS]], w: *const u8, stride: usize, x: &P
             "str r11, [sp, #8]",
             "ldrd lr, r10, [sp, #16]",
             "ldm lr!, {{r0, r1, r2, r3}}",
-            "cmp r10, #0",
-            "beq 4f",
-            "cmp r10, #2",
-            "blo 5f",
-            "beq 6f",
-            "b 7f",
+            // Into the body `entry` blocks late: PC reads 4 bytes ahead, at the first block.
+            "3:",
+            "add pc, r10",
+            "nop",
             "4:",
             block!(),
+            block!(),
+            block!(),
+            block!(),
+            block!(),
+            block!(),
+            block!(),
+            block!(),
             "5:",
-            block!(),
-            "6:",
-            block!(),
-            "7:",
-            block!(),
             "cmp.w r0, #0x80008000",
             "bne 4b",
             "ldr r10, [sp]",
@@ -928,6 +943,14 @@ unsafe fn dot_rows(acc: &mut [[i32; PIXELS]], w: *const u8, stride: usize, x: &P
             "cmp r10, r11",
             "bne 2b",
             "add sp, sp, #24",
+            // The sizes the entry offsets rely on.
+            ".if (4b - 3b) != 4",
+            ".error \"dot_rows entry: ADD PC and NOP must take 4 bytes\"",
+            ".endif",
+            ".if (5b - 4b) != {body}",
+            ".error \"dot_rows body: unexpected size\"",
+            ".endif",
+            body = const UNROLL * BLOCK_CODE,
             inout("r0") rows => _, inout("r1") end => _, inout("r2") w => _, inout("r3") stride => _,
             inout("r4") x.0.as_ptr().cast::<u32>() => _, inout("r5") entry => _,
             out("r8") _, out("r9") _, out("r10") _, out("r11") _, out("r12") _, out("lr") _,
