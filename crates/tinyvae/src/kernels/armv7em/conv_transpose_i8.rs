@@ -15,8 +15,7 @@
 //! per 4 input channels x 4 pixels: 1 LDR + 2 SXTB16 + 2 LDM + 8 SMLAD = 13 instructions / 16 MACs
 //! ```
 //!
-//! plus a `CMP`/`BNE` per eight such blocks: 0.83 instructions per MAC in the loop, and a layer
-//! with one output channel runs as fast as one with many.
+//! plus a `CMP`/`BNE` per eight such blocks: 0.83 instructions per MAC in the loop.
 //!
 //! # The prepared input
 //! The inputs are laid out once per group of four pixels and run of taps, for every output
@@ -40,10 +39,19 @@
 //! end (a jump through `ADD PC`). The row loop around it is in the same asm (15 instructions a
 //! row), its state in a small frame.
 //!
+//! # One output channel
+//! A decoder's last layer has a single output channel, so a prepared input would serve one
+//! row only. There the phase's weight row is prepared instead (sign-extended once per sample
+//! and phase, 512 B at most), and the input is read in place, channels-last: four neighbouring
+//! outputs of a row read four neighbouring input pixels, 25 instructions per 16 MACs
+//! (`dot4`); row ends go in pairs. A one-channel layer whose input is NCHW takes the general
+//! path.
+//!
 //! # What it takes
 //! Tap-major weights (format version 3), an input zero point inside int8, input channels a
 //! multiple of 4 (a weight word never straddles two taps, and never reads past a row), and
-//! phases that all have taps. Other layers go to the generic driver. Requantization is
+//! phases that all have taps. Other layers go to the generic driver (or, in builds with
+//! transposed convolutions only, to the reference). Requantization is
 //! [`crate::quant::requantize`] folded as in [`super::dense_i8`] (one multiply-long and shifts)
 //! for the parameters a blob holds, the reference function otherwise.
 #![allow(unsafe_code)]
