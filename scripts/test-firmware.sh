@@ -21,7 +21,8 @@
 # `tinyvae classify --predicted` on the host's pixels, byte for byte;
 # STRICT_FOOTPRINT=1 also fails when a footprint target is missed (RAM for one decode <= 4096 B,
 # runtime flash <= 24 KiB, <= 1.40 instructions per MAC; a conv decoder, which builds the
-# firmware with `--features conv`: 12 KiB, 32 KiB, 1.40; an autoencoder: 4 KiB, 24 KiB, 1.50).
+# firmware with `--features conv`, or `conv-transpose` when its only convolutions are transposed:
+# 12 KiB, 32 KiB, 1.40; an autoencoder: 4 KiB, 24 KiB, 1.50).
 #
 # An autoencoder blob (an anomaly detector, e.g. models/mlperf-tiny-ad) is tested on feature
 # vectors instead: the float32 .npy files normal.npy and anomalous.npy next to the blob
@@ -84,18 +85,23 @@ echo "== tinyvae deploy $blob -o $model_dir ${threshold[*]}"
 export TINYVAE_MODEL_DIR=$model_dir
 
 # A convolutional decoder needs the firmware's `conv` feature (the conv kernels are not linked
-# otherwise); its footprint targets are the conv ones.
+# otherwise), or `conv-transpose` when its only convolutions are transposed ones (the kernels of
+# the other conv ops then stay out of flash); its footprint targets are the conv ones.
 conv=0
+conv_feature=conv-transpose
 # (The listing is in a variable: `grep -q` stops reading at the first match, and under
 # pipefail the writer's SIGPIPE would fail the test.)
-if grep -qE '^ *n[0-9]+ +conv' <<<"$listing"; then
+if grep -qE '^ *n[0-9]+ +(conv|upsample|add)' <<<"$listing"; then
     conv=1
+fi
+if grep -qE '^ *n[0-9]+ +(conv |upsample|add)' <<<"$listing"; then
+    conv_feature=conv
 fi
 features=()
 footprint_features=footprint
 if [[ $conv == 1 ]]; then
-    features=(--features conv)
-    footprint_features=footprint,conv
+    features=(--features "$conv_feature")
+    footprint_features=footprint,$conv_feature
     # Separate target folders, so that the MLP and conv builds do not rebuild each other.
     suffix=-conv
     qemu_dir=target/qemu-conv
@@ -108,7 +114,7 @@ echo "== building firmware/cortex-m (thumbv7em-none-eabihf${features[*]:+, ${fea
     cd firmware/cortex-m
     cargo build --release --locked "${features[@]}" --target-dir "$qemu_dir"
     cargo build --release --locked --no-default-features --features "$footprint_features" --target-dir "target/runtime-only$suffix"
-    cargo build --release --locked --features "ssd1306${features:+,conv}" --target-dir "target/blackpill$suffix"
+    cargo build --release --locked --features "ssd1306${features:+,$conv_feature}" --target-dir "target/blackpill$suffix"
 )
 # The lint gate for this crate lives here rather than in scripts/lint.sh: it needs the deployed
 # model. Same feature sets as the builds above.
@@ -117,7 +123,7 @@ echo "== clippy -D warnings in firmware/cortex-m (QEMU, runtime-only and SSD1306
     cd firmware/cortex-m
     cargo clippy --quiet --locked --release "${features[@]}" --target-dir "$qemu_dir" -- -D warnings
     cargo clippy --quiet --locked --release --no-default-features --features "$footprint_features" --target-dir "target/runtime-only$suffix" -- -D warnings
-    cargo clippy --quiet --locked --release --features "ssd1306${features:+,conv}" --target-dir "target/blackpill$suffix" -- -D warnings
+    cargo clippy --quiet --locked --release --features "ssd1306${features:+,$conv_feature}" --target-dir "target/blackpill$suffix" -- -D warnings
 )
 elf=firmware/cortex-m/$qemu_dir/thumbv7em-none-eabihf/release/tinyvae-firmware-cortex-m
 elf_runtime=firmware/cortex-m/target/runtime-only$suffix/thumbv7em-none-eabihf/release/tinyvae-firmware-cortex-m

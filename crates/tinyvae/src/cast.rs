@@ -19,7 +19,7 @@ pub(crate) fn i8s(b: &[u8]) -> &[i8] {
     unsafe { core::slice::from_raw_parts(b.as_ptr().cast::<i8>(), b.len()) }
 }
 
-#[cfg_attr(not(feature = "conv"), allow(dead_code))]
+#[cfg_attr(not(feature = "conv-transpose"), allow(dead_code))]
 pub(crate) fn u8s(b: &[i8]) -> &[u8] {
     // SAFETY: as above.
     unsafe { core::slice::from_raw_parts(b.as_ptr().cast::<u8>(), b.len()) }

@@ -105,7 +105,8 @@ pub enum Error {
         /// The blob's precision.
         precision: crate::Precision,
     },
-    /// The blob uses a convolutional op, left out of this build (cargo feature `conv`).
+    /// The blob uses a convolutional op, left out of this build (cargo feature `conv`, or
+    /// `conv-transpose` for ConvTranspose alone).
     OpNotBuilt {
         /// Node index.
         index: u16,

@@ -34,6 +34,9 @@
 //! - `conv` (default): run convolutional blobs (Conv, ConvTranspose, Upsample, Add). Without
 //!   it they are rejected at parse time ([`Error::OpNotBuilt`]) and the conv kernels are left
 //!   out (firmware for MLP models saves about 11 KB of flash).
+//! - `conv-transpose` (part of `conv`): ConvTranspose alone, what an image decoder uses; Conv,
+//!   Upsample and Add are then rejected at parse time and their kernels (and, on Cortex-M, the
+//!   patch driver forward convolutions run on) stay out of flash.
 //! - `alloc`: `AlignedBlob`, the blob writer (`format::write`) and the kernel test suite
 //!   (`kernels::suite`).
 //! - `std` (implies `alloc`): run-time CPU feature detection for the SIMD kernels, and

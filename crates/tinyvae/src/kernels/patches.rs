@@ -36,7 +36,7 @@
 //! stride) or an int8 zero point outside int8 goes to the scalar reference: same bytes, slower.
 
 // Without the `conv` feature only the entry points' stubs remain.
-#![cfg_attr(not(feature = "conv"), allow(dead_code, unused_imports))]
+#![cfg_attr(not(feature = "conv-transpose"), allow(dead_code, unused_imports))]
 
 use super::conv_layout::Phase;
 use super::{reference, ConvDims, ConvFloat, ConvI8, DenseFloat, DenseFloatFn, DenseI8, DenseI8Fn};
@@ -103,12 +103,12 @@ pub fn conv_i8<D: Dense>(p: &ConvI8<'_>, x: &[i8], batch: usize, out: &mut [i8])
 
 /// int8 transposed convolution on `D`'s Dense kernel.
 pub fn conv_transpose_i8<D: Dense>(p: &ConvI8<'_>, x: &[i8], batch: usize, out: &mut [i8]) {
-    // Without the `conv` feature no blob with this op parses, and nothing is linked.
-    #[cfg(feature = "conv")]
+    // Without the `conv-transpose` feature no blob with this op parses, and nothing is linked.
+    #[cfg(feature = "conv-transpose")]
     if !conv_i8_lowered((D::I8, D::PIXELS_AS_ROWS), true, p, x, batch, out) {
         reference::conv_transpose_i8(p, x, batch, out);
     }
-    #[cfg(not(feature = "conv"))]
+    #[cfg(not(feature = "conv-transpose"))]
     let _ = (p, x, batch, out);
 }
 
@@ -125,12 +125,12 @@ pub fn conv_f16<D: Dense>(p: &ConvFloat<'_>, x: &[f32], batch: usize, out: &mut 
 
 /// Transposed convolution with f16 weights on `D`'s Dense kernel.
 pub fn conv_transpose_f16<D: Dense>(p: &ConvFloat<'_>, x: &[f32], batch: usize, out: &mut [f32]) {
-    // Without the `conv` feature no blob with this op parses, and nothing is linked.
-    #[cfg(feature = "conv")]
+    // Without the `conv-transpose` feature no blob with this op parses, and nothing is linked.
+    #[cfg(feature = "conv-transpose")]
     if !conv_float_lowered(D::F16, 2, true, p, x, batch, out) {
         reference::conv_transpose_f16(p, x, batch, out);
     }
-    #[cfg(not(feature = "conv"))]
+    #[cfg(not(feature = "conv-transpose"))]
     let _ = (p, x, batch, out);
 }
 
@@ -147,12 +147,12 @@ pub fn conv_f32<D: Dense>(p: &ConvFloat<'_>, x: &[f32], batch: usize, out: &mut 
 
 /// Transposed convolution with f32 weights on `D`'s Dense kernel.
 pub fn conv_transpose_f32<D: Dense>(p: &ConvFloat<'_>, x: &[f32], batch: usize, out: &mut [f32]) {
-    // Without the `conv` feature no blob with this op parses, and nothing is linked.
-    #[cfg(feature = "conv")]
+    // Without the `conv-transpose` feature no blob with this op parses, and nothing is linked.
+    #[cfg(feature = "conv-transpose")]
     if !conv_float_lowered(D::F32, 4, true, p, x, batch, out) {
         reference::conv_transpose_f32(p, x, batch, out);
     }
-    #[cfg(not(feature = "conv"))]
+    #[cfg(not(feature = "conv-transpose"))]
     let _ = (p, x, batch, out);
 }
 

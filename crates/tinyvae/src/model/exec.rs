@@ -10,7 +10,9 @@ use crate::error::Error;
 use crate::format::read_i32;
 use crate::format::{ActKind, DType};
 #[cfg(feature = "conv")]
-use crate::kernels::{AddI8, ConvFloat, ConvI8, Upsample};
+use crate::kernels::{AddI8, Upsample};
+#[cfg(feature = "conv-transpose")]
+use crate::kernels::{ConvFloat, ConvI8};
 use crate::kernels::{DenseFloat, DenseI8, Kernels};
 use crate::quant::{dequantize_i8, to_pixel};
 
@@ -204,9 +206,12 @@ impl Model<'_> {
                     }
                 }
                 // Parse refuses these ops when they are not built.
+                #[cfg(not(feature = "conv-transpose"))]
+                Op::Conv | Op::ConvTranspose => return Err(lost),
                 #[cfg(not(feature = "conv"))]
-                Op::Conv | Op::ConvTranspose | Op::Upsample | Op::Add => return Err(lost),
-                #[cfg(feature = "conv")]
+                Op::Upsample | Op::Add => return Err(lost),
+                // (Without `conv`, parse refuses Conv: only ConvTranspose comes here.)
+                #[cfg(feature = "conv-transpose")]
                 Op::Conv | Op::ConvTranspose => {
                     let transposed = n.op == Op::ConvTranspose;
                     let (mut in_shape, mut out_shape) = (t_in.shape().ok_or(lost)?, t_out.shape().ok_or(lost)?);

@@ -10,7 +10,7 @@ use crate::format::{
     self, read_f32, read_i32, read_u16, read_u32, trec, ActKind, DType, EncoderHead, ModelKind, Precision,
     WeightLayout, ALIGN, MAX_TENSOR_LEN,
 };
-#[cfg(feature = "conv")]
+#[cfg(feature = "conv-transpose")]
 use crate::kernels::ConvDims;
 use crate::prior::Prior;
 
@@ -86,16 +86,19 @@ impl Model<'_> {
             match n.op {
                 Op::Dense => self.validate_dense(&n, &t_in, &t_out, index)?,
                 #[cfg(feature = "conv")]
-                Op::Conv | Op::ConvTranspose => self.validate_conv(&n, &t_in, &t_out, index)?,
+                Op::Conv => self.validate_conv(&n, &t_in, &t_out, index)?,
+                #[cfg(feature = "conv-transpose")]
+                Op::ConvTranspose => self.validate_conv(&n, &t_in, &t_out, index)?,
                 #[cfg(feature = "conv")]
                 Op::Upsample => validate_upsample(&n, &t_in, &t_out, self.dtypes().0, index)?,
                 #[cfg(feature = "conv")]
                 Op::Add => self.validate_add(&n, &t_in, t_in2.as_ref(), &t_out, index)?,
+                #[cfg(not(feature = "conv-transpose"))]
+                Op::ConvTranspose => return Err(Error::OpNotBuilt { index, op: "ConvTranspose" }),
                 #[cfg(not(feature = "conv"))]
-                Op::Conv | Op::ConvTranspose | Op::Upsample | Op::Add => {
+                Op::Conv | Op::Upsample | Op::Add => {
                     let op = match n.op {
                         Op::Conv => "Conv",
-                        Op::ConvTranspose => "ConvTranspose",
                         Op::Upsample => "Upsample",
                         _ => "Add",
                     };
@@ -191,7 +194,7 @@ impl Model<'_> {
         self.validate_weighted(n, t_in, t_out, index, 1, &|o| o * n.cols..(o + 1) * n.cols)
     }
 
-    #[cfg(feature = "conv")]
+    #[cfg(feature = "conv-transpose")]
     /// Conv and ConvTranspose: the geometry against the tensors' shapes, then the weights and
     /// requantization as for Dense.
     fn validate_conv(&self, n: &NodeView, t_in: &TensorInfo, t_out: &TensorInfo, index: u16) -> Result<(), Error> {

@@ -2,9 +2,11 @@
 //! (`SMLAD`, `SXTB16`) of the Cortex-M4 and Cortex-M7.
 //!
 //! `DSP` is the table that dispatch picks: int8 Dense on `SMLAD` (one kernel per file), int8
-//! convolutions on that Dense over gathered patches ([`crate::kernels::patches`]), the input
-//! quantization on the FPU's conversions where there is one (`thumbv7em-none-eabihf`), and the
-//! scalar reference for the rest. `dense_i8_w16` is an opt-in int16-weight variant kept
+//! transposed convolutions on `SMLAD` with four output pixels in the accumulators
+//! (`conv_transpose_i8.rs`, no patch buffer), int8 convolutions on the Dense kernel over
+//! gathered patches ([`crate::kernels::patches`]), the input quantization on the FPU's
+//! conversions where there is one (`thumbv7em-none-eabihf`), and the scalar reference for the
+//! rest. `dense_i8_w16` is an opt-in int16-weight variant kept
 //! for measurements; no table uses it.
 //!
 //! # Which builds get them
@@ -16,6 +18,9 @@ use crate::kernels::Kernels;
 
 #[cfg(tinyvae_armv7em_dsp)]
 mod dense_i8;
+
+#[cfg(all(tinyvae_armv7em_dsp, feature = "conv-transpose"))]
+mod conv_transpose_i8;
 
 #[cfg(tinyvae_armv7em_dsp)]
 pub mod dense_i8_w16;
@@ -43,7 +48,12 @@ pub static DSP: Kernels = Kernels {
     conv_i8: crate::kernels::patches::conv_i8::<Dsp>,
     conv_f16: crate::kernels::reference::conv_f16,
     conv_f32: crate::kernels::reference::conv_f32,
-    conv_transpose_i8: crate::kernels::patches::conv_transpose_i8::<Dsp>,
+    // Transposed convolutions: four output pixels per pass in `SMLAD`'s accumulators, without
+    // a patch buffer (`conv_transpose_i8.rs`).
+    #[cfg(feature = "conv-transpose")]
+    conv_transpose_i8: conv_transpose_i8::conv_transpose_i8::<Dsp>,
+    #[cfg(not(feature = "conv-transpose"))]
+    conv_transpose_i8: crate::kernels::reference::conv_transpose_i8,
     conv_transpose_f16: crate::kernels::reference::conv_transpose_f16,
     conv_transpose_f32: crate::kernels::reference::conv_transpose_f32,
     upsample_i8: crate::kernels::reference::upsample_i8,

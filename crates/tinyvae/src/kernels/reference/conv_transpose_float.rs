@@ -10,26 +10,26 @@ use crate::kernels::ConvFloat;
 /// See [`crate::kernels::ConvFloat`]; weights are little-endian f32.
 pub fn conv_transpose_f32(p: &ConvFloat<'_>, x: &[f32], batch: usize, out: &mut [f32]) {
     // Without the feature, blobs of this precision never parse (see `dense_f32`).
-    #[cfg(all(feature = "conv", feature = "f32"))]
+    #[cfg(all(feature = "conv-transpose", feature = "f32"))]
     conv_transpose_float(p, x, batch, out, 4, |w: &[u8], i: usize| {
         f32::from_le_bytes([w[4 * i], w[4 * i + 1], w[4 * i + 2], w[4 * i + 3]])
     });
-    #[cfg(not(all(feature = "conv", feature = "f32")))]
+    #[cfg(not(all(feature = "conv-transpose", feature = "f32")))]
     let _ = (p, x, batch, out);
 }
 
 /// See [`crate::kernels::ConvFloat`]; weights are little-endian IEEE binary16.
 pub fn conv_transpose_f16(p: &ConvFloat<'_>, x: &[f32], batch: usize, out: &mut [f32]) {
-    #[cfg(all(feature = "conv", feature = "f16"))]
+    #[cfg(all(feature = "conv-transpose", feature = "f16"))]
     conv_transpose_float(p, x, batch, out, 2, |w: &[u8], i: usize| {
         half::f16::from_le_bytes([w[2 * i], w[2 * i + 1]]).to_f32()
     });
-    #[cfg(not(all(feature = "conv", feature = "f16")))]
+    #[cfg(not(all(feature = "conv-transpose", feature = "f16")))]
     let _ = (p, x, batch, out);
 }
 
 /// The body of both: `weight(weights, i)` is weight `i` of the array.
-#[cfg(all(feature = "conv", any(feature = "f32", feature = "f16")))]
+#[cfg(all(feature = "conv-transpose", any(feature = "f32", feature = "f16")))]
 #[inline(always)]
 fn conv_transpose_float(
     p: &ConvFloat<'_>,

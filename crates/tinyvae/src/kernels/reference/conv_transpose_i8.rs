@@ -14,25 +14,25 @@
 //! count, and the MAC count is what runs. Optimized kernels keep this loop structure and
 //! vectorize inside a phase.
 
-#[cfg(feature = "conv")]
+#[cfg(feature = "conv-transpose")]
 use super::le_i32;
-#[cfg(feature = "conv")]
+#[cfg(feature = "conv-transpose")]
 use crate::format::WeightLayout;
 use crate::kernels::ConvI8;
-#[cfg(feature = "conv")]
+#[cfg(feature = "conv-transpose")]
 use crate::quant::requantize;
 
 /// See [`crate::kernels::ConvI8`].
 pub fn conv_transpose_i8(p: &ConvI8<'_>, x: &[i8], batch: usize, out: &mut [i8]) {
     // Without the `conv` feature no blob with this op parses, and the kernel is not linked.
-    #[cfg(feature = "conv")]
+    #[cfg(feature = "conv-transpose")]
     conv_transpose_i8_body(p, x, batch, out);
-    #[cfg(not(feature = "conv"))]
+    #[cfg(not(feature = "conv-transpose"))]
     let _ = (p, x, batch, out);
 }
 
 /// See [`crate::kernels::ConvI8`].
-#[cfg(feature = "conv")]
+#[cfg(feature = "conv-transpose")]
 fn conv_transpose_i8_body(p: &ConvI8<'_>, x: &[i8], batch: usize, out: &mut [i8]) {
     let n = p.samples(true, x, batch, out);
     let Some(d) = p.dims(true).filter(|_| n > 0) else {

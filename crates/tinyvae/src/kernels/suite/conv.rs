@@ -536,7 +536,8 @@ pub fn check_conv_case(k: &Kernels, c: &ConvCase, family: &'static str, case: us
 
 /// `cases` random convolutions and as many transposed ones, then a grid over every kernel
 /// size 1 to 5, stride 1 to 3 and a spread of paddings (odd ones included), in both
-/// directions, with dilation 2 for convolutions, at batches 1 and 3.
+/// directions, with dilation 2 for convolutions, at batches 1 and 3; then that grid for
+/// transposed convolutions with 4, 8 and 12 input channels.
 pub fn check_conv(k: &Kernels, cases: usize, seed: u64) -> Result<usize, Mismatch> {
     let mut rng = Rng::new(seed ^ 0xC0217);
     let mut case = 0;
@@ -561,6 +562,30 @@ pub fn check_conv(k: &Kernels, cases: usize, seed: u64) -> Result<usize, Mismatc
                     check_conv_case(k, &c, "conv grid", case)?;
                     case += 1;
                 }
+            }
+        }
+    }
+    // Transposed convolutions whose input channels fill words (4, 8 and 12: the ones direct
+    // kernels take, such as the Cortex-M DSP one, which groups output pixels by the taps that
+    // reach the input), on the same grid, with 1, 3 and 34 output channels (one channel, a
+    // short tile, and more than a 32-channel tile).
+    for kernel in 1..=5u8 {
+        for stride in 1..=3u8 {
+            for pad in [0, 1, kernel / 2, kernel - 1, kernel] {
+                let geometry = ConvGeometry::square(kernel, stride, pad);
+                let shape = ConvCase::with_geometry(&mut rng, true, geometry, 1);
+                let channels = 4 * (1 + case % 3);
+                let rows = [1, 3, 34][case % 3];
+                let (i, o) = (shape.in_shape, shape.out_shape);
+                let c = ConvCase::with_shapes(
+                    &mut rng,
+                    true,
+                    geometry,
+                    ([channels, i.height, i.width], [rows, o.height, o.width]),
+                    [1, 3][case % 2],
+                );
+                check_conv_case(k, &c, "conv transposed grid, word-filling channels", case)?;
+                case += 1;
             }
         }
     }
