@@ -121,7 +121,8 @@ impl ClassAgreement {
     /// Compares the reference's logits (one row per input) with the blob's classes, and
     /// both with `labels` when given (one per input).
     pub fn compare(reference_logits: &ndarray::Array2<f32>, got: &[u32], labels: Option<&[u8]>) -> ClassAgreement {
-        let reference: Vec<u32> = reference_logits.rows().into_iter().map(|r| argmax(r.iter().copied())).collect();
+        let reference: Vec<u32> =
+            reference_logits.rows().into_iter().map(|r| tinyvae::first_max(r.iter().copied())).collect();
         assert_eq!(reference.len(), got.len(), "one class per input on both sides");
         let n = got.len().max(1) as f64;
         let share =
@@ -134,17 +135,6 @@ impl ClassAgreement {
             blob_error: error(got),
         }
     }
-}
-
-/// Index of the first largest value (NaNs skipped), as the runtime's `Classifier` answers.
-pub fn argmax(values: impl Iterator<Item = f32>) -> u32 {
-    let mut best: Option<(u32, f32)> = None;
-    for (i, v) in values.enumerate() {
-        if !v.is_nan() && best.is_none_or(|(_, b)| v > b) {
-            best = Some((i as u32, v));
-        }
-    }
-    best.map_or(0, |(i, _)| i)
 }
 
 /// Per-row mean squared difference of `x_hat` against `x` (an autoencoder's reconstruction

@@ -143,9 +143,11 @@ impl<'m, 'a> Classifier<'m, 'a> {
     }
 }
 
-/// Index of the first largest value: `>` only, so a later equal value never replaces it, and
-/// a NaN (unordered even with itself) is skipped. 0 when every value is a NaN.
-fn first_max<T: PartialOrd>(values: impl Iterator<Item = T>) -> u32 {
+/// The class a classifier answers for its logits (or their int8 codes): the index of the first
+/// largest value. `>` only, so a later equal value never replaces it, and a NaN (unordered even
+/// with itself) is skipped. 0 when every value is a NaN. Public so that tools measuring a
+/// classifier apply the very rule the device does.
+pub fn first_max<T: PartialOrd>(values: impl Iterator<Item = T>) -> u32 {
     let mut best: Option<(u32, T)> = None;
     for (i, v) in values.enumerate() {
         if v.partial_cmp(&v).is_none() {

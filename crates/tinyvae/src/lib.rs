@@ -81,7 +81,7 @@ pub use anomaly::{Autoencoder, Score, ScoreKind};
 pub use api::{Decoder, Encoder};
 #[cfg(feature = "alloc")]
 pub use attach::{attach_prior, PriorSpec};
-pub use classifier::Classifier;
+pub use classifier::{first_max, Classifier};
 pub use error::Error;
 pub use format::{arena_size_of, DType, ModelKind, Precision};
 pub use kernels::Kernels;
