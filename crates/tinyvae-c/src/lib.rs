@@ -123,13 +123,18 @@ fn outcome(call: impl FnOnce() -> Result<(), i32>) -> i32 {
     call().err().unwrap_or(TINYVAE_OK)
 }
 
+/// Whether `(p, len)` can be a Rust slice: not NULL, and a byte length the address space holds.
+fn is_array<T>(p: *const T, len: usize) -> bool {
+    !p.is_null() && len.checked_mul(size_of::<T>()).is_some_and(|b| b <= isize::MAX as usize)
+}
+
 /// The C array `(p, len)` as a slice, or `None` when `p` is NULL or the byte length overflows.
 ///
 /// # Safety
 /// When `p` is not NULL it must point to `len` readable, initialized values that stay valid and
 /// unchanged for `'a`.
 unsafe fn slice_in<'a, T>(p: *const T, len: usize) -> Option<&'a [T]> {
-    if p.is_null() || len.checked_mul(size_of::<T>()).is_none_or(|b| b > isize::MAX as usize) {
+    if !is_array::<T>(p, len) {
         return None;
     }
     // SAFETY: non-null, a size the address space can hold, and the caller's promise.
@@ -142,7 +147,7 @@ unsafe fn slice_in<'a, T>(p: *const T, len: usize) -> Option<&'a [T]> {
 /// When `p` is not NULL it must point to `len` writable values that nothing else reads or
 /// writes during the call.
 unsafe fn slice_out<'a, T>(p: *mut T, len: usize) -> Option<&'a mut [T]> {
-    if p.is_null() || len.checked_mul(size_of::<T>()).is_none_or(|b| b > isize::MAX as usize) {
+    if !is_array::<T>(p, len) {
         return None;
     }
     // SAFETY: as for `slice_in`, and the caller gives this call the only access.
