@@ -437,3 +437,47 @@ fn m1_plus_m2_learns_from_codes_and_exports_one_image_classifier() {
     let shifted = M2Config { translate_px: 2, ..cfg };
     assert!(m2::train(&shifted).unwrap_err().to_string().contains("translate_px"));
 }
+
+#[test]
+fn m1_code_variants_are_drawn_from_q_of_shifted_copies() {
+    let m1 = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/mnist-vae-z20/encoder.onnx");
+    let m1 = m2::load_m1(&m1).unwrap();
+    let pool = LabelledImages::load(&slice_dir(), tinyvae_data::idx::Split::Train, Some(300)).unwrap();
+    let test = LabelledImages::load(&slice_dir(), tinyvae_data::idx::Split::Test, Some(40)).unwrap();
+    let data = SslData::from_pool(&pool, 100, 50, 0, Some(test.clone())).unwrap();
+    let variants = m2::CodeVariants { count: 3, translate_px: 2, translate_prob: 1.0, seed: 0 };
+    let coded = data.clone().into_codes(&m1, &variants).unwrap();
+
+    // Three codes of every training image, variant-major, labels following them.
+    assert_eq!((coded.labelled.count(), coded.labelled.images.cols), (300, 20));
+    assert_eq!(coded.labelled.labels, data.labelled.labels.repeat(3));
+    assert_eq!((coded.unlabelled.count, coded.unlabelled.cols), (150 * 3, 20));
+    assert_eq!(coded.labelled_indices, data.labelled_indices);
+    // Validation and test images are measured on their mean codes.
+    assert_eq!(coded.test.as_ref().unwrap(), &m2::codes_of(&m1, &test).unwrap());
+    assert_eq!(coded.validation.as_ref().unwrap(), &m2::codes_of(&m1, data.validation.as_ref().unwrap()).unwrap());
+
+    // Each variant is a draw near the image's mean code, and the variants differ.
+    let means = m2::codes_of(&m1, &data.labelled).unwrap().images.pixels;
+    let per_variant = means.len();
+    let drawn = &coded.labelled.images.pixels;
+    assert_ne!(&drawn[..per_variant], &drawn[per_variant..2 * per_variant]);
+    for v in 0..3 {
+        let part = &drawn[v * per_variant..(v + 1) * per_variant];
+        assert_ne!(part, &means[..]);
+        let rms = (part.iter().zip(&means).map(|(a, b)| (a - b).powi(2)).sum::<f32>() / per_variant as f32).sqrt();
+        assert!(rms > 0.01 && rms < 2.0, "variant {v}: {rms} from the mean codes");
+    }
+    // Drawn from the seed: again the same, another seed not.
+    assert_eq!(data.clone().into_codes(&m1, &variants).unwrap().labelled, coded.labelled);
+    let other = data.clone().into_codes(&m1, &m2::CodeVariants { seed: 1, ..variants }).unwrap();
+    assert_ne!(other.labelled, coded.labelled);
+    // One variant is the mean code itself.
+    let one = data.into_codes(&m1, &m2::CodeVariants { count: 1, ..variants }).unwrap();
+    assert_eq!(one.labelled.images.pixels, means);
+
+    // The settings that cannot work are refused by name.
+    let cfg = M2Config { m1_variants: 2, ..M2Config::new(slice_dir(), out_dir("variants")) };
+    assert!(cfg.validate().unwrap_err().to_string().contains("m1_variants needs m1_encoder"));
+    assert!(M2Config { m1_variants: 0, ..cfg }.validate().unwrap_err().to_string().contains("m1_variants"));
+}
