@@ -49,7 +49,7 @@ use crate::classifier::CLASSES;
 use crate::config::{LrSchedule, TrainConfig};
 use crate::error::TrainError;
 
-pub use data::{balanced_subset, codes_of, load_m1, CodeVariants, SslData};
+pub use data::{balanced_subset, codes_of, load_m1, SslData};
 pub use export::{classifier_graph, decoder_graph, encoder_graph, export_onnx, graph_discrepancy};
 pub use model::{ElboTerms, M2Likelihood, M2Shape, UnlabelledLoss, M2};
 pub use predict::{error_on, generative_predict, predict};
@@ -128,10 +128,6 @@ pub struct M2Config {
     /// classifier.
     #[serde(default)]
     pub m1_encoder: Option<PathBuf>,
-    /// M1+M2: each training image stands for this many codes, each drawn from q(z1|x) of a
-    /// copy shifted by up to `translate_px` (the paper samples z1); 1 keeps the one mean code.
-    /// An epoch passes over every variant.
-    pub m1_variants: usize,
 }
 
 impl M2Config {
@@ -189,17 +185,8 @@ impl M2Config {
         if self.kl_warmup_epochs.is_nan() || self.kl_warmup_epochs < 0.0 {
             return bad("kl_warmup_epochs must be >= 0".into());
         }
-        if self.m1_variants == 0 {
-            return bad("m1_variants must be at least 1".into());
-        }
-        if self.m1_encoder.is_none() && self.m1_variants > 1 {
-            return bad("m1_variants needs m1_encoder (the codes are M1's)".into());
-        }
-        if self.m1_encoder.is_some() && self.translate_px > 0 && self.m1_variants == 1 {
-            return bad(
-                "translate_px needs m1_variants > 1 with m1_encoder: M2 reads codes, shifted copies are coded once"
-                    .into(),
-            );
+        if self.m1_encoder.is_some() && self.translate_px > 0 {
+            return bad("translate_px must be 0 with m1_encoder: M2 then reads codes, not images".into());
         }
         if !(0.0..=1.0).contains(&self.translate_prob) {
             return bad("translate_prob must be in [0, 1]".into());
@@ -260,7 +247,6 @@ impl Default for M2Config {
             progress: false,
             export_onnx: false,
             m1_encoder: None,
-            m1_variants: 1,
         }
     }
 }

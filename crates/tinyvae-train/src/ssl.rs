@@ -74,8 +74,7 @@ impl SslEvalConfig {
     pub fn new(m2: M2Config, out_dir: impl Into<PathBuf>) -> Self {
         let baseline = ClassifierConfig {
             hidden: m2.classifier_hidden.clone(),
-            // M1+M2's codes were shifted, if at all, as images before coding.
-            translate_px: if m2.m1_encoder.is_some() { 0 } else { m2.translate_px },
+            translate_px: m2.translate_px,
             translate_prob: m2.translate_prob,
             ..ClassifierConfig::default()
         };
@@ -186,10 +185,14 @@ pub fn eval_ssl(cfg: &SslEvalConfig, mut on_run: impl FnMut(&SslRun, &SslTable))
     cfg.validate()?;
     let started = Instant::now();
     create_dir(&cfg.out_dir)?;
-    let pool = LabelledImages::load(&cfg.m2.data_dir, Split::Train, cfg.m2.train_limit)?;
-    let test = LabelledImages::load(&cfg.m2.data_dir, Split::Test, cfg.m2.test_limit)?;
+    let mut pool = LabelledImages::load(&cfg.m2.data_dir, Split::Train, cfg.m2.train_limit)?;
+    let mut test = LabelledImages::load(&cfg.m2.data_dir, Split::Test, cfg.m2.test_limit)?;
     // M1+M2: every model here, the baseline too, learns from M1's codes of the images.
-    let m1 = cfg.m2.m1_encoder.as_deref().map(m2::load_m1).transpose()?;
+    if let Some(path) = &cfg.m2.m1_encoder {
+        let m1 = m2::load_m1(path)?;
+        pool = m2::codes_of(&m1, &pool)?;
+        test = m2::codes_of(&m1, &test)?;
+    }
     let mut table = SslTable {
         complete: false,
         training_images: pool.count() - cfg.m2.validation_images.min(pool.count()),
@@ -211,13 +214,10 @@ pub fn eval_ssl(cfg: &SslEvalConfig, mut on_run: impl FnMut(&SslRun, &SslTable))
             let run_started = Instant::now();
             let dir = cfg.out_dir.join(format!("n{labelled}-seed{seed}"));
             let m2_cfg = M2Config { labelled, seed, out_dir: dir.clone(), log_path: None, ..cfg.m2.clone() };
-            let mut data = SslData::from_pool(&pool, labelled, m2_cfg.validation_images, seed, Some(test.clone()))?;
-            if let Some(m1) = &m1 {
-                data = data.into_codes(m1, &m2::CodeVariants::of(&m2_cfg))?;
-            }
+            let data = SslData::from_pool(&pool, labelled, m2_cfg.validation_images, seed, Some(test.clone()))?;
             let report = m2::train_on(&m2_cfg, &data)?;
             let baseline_test_error = match &cfg.baseline {
-                Some(b) => Some(100.0 * baseline(b, cfg.baseline_steps, seed, &data)?),
+                Some(b) => Some(100.0 * baseline(b, cfg.baseline_steps, seed, &data, &test)?),
                 None => None,
             };
             let run = SslRun {
@@ -272,7 +272,13 @@ fn finished_runs(cfg: &SslEvalConfig) -> Result<Vec<SslRun>, TrainError> {
 }
 
 /// Test error of the supervised-only network trained on `data.labelled` for about `steps` steps.
-fn baseline(recipe: &ClassifierConfig, steps: usize, seed: u64, data: &SslData) -> Result<f64, TrainError> {
+fn baseline(
+    recipe: &ClassifierConfig,
+    steps: usize,
+    seed: u64,
+    data: &SslData,
+    test: &LabelledImages,
+) -> Result<f64, TrainError> {
     let n = data.labelled.count();
     let batch = recipe.batch_size.min(n);
     let cfg = ClassifierConfig {
@@ -283,7 +289,7 @@ fn baseline(recipe: &ClassifierConfig, steps: usize, seed: u64, data: &SslData) 
         progress: false,
         ..recipe.clone()
     };
-    let report = train_classifier_on(&cfg, &data.labelled, None, data.test.as_ref())?;
+    let report = train_classifier_on(&cfg, &data.labelled, None, Some(test))?;
     report.test_error.ok_or_else(|| TrainError::Data("baseline: no test error".into()))
 }
 
@@ -337,16 +343,8 @@ pub fn render_markdown(table: &SslTable) -> String {
         table.training_images, table.test_images
     );
     if let Some(m1) = &c.m1_encoder {
-        let codes = match c.m1_variants {
-            1 => "the mean codes".to_string(),
-            k => format!(
-                "{k} codes of each training image, drawn from q(z1|x) of copies shifted by up to {} px \
-                 (p = {}; test images: their mean codes)",
-                c.translate_px, c.translate_prob
-            ),
-        };
         s += &format!(
-            "M1+M2: M2 and the labelled-only NN learn from {codes} of M1, the VAE encoder `{}`, \
+            "M1+M2: M2 and the labelled-only NN learn from the mean codes of M1, the VAE encoder `{}`, \
              with a unit-variance Gaussian p(x|y,z) over them.\n\n",
             m1.display()
         );

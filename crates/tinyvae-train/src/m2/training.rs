@@ -209,8 +209,6 @@ pub fn train_on(cfg: &M2Config, data: &SslData) -> Result<M2Report, TrainError> 
     let mut labelled_stream = LabelledStream::new(cfg.seed, n_l);
     let mut history: Vec<M2Epoch> = Vec::new();
     let (mut step, mut lr, mut beta) = (0usize, cfg.lr, 1.0);
-    // M1+M2's codes were shifted, if at all, as images before coding.
-    let shift = if cfg.m1_encoder.is_some() { 0 } else { cfg.translate_px };
 
     'epochs: for epoch in 0..cfg.epochs {
         let order = epoch_order(cfg.seed, epoch, n_u);
@@ -223,9 +221,9 @@ pub fn train_on(cfg: &M2Config, data: &SslData) -> Result<M2Report, TrainError> 
             beta = schedule.kl_weight_at(step, steps_per_epoch);
             let mut rng = stream(cfg.seed, Stream::Step, step as u64);
             let l_idx = labelled_stream.batch(step, b_l);
-            let xl = gather_batch(&data.labelled.images, &l_idx, shift, cfg.translate_prob, &mut rng)?;
+            let xl = gather_batch(&data.labelled.images, &l_idx, cfg.translate_px, cfg.translate_prob, &mut rng)?;
             let yl: Vec<u8> = l_idx.iter().map(|&i| data.labelled.labels[i]).collect();
-            let xu = gather_batch(&data.unlabelled, u_idx, shift, cfg.translate_prob, &mut rng)?;
+            let xu = gather_batch(&data.unlabelled, u_idx, cfg.translate_px, cfg.translate_prob, &mut rng)?;
             let masks_l = model.classifier().dropout_masks(b_l, cfg.classifier_dropout, &mut rng)?;
             let masks_u = model.classifier().dropout_masks(u_idx.len(), cfg.classifier_dropout, &mut rng)?;
             let eps_l = gaussian_tensor(&mut rng, b_l, shape.latent)?;

@@ -92,14 +92,9 @@ pub struct M2Args {
     /// M1+M2: M2 (and the baseline) learn from the mean codes this VAE encoder (ONNX) gives the
     /// images, with a Gaussian p(x|y,z); `--export` then writes M1's encoder and q(y|x) as one
     /// image classifier. Train M1 on all the images first, e.g. `tinyvae train --model vae
-    /// --latent 50 --hidden 500`.
+    /// --latent 50 --hidden 500`. Shifts (--translate) do not apply to codes.
     #[arg(long)]
     pub m1: Option<PathBuf>,
-    /// M1+M2: learn from this many codes of each training image, each drawn from M1's q(z1|x)
-    /// of a copy shifted by up to --translate pixels (1: the one mean code of the image). An
-    /// epoch passes over every code, so divide --epochs by it for the same number of steps.
-    #[arg(long, default_value_t = 1)]
-    pub m1_variants: usize,
 }
 
 impl M2Args {
@@ -135,7 +130,6 @@ impl M2Args {
             progress: !self.quiet,
             export_onnx: self.export,
             m1_encoder: self.m1.clone(),
-            m1_variants: self.m1_variants,
             ..M2Config::new(&self.data, PathBuf::new())
         }
     }
