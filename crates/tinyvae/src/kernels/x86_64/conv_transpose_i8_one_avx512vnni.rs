@@ -77,6 +77,15 @@ pub(super) fn tap_quad_weights(p: &ConvI8<'_>, g: &Geometry) -> [i32; TAP_QUADS]
     let mut weights = [0i32; TAP_QUADS];
     for index in 0..d.h.stride() * d.w.stride() {
         let phase = d.phase(true, index / d.w.stride(), index % d.w.stride());
+        if d.in_channels_per_group.is_multiple_of(4) {
+            // Whole dwords: the row as it is (byte by byte, this measured 1% of the decoder).
+            let to = weights.iter_mut().skip(index * per_phase);
+            let row = tail(p.weights, phase.offset).get(..phase.cols).unwrap_or(&[]);
+            for (w, four) in to.zip(row.chunks_exact(4)) {
+                *w = i32::from_le_bytes([four[0], four[1], four[2], four[3]]);
+            }
+            continue;
+        }
         let row = tail(p.weights, phase.offset).chunks_exact(d.in_channels_per_group);
         for (t, tap) in row.take(phase.taps_y * phase.taps_x).enumerate() {
             let at = index * per_phase + t * quads;
