@@ -383,6 +383,33 @@ unsafe fn turn(w: *const u8, rows: usize, cols: usize, turned: *mut __m512i) {
     let (quads, blocks) = (cols / 4, rows.div_ceil(ROWS));
     for (b, o) in block_starts(rows, ROWS).enumerate() {
         let mut k0 = 0;
+        // Four quads at a time: 16 rows' 16 bytes (4 rows to a vector, one per 128-bit lane,
+        // in 4 vectors) and a 4 x 4 dword transpose in each lane, 8 unpacks for 4 vectors
+        // where the 16 x 16 transpose takes 16 shuffles (half of them across lanes).
+        while k0 + 4 <= quads {
+            // SAFETY: rows o..o+16 < rows, dwords k0..k0+4 < quads of each.
+            let lanes: [__m512i; 4] = core::array::from_fn(|i| unsafe {
+                let row = |a: usize| _mm_loadu_si128(w.add((o + 4 * a + i) * cols + 4 * k0).cast());
+                let v = _mm512_castsi128_si512(row(0));
+                let v = _mm512_inserti32x4::<1>(v, row(1));
+                let v = _mm512_inserti32x4::<2>(v, row(2));
+                _mm512_inserti32x4::<3>(v, row(3))
+            });
+            let (t0, t1) = (_mm512_unpacklo_epi32(lanes[0], lanes[1]), _mm512_unpackhi_epi32(lanes[0], lanes[1]));
+            let (t2, t3) = (_mm512_unpacklo_epi32(lanes[2], lanes[3]), _mm512_unpackhi_epi32(lanes[2], lanes[3]));
+            let quad = [
+                _mm512_unpacklo_epi64(t0, t2),
+                _mm512_unpackhi_epi64(t0, t2),
+                _mm512_unpacklo_epi64(t1, t3),
+                _mm512_unpackhi_epi64(t1, t3),
+            ];
+            // Lane 4a + i of quad d is row o + 4a + i's dword k0 + d.
+            for (d, v) in quad.into_iter().enumerate() {
+                // SAFETY: (k0 + d) * blocks + b < quads * blocks.
+                unsafe { turned.add((k0 + d) * blocks + b).write(v) };
+            }
+            k0 += 4;
+        }
         while k0 < quads {
             let count = (quads - k0).min(16);
             let words = ((1u32 << count) - 1) as __mmask16;
