@@ -497,8 +497,8 @@ unsafe fn many_channels(
     if let (true, true, Some(t0), Some(t1)) = (pair, channels_last, &lanes.tables[0], &lanes.tables[1]) {
         if lanes.o.1 == lanes.o.0 + ROWS {
             // Both blocks of a pixel are 32 adjacent channels: narrowed together, one store.
-            for j in 0..run.count.min(PIXELS) {
-                let y = t0.narrow_pair(t0.scale(acc[0][j]), t1.scale(acc[1][j]));
+            for (j, (&a, &b)) in acc[0].iter().zip(&acc[1]).enumerate().take(run.count) {
+                let y = t0.narrow_pair(t0.scale(a), t1.scale(b));
                 let at = run.out.0 + j * run.out.1;
                 // SAFETY: pixel `at`'s channels o..o + 32, inside the sample.
                 unsafe { _mm256_storeu_si256(ys.as_mut_ptr().add(at * rows + lanes.o.0).cast(), y) };

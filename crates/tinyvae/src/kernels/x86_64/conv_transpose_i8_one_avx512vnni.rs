@@ -364,10 +364,12 @@ fn store(y: __m128i, count: usize, ys: &mut [i8], at: usize, step: usize) {
         return;
     }
     let to = ys[at..].as_mut_ptr();
+    // In both masked stores the mask selects bytes at, at + step, .., last (< ys.len(),
+    // checked above); masked-off bytes are not accessed.
     match step {
-        // SAFETY: the mask selects bytes at, at + step, .., last (< ys.len(), checked above);
-        // masked-off bytes are not accessed.
+        // SAFETY: see above.
         1 => unsafe { _mm_mask_storeu_epi8(to, ((1u32 << count) - 1) as __mmask16, y) },
+        // SAFETY: see above.
         2 => unsafe {
             let m = 0x5555_5555u32 & ((1u64 << (2 * count)) - 1) as u32;
             _mm256_mask_storeu_epi8(to, m, _mm256_cvtepu8_epi16(y))
