@@ -48,7 +48,8 @@ const FLIP: i32 = 0x8080_8080u32 as i32;
 /// Widest layer whose rows go two to a vector, for one sample.
 const SHORT_COLS: usize = 32;
 /// Widest layer of whole quads whose rows are gathered by quad instead: from 24 columns on,
-/// the permutes (three sources per quad) cost more than the reduction they replace.
+/// three or more permutes and blends per quad would cost about what the reduction they
+/// replace does (estimated, not measured).
 const QUAD_COLS: usize = 20;
 /// Widest layer whose activations the one-sample kernel keeps in registers for the whole
 /// layer: 16 vectors (with the tail, 17 of the 32).
