@@ -963,6 +963,10 @@ pub fn check_large_layers(k: &Kernels, seed: u64) -> Result<usize, Mismatch> {
     let mut case = 0;
     let shapes = [
         (400, 20),
+        // The conv VAE decoder's first layer: many short rows (groups of 64 and a tail).
+        (3136, 20),
+        (3144, 20),
+        (100, 20),
         (784, 400),
         (400, 784),
         (20, 400),

@@ -15,6 +15,10 @@
 //!   such vectors (32 output channels) in two `vpdpbusd`, for up to 8 pixels of an output row
 //!   at once (16 accumulators), and the accumulators are already the lanes the one-sample
 //!   epilogue requantizes ([`Epilogue::apply16`]) and, channels-last, one 16-byte store.
+//!   After a ReLU (input zero point -128) the border holds 0 and its taps add nothing, so
+//!   outputs at the edges multiply only the taps that read the input: runs along output rows
+//!   whose tap rows are cut, and runs down the few edge columns whose tap columns are (on the
+//!   conv VAE's 64 -> 32 layer, 14% of the `vpdpbusd`s were border taps).
 //! - **One output channel** (an image's last layer): outputs in the lanes, from a window of
 //!   its own layout ([`super::conv_transpose_i8_one_avx512vnni`]).
 //!
@@ -132,10 +136,16 @@ impl Geometry {
         (iy, ix)
     }
 
-    /// [`Geometry::first_tap_at`] as a pixel offset in the window.
-    fn first_tap(&self, phase: (usize, usize), taps: (usize, usize), o: (usize, usize)) -> usize {
-        let (iy, ix) = self.first_tap_at(phase, taps, o);
-        iy * self.width + ix
+    /// The taps `lo..hi` of `taps` from window position `first` on (along one axis, whose
+    /// input starts `before` positions into the window and is `len` long) that a kernel must
+    /// multiply: those that read the input, when the border holds 0 (the flip of an input
+    /// zero point of -128, a ReLU's: border taps then add nothing, and are skipped), else all.
+    fn inside(&self, first: usize, taps: usize, before: usize, len: usize) -> (usize, usize) {
+        if self.border != 0 {
+            return (0, taps);
+        }
+        let lo = before.saturating_sub(first).min(taps);
+        (lo, (before + len).saturating_sub(first).clamp(lo, taps))
     }
 }
 
@@ -229,7 +239,15 @@ unsafe fn run(p: &ConvI8<'_>, g: &Geometry, x: &[i8], n: usize, out: &mut [i8]) 
             }
             // Each next output row of the phase reads one input row further, each next output
             // of a row one input column further: one division for the phase.
-            let first = g.first_tap((ry, rx), taps, (oy0, ox0));
+            let (iy0, ix0) = g.first_tap_at((ry, rx), taps, (oy0, ox0));
+            let rows_per_phase = (oy0..d.h.output()).step_by(sh).count();
+            let quads = phase.taps_x * cin / 4;
+            let tap_cols = |j: usize| g.inside(ix0 + j, phase.taps_x, g.left, d.w.input());
+            // Columns whose taps all read the input take horizontal runs; the others (a few at
+            // each edge, with border taps skipped) vertical runs down the phase's rows.
+            let full = |j: usize| tap_cols(j) == (0, phase.taps_x);
+            let cols_from = (0..pixels_per_row).find(|&j| full(j)).unwrap_or(pixels_per_row);
+            let cols_to = (cols_from..pixels_per_row).find(|&j| !full(j)).unwrap_or(pixels_per_row);
             let blocks = d.rows.div_ceil(ROWS);
             let mut starts = block_starts(d.rows, ROWS);
             let mut b = 0;
@@ -242,18 +260,33 @@ unsafe fn run(p: &ConvI8<'_>, g: &Geometry, x: &[i8], n: usize, out: &mut [i8]) 
                 let params = unsafe { [ep.params16(o.0), ep.params16(o.1)] };
                 let tables = [LaneTable::new(&ep, &params[0]), LaneTable::new(&ep, &params[1])];
                 let lanes = Lanes { ep: &ep, params: &params, tables: &tables, o, b, pair };
-                for (k, oy) in (oy0..d.h.output()).step_by(sh).enumerate() {
-                    let mut j = 0;
-                    while j < pixels_per_row {
-                        let count = (pixels_per_row - j).min(PIXELS);
-                        let ox = ox0 + j * sw;
-                        let pixel = first + k * g.width + j;
-                        let run = Run { x: window.wrapping_add(pixel * cin), count, out: (oy * ow + ox, sw) };
+                let mut runs = |first: (usize, usize), count: usize, along: (usize, usize), ty, q| {
+                    let (k0, j0) = first;
+                    let mut i = 0;
+                    while i < count {
+                        let n = (count - i).min(PIXELS);
+                        let (k, j) = (k0 + i * along.0, j0 + i * along.1);
+                        let pixel = (iy0 + k) * g.width + ix0 + j;
+                        let run = Run {
+                            x: window.wrapping_add(pixel * cin),
+                            step: (along.0 * g.width + along.1) * cin,
+                            count: n,
+                            taps: (ty, q),
+                            out: ((oy0 + k * sh) * ow + ox0 + j * sw, along.0 * sh * ow + along.1 * sw),
+                        };
                         // SAFETY: the run's patches lie inside the filled window, the turned
                         // phase inside the buffer, its outputs inside the sample.
-                        unsafe { many_channels(&lanes, g, p.out_shape.channels_last, turned.add(at), taps, &run, ys) };
-                        j += count;
+                        unsafe { many_channels(&lanes, g, p.out_shape.channels_last, turned.add(at), quads, &run, ys) };
+                        i += n;
                     }
+                };
+                for k in 0..rows_per_phase {
+                    let ty = g.inside(iy0 + k, phase.taps_y, g.top, d.h.input());
+                    runs((k, cols_from), cols_to - cols_from, (0, 1), ty, (0, quads));
+                }
+                for j in (0..cols_from).chain(cols_to..pixels_per_row) {
+                    let (tx0, tx1) = tap_cols(j);
+                    runs((0, j), rows_per_phase, (1, 0), (0, phase.taps_y), (tx0 * cin / 4, tx1 * cin / 4));
                 }
                 b += if pair { 2 } else { 1 };
             }
@@ -350,6 +383,34 @@ unsafe fn turn(w: *const u8, rows: usize, cols: usize, turned: *mut __m512i) {
     let (quads, blocks) = (cols / 4, rows.div_ceil(ROWS));
     for (b, o) in block_starts(rows, ROWS).enumerate() {
         let mut k0 = 0;
+        // Four quads at a time: 16 rows' 16 bytes (4 rows to a vector, one per 128-bit lane,
+        // in 4 vectors) and a 4 x 4 dword transpose in each lane, 8 unpacks for 4 vectors
+        // where the 16 x 16 transpose takes 16 shuffles, half of them across lanes (1.5% of
+        // the conv VAE's decoder).
+        while k0 + 4 <= quads {
+            // SAFETY: rows o..o+16 < rows, dwords k0..k0+4 < quads of each.
+            let lanes: [__m512i; 4] = core::array::from_fn(|i| unsafe {
+                let row = |a: usize| _mm_loadu_si128(w.add((o + 4 * a + i) * cols + 4 * k0).cast());
+                let v = _mm512_castsi128_si512(row(0));
+                let v = _mm512_inserti32x4::<1>(v, row(1));
+                let v = _mm512_inserti32x4::<2>(v, row(2));
+                _mm512_inserti32x4::<3>(v, row(3))
+            });
+            let (t0, t1) = (_mm512_unpacklo_epi32(lanes[0], lanes[1]), _mm512_unpackhi_epi32(lanes[0], lanes[1]));
+            let (t2, t3) = (_mm512_unpacklo_epi32(lanes[2], lanes[3]), _mm512_unpackhi_epi32(lanes[2], lanes[3]));
+            let quad = [
+                _mm512_unpacklo_epi64(t0, t2),
+                _mm512_unpackhi_epi64(t0, t2),
+                _mm512_unpacklo_epi64(t1, t3),
+                _mm512_unpackhi_epi64(t1, t3),
+            ];
+            // Lane 4a + i of quad d is row o + 4a + i's dword k0 + d.
+            for (d, v) in quad.into_iter().enumerate() {
+                // SAFETY: (k0 + d) * blocks + b < quads * blocks.
+                unsafe { turned.add((k0 + d) * blocks + b).write(v) };
+            }
+            k0 += 4;
+        }
         while k0 < quads {
             let count = (quads - k0).min(16);
             let words = ((1u32 << count) - 1) as __mmask16;
@@ -367,11 +428,15 @@ unsafe fn turn(w: *const u8, rows: usize, cols: usize, turned: *mut __m512i) {
     }
 }
 
-/// Up to [`PIXELS`] consecutive outputs of one output row of a phase.
+/// Up to [`PIXELS`] outputs of a phase along one of its output rows or columns.
 struct Run {
-    /// The window at the first pixel's first tap; the next pixel's is `C_in` bytes on.
+    /// The window at the first pixel's first tap.
     x: *const u8,
+    /// Window bytes from one pixel's first tap to the next's: `C_in` along a row.
+    step: usize,
     count: usize,
+    /// The tap rows and the quads of a patch row (tap columns times `C_in / 4`) to multiply.
+    taps: ((usize, usize), (usize, usize)),
     /// The first pixel's offset in a channel plane, and the step to the next.
     out: (usize, usize),
 }
@@ -401,7 +466,7 @@ unsafe fn many_channels(
     g: &Geometry,
     channels_last: bool,
     turned: *const __m512i,
-    taps: (usize, usize),
+    quads: usize,
     run: &Run,
     ys: &mut [i8],
 ) {
@@ -412,9 +477,9 @@ unsafe fn many_channels(
         macro_rules! go {
             ($p:literal) => {
                 widen(if pair {
-                    dot::<$p, 2>(g, turned, taps, run.x, b, blocks)
+                    dot::<$p, 2>(g, turned, quads, run, b, blocks)
                 } else {
-                    let [a] = dot::<$p, 1>(g, turned, taps, run.x, b, blocks);
+                    let [a] = dot::<$p, 1>(g, turned, quads, run, b, blocks);
                     [a, [_mm512_setzero_si512(); $p]]
                 })
             };
@@ -430,6 +495,18 @@ unsafe fn many_channels(
             _ => go!(8),
         }
     };
+    if let (true, true, Some(t0), Some(t1)) = (pair, channels_last, &lanes.tables[0], &lanes.tables[1]) {
+        if lanes.o.1 == lanes.o.0 + ROWS {
+            // Both blocks of a pixel are 32 adjacent channels: narrowed together, one store.
+            for (j, (&a, &b)) in acc[0].iter().zip(&acc[1]).enumerate().take(run.count) {
+                let y = t0.narrow_pair(t0.scale(a), t1.scale(b));
+                let at = run.out.0 + j * run.out.1;
+                // SAFETY: pixel `at`'s channels o..o + 32, inside the sample.
+                unsafe { _mm256_storeu_si256(ys.as_mut_ptr().add(at * rows + lanes.o.0).cast(), y) };
+            }
+            return;
+        }
+    }
     for (h, o) in [lanes.o.0, lanes.o.1].into_iter().enumerate().take(if pair { 2 } else { 1 }) {
         for (j, &v) in acc[h].iter().enumerate().take(run.count) {
             let y = match &lanes.tables[h] {
@@ -461,34 +538,35 @@ fn widen<const P: usize>(acc: [[__m512i; P]; 2]) -> [[__m512i; PIXELS]; 2] {
     core::array::from_fn(|h| core::array::from_fn(|j| if j < P { acc[h][j] } else { _mm512_setzero_si512() }))
 }
 
-/// The dot products of `P` pixels (the first tap at `x`, then `C_in` bytes apart) with lane
-/// blocks `b..b + B` of the turned phase: `acc[h][j]` lane `i` is output channel `o + i` of
-/// pixel `j`, `o` block `b + h`'s first row.
+/// The dot products of `P` pixels (the run's) with lane blocks `b..b + B` of the turned phase
+/// (`quads` per patch row): `acc[h][j]` lane `i` is output channel `o + i` of pixel `j`, `o`
+/// block `b + h`'s first row.
 ///
 /// # Safety
-/// AVX-512 F/BW/VL/VNNI; the pixels' patches lie inside the window, blocks `b..b + B` exist.
+/// AVX-512 F/BW/VL/VNNI; the pixels' patches lie inside the window, blocks `b..b + B` exist,
+/// the run's taps are the phase's.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 #[inline]
 unsafe fn dot<const P: usize, const B: usize>(
     g: &Geometry,
     turned: *const __m512i,
-    (taps_y, taps_x): (usize, usize),
-    x: *const u8,
+    quads: usize,
+    run: &Run,
     b: usize,
     blocks: usize,
 ) -> [[__m512i; P]; B] {
     let cin = g.d.in_channels_per_group;
-    let quads = taps_x * cin / 4;
+    let ((ty0, ty1), (q0, q1)) = run.taps;
     let mut acc = [[_mm512_setzero_si512(); P]; B];
-    for ty in 0..taps_y {
-        let row = x.wrapping_add(ty * g.width * cin);
+    for ty in ty0..ty1 {
+        let row = run.x.wrapping_add(ty * g.width * cin);
         let w = turned.wrapping_add(ty * quads * blocks + b);
-        for q in 0..quads {
+        for q in q0..q1 {
             // SAFETY: quad q of patch row ty is turned vector (ty * quads + q) * blocks + b (+1).
             let wv: [__m512i; B] = core::array::from_fn(|h| unsafe { w.add(q * blocks + h).read() });
             for j in 0..P {
                 // SAFETY: 4 bytes of pixel j's patch row ty, inside the window.
-                let xv = _mm512_set1_epi32(unsafe { row.add(j * cin + 4 * q).cast::<i32>().read_unaligned() });
+                let xv = _mm512_set1_epi32(unsafe { row.add(j * run.step + 4 * q).cast::<i32>().read_unaligned() });
                 for (a, &w) in acc.iter_mut().zip(&wv) {
                     a[j] = _mm512_dpbusd_epi32(a[j], xv, w);
                 }

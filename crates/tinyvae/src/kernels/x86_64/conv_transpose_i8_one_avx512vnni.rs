@@ -11,8 +11,9 @@
 //! one output per lane. Four output rows go at once, each in two accumulators, so that the
 //! chains hide `vpdpbusd`'s latency. Against 16 pixels' patches in the lanes of a pixel-major
 //! window (a 16-way horizontal sum and 16 pixel addresses per 16 outputs) this measured 8%
-//! faster on the conv VAE's last layer (3.5 against 3.8 us a sample); the window's gathers
-//! are a fifth of it.
+//! faster on the conv VAE's last layer (3.5 against 3.8 us a sample). Filling the window
+//! turns the input from channels-last to quad-major: with 32 input channels (the conv VAE's)
+//! by permutes, 16 pixels at a time, otherwise by gathers (a quarter of that layer's time).
 //!
 //! Exactness is the parent kernel's: a flipped window with a border of the input zero point,
 //! the phase's bias and weight sum, [`Epilogue::apply16`] with the channel's parameters in
@@ -76,6 +77,15 @@ pub(super) fn tap_quad_weights(p: &ConvI8<'_>, g: &Geometry) -> [i32; TAP_QUADS]
     let mut weights = [0i32; TAP_QUADS];
     for index in 0..d.h.stride() * d.w.stride() {
         let phase = d.phase(true, index / d.w.stride(), index % d.w.stride());
+        if d.in_channels_per_group.is_multiple_of(4) {
+            // Whole dwords: the row as it is (byte by byte, this measured 1% of the decoder).
+            let to = weights.iter_mut().skip(index * per_phase);
+            let row = tail(p.weights, phase.offset).get(..phase.cols).unwrap_or(&[]);
+            for (w, four) in to.zip(row.chunks_exact(4)) {
+                *w = i32::from_le_bytes([four[0], four[1], four[2], four[3]]);
+            }
+            continue;
+        }
         let row = tail(p.weights, phase.offset).chunks_exact(d.in_channels_per_group);
         for (t, tap) in row.take(phase.taps_y * phase.taps_x).enumerate() {
             let at = index * per_phase + t * quads;
@@ -113,9 +123,35 @@ unsafe fn fill(p: &ConvI8<'_>, g: &Geometry, xs: &[u8], window: *mut u32) {
         w
     };
     let at = |q: usize, iy: usize, ix: usize| q * plane + (iy + g.top) * g.width + ix + g.left;
-    if p.in_shape.channels_last && cin.is_multiple_of(4) {
-        // Whole dwords (the conv VAE's last layer): for each input row and quad, one gather
-        // takes the quad of 16 pixels (scalar copies measured 10% slower on the layer).
+    if p.in_shape.channels_last && cin == 32 {
+        // The conv VAE's last layer: 16 pixels' 8 dwords each, turned by permutes.
+        let t = Transpose8x16::new();
+        let flip = _mm512_set1_epi8(-128);
+        for iy in 0..ih {
+            let mut ix = 0;
+            while ix < iw {
+                let count = (iw - ix).min(LANES);
+                let from = xs.as_ptr().wrapping_add((iy * iw + ix) * cin);
+                let v: [__m512i; 8] = core::array::from_fn(|i| {
+                    // Pixels 2i and 2i + 1, those of them below `count`.
+                    let m = ((1u32 << (8 * count.saturating_sub(2 * i).min(2))) - 1) as __mmask16;
+                    // SAFETY: the mask selects the quads of pixels ix + 2i.. < ix + count of row
+                    // iy, inside `xs` (ih * iw * 32 bytes); masked-off lanes are not accessed.
+                    unsafe { _mm512_maskz_loadu_epi32(m, from.wrapping_add(64 * i).cast()) }
+                });
+                let m = ((1u32 << count) - 1) as __mmask16;
+                for (q, quad) in t.apply(&v).into_iter().enumerate() {
+                    // SAFETY: row iy of plane q, columns ix..ix + count, inside the window.
+                    unsafe {
+                        _mm512_mask_storeu_epi32(window.add(at(q, iy, ix)).cast(), m, _mm512_xor_si512(quad, flip))
+                    };
+                }
+                ix += count;
+            }
+        }
+    } else if p.in_shape.channels_last && cin.is_multiple_of(4) {
+        // Whole dwords: for each input row and quad, one gather takes the quad of 16 pixels
+        // (scalar copies measured 10% slower on the layer).
         let step = _mm512_mullo_epi32(
             _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
             _mm512_set1_epi32(cin as i32),
@@ -158,6 +194,57 @@ unsafe fn fill(p: &ConvI8<'_>, g: &Geometry, xs: &[u8], window: *mut u32) {
                 *word = (*word & !(0xFF << shift)) | (((v ^ 0x80) as u32) << shift);
             }
         }
+    }
+}
+
+/// The permutes that turn 16 pixels' 8 dwords (vector `i` holding pixels `2i` and `2i + 1`)
+/// into 8 vectors of one dword of every pixel: three levels of two-source permutes, 24 in all
+/// (8 gathers of 16 dwords measured a quarter of the conv VAE's last layer).
+struct Transpose8x16 {
+    /// Level 1: two vectors of 4 pixels into quads `4h..4h + 4` of them, quad-major.
+    one: [__m512i; 2],
+    /// Level 2: two such (8 pixels) into quads `2s, 2s + 1` of them, quad-major.
+    two: [__m512i; 2],
+    /// Level 3: two such (16 pixels) into quad `u` of them.
+    three: [__m512i; 2],
+}
+
+impl Transpose8x16 {
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn new() -> Self {
+        let index = |f: &dyn Fn(usize) -> usize| {
+            let lanes: [i32; 16] = core::array::from_fn(|t| f(t) as i32);
+            // SAFETY: 64 readable bytes.
+            unsafe { _mm512_loadu_si512(lanes.as_ptr().cast()) }
+        };
+        // Source lanes count through both sources (16 + lane for the second).
+        Transpose8x16 {
+            // Lane 4 * quad + pixel; a source lane is 8 * pixel + quad.
+            one: [0, 1].map(|h| index(&|t| (4 * h + t / 4) + 8 * (t % 4))),
+            // Lane 8 * quad + pixel; a source lane is 4 * quad + pixel % 4.
+            two: [0, 1].map(|s| index(&|t| 16 * (t % 8 / 4) + 4 * (2 * s + t / 8) + t % 4)),
+            // Lane pixel; a source lane is 8 * quad + pixel % 8.
+            three: [0, 1].map(|u| index(&|t| 16 * (t / 8) + 8 * u + t % 8)),
+        }
+    }
+
+    /// Vector `q` of the result holds dword `q` of the 16 pixels of `v`.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn apply(&self, v: &[__m512i; 8]) -> [__m512i; 8] {
+        let level = |a: __m512i, b: __m512i, idx: &[__m512i; 2]| {
+            [_mm512_permutex2var_epi32(a, idx[0], b), _mm512_permutex2var_epi32(a, idx[1], b)]
+        };
+        // l1[k][h]: pixels 4k..4k + 4, quads 4h..4h + 4.
+        let l1: [[__m512i; 2]; 4] = core::array::from_fn(|k| level(v[2 * k], v[2 * k + 1], &self.one));
+        // l2[g][h][s]: pixels 8g..8g + 8, quads 4h + 2s, 4h + 2s + 1.
+        let l2: [[[__m512i; 2]; 2]; 2] =
+            core::array::from_fn(|g| core::array::from_fn(|h| level(l1[2 * g][h], l1[2 * g + 1][h], &self.two)));
+        core::array::from_fn(|q| {
+            let (h, s) = (q / 4, q / 2 % 2);
+            _mm512_permutex2var_epi32(l2[0][h][s], self.three[q % 2], l2[1][h][s])
+        })
     }
 }
 
@@ -253,19 +340,49 @@ unsafe fn phase_outputs(
             }
             for (r, [a0, a1]) in acc.iter().enumerate().take(row_count - group) {
                 let oy = first_output(&d.h, ry) + (group + r) * d.h.stride();
-                let mut y = [0i8; LANES];
                 let sums = _mm512_add_epi32(*a0, *a1);
                 let v = match &table {
                     Some(table) => table.apply(sums),
                     None => ep.apply16(&params, sums),
                 };
-                // SAFETY: 16 writable bytes.
-                unsafe { _mm_storeu_si128(y.as_mut_ptr().cast(), _mm512_cvtepi32_epi8(v)) };
-                for (k, &v) in y.iter().enumerate().take(count) {
-                    ys[oy * ow + ox0 + (j + k) * sw] = v;
-                }
+                store(_mm512_cvtepi32_epi8(v), count, ys, oy * ow + ox0 + j * sw, sw);
             }
         }
         j += count;
+    }
+}
+
+/// Writes the first `count` bytes of `y` to `ys` at `at`, `at + step`, `at + 2 * step`, ..:
+/// one masked store for steps 1 and 2 (a stride-2 phase's outputs widened to words, the low
+/// byte of each), byte by byte otherwise. The byte-by-byte stores of the stride-2 outputs
+/// measured a fifth of the conv VAE's last layer.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+#[inline]
+fn store(y: __m128i, count: usize, ys: &mut [i8], at: usize, step: usize) {
+    let last = at + (count.max(1) - 1) * step;
+    if count == 0 || count > LANES || last >= ys.len() {
+        return;
+    }
+    let to = ys[at..].as_mut_ptr();
+    // In both masked stores the mask selects bytes at, at + step, .., last (< ys.len(),
+    // checked above); masked-off bytes are not accessed.
+    match step {
+        // SAFETY: see above.
+        1 => unsafe { _mm_mask_storeu_epi8(to, ((1u32 << count) - 1) as __mmask16, y) },
+        // SAFETY: see above.
+        2 => unsafe {
+            let m = 0x5555_5555u32 & ((1u64 << (2 * count)) - 1) as u32;
+            _mm256_mask_storeu_epi8(to, m, _mm256_cvtepu8_epi16(y))
+        },
+        _ => {
+            let mut bytes = [0i8; LANES];
+            // SAFETY: 16 writable bytes.
+            unsafe { _mm_storeu_si128(bytes.as_mut_ptr().cast(), y) };
+            for (k, &v) in bytes.iter().enumerate().take(count) {
+                if let Some(out) = ys.get_mut(at + k * step) {
+                    *out = v;
+                }
+            }
+        }
     }
 }
