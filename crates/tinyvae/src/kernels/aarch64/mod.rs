@@ -2,14 +2,14 @@
 //! Pi 5 (Cortex-A76: NEON and `sdot`).
 //!
 //! Two tables, fastest first:
-//! - [`SDOT`] (`aarch64-sdot`): int8 Dense on `sdot` (FEAT_DotProd), 16 MACs per instruction
-//!   into int32 lanes; everything else as [`NEON`].
-//! - [`NEON`] (`aarch64-neon`): int8 Dense on `smull`/`smlal2`/`sadalp`, f16 and f32 Dense on
-//!   `fmla` (f16 weights widened with `fcvtl`), the int8 lookup table on `tbl`/`tbx`, and the
-//!   weight-streaming floor.
+//! - [`SDOT`] (`aarch64-sdot`): int8 Dense and transposed convolutions on `sdot`
+//!   (FEAT_DotProd), 16 MACs per instruction into int32 lanes; everything else as [`NEON`].
+//! - [`NEON`] (`aarch64-neon`): int8 Dense and transposed convolutions on `smull`/`smlal2`/
+//!   `sadalp`, f16 and f32 Dense on `fmla` (f16 weights widened with `fcvtl`), the int8 lookup
+//!   table on `tbl`/`tbx`, and the weight-streaming floor.
 //!
 //! int8 transposed convolutions read their patches in place from a padded window with each
-//! table's Dense inner loops ([`conv_transpose_i8_tiles`]); other convolutions run on each
+//! table's Dense inner loops (`conv_transpose_i8_tiles`); other convolutions run on each
 //! table's Dense kernel over gathered patches ([`crate::kernels::patches`]); upsampling and
 //! additions are the scalar reference.
 //!
