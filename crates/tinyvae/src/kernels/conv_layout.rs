@@ -24,7 +24,7 @@
 #[cfg(feature = "alloc")]
 use alloc::vec::Vec;
 
-use super::ConvDims;
+use super::{Axis, ConvDims};
 use crate::format::WeightLayout;
 
 /// One phase of a transposed convolution in the tap-major layout (a convolution has one phase
@@ -109,6 +109,78 @@ impl ConvDims {
             WeightLayout::TapMajor => o * self.cols + (ky * self.kw + kx) * cg + c,
         }
     }
+}
+
+/// Where a direct transposed-convolution kernel reads its input in place: one sample in HWC,
+/// inside a border of the input zero point wide enough that every tap of every output of
+/// every phase reads inside it. A patch row `ty` of a phase is then one run of `taps_x * C_in`
+/// bytes of a window row, and each next output of a phase's row reads one pixel further, so
+/// kernels need no gathered patch and no bounds test per tap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransposeWindow {
+    /// Window rows before the input's first.
+    pub top: usize,
+    /// Window columns before the input's first.
+    pub left: usize,
+    /// Window rows in all.
+    pub height: usize,
+    /// Window columns in all.
+    pub width: usize,
+}
+
+impl TransposeWindow {
+    /// The window of a transposed convolution; `None` when a phase has no taps (a kernel
+    /// smaller than its stride), which has no first tap to place.
+    pub fn new(d: &ConvDims) -> Option<Self> {
+        let (sh, sw) = (d.h.stride(), d.w.stride());
+        if (0..sh).any(|ry| d.phase(true, ry, 0).taps_y == 0) || (0..sw).any(|rx| d.phase(true, 0, rx).taps_x == 0) {
+            return None;
+        }
+        let (top, bottom) = Self::border(&d.h, |r| d.phase(true, r, 0).taps_y);
+        let (left, right) = Self::border(&d.w, |r| d.phase(true, 0, r).taps_x);
+        Some(TransposeWindow {
+            top,
+            left,
+            height: d.h.input().checked_add(top + bottom)?,
+            width: d.w.input().checked_add(left + right)?,
+        })
+    }
+
+    /// The border an axis needs before and after its input: every output's taps, `taps(r)`
+    /// for its residue `r`, read inside it.
+    fn border(a: &Axis, taps: impl Fn(usize) -> usize) -> (usize, usize) {
+        let (s, pad) = (a.stride(), a.pad());
+        let (mut before, mut after) = (0, 0);
+        for r in 0..s {
+            let first = first_output(a, r);
+            if first >= a.output() {
+                continue;
+            }
+            let end = first + (a.output() - 1 - first) / s * s;
+            // Residue r's taps end at input (o + pad - r) / s and start taps - 1 before; that
+            // grows with o, so the first and last outputs bound it.
+            let last_input = |o: usize| (o + pad - r) / s;
+            before = before.max((taps(r) - 1).saturating_sub(last_input(first)));
+            after = after.max((last_input(end) + 1).saturating_sub(a.input()));
+        }
+        (before, after)
+    }
+
+    /// The window row and column of the first tap of output `(oy, ox)` of `phase`: tap `t`
+    /// of residue `r` reads input position `(o + pad - r) / s - (taps - 1) + t` (the order of
+    /// the module docs). `(oy, ox)` must be an output of the phase.
+    pub fn first_tap(&self, d: &ConvDims, phase: &Phase, (oy, ox): (usize, usize)) -> (usize, usize) {
+        let iy = (oy + d.h.pad() - phase.ry) / d.h.stride() + self.top + 1 - phase.taps_y;
+        let ix = (ox + d.w.pad() - phase.rx) / d.w.stride() + self.left + 1 - phase.taps_x;
+        (iy, ix)
+    }
+}
+
+/// The first output of tap residue `r` on a transposed convolution's axis: the first `o`
+/// with `(o + pad) ≡ r (mod stride)`; the phase's next outputs follow `stride` apart.
+pub fn first_output(a: &Axis, r: usize) -> usize {
+    let s = a.stride();
+    (r + s - a.pad() % s) % s
 }
 
 /// Reorders a row-major weight array of `weight_bytes`-byte weights into the tap-major layout

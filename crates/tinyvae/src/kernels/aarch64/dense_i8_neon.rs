@@ -26,7 +26,7 @@ pub(super) fn dense_i8_neon(p: &DenseI8<'_>, x: &[i8], batch: usize, out: &mut [
 }
 
 /// `smull` + `smlal2` + `sadalp`.
-struct WideningMac;
+pub(super) struct WideningMac;
 
 /// The three instructions of [`WideningMac::step`], through a scratch vector.
 macro_rules! widening_step {

@@ -23,7 +23,7 @@ pub(super) fn dense_i8_sdot(p: &DenseI8<'_>, x: &[i8], batch: usize, out: &mut [
 }
 
 /// `sdot acc.4s, w.16b, x.16b`: lane i gets the products of bytes 4i..4i+4.
-struct SignedDot;
+pub(super) struct SignedDot;
 
 /// One `sdot` per 16 products (no scratch register needed).
 macro_rules! sdot_step {

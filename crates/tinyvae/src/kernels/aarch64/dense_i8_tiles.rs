@@ -391,7 +391,7 @@ impl RowTile {
 /// NEON.
 #[inline]
 #[target_feature(enable = "neon")]
-unsafe fn row_totals(rows: [int32x4_t; 4]) -> int32x4_t {
+pub(super) unsafe fn row_totals(rows: [int32x4_t; 4]) -> int32x4_t {
     let [r0, r1, r2, r3] = rows;
     let totals;
     // SAFETY: register-only arithmetic on NEON, which the caller guarantees.
@@ -502,7 +502,7 @@ unsafe fn accumulate<D: DotStep, const R: usize, const S: usize>(
 /// NEON; `bytes.len() >= 4 * (o + 4)` ([`fits`] checks `4 * rows` bytes).
 #[inline]
 #[target_feature(enable = "neon")]
-unsafe fn load_channels(bytes: &[u8], o: usize) -> int32x4_t {
+pub(super) unsafe fn load_channels(bytes: &[u8], o: usize) -> int32x4_t {
     // A byte load has no alignment requirement (blob arrays are only 16-aligned as a whole).
     vreinterpretq_s32_u8(vld1q_u8(bytes.as_ptr().add(4 * o)))
 }

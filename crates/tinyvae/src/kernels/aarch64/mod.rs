@@ -2,14 +2,16 @@
 //! Pi 5 (Cortex-A76: NEON and `sdot`).
 //!
 //! Two tables, fastest first:
-//! - [`SDOT`] (`aarch64-sdot`): int8 Dense on `sdot` (FEAT_DotProd), 16 MACs per instruction
-//!   into int32 lanes; everything else as [`NEON`].
-//! - [`NEON`] (`aarch64-neon`): int8 Dense on `smull`/`smlal2`/`sadalp`, f16 and f32 Dense on
-//!   `fmla` (f16 weights widened with `fcvtl`), the int8 lookup table on `tbl`/`tbx`, and the
-//!   weight-streaming floor.
+//! - [`SDOT`] (`aarch64-sdot`): int8 Dense and transposed convolutions on `sdot`
+//!   (FEAT_DotProd), 16 MACs per instruction into int32 lanes; everything else as [`NEON`].
+//! - [`NEON`] (`aarch64-neon`): int8 Dense and transposed convolutions on `smull`/`smlal2`/
+//!   `sadalp`, f16 and f32 Dense on `fmla` (f16 weights widened with `fcvtl`), the int8 lookup
+//!   table on `tbl`/`tbx`, and the weight-streaming floor.
 //!
-//! Convolutions and transposed convolutions run on each table's Dense kernel over gathered
-//! patches ([`crate::kernels::patches`]); upsampling and additions are the scalar reference.
+//! int8 transposed convolutions read their patches in place from a padded window with each
+//! table's Dense inner loops (`conv_transpose_i8_tiles`); other convolutions run on each
+//! table's Dense kernel over gathered patches ([`crate::kernels::patches`]); upsampling and
+//! additions are the scalar reference.
 //!
 //! Every function in these tables checks, on each call, that the CPU has what it executes
 //! (a cached feature test) and that the slices hold the shapes it reads; otherwise it hands the
@@ -24,6 +26,9 @@
 // Intrinsics and `asm!` need `unsafe`; each use states why it is sound.
 #![allow(unsafe_code)]
 
+mod conv_transpose_i8_neon;
+mod conv_transpose_i8_sdot;
+mod conv_transpose_i8_tiles;
 mod dense_f16;
 mod dense_f32;
 mod dense_float_tiles;
@@ -47,11 +52,11 @@ pub static NEON: Kernels = Kernels {
     pixels_f32: crate::kernels::reference::pixels_f32,
     quantize_i8: crate::kernels::reference::quantize_i8,
     weight_stream: weight_stream::weight_stream_neon,
-    // Convolutions: Dense over gathered patches; upsampling and additions: the reference.
+    // Other convolutions: Dense over gathered patches; upsampling and additions: the reference.
     conv_i8: patches::conv_i8::<Neon>,
     conv_f16: patches::conv_f16::<Neon>,
     conv_f32: patches::conv_f32::<Neon>,
-    conv_transpose_i8: patches::conv_transpose_i8::<Neon>,
+    conv_transpose_i8: conv_transpose_i8_neon::conv_transpose_i8_neon,
     conv_transpose_f16: patches::conv_transpose_f16::<Neon>,
     conv_transpose_f32: patches::conv_transpose_f32::<Neon>,
     upsample_i8: crate::kernels::reference::upsample_i8,
@@ -65,7 +70,7 @@ pub static SDOT: Kernels = Kernels {
     name: "aarch64-sdot",
     dense_i8: dense_i8_sdot::dense_i8_sdot,
     conv_i8: patches::conv_i8::<Sdot>,
-    conv_transpose_i8: patches::conv_transpose_i8::<Sdot>,
+    conv_transpose_i8: conv_transpose_i8_sdot::conv_transpose_i8_sdot,
     ..NEON
 };
 
