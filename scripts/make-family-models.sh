@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Rebuilds the shipped family models (models/mnist-{ae,dae,cae,vae-gaussian,vae-z5,cvae,aae,m2}),
+# Rebuilds the shipped family models (models/mnist-{ae,dae,cae,vae-gaussian,vae-z5,cvae,aae,m2,m1m2}),
 # their reports and the family figures (docs/FAMILY.md) from ../shared/data/mnist (the first
 # 10,000 MNIST training images and the 10,000 test images): trains, exports ONNX, quantizes to
 # int8 and f16, validates every blob against its ONNX in tract, checks the CVAE's conditional
@@ -7,7 +7,9 @@
 #
 # One training at a time, on one thread (RAYON_NUM_THREADS=1: same numbers as with more). About
 # 4 to 5 minutes per family member, 9 for the AAE, 2 for the classifier, 19 for the M2 table and 14
-# for the longer 100-label M2 runs (measured on one thread of this machine).
+# for the longer 100-label M2 runs (measured on one thread of this machine); M1+M2 (m1m2) about
+# 35 minutes per seed on a loaded machine, and it reads models/mnist-conv-vae/encoder.onnx
+# (scripts/make-conv-vae-model.sh).
 #
 #   DATA=../shared/data/mnist   the IDX directory
 #   RUNS=target/runs            where trainings write (checkpoints and all; not shipped)
@@ -18,7 +20,7 @@ cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data/mnist}
 RUNS=${RUNS:-target/runs}
 SKIP_TRAIN=${SKIP_TRAIN:-0}
-ONLY=${ONLY:-"ae dae cae vae-gaussian vae-z5 cvae aae m2 figures"}
+ONLY=${ONLY:-"ae dae cae vae-gaussian vae-z5 cvae aae m2 m1m2 figures"}
 export RAYON_NUM_THREADS=${RAYON_NUM_THREADS:-1}
 if [[ -z ${T:-} ]]; then
     cargo build --release -p tinyvae-cli
@@ -188,8 +190,16 @@ if want m2; then
         $T eval-ssl --data "$DATA" -o "$RUNS/ssl-100-72" --labels 100 --seeds 0,1,2 --shared-trunk --alpha 25 \
             --translate 2 --epochs 72 --ema 0.999 --test-every 0 --no-baseline --export --quiet
     fi
+    # 600 labels, three times the epochs.
+    if [[ ! ($SKIP_TRAIN == 1 && -f $RUNS/ssl-600-36/table.json) ]]; then
+        rm -rf "${RUNS:?}/ssl-600-36"
+        $T eval-ssl --data "$DATA" -o "$RUNS/ssl-600-36" --labels 600 --seeds 0,1,2 --shared-trunk --alpha 25 \
+            --translate 2 --epochs 36 --ema 0.999 --test-every 0 --no-baseline --quiet
+    fi
     mkdir -p "$out/reports"
     cp "$RUNS/ssl-table/table.md" "$RUNS/ssl-table/table.json" "$out/"
+    cp "$RUNS/ssl-600-36/table.md" "$out/table-600-labels-36-epochs.md"
+    cp "$RUNS/ssl-600-36/table.json" "$out/table-600-labels-36-epochs.json"
     cp "$RUNS/ssl-100-long/table.md" "$out/table-100-labels-36-epochs.md"
     cp "$RUNS/ssl-100-long/table.json" "$out/table-100-labels-36-epochs.json"
     cp "$RUNS/ssl-100-72/table.md" "$out/table-100-labels-72-epochs.md"
@@ -213,6 +223,23 @@ if want m2; then
     done
     $T classify --model "$RUNS/classifier/classifier.safetensors" "${raws[@]}" --expect-label 0,1,2,3,4,5,6,7,8,9 \
         --json "$out/reports/classify.int8-samples.json"
+fi
+if want m1m2; then
+    # M1+M2: M2 on the codes of the shipped conv VAE's encoder (M1), as one image classifier.
+    out=models/mnist-m1m2
+    if [[ ! ($SKIP_TRAIN == 1 && -f $RUNS/m1m2-conv/table.json) ]]; then
+        rm -rf "${RUNS:?}/m1m2-conv"
+        $T eval-ssl --data "$DATA" -o "$RUNS/m1m2-conv" --labels 100 --seeds 0,1,2 \
+            --m1 models/mnist-conv-vae/encoder.onnx --shared-trunk --alpha 25 --epochs 200 --ema 0.999 \
+            --test-every 20 --export --quiet
+    fi
+    mkdir -p "$out/reports"
+    cp "$RUNS/m1m2-conv/table.md" "$RUNS/m1m2-conv/table.json" "$out/"
+    cp "$RUNS/m1m2-conv/n100-seed0/classifier.onnx" "$RUNS/m1m2-conv/n100-seed0/train_log.jsonl" "$out/"
+    $T quantize "$out/classifier.onnx" --precision int8 -o "$out/classifier.int8.tvae" --data "$DATA" \
+        --eval-samples 10000 --json > "$out/reports/classifier.int8.json"
+    $T validate "$out/classifier.onnx" "$out/classifier.int8.tvae" --data "$DATA" --samples 10000 \
+        --min-agreement 0.995 --json > "$out/reports/validate.classifier.int8.json"
 fi
 if want figures; then
     mkdir -p docs/figures

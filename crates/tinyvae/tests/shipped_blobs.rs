@@ -39,6 +39,8 @@ const SHIPPED: &[(&str, u64)] = &[
     // Re-recorded when M2 was retrained (72 epochs) with its classifier exported (format
     // version 6): new weights, so new bytes; the runtime's arithmetic is what the other
     // entries check.
+    // M1+M2 as one image classifier (convolutions, then q(y|z1)).
+    ("mnist-m1m2/classifier.int8.tvae", 0x344a3e763c0cb8b9),
     ("mnist-m2/classifier.int8.tvae", 0xb4dfc9ad949fef4c),
     ("mnist-m2/decoder.f16.tvae", 0xbbfc896fde6c3335),
     ("mnist-m2/decoder.int8.tvae", 0xb5fbb41eaa3f0b23),
