@@ -37,6 +37,7 @@ use super::requantize_avx512::{transpose16, Epilogue, Rows16};
 use super::requantize_lanes_avx512::LaneTable;
 use super::{block_starts, has, Avx512, Level};
 use crate::format::WeightLayout;
+use crate::kernels::conv_layout::{first_output, TransposeWindow};
 use crate::kernels::{patches, reference, ConvDims, ConvI8, DenseI8};
 
 /// Window bytes: a 64-channel 14 x 14 input with its border.
@@ -104,11 +105,7 @@ impl Geometry {
             }
             turned = turned.checked_add(phase.cols.checked_mul(ROWS)?.checked_mul(d.rows.div_ceil(ROWS))?)?;
         }
-        let taps_y = |r| d.phase(true, r, 0).taps_y;
-        let taps_x = |r| d.phase(true, 0, r).taps_x;
-        let (top, bottom) = border(&d.h, taps_y);
-        let (left, right) = border(&d.w, taps_x);
-        let (height, width) = (d.h.input() + top + bottom, d.w.input() + left + right);
+        let TransposeWindow { top, left, height, width } = TransposeWindow::new(&d)?;
         let g = Geometry { d, top, left, height, width, border: zp as u8 ^ 0x80 };
         let fits = if d.rows == 1 {
             one::window_bytes(&g)? <= WINDOW && one::tap_quads(&g).checked_mul(sh * sw)? <= one::TAP_QUADS
@@ -149,26 +146,6 @@ impl Geometry {
     }
 }
 
-/// The border an axis needs before and after its input: every output's taps, `taps(r)` for
-/// its residue `r`, read inside it.
-fn border(a: &crate::kernels::Axis, taps: impl Fn(usize) -> usize) -> (usize, usize) {
-    let (s, pad) = (a.stride(), a.pad());
-    let (mut before, mut after) = (0, 0);
-    for r in 0..s {
-        let first = first_output(a, r);
-        if first >= a.output() {
-            continue;
-        }
-        let end = first + (a.output() - 1 - first) / s * s;
-        // Residue r's taps end at input (o + pad - r) / s (whole) and start taps - 1 before;
-        // that grows with o, so the first and last outputs bound it.
-        let last_input = |o: usize| (o + pad - r) / s;
-        before = before.max((taps(r) - 1).saturating_sub(last_input(first)));
-        after = after.max((last_input(end) + 1).saturating_sub(a.input()));
-    }
-    (before, after)
-}
-
 /// Phase `index` of a tap-major transposed convolution as the Dense layer its kernels
 /// requantize with: its weight rows, its per-phase bias and weight sums.
 pub(super) fn phase_dense<'a>(p: &ConvI8<'a>, d: &ConvDims, index: usize) -> DenseI8<'a> {
@@ -191,12 +168,6 @@ pub(super) fn phase_dense<'a>(p: &ConvI8<'a>, d: &ConvDims, index: usize) -> Den
 /// `a[from..]`, empty past the end (which `samples` rules out).
 pub(super) fn tail(a: &[u8], from: usize) -> &[u8] {
     a.get(from..).unwrap_or(&[])
-}
-
-/// The first output of residue `r` on an axis (`(o + pad) ≡ r (mod s)`).
-pub(super) fn first_output(a: &crate::kernels::Axis, r: usize) -> usize {
-    let s = a.stride();
-    (r + s - a.pad() % s) % s
 }
 
 /// The layer over `n` samples, with 16 or more output channels.

@@ -14,10 +14,11 @@
 use core::arch::x86_64::*;
 use core::mem::MaybeUninit;
 
-use super::conv_transpose_i8_avx512vnni::{first_output, phase_dense, Geometry, WINDOW};
+use super::conv_transpose_i8_avx512vnni::{phase_dense, Geometry, WINDOW};
 use super::conv_transpose_i8_one_avx512vnni::{tap_quad_weights, tap_quads, window_bytes};
 use super::requantize_avx2::Epilogue;
 use super::{has, Level};
+use crate::kernels::conv_layout::first_output;
 use crate::kernels::{patches, reference, ConvI8, DenseI8};
 
 /// Outputs per vector.

@@ -22,9 +22,10 @@
 use core::arch::x86_64::*;
 use core::mem::MaybeUninit;
 
-use super::conv_transpose_i8_avx512vnni::{first_output, phase_dense, tail, Geometry, WINDOW};
+use super::conv_transpose_i8_avx512vnni::{phase_dense, tail, Geometry, WINDOW};
 use super::requantize_avx512::Epilogue;
 use super::requantize_lanes_avx512::LaneTable;
+use crate::kernels::conv_layout::first_output;
 use crate::kernels::{ConvI8, DenseI8};
 
 /// Outputs per vector.
