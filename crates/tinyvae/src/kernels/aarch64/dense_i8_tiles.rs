@@ -557,17 +557,16 @@ impl RowTile {
     /// Sums each row's lanes, adds the bias, requantizes and stores the 4 codes at `out[at..]`.
     ///
     /// # Safety
-    /// NEON.
+    /// NEON; `at + 4 <= out.len()` (every caller stores channels `o..o + 4 <= rows` of a sample
+    /// below `batch`, and [`fits`] checked `batch * rows` bytes).
     #[inline]
     #[target_feature(enable = "neon")]
     unsafe fn finish(&self, row_lanes: [int32x4_t; 4], at: usize, out: &mut [i8]) {
         let sums = row_totals(row_lanes);
-        let codes = self.quant.apply(vaddq_s32(sums, self.bias)).to_le_bytes();
-        if let Some(y) = out.get_mut(at..at + 4) {
-            for (y, code) in y.iter_mut().zip(codes) {
-                *y = code as i8;
-            }
-        }
+        let codes = self.quant.apply(vaddq_s32(sums, self.bias));
+        // One unchecked store: a range check here cost 6 of the epilogue's ~30 instructions
+        // per 4 codes. SAFETY: the caller guarantees the 4 bytes; no alignment is needed.
+        out.as_mut_ptr().add(at).cast::<u32>().write_unaligned(codes.to_le());
     }
 }
 
