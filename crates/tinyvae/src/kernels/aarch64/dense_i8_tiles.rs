@@ -58,14 +58,23 @@ pub(super) trait DotStep {
     /// As [`DotStep::wide_4x1`], with `32 * n` bytes readable from every `x[s]` and `w[r]`.
     unsafe fn wide_4x4(acc: &mut [[int32x4_t; 4]; 4], w: &[*const i8; 4], x: &[*const i8; 4], n: usize);
 
-    /// Adds to `acc[r][s]` the products of the first `64 * n + 16 * m` columns of row `w[r]`
-    /// with sample `x[s]`, in any lane arrangement. Either count may be zero: the 16-column
-    /// steps keep the columns short of a multiple of 64 out of the intrinsic path, which spills.
+    /// Adds to `acc[r][s]` the products of the first `c = 64 * n + 16 * m` columns of row `w[r]`
+    /// with sample `x[s]`, in any lane arrangement; then, if `back > 0`, those of the 16 columns
+    /// from `c - back` with the inputs ANDed with `tail_mask` (the masked last step of
+    /// [`dot_tile`]). Any count may be zero: the whole row stays in assembly, out of the
+    /// intrinsic path, which spills around this loop's 30 vector registers.
     ///
     /// # Safety
-    /// As [`DotStep::wide_4x1`] but without `n >= 1`, with `64 * n + 16 * m` bytes readable from
-    /// every `x[s]` and `w[r]`.
-    unsafe fn wide_8x2(acc: &mut [[int32x4_t; 2]; 8], w: &[*const i8; 8], x: &[*const i8; 2], n: usize, m: usize);
+    /// As [`DotStep::wide_4x1`] but without `n >= 1`: `c` bytes readable from every `x[s]` and
+    /// `w[r]`, and `back <= c`.
+    unsafe fn wide_8x2(
+        acc: &mut [[int32x4_t; 2]; 8],
+        w: &[*const i8; 8],
+        x: &[*const i8; 2],
+        columns: (usize, usize),
+        back: usize,
+        tail_mask: int8x16_t,
+    );
 }
 
 /// The bodies of [`DotStep::wide_4x1`] and [`DotStep::wide_4x4`] for an impl whose 16-product
@@ -216,11 +225,13 @@ macro_rules! wide_loops {
             acc: &mut [[int32x4_t; 2]; 8],
             w: &[*const i8; 8],
             x: &[*const i8; 2],
-            n: usize,
-            m: usize,
+            (n, m): (usize, usize),
+            back: usize,
+            tail_mask: int8x16_t,
         ) {
             let [[mut a00, mut a01], [mut a10, mut a11], [mut a20, mut a21], [mut a30, mut a31], [mut a40, mut a41], [mut a50, mut a51], [mut a60, mut a61], [mut a70, mut a71]] = *acc;
-            // SAFETY: as in `wide_4x1`, with `64 * n + 16 * m` bytes read from each pointer.
+            // SAFETY: as in `wide_4x1`, with `64 * n + 16 * m` bytes read from each pointer, the
+            // masked step's 16 ending `16 - back` bytes past there (so inside what was read).
             core::arch::asm!(
                 $prelude,
                 "cbz {n}, 3f",
@@ -333,6 +344,38 @@ macro_rules! wide_loops {
                 "subs {m}, {m}, #1",
                 "b.ne 4b",
                 "5:",
+                "cbz {back}, 7f",
+                // Register-offset loads from the advanced pointers, back to the 16 columns.
+                "neg {back}, {back}",
+                "ldr q16, [{x0}, {back}]",
+                "and v16.16b, v16.16b, {mask:v}.16b",
+                "ldr q20, [{x1}, {back}]",
+                "and v20.16b, v20.16b, {mask:v}.16b",
+                "ldr q24, [{w0}, {back}]",
+                $step!("{a00:v}", "v24", "v16", "v28"),
+                $step!("{a01:v}", "v24", "v20", "v29"),
+                "ldr q24, [{w1}, {back}]",
+                $step!("{a10:v}", "v24", "v16", "v28"),
+                $step!("{a11:v}", "v24", "v20", "v29"),
+                "ldr q24, [{w2}, {back}]",
+                $step!("{a20:v}", "v24", "v16", "v28"),
+                $step!("{a21:v}", "v24", "v20", "v29"),
+                "ldr q24, [{w3}, {back}]",
+                $step!("{a30:v}", "v24", "v16", "v28"),
+                $step!("{a31:v}", "v24", "v20", "v29"),
+                "ldr q24, [{w4}, {back}]",
+                $step!("{a40:v}", "v24", "v16", "v28"),
+                $step!("{a41:v}", "v24", "v20", "v29"),
+                "ldr q24, [{w5}, {back}]",
+                $step!("{a50:v}", "v24", "v16", "v28"),
+                $step!("{a51:v}", "v24", "v20", "v29"),
+                "ldr q24, [{w6}, {back}]",
+                $step!("{a60:v}", "v24", "v16", "v28"),
+                $step!("{a61:v}", "v24", "v20", "v29"),
+                "ldr q24, [{w7}, {back}]",
+                $step!("{a70:v}", "v24", "v16", "v28"),
+                $step!("{a71:v}", "v24", "v20", "v29"),
+                "7:",
                 x0 = inout(reg) x[0] => _,
                 x1 = inout(reg) x[1] => _,
                 w0 = inout(reg) w[0] => _,
@@ -345,6 +388,8 @@ macro_rules! wide_loops {
                 w7 = inout(reg) w[7] => _,
                 n = inout(reg) n => _,
                 m = inout(reg) m => _,
+                back = inout(reg) back => _,
+                mask = in(vreg) tail_mask,
                 a00 = inout(vreg) a00, a01 = inout(vreg) a01,
                 a10 = inout(vreg) a10, a11 = inout(vreg) a11,
                 a20 = inout(vreg) a20, a21 = inout(vreg) a21,
@@ -637,13 +682,14 @@ unsafe fn dot_tile<D: DotStep, const R: usize, const S: usize>(
     } else if R == 8 && S == 2 {
         let mut a: [[int32x4_t; 2]; 8] = core::array::from_fn(|r| core::array::from_fn(|s| acc[r][s]));
         let (w8, x2) = (core::array::from_fn(|r| w_rows[r]), core::array::from_fn(|s| x_rows[s]));
-        D::wide_8x2(&mut a, &w8, &x2, cols / 64, cols % 64 / 16);
+        let back = if cols % 16 == 0 { 0 } else { 16 - cols % 16 };
+        D::wide_8x2(&mut a, &w8, &x2, (cols / 64, cols % 64 / 16), back, tail_mask);
         for (acc_r, a_r) in acc.iter_mut().zip(a) {
             for (acc, a) in acc_r.iter_mut().zip(a_r) {
                 *acc = a;
             }
         }
-        k = cols / 16 * 16;
+        k = cols;
     }
     // Every step reads bytes k..k+16 of each row with k + 16 <= cols.
     if S == 1 {
