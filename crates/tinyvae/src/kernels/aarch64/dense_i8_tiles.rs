@@ -682,7 +682,7 @@ unsafe fn dot_tile<D: DotStep, const R: usize, const S: usize>(
     } else if R == 8 && S == 2 {
         let mut a: [[int32x4_t; 2]; 8] = core::array::from_fn(|r| core::array::from_fn(|s| acc[r][s]));
         let (w8, x2) = (core::array::from_fn(|r| w_rows[r]), core::array::from_fn(|s| x_rows[s]));
-        let back = if cols % 16 == 0 { 0 } else { 16 - cols % 16 };
+        let back = (16 - cols % 16) % 16;
         D::wide_8x2(&mut a, &w8, &x2, (cols / 64, cols % 64 / 16), back, tail_mask);
         for (acc_r, a_r) in acc.iter_mut().zip(a) {
             for (acc, a) in acc_r.iter_mut().zip(a_r) {
