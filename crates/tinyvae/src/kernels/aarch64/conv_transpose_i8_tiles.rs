@@ -181,6 +181,22 @@ struct PhaseRun {
 }
 
 impl PhaseRun {
+    /// Calls `f` with each chunk of the phase's outputs as [`PhaseRun::list`] lists them: the
+    /// window at each one's first tap and its position in a channel plane, a multiple of 4.
+    #[inline(always)]
+    fn for_each_chunk(&self, mut f: impl FnMut(&[*const i8], &[usize])) {
+        let (mut at, mut out) = ([core::ptr::null::<i8>(); CHUNK], [0usize; CHUNK]);
+        let mut base = 0;
+        while base < self.count {
+            let listed = self.list(base, &mut at, &mut out);
+            base += CHUNK;
+            // (`list` returns at most CHUNK: the gets never fail.)
+            if let (Some(at), Some(out)) = (at.get(..listed), out.get(..listed)) {
+                f(at, out);
+            }
+        }
+    }
+
     /// Lists the phase's outputs `base..base + len` (`len <= CHUNK`): the window at each one's
     /// first tap and its position in a channel plane, the last repeated up to a multiple of 4
     /// (so a partial tile writes its last output again). Returns the listed length.
@@ -217,11 +233,7 @@ const CHUNK: usize = 64;
 unsafe fn many_channels<D: DotStep>(p: &ConvI8<'_>, ph: &PhaseRun, ys: &mut [i8]) {
     let rows = p.out_shape.channels;
     let plane = p.out_shape.height * p.out_shape.width;
-    let (mut at, mut out) = ([core::ptr::null::<i8>(); CHUNK], [0usize; CHUNK]);
-    let mut base = 0;
-    while base < ph.count {
-        let listed = ph.list(base, &mut at, &mut out);
-        base += CHUNK;
+    ph.for_each_chunk(|at, out| {
         let mut next = 0;
         while next < rows {
             // The last tile overlaps the one before rather than running past the channels.
@@ -239,7 +251,7 @@ unsafe fn many_channels<D: DotStep>(p: &ConvI8<'_>, ph: &PhaseRun, ys: &mut [i8]
                 (load_channels(p.bias, ph.bias + o), quant)
             };
             let w: [*const i8; 4] = core::array::from_fn(|r| ph.weights.wrapping_add((o + r) * ph.weight_row));
-            for (x, at) in at.chunks_exact(4).zip(out.chunks_exact(4)).take(listed / 4) {
+            for (x, at) in at.chunks_exact(4).zip(out.chunks_exact(4)) {
                 let x: [*const i8; 4] = [x[0], x[1], x[2], x[3]];
                 let mut acc = [[vdupq_n_s32(0); 4]; 4];
                 for ty in 0..ph.taps_y {
@@ -261,7 +273,7 @@ unsafe fn many_channels<D: DotStep>(p: &ConvI8<'_>, ph: &PhaseRun, ys: &mut [i8]
                 };
             }
         }
-    }
+    });
 }
 
 /// Stores a tile's codes (byte `4 * s + r`: channel `o + r` of output `at[s]`).
@@ -317,11 +329,7 @@ unsafe fn store_tile(
 unsafe fn few_channels<D: DotStep>(p: &ConvI8<'_>, ph: &PhaseRun, ys: &mut [i8]) {
     let rows = p.out_shape.channels;
     let plane = p.out_shape.height * p.out_shape.width;
-    let (mut at, mut out) = ([core::ptr::null::<i8>(); CHUNK], [0usize; CHUNK]);
-    let mut base = 0;
-    while base < ph.count {
-        let listed = ph.list(base, &mut at, &mut out);
-        base += CHUNK;
+    ph.for_each_chunk(|at, out| {
         for o in 0..rows {
             let quant = ChannelQuant4::new(
                 vdupq_n_s32(le_i32(p.multipliers, o)),
@@ -332,7 +340,7 @@ unsafe fn few_channels<D: DotStep>(p: &ConvI8<'_>, ph: &PhaseRun, ys: &mut [i8])
             );
             let bias = vdupq_n_s32(le_i32(p.bias, ph.bias + o));
             let w = ph.weights.wrapping_add(o * ph.weight_row);
-            for (x, at) in at.chunks_exact(4).zip(out.chunks_exact(4)).take(listed / 4) {
+            for (x, at) in at.chunks_exact(4).zip(out.chunks_exact(4)) {
                 let x: [*const i8; 4] = [x[0], x[1], x[2], x[3]];
                 let mut acc = [vdupq_n_s32(0); 4];
                 for ty in 0..ph.taps_y {
@@ -350,7 +358,7 @@ unsafe fn few_channels<D: DotStep>(p: &ConvI8<'_>, ph: &PhaseRun, ys: &mut [i8])
                 }
             }
         }
-    }
+    });
 }
 
 /// `acc[r][s]` plus the products of `len` bytes (a multiple of 16) of `w[r]` and `x[s]`.
