@@ -292,6 +292,14 @@ impl<'m, 'a> Decoder<'m, 'a> {
 
     /// [`Self::run`] on one z drawn from [`Self::prior`] with `rng`.
     fn run_prior(&self, rng: &mut Rng, labels: Option<&[u32]>, arena: &mut [u8]) -> Result<(), Error> {
+        self.run(|work| self.stage_prior(rng, labels, work), labels, 1, arena)
+    }
+
+    /// Draws one z and stages it into `work`. Out of line, so that the drawn vector's stack
+    /// (`MAX_PRIOR_LATENT` floats) is given back before the layers run: on a microcontroller
+    /// the decode's stack is what counts.
+    #[inline(never)]
+    fn stage_prior(&self, rng: &mut Rng, labels: Option<&[u32]>, work: &mut [u8]) -> Result<(), Error> {
         // Both draws reach `stage_input` as one `dyn Iterator` type, so that firmware links one
         // copy of the staging code (it measured 1.2 KB of flash as two).
         let mut drawn = [0f32; MAX_PRIOR_LATENT];
@@ -314,7 +322,7 @@ impl<'m, 'a> Decoder<'m, 'a> {
                 &mut from_normal
             }
         };
-        self.run(|work| self.model.stage_input(self.kernels, work, 0, 1, z), labels, 1, arena)
+        self.model.stage_input(self.kernels, work, 0, 1, z)
     }
 
     /// [`Self::run`] on latent vectors in a slice.

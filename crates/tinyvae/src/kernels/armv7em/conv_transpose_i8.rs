@@ -132,6 +132,8 @@ struct Layer<'a> {
     zero_points: u32,
     /// Distance between output channels in the output sample, in elements.
     channel_step: usize,
+    /// Every output channel's requantization takes the folded form ([`Requantize`]).
+    folded: bool,
 }
 
 /// The stack buffers of the general path (borrowed, so that they are made in place).
@@ -156,7 +158,8 @@ impl<'a> Layer<'a> {
         let o = p.out_shape;
         let channel_step = if o.channels_last { 1 } else { o.height * o.width };
         let zero_points = u32::from(zp as i16 as u16) * 0x0001_0001;
-        Some(Layer { p, d, zero_points, channel_step })
+        let folded = (0..d.rows).all(|o| Requantize::new(p, o).e1 < 31);
+        Some(Layer { p, d, zero_points, channel_step, folded })
     }
 
     /// Whether the one-channel path takes the layer: one output channel, a channels-last input
@@ -291,8 +294,8 @@ impl<'a> Layer<'a> {
                     k0 = k1;
                 }
             }
-            let folded = self.requantization(bufs, o0, tile);
-            self.store(o0, bufs, (tile, folded), px, ys);
+            self.requantization(bufs, o0, tile);
+            self.store(o0, bufs, tile, px, ys);
         }
     }
 
@@ -320,80 +323,69 @@ impl<'a> Layer<'a> {
     /// two words a row, once the tile's inputs are spent (in the stack the decode needs, the
     /// bytes are what counts). Whether every row takes the folded form.
     #[inline(never)]
-    fn requantization(&self, bufs: &mut Buffers<'_>, o0: usize, tile: usize) -> bool {
+    fn requantization(&self, bufs: &mut Buffers<'_>, o0: usize, tile: usize) {
         let p = self.p;
-        let clamp_ok = p.act_min <= p.act_max;
         let (mults, shifts) = (p.multipliers.as_ptr().cast::<i32>(), p.shifts.as_ptr().cast::<i32>());
-        let mut all = true;
         for (o, pair) in bufs.prepared.0.chunks_exact_mut(2).take(tile.min(self.d.rows - o0)).enumerate() {
             // SAFETY: `samples` checked that both arrays hold `rows` little-endian i32 (unaligned
             // loads are allowed on ARMv7-M), and o0 + o < rows.
             let (m, shift) = unsafe {
                 (i32::from_le(mults.add(o0 + o).read_unaligned()), i32::from_le(shifts.add(o0 + o).read_unaligned()))
             };
-            let folded = m >= 0 && (-31..=-1).contains(&shift) && clamp_ok;
+            // `Layer::new` checked every row's form once; `!shift` is `-shift - 1`.
             pair[0].write(m as u32);
-            pair[1].write(if folded { (-shift - 1) as u32 } else { u32::MAX });
-            all &= folded;
+            pair[1].write(if self.folded { !shift as u32 } else { Requantize::new(p, o0 + o).e1 });
         }
-        all
     }
 
     /// Lays out the input of `quads` (at most [`CHUNK_QUADS`]) blocks of 4 channels for the
     /// four pixels, from tap row `t`, tap column and channel `(tx, c)` on (see the module
-    /// documentation), then the stop block. Returns where the next chunk starts. Pixel by
-    /// pixel and tap by tap, so that the loads of a run step by a fixed distance. Out of line:
-    /// its registers and spills stay off the frame of [`Layer::group`] (the decode stack).
+    /// documentation), then the stop block. Returns where the next chunk starts. Run by run of
+    /// channels within a tap, the four pixels each: a pixel's run starts a fixed distance from
+    /// the run's, so the per-pixel work is one add. Out of line: its registers and spills stay
+    /// off the frame of [`Layer::group`] (the decode stack).
     #[inline(never)]
     fn prepare(
         &self,
         buf: &mut Prepared,
         px: &[Pixel; PIXELS],
         t: usize,
-        (tx0, c0): (usize, usize),
+        (mut tx, mut c): (usize, usize),
         quads: usize,
         xs: &[i8],
     ) -> (usize, usize) {
         let d = &self.d;
         let (iw, c_in) = (d.w.input(), d.in_channels_per_group);
-        let plane = d.h.input() * iw;
         let channels_last = self.p.in_shape.channels_last;
+        // Element (c, y, x) of the sample is at (y * iw + x) * pixel + c * channel.
+        let (pixel, channel) = if channels_last { (c_in, 1) } else { (1, d.h.input() * iw) };
+        let starts = px.map(|p| (p.y0 * iw as isize + p.x0) * pixel as isize);
         let zp = self.zero_points;
         let quads = quads.min(CHUNK_QUADS);
-        let (mut tx, mut c) = (tx0, c0);
-        for (k, pixel) in px.iter().enumerate() {
-            (tx, c) = (tx0, c0);
-            let mut q = 0;
-            while q < quads {
-                // The blocks left in this tap.
-                let n = ((c_in - c) / 4).min(quads - q);
-                let (iy, ix) = ((pixel.y0 + t as isize) as usize, (pixel.x0 + tx as isize) as usize);
-                let mut dst = buf.0.as_mut_ptr().cast::<u32>().wrapping_add(2 * PIXELS * q + k);
-                if channels_last {
-                    let mut src = xs.as_ptr().wrapping_add((iy * iw + ix) * c_in + c);
-                    for _ in 0..n {
-                        // SAFETY: the group's taps reach the input only, so (iy, ix) is inside
-                        // it and its channels c..c + 4 are 4 bytes of the sample (which
-                        // `samples` checked `xs` holds); `dst` is block q + i < CHUNK_QUADS of
-                        // `buf`, lane k.
-                        unsafe {
-                            let w = src.cast::<u32>().read_unaligned();
-                            dst.write(ssub16(sxtb16::<0>(w), zp));
-                            dst.add(PIXELS).write(ssub16(sxtb16::<8>(w), zp));
-                            (src, dst) = (src.add(4), dst.add(2 * PIXELS));
-                        }
+        let mut q = 0;
+        while q < quads {
+            // The blocks left in this tap.
+            let n = ((c_in - c) / 4).min(quads - q);
+            let run = ((t * iw + tx) * pixel + c * channel) as isize;
+            let dst = buf.0.as_mut_ptr().cast::<u32>().wrapping_add(2 * PIXELS * q);
+            for (k, &start) in starts.iter().enumerate() {
+                let src = xs.as_ptr().wrapping_offset(run + start);
+                // SAFETY: the group's taps reach the input only, so pixel k's tap (t, tx) is
+                // inside it and its channels c..c + 4n are in the sample (which `samples`
+                // checked `xs` holds): 4n bytes channels-last, 4n bytes `channel` apart in NCHW;
+                // `dst + k` is lane k of blocks q..q + n <= CHUNK_QUADS of `buf`.
+                unsafe {
+                    if channels_last {
+                        prepare_packed(src, dst.add(k), n, zp);
+                    } else {
+                        prepare_planar(src, channel, dst.add(k), n, zp);
                     }
-                } else {
-                    let src = xs.as_ptr().wrapping_add(c * plane + iy * iw + ix);
-                    // SAFETY: as above, channels c..c + 4n of pixel (iy, ix) in NCHW, and n
-                    // blocks of `buf` from q, lane k.
-                    unsafe { prepare_planar(src, plane, dst, n, zp) };
                 }
-                q += n;
-                c += 4 * n;
-                if c == c_in {
-                    (c, tx) = (0, tx + 1);
-                }
+            }
+            q += n;
+            c += 4 * n;
+            if c == c_in {
+                (c, tx) = (0, tx + 1);
             }
         }
         if let Some(stop) = buf.0.get_mut(2 * PIXELS * quads) {
@@ -406,7 +398,7 @@ impl<'a> Layer<'a> {
     /// pixels `px`, pixel by pixel (a channels-last pixel's channels are one run). Out of
     /// line: fewer values live than in [`Layer::group`].
     #[inline(never)]
-    fn store(&self, o0: usize, bufs: &Buffers<'_>, (tile, folded): (usize, bool), px: &[Pixel; PIXELS], ys: &mut [i8]) {
+    fn store(&self, o0: usize, bufs: &Buffers<'_>, tile: usize, px: &[Pixel; PIXELS], ys: &mut [i8]) {
         let p = self.p;
         let step = self.channel_step.max(1);
         let tile = tile.min(ROW_TILE);
@@ -416,7 +408,7 @@ impl<'a> Layer<'a> {
             let Some(dst) = ys.get_mut(first..first + (tile - 1) * step + 1) else {
                 continue;
             };
-            if folded && step == 1 && tile > 0 {
+            if self.folded && step == 1 && tile > 0 {
                 // A channels-last pixel's channels, every row folded: the asm loop.
                 // SAFETY: `dst` holds `tile` bytes; the buffer holds the tile's pairs (written
                 // by `requantization`, 2 * tile words), `acc` its rows, lane k < 4.
@@ -821,6 +813,39 @@ unsafe fn dot4(acc: [i32; PIXELS], x: *const i8, step: usize, w: *const u32, qua
     [a0, a1, a2, a3]
 }
 
+/// Lays out `n` blocks of 4 channels of one pixel of a channels-last input (`4n` bytes from
+/// `src`) into lane `dst` of `n` prepared blocks, minus the zero points `zp`: 9 instructions a
+/// block. In asm so that the loop stays this tight in a build of the runtime optimized for size
+/// (the compiled loop took 11, with indexed stores).
+///
+/// # Safety
+/// `src` may be read `4n` bytes (any alignment); `dst` written at `8i` and `8i + 4` words for
+/// `i < n`.
+#[inline(always)]
+unsafe fn prepare_packed(src: *const i8, dst: *mut u32, n: usize, zp: u32) {
+    if n == 0 {
+        return;
+    }
+    // SAFETY: see the contract; register arithmetic besides those loads and stores.
+    unsafe {
+        asm!(
+            "2:",
+            "ldr {a}, [{src}], #4",
+            "sxtb16 {b}, {a}, ror #8",
+            "sxtb16 {a}, {a}",
+            "ssub16 {a}, {a}, {zp}",
+            "ssub16 {b}, {b}, {zp}",
+            "str {b}, [{dst}, #16]",
+            "str {a}, [{dst}], #32",
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            src = inout(reg) src => _, dst = inout(reg) dst => _, n = inout(reg) n => _,
+            zp = in(reg) zp, a = out(reg) _, b = out(reg) _,
+            options(nostack),
+        );
+    }
+}
+
 /// Lays out `n` blocks of 4 channels of one pixel of an NCHW input (channel planes `plane`
 /// bytes apart, from `src`) into lane `dst` of `n` prepared blocks, minus the zero points `zp`.
 /// In asm: the compiler's version kept the plane offsets on the stack.
@@ -856,17 +881,6 @@ unsafe fn prepare_planar(src: *const i8, plane: usize, dst: *mut u32, n: usize, 
             options(nostack),
         );
     }
-}
-
-/// Halfword-wise `a - b` (values within int16 here: int8 minus int8).
-#[inline(always)]
-fn ssub16(a: u32, b: u32) -> u32 {
-    let r;
-    // SAFETY: register-only arithmetic; it sets the GE flags, so flags are not promised kept.
-    unsafe {
-        asm!("ssub16 {r}, {a}, {b}", r = lateout(reg) r, a = in(reg) a, b = in(reg) b, options(pure, nomem, nostack))
-    };
-    r
 }
 
 /// One block of 4 input channels for the four pixels; input halves in r0-r3, accumulators in
