@@ -115,7 +115,10 @@ impl Scratch {
         let mut slots = self.0.chunks_exact_mut(4);
         let mut put = |block: [u32; 4]| {
             if let Some([a, b, c, d]) = slots.next() {
-                (a.write(block[0]), b.write(block[1]), c.write(block[2]), d.write(block[3]));
+                a.write(block[0]);
+                b.write(block[1]);
+                c.write(block[2]);
+                d.write(block[3]);
             }
         };
         let mut full = xs.chunks_exact(BLOCK);
