@@ -16,9 +16,11 @@
 #   scripts/test-firmware.sh                  test, print the footprint
 #   scripts/test-firmware.sh --write-picture  also copy the rendered picture to firmware/display.png
 # Environment: TINYVAE_FIRMWARE_BLOB overrides the blob (default: the shipped one);
-# TINYVAE_FIRMWARE_CLASSIFIER names a classifier blob (e.g. models/mnist-m2/classifier.int8.tvae)
-# that the Pi program runs on the digits it sampled (`--classifier`): its classes must equal
-# `tinyvae classify --predicted` on the host's pixels, byte for byte;
+# TINYVAE_FIRMWARE_CLASSIFIER names a classifier blob (e.g. models/mnist-m1m2/classifier.int8.tvae)
+# that the Cortex-M firmware (deployed beside the decoder, TINYVAE_CLASSIFIER_DIR: the QEMU build
+# then links against a 2 MiB flash map) and the Pi program (`--classifier`) run on the digits
+# they sampled: their classes must equal `tinyvae classify --predicted` on the host's pixels, and
+# their captioned frames each other's, byte for byte;
 # STRICT_FOOTPRINT=1 also fails when a footprint target is missed (RAM for one decode <= 4096 B,
 # runtime flash <= 24 KiB, <= 1.40 instructions per MAC; a conv decoder, which builds the
 # firmware with `--features conv`, or `conv-transpose` when its only convolutions are transposed:
@@ -97,6 +99,17 @@ fi
 if grep -qE '^ *n[0-9]+ +(conv |upsample|add)' <<<"$listing"; then
     conv_feature=conv
 fi
+# A classifier blob beside the decoder (the QEMU build only): deployed like the decoder, and the
+# conv kernels linked if it has convolutions.
+classifier=
+qemu_env=()
+if [[ -n ${TINYVAE_FIRMWARE_CLASSIFIER:-} && $autoencoder == 0 ]]; then
+    classifier=$TINYVAE_FIRMWARE_CLASSIFIER
+    classifier_dir=$root/firmware/cortex-m/target/deployed-classifier
+    echo "== tinyvae deploy $classifier -o $classifier_dir"
+    "$tinyvae" deploy "$classifier" -o "$classifier_dir"
+    qemu_env=(env "TINYVAE_CLASSIFIER_DIR=$classifier_dir")
+fi
 features=()
 footprint_features=footprint
 if [[ $conv == 1 ]]; then
@@ -109,10 +122,20 @@ else
     suffix=
     qemu_dir=target
 fi
+# The QEMU build with a classifier: a target folder of its own, and the conv kernels (`conv`
+# includes the transposed ones) when the classifier has convolutions.
+qemu_features=("${features[@]}")
+if [[ -n $classifier ]]; then
+    qemu_dir=target/qemu$suffix-classifier
+    classifier_listing=$("$tinyvae" inspect "$classifier")
+    if grep -qE '^ *n[0-9]+ +(conv|upsample|add)' <<<"$classifier_listing"; then
+        qemu_features=(--features conv)
+    fi
+fi
 echo "== building firmware/cortex-m (thumbv7em-none-eabihf${features[*]:+, ${features[*]}}): QEMU build, runtime-only build, SSD1306 board build"
 (
     cd firmware/cortex-m
-    cargo build --release --locked "${features[@]}" --target-dir "$qemu_dir"
+    "${qemu_env[@]}" cargo build --release --locked "${qemu_features[@]}" --target-dir "$qemu_dir"
     cargo build --release --locked --no-default-features --features "$footprint_features" --target-dir "target/runtime-only$suffix"
     cargo build --release --locked --features "ssd1306${features:+,$conv_feature}" --target-dir "target/blackpill$suffix"
 )
@@ -121,7 +144,7 @@ echo "== building firmware/cortex-m (thumbv7em-none-eabihf${features[*]:+, ${fea
 echo "== clippy -D warnings in firmware/cortex-m (QEMU, runtime-only and SSD1306 feature sets)"
 (
     cd firmware/cortex-m
-    cargo clippy --quiet --locked --release "${features[@]}" --target-dir "$qemu_dir" -- -D warnings
+    "${qemu_env[@]}" cargo clippy --quiet --locked --release "${qemu_features[@]}" --target-dir "$qemu_dir" -- -D warnings
     cargo clippy --quiet --locked --release --no-default-features --features "$footprint_features" --target-dir "target/runtime-only$suffix" -- -D warnings
     cargo clippy --quiet --locked --release --features "ssd1306${features:+,$conv_feature}" --target-dir "target/blackpill$suffix" -- -D warnings
 )
@@ -192,11 +215,11 @@ if [[ $autoencoder == 0 ]]; then
     echo "== host: tinyvae sample --count $count --seed $seed --raw"
     "$tinyvae" sample "$blob" --count "$count" --seed "$seed" --raw "$work/host.raw"
 
-    classifier=${TINYVAE_FIRMWARE_CLASSIFIER:-}
     if [[ -n $classifier ]]; then
         echo "== Raspberry Pi program with --classifier $classifier: the sampled digits classified on the device"
         qemu-aarch64 -L /usr/aarch64-linux-gnu -cpu cortex-a72 "$pi" "$blob" --count "$count" --seed "$seed" \
-            --classifier "$classifier" --classes "$work/rpi/classes.raw" --png "$work/rpi/classified.png"
+            --classifier "$classifier" --classes "$work/rpi/classes.raw" --frames "$work/rpi/classified-frames.raw" \
+            --png "$work/rpi/classified.png"
         echo "== host: tinyvae classify --model $classifier --raw (the host's pixels) --predicted"
         "$tinyvae" classify --model "$classifier" --raw "$work/host.raw" --predicted "$work/host-classes.raw"
     fi
@@ -230,9 +253,15 @@ if [[ $autoencoder == 0 ]]; then
     check "host dump has $count x $pixels bytes" test "$(stat -c %s "$work/host.raw")" -eq "$expected_bytes"
     check "Cortex-M pixels (QEMU, semihosting) == host pixels, byte for byte" cmp "$work/cortex-m/samples.raw" "$work/host.raw"
     check "aarch64 pixels (qemu-aarch64 cortex-a72) == host pixels, byte for byte" cmp "$work/rpi/samples.raw" "$work/host.raw"
-    check "Cortex-M 128x64 frames == aarch64 frames, byte for byte ($count frames)" cmp "$work/cortex-m/frames.raw" "$work/rpi/frames.raw"
     if [[ -n $classifier ]]; then
+        # The Cortex-M frames carry the classes in their captions, as the Pi's classified run.
+        check "Cortex-M 128x64 frames == aarch64 frames with the classes, byte for byte ($count frames)" \
+            cmp "$work/cortex-m/frames.raw" "$work/rpi/classified-frames.raw"
+        check "Cortex-M classes of the sampled digits == host classes, byte for byte" cmp "$work/cortex-m/classes.raw" "$work/host-classes.raw"
         check "aarch64 classes of the sampled digits == host classes, byte for byte" cmp "$work/rpi/classes.raw" "$work/host-classes.raw"
+        check "the firmware reports its classifications" grep -q '^summary: classified [0-9]* digits' "$work/cortex-m.log"
+    else
+        check "Cortex-M 128x64 frames == aarch64 frames, byte for byte ($count frames)" cmp "$work/cortex-m/frames.raw" "$work/rpi/frames.raw"
     fi
 else
     check "host scores 16 vectors" test "$(stat -c %s "$work/host-scores.raw")" -eq 128
@@ -254,7 +283,10 @@ ram() { echo $(($(section "$1" .data) + $(section "$1" .bss) + $(section "$1" .u
 blob_bytes=$(stat -c %s "$blob")
 flash_all=$(flash "$elf")
 flash_runtime=$(($(flash "$elf_runtime") - blob_bytes))
-display_code=$((flash_all - blob_bytes - flash_runtime))
+# An embedded classifier's blob is in the QEMU build only.
+classifier_bytes=0
+[[ -n $classifier ]] && classifier_bytes=$(stat -c %s "$classifier")
+display_code=$((flash_all - blob_bytes - classifier_bytes - flash_runtime))
 flash_footprint=$(($(flash "$elf_footprint") - blob_bytes))
 ram_footprint=$(ram "$elf_footprint")
 summary_decode=$(grep '^summary: .* per MAC' "$work/cortex-m.log")
@@ -298,12 +330,18 @@ mac_ok=$(awk -v x="$per_mac" -v limit="$mac_limit" 'BEGIN { print (x <= limit) ?
 echo
 echo "== footprint (Cortex-M4F, thumbv7em-none-eabihf, release; $(basename "$blob"), $blob_bytes B)"
 printf '  flash, everything (.vector_table+.text+.rodata+.data)   %7d B\n' "$flash_all"
-printf '  flash without the model                                 %7d B\n' $((flash_all - blob_bytes))
+printf '  flash without the model(s)                              %7d B\n' $((flash_all - blob_bytes - classifier_bytes))
 printf '  runtime code: the footprint program without the model    %7d B  (<= %d: %s)\n' "$flash_footprint" "$flash_limit" "$(target_mark "$flash_ok")"
 printf '    (parse + decode one digit + Cortex-M startup; RAM .data+.bss %d B: arena + digit)\n' "$ram_footprint"
 printf '  QEMU demo without the model and the display code         %7d B  (adds its report harness: semihosting, core::fmt)\n' "$flash_runtime"
 [[ -n $runtime_symbols ]] && printf '    of which the runtime crate and libm (symbols)         %7d B\n' "$runtime_symbols"
-printf '  display code (tinyvae-display, embedded-graphics, font) %7d B\n' "$display_code"
+if [[ -n $classifier ]]; then
+    printf '  classifier blob %-39s %7d B\n' "($(basename "$(dirname "$classifier")")/$(basename "$classifier"))" "$classifier_bytes"
+    printf '  display code and the classifier'"'"'s own (its kernels)    %7d B\n' "$display_code"
+    printf '  %s\n' "$(grep '^summary: classified' "$work/cortex-m.log" | sed 's/^summary: //')"
+else
+    printf '  display code (tinyvae-display, embedded-graphics, font) %7d B\n' "$display_code"
+fi
 printf '  RAM .data+.bss (arena, pixels, 1 KiB frame, statics)    %7d B\n' "$(ram "$elf")"
 printf '  stack high-water mark, whole firmware                   %7d B\n' "$stack_peak"
 printf '  RAM for one decode (arena %4d B + decode stack %4d B) %7d B  (<= %d: %s)\n' "$arena" "$decode_stack" "$decode_ram" "$ram_limit" "$(target_mark "$ram_ok")"

@@ -35,9 +35,10 @@ cargo build --release -p tinyvae --target thumbv7em-none-eabihf
 # aarch64 (qemu-aarch64) must draw the same pixels as the host, byte for byte.
 ./scripts/test-firmware.sh
 # Again with a conditional decoder (the CVAE): the firmware and the Pi program draw requested
-# digits 0, 1, 2, .. in turn, as `tinyvae sample` does without --label; the Pi program also reads
-# them with M2's int8 classifier (models/mnist-m2), with the classes `tinyvae classify` gives.
-TINYVAE_FIRMWARE_BLOB=models/mnist-cvae/decoder.int8.tvae TINYVAE_FIRMWARE_CLASSIFIER=models/mnist-m2/classifier.int8.tvae \
+# digits 0, 1, 2, .. in turn, as `tinyvae sample` does without --label; both also read them with
+# the M1+M2 int8 classifier (models/mnist-m1m2, a conv network: the Cortex-M build links the conv
+# kernels for it), with the classes `tinyvae classify` gives.
+TINYVAE_FIRMWARE_BLOB=models/mnist-cvae/decoder.int8.tvae TINYVAE_FIRMWARE_CLASSIFIER=models/mnist-m1m2/classifier.int8.tvae \
     ./scripts/test-firmware.sh
 # And the convolutional decoder (models/mnist-conv-vae): the firmware built with its `conv`
 # feature, the transposed convolutions on the DSP Dense kernel over gathered patches.

@@ -27,6 +27,8 @@ use crate::semihosting::{Console, HostError, HostFile};
 use crate::{model, stack, PIXELS, SEED};
 
 mod anomaly;
+#[cfg(classifier)]
+mod classify;
 
 /// Digits per run.
 const SAMPLES: u32 = 8;
@@ -93,6 +95,8 @@ struct FrameCost {
     decode_stack: usize,
     /// `None` in builds without the display code.
     render: Option<u64>,
+    /// The class a deployed classifier gave the digit, and its instructions.
+    class: Option<(u32, u64)>,
 }
 
 fn run(console: &mut Console) -> Result<(), Failure> {
@@ -133,6 +137,12 @@ fn run(console: &mut Console) -> Result<(), Failure> {
         None => writeln!(console, "prior: N(0, I)"),
     };
 
+    // A classifier deployed beside the decoder (build.rs): none of its code is linked otherwise.
+    #[cfg(classifier)]
+    let classifier = classify::model()?;
+    #[cfg(classifier)]
+    let mut reader = classify::Reader::new(&classifier, console)?;
+
     let mut samples = HostFile::create(c"samples.raw")?;
     #[cfg(feature = "display")]
     let mut frames = HostFile::create(c"frames.raw")?;
@@ -146,11 +156,12 @@ fn run(console: &mut Console) -> Result<(), Failure> {
     for index in 0..SAMPLES {
         // The z draw alone (from the blob's stored prior, or N(0, I) without one), on a copy of
         // the generator so the stream is left as it was.
+        // The digit a conditional decoder is asked for.
+        let requested =
+            (decoder.classes() > 0).then(|| crate::REQUESTED_DIGITS[index as usize % crate::REQUESTED_DIGITS.len()]);
         let (drawn, z_draw) = counter.count(|| {
             let mut z = [0f32; model::LATENT];
-            let label = (decoder.classes() > 0)
-                .then(|| crate::REQUESTED_DIGITS[index as usize % crate::REQUESTED_DIGITS.len()]);
-            let drawn = decoder.draw_latent(label, &mut rng.clone(), &mut z);
+            let drawn = decoder.draw_latent(requested, &mut rng.clone(), &mut z);
             black_box(z);
             drawn
         });
@@ -164,13 +175,20 @@ fn run(console: &mut Console) -> Result<(), Failure> {
         let (sampled, total) = counter.count(|| crate::draw_sample(&decoder, index, &mut rng, arena, digit));
         let decode_stack = sp - stack::lowest_touched();
         sampled?;
+        #[cfg(classifier)]
+        let class = Some(reader.read(&counter, digit, requested)?);
+        #[cfg(not(classifier))]
+        let class = None;
         #[cfg(feature = "display")]
         let render = {
             use tinyvae_display::embedded_graphics::Drawable as _;
             use tinyvae_display::{Caption, DigitPanel};
             let (w, h) = (model.meta().width as u32, model.meta().height as u32);
-            let (Ok(()), render) =
-                counter.count(|| DigitPanel::new(digit, w, h, Caption::new(index, SEED)).draw(frame));
+            let caption = match class {
+                Some((c, _)) => Caption::new(index, SEED).with_class(c),
+                None => Caption::new(index, SEED),
+            };
+            let (Ok(()), render) = counter.count(|| DigitPanel::new(digit, w, h, caption).draw(frame));
             frames.write_all(frame.as_bytes())?;
             if index == 0 {
                 print_frame(console, frame);
@@ -179,7 +197,7 @@ fn run(console: &mut Console) -> Result<(), Failure> {
         };
         #[cfg(not(feature = "display"))]
         let render = None;
-        let cost = FrameCost { z_draw, decode: total.saturating_sub(z_draw), decode_stack, render };
+        let cost = FrameCost { z_draw, decode: total.saturating_sub(z_draw), decode_stack, render, class };
         samples.write_all(digit)?;
 
         fewest = fewest.min(cost.decode);
@@ -203,6 +221,8 @@ fn run(console: &mut Console) -> Result<(), Failure> {
         arena.len() + deepest,
         boot_peak.max(loop_peak),
     );
+    #[cfg(classifier)]
+    reader.summary(console, decoder.classes() > 0);
     let _ = write!(console, "summary: wrote samples.raw ({SAMPLES} x {PIXELS} B)");
     #[cfg(feature = "display")]
     let _ = write!(console, " and frames.raw ({SAMPLES} x {} B, SSD1306 pages)", frame.as_bytes().len());
@@ -221,10 +241,13 @@ fn report(console: &mut Console, index: u32, cost: &FrameCost, macs: u64, arena:
         cost.decode_stack,
         cost.decode_stack + arena,
     );
-    let _ = match cost.render {
-        Some(render) => writeln!(console, "; render {render} instructions"),
-        None => writeln!(console),
-    };
+    if let Some(render) = cost.render {
+        let _ = write!(console, "; render {render} instructions");
+    }
+    if let Some((class, instructions)) = cost.class {
+        let _ = write!(console, "; class {class} ({instructions} instructions)");
+    }
+    let _ = writeln!(console);
 }
 
 /// `n / d` as whole and hundredths, rounded; integer-only so no float formatting is linked.
