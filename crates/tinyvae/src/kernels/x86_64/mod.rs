@@ -13,7 +13,9 @@
 //! gathered patches ([`patches`]), except int8 transposed convolutions, which read a padded
 //! window in place: every shape the AVX-512 kernels take (`conv_transpose_i8_avx512vnni`, and
 //! `conv_transpose_i8_one_avx512vnni` for one output channel), one output channel with AVX2
-//! (`conv_transpose_i8_one_avx2`, also in the AVX-VNNI table). Upsampling and additions: the
+//! (`conv_transpose_i8_one_avx2`, also in the AVX-VNNI table), and float transposed
+//! convolutions in the AVX-512 tables (`conv_transpose_float_avx512`, and
+//! `conv_transpose_float_one_avx512` for one output channel). Upsampling and additions: the
 //! scalar reference.
 //!
 //! Dispatch: with `std`, the CPU is probed once at run time (`is_x86_feature_detected!`);
@@ -23,6 +25,8 @@
 //! The AVX-512 tables need Rust 1.89 or later (stable AVX-512 intrinsics).
 #![allow(unsafe_code)]
 
+mod conv_transpose_float_avx512;
+mod conv_transpose_float_one_avx512;
 mod conv_transpose_i8_avx512vnni;
 mod conv_transpose_i8_one_avx2;
 mod conv_transpose_i8_one_avx512vnni;
@@ -56,14 +60,14 @@ pub static AVX512_VNNI_VBMI: Kernels = Kernels {
     pixels_f32: elementwise_f32_simd::pixels_f32_avx512,
     quantize_i8: elementwise_f32_simd::quantize_i8_avx512,
     weight_stream: weight_stream_avx512::weight_stream,
-    // Convolutions: Dense over gathered patches (int8 transposed ones: straight from a padded
+    // Convolutions: Dense over gathered patches (transposed ones: straight from a padded
     // window); upsampling and additions: the reference.
     conv_i8: patches::conv_i8::<Avx512>,
     conv_f16: patches::conv_f16::<Avx512>,
     conv_f32: patches::conv_f32::<Avx512>,
     conv_transpose_i8: conv_transpose_i8_avx512vnni::conv_transpose_i8,
-    conv_transpose_f16: patches::conv_transpose_f16::<Avx512>,
-    conv_transpose_f32: patches::conv_transpose_f32::<Avx512>,
+    conv_transpose_f16: conv_transpose_float_avx512::conv_transpose_f16,
+    conv_transpose_f32: conv_transpose_float_avx512::conv_transpose_f32,
     upsample_i8: reference::upsample_i8,
     upsample_f32: reference::upsample_f32,
     add_i8: reference::add_i8,
