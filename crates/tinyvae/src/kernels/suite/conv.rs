@@ -715,12 +715,14 @@ pub fn check_conv_short_slices(k: &Kernels, seed: u64) -> Result<usize, Mismatch
     let mut rng = Rng::new(seed ^ 0x5C0);
     let mut case = 0;
     // Random layers, then transposed ones of the shapes direct kernels take (many output
-    // channels with a pulled-back lane block, one output channel).
-    let fixed: [([usize; 3], [usize; 3]); 2] = [([8, 3, 4], [17, 6, 8]), ([12, 4, 3], [1, 8, 6])];
-    for round in 0..16 {
+    // channels with a pulled-back lane block, one output channel, and the conv VAE decoder's
+    // two layers), each in every order of channels below.
+    let fixed: [([usize; 3], [usize; 3]); 4] =
+        [([8, 3, 4], [17, 6, 8]), ([12, 4, 3], [1, 8, 6]), ([64, 7, 7], [32, 14, 14]), ([32, 14, 14], [1, 28, 28])];
+    for round in 0..12 + 4 * fixed.len() {
         let c = match round {
             0..12 => ConvCase::random(&mut rng, round % 2 == 1),
-            _ => ConvCase::with_shapes(&mut rng, true, ConvGeometry::square(4, 2, 1), fixed[round % 2], 2),
+            _ => ConvCase::with_shapes(&mut rng, true, ConvGeometry::square(4, 2, 1), fixed[round % 4], 2),
         };
         let transposed = c.transposed;
         let want = c.expected();
@@ -781,7 +783,7 @@ pub fn check_conv_short_slices(k: &Kernels, seed: u64) -> Result<usize, Mismatch
         }
         // The same for the float kernels, tap-major (what direct kernels take), in each order
         // of channels in turn.
-        let (in_last, out_last) = [(false, false), (true, true), (true, false), (false, true)][round % 4];
+        let (in_last, out_last) = [(false, false), (true, true), (true, false), (false, true)][round / 4 % 4];
         let def = FloatDefinition::new(&c, round % 3 == 0);
         for (kernel, f, weight_bytes) in float_kernels(k, transposed) {
             let weights = def.weights(&c, &d, weight_bytes, WeightLayout::TapMajor);
