@@ -208,33 +208,38 @@ impl Tile {
     #[inline(always)]
     unsafe fn rows<L: FloatLanes, const R: usize>(&self, first: usize, w: &[f32]) -> [L::V; R] {
         let cin = self.cin;
-        // In the `unsafe` blocks below: `L`'s instructions; every load reads a vector inside the
-        // window and its slack (caller's contract).
         // SAFETY: `L`'s instructions.
         let mut acc = unsafe { [[L::splat(self.bias), L::zero()]; R] };
+        if w.len() < self.taps.0 * self.taps.1 * cin {
+            // Not the phase's row (which `Geometry::new` rules out): nothing to read.
+            return core::array::from_fn(|r| acc[r][0]);
+        }
         for ty in 0..self.taps.0 {
             for tx in 0..self.taps.1 {
-                let tap = self.window.wrapping_add(first + ty * self.width + tx);
-                let wt = w.get((ty * self.taps.1 + tx) * cin..).unwrap_or(&[]);
+                // Pointers stepped along the channels: indexing the pairs of weights cost a
+                // bounds test and a multiplication per pair (a third of the loop's instructions).
+                let mut at = self.window.wrapping_add(first + ty * self.width + tx);
+                let mut wt = w[(ty * self.taps.1 + tx) * cin..].as_ptr();
                 // Even and odd channels in two accumulators: eight FMA chains for four rows.
-                let mut pairs = wt.chunks_exact(2).take(cin / 2);
-                for (c, pair) in (&mut pairs).enumerate() {
-                    let at = tap.wrapping_add(2 * c * self.plane);
-                    // SAFETY: see above.
+                for _ in 0..cin / 2 {
+                    // SAFETY: `L`'s instructions; weights c, c + 1 of the tap, inside `w`
+                    // (checked above); every load reads a vector inside the window and its
+                    // slack (caller's contract).
                     unsafe {
-                        let (w0, w1) = (L::splat(pair[0]), L::splat(pair[1]));
+                        let (w0, w1) = (L::splat(wt.read()), L::splat(wt.add(1).read()));
                         for (r, a) in acc.iter_mut().enumerate() {
                             let row = at.wrapping_add(r * self.width);
                             a[0] = L::fmadd(L::loadu(row), w0, a[0]);
                             a[1] = L::fmadd(L::loadu(row.wrapping_add(self.plane)), w1, a[1]);
                         }
                     }
+                    at = at.wrapping_add(2 * self.plane);
+                    wt = wt.wrapping_add(2);
                 }
                 if cin % 2 == 1 {
-                    let at = tap.wrapping_add((cin - 1) * self.plane);
-                    // SAFETY: see above.
+                    // SAFETY: as above, for the last channel.
                     unsafe {
-                        let w0 = L::splat(wt.get(cin - 1).copied().unwrap_or(0.0));
+                        let w0 = L::splat(wt.read());
                         for (r, a) in acc.iter_mut().enumerate() {
                             a[0] = L::fmadd(L::loadu(at.wrapping_add(r * self.width)), w0, a[0]);
                         }
@@ -244,7 +249,7 @@ impl Tile {
         }
         let mut sums = [acc[0][0]; R];
         for (s, [a, b]) in sums.iter_mut().zip(acc) {
-            // SAFETY: see above.
+            // SAFETY: `L`'s instructions.
             *s = unsafe { L::add(a, b) };
         }
         sums
