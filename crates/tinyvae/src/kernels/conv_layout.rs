@@ -176,6 +176,100 @@ impl TransposeWindow {
     }
 }
 
+/// A run of outputs of one phase that a direct kernel computes together: consecutive outputs
+/// along a phase row (or down a phase column) whose taps step one window pixel (or row) apart,
+/// multiplying the same tap rows and columns. See [`TransposeWindow::phase_runs`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputRun {
+    /// The window pixel (`row * width + column`) of the first output's first tap.
+    pub window: usize,
+    /// Window pixels from one output's first tap to the next's: 1 along a row, the window
+    /// width down a column.
+    pub window_step: usize,
+    /// The first output's position in a channel plane (`oy * out_width + ox`), and the step to
+    /// the next.
+    pub out: usize,
+    /// See `out`.
+    pub out_step: usize,
+    /// Outputs in the run.
+    pub count: usize,
+    /// The tap rows `lo..hi` of the phase to multiply.
+    pub taps_y: (usize, usize),
+    /// The tap columns `lo..hi` to multiply.
+    pub taps_x: (usize, usize),
+}
+
+impl TransposeWindow {
+    /// The taps `lo..hi` of `taps` from window position `first` on (along an axis whose input
+    /// starts `before` positions into the window and is `len` long) that read the input.
+    pub fn inside(first: usize, taps: usize, before: usize, len: usize) -> (usize, usize) {
+        let lo = before.saturating_sub(first).min(taps);
+        (lo, (before + len).saturating_sub(first).clamp(lo, taps))
+    }
+
+    /// Calls `f` with runs of at most `max` (at least 1) outputs that cover every output of
+    /// `phase` once. With `skip_border`, for a kernel whose border taps add nothing (a border
+    /// of zeros), each run multiplies only taps that read the input: the phase rows go in runs
+    /// along the row over the columns whose tap columns all read the input, with the tap rows
+    /// of that row; the few columns at each edge whose tap columns are cut go in runs down the
+    /// column, with the tap columns of that column (and every tap row). Without it, runs along
+    /// the rows with every tap. On the conv VAE's 64 -> 32 layer the border taps are 14% of
+    /// the products.
+    pub fn phase_runs(&self, d: &ConvDims, phase: &Phase, skip_border: bool, max: usize, mut f: impl FnMut(OutputRun)) {
+        let (sh, sw, ow) = (d.h.stride(), d.w.stride(), d.w.output());
+        let (oy0, ox0) = (first_output(&d.h, phase.ry), first_output(&d.w, phase.rx));
+        let per_row = (ox0..ow).step_by(sw).count();
+        let rows = (oy0..d.h.output()).step_by(sh).count();
+        if per_row == 0 || rows == 0 || max == 0 {
+            return;
+        }
+        // Each next output row of the phase reads one input row further, each next output of
+        // a row one input column further: one division for the phase.
+        let (iy0, ix0) = self.first_tap(d, phase, (oy0, ox0));
+        let all = |taps: usize| (0, taps);
+        let tap_rows = |k: usize| {
+            if skip_border {
+                Self::inside(iy0 + k, phase.taps_y, self.top, d.h.input())
+            } else {
+                all(phase.taps_y)
+            }
+        };
+        let tap_cols = |j: usize| {
+            if skip_border {
+                Self::inside(ix0 + j, phase.taps_x, self.left, d.w.input())
+            } else {
+                all(phase.taps_x)
+            }
+        };
+        let full = |j: usize| tap_cols(j) == all(phase.taps_x);
+        let cols_from = (0..per_row).find(|&j| full(j)).unwrap_or(per_row);
+        let cols_to = (cols_from..per_row).find(|&j| !full(j)).unwrap_or(per_row);
+        let mut runs = |(k, j): (usize, usize), count: usize, along: (usize, usize), taps_y, taps_x| {
+            let mut i = 0;
+            while i < count {
+                let n = (count - i).min(max);
+                let (k, j) = (k + i * along.0, j + i * along.1);
+                f(OutputRun {
+                    window: (iy0 + k) * self.width + ix0 + j,
+                    window_step: along.0 * self.width + along.1,
+                    out: (oy0 + k * sh) * ow + ox0 + j * sw,
+                    out_step: along.0 * sh * ow + along.1 * sw,
+                    count: n,
+                    taps_y,
+                    taps_x,
+                });
+                i += n;
+            }
+        };
+        for k in 0..rows {
+            runs((k, cols_from), cols_to - cols_from, (0, 1), tap_rows(k), all(phase.taps_x));
+        }
+        for j in (0..cols_from).chain(cols_to..per_row) {
+            runs((0, j), rows, (1, 0), all(phase.taps_y), tap_cols(j));
+        }
+    }
+}
+
 /// The first output of tap residue `r` on a transposed convolution's axis: the first `o`
 /// with `(o + pad) ≡ r (mod stride)`; the phase's next outputs follow `stride` apart.
 pub fn first_output(a: &Axis, r: usize) -> usize {

@@ -16,7 +16,9 @@ use alloc::vec::Vec;
 
 use super::{draw_i8, draw_zero_point, At, Call, Element, Mismatch, TAIL};
 use crate::format::{ConvGeometry, WeightLayout};
-use crate::kernels::{conv_layout, AddI8, ConvFloat, ConvFloatFn, ConvI8, ConvI8Fn, Kernels, Shape, Upsample};
+use crate::kernels::{
+    conv_layout, AddI8, ConvDims, ConvFloat, ConvFloatFn, ConvI8, ConvI8Fn, Kernels, Shape, Upsample,
+};
 use crate::quant::{quantize_multiplier, requantize};
 use crate::rng::Rng;
 
@@ -481,57 +483,127 @@ pub fn check_conv_case(k: &Kernels, c: &ConvCase, family: &'static str, case: us
     if float_kernels(k, c.transposed).is_empty() {
         return Ok(());
     }
-    // The float definition: the same terms as values (padding now reads 0, the zero point 0).
-    let float_case = ConvCase { in_zero_point: 0, ..c.clone() };
-    let (rows, cols) = c.rows_cols();
-    let bias_f: Vec<f32> = (0..rows).map(|o| ((o as f32) - 2.0) * 0.3).collect();
-    let relu = case.is_multiple_of(2);
-    let plane = c.out_shape.height * c.out_shape.width;
-    let mut value: Vec<f64> = (0..out_len).map(|at| bias_f[(at / plane) % rows] as f64).collect();
-    let mut magnitude: Vec<f64> = value.iter().map(|v| v.abs()).collect();
-    visit_definition(&float_case, |at, (o, ch, ky, kx, x)| {
-        let term = c.weight(o, ch, ky, kx) as f64 / 128.0 * (x as f64 / 32.0);
-        value[at] += term;
-        magnitude[at] += term.abs();
-    });
-    if relu {
-        value.iter_mut().for_each(|v| *v = v.max(0.0));
+    // Both activations, both weight layouts, and in the tap-major one (which direct kernels
+    // take) every combination of channels-last input and output.
+    for relu in [false, true] {
+        let def = FloatDefinition::new(c, relu);
+        for (kernel, f, weight_bytes) in float_kernels(k, c.transposed) {
+            for layout in [WeightLayout::RowMajor, WeightLayout::TapMajor] {
+                let weights = def.weights(c, &d, weight_bytes, layout);
+                let orders: &[(bool, bool)] = match layout {
+                    WeightLayout::TapMajor => &[(false, false), (true, false), (false, true), (true, true)],
+                    WeightLayout::RowMajor => &[(false, false)],
+                };
+                for &(in_last, out_last) in orders {
+                    let p = ConvFloat {
+                        in_shape: Shape { channels_last: in_last, ..c.in_shape },
+                        out_shape: Shape { channels_last: out_last, ..c.out_shape },
+                        ..def.params(c, layout, &weights)
+                    };
+                    let x = relayout(&def.x, c.in_shape, p.in_shape, c.batch);
+                    let value = relayout(&def.value, c.out_shape, p.out_shape, c.batch);
+                    let magnitude = relayout(&def.magnitude, c.out_shape, p.out_shape, c.batch);
+                    let call = (kernel, f, weight_bytes, c.transposed);
+                    conv_float_call(call, &p, &x, c.batch, out_len + TAIL, (&value, &magnitude), at)?;
+                }
+            }
+        }
     }
-    let xf: Vec<f32> = c.x.iter().map(|&v| v as f32 / 32.0).collect();
-    let bias: Vec<u8> = bias_f.iter().flat_map(|b| b.to_le_bytes()).collect();
-    let layouts = [WeightLayout::RowMajor, WeightLayout::TapMajor];
-    for ((kernel, f, weight_bytes), layout) in
-        float_kernels(k, c.transposed).into_iter().flat_map(|k| layouts.map(|l| (k, l)))
-    {
+    Ok(())
+}
+
+/// A case's float form: weights `code / 128` (exact in f16 too), inputs `code / 32`, biases
+/// `(o - 2) * 0.3`, padding reading 0; and the definition's outputs computed in f64 (after a
+/// ReLU when `relu`) with the sums of the magnitudes of their terms, NCHW, sample-major.
+struct FloatDefinition {
+    x: Vec<f32>,
+    bias: Vec<u8>,
+    relu: bool,
+    value: Vec<f64>,
+    magnitude: Vec<f64>,
+}
+
+impl FloatDefinition {
+    fn new(c: &ConvCase, relu: bool) -> Self {
+        let out_len = c.batch * c.out_shape.elements().unwrap_or(0);
+        // The same terms as values (padding now reads 0, the zero point 0).
+        let float_case = ConvCase { in_zero_point: 0, ..c.clone() };
+        let (rows, _) = c.rows_cols();
+        let bias_f: Vec<f32> = (0..rows).map(|o| ((o as f32) - 2.0) * 0.3).collect();
+        let plane = c.out_shape.height * c.out_shape.width;
+        let mut value: Vec<f64> = (0..out_len).map(|at| bias_f[(at / plane) % rows] as f64).collect();
+        let mut magnitude: Vec<f64> = value.iter().map(|v| v.abs()).collect();
+        visit_definition(&float_case, |at, (o, ch, ky, kx, x)| {
+            let term = c.weight(o, ch, ky, kx) as f64 / 128.0 * (x as f64 / 32.0);
+            value[at] += term;
+            magnitude[at] += term.abs();
+        });
+        if relu {
+            value.iter_mut().for_each(|v| *v = v.max(0.0));
+        }
+        FloatDefinition {
+            x: c.x.iter().map(|&v| v as f32 / 32.0).collect(),
+            bias: bias_f.iter().flat_map(|b| b.to_le_bytes()).collect(),
+            relu,
+            value,
+            magnitude,
+        }
+    }
+
+    /// The case's weights as a blob of `weight_bytes`-byte floats stores them in `layout`.
+    fn weights(&self, c: &ConvCase, d: &ConvDims, weight_bytes: usize, layout: WeightLayout) -> Vec<u8> {
         let weights = super::float_weights(&c.weights, weight_bytes == 2);
-        let weights = match layout {
-            WeightLayout::TapMajor => conv_layout::to_tap_major(&d, c.transposed, weight_bytes, &weights),
+        match layout {
+            WeightLayout::TapMajor => conv_layout::to_tap_major(d, c.transposed, weight_bytes, &weights),
             WeightLayout::RowMajor => weights,
-        };
-        let p = ConvFloat {
+        }
+    }
+
+    /// The kernel parameters (NCHW), borrowing `weights` from [`FloatDefinition::weights`].
+    fn params<'a>(&'a self, c: &ConvCase, layout: WeightLayout, weights: &'a [u8]) -> ConvFloat<'a> {
+        ConvFloat {
             geometry: c.geometry,
             layout,
             in_shape: c.in_shape,
             out_shape: c.out_shape,
-            weights: &weights,
-            bias: &bias,
-            relu,
-        };
-        let (s_got, s_want) = f32::sentinels(at);
-        let mut got = vec![s_got; out_len + TAIL];
-        f(&p, &xf, c.batch, &mut got);
-        let mut want = vec![s_want; out_len + TAIL];
-        for (w, &v) in want.iter_mut().zip(&value) {
-            *w = v as f32;
+            weights,
+            bias: &self.bias,
+            relu: self.relu,
         }
-        // Within a few roundings per term of the sum of magnitudes.
-        let close = |i: usize, g: f32, w: f32| {
-            g.same(w) || (g as f64 - value[i]).abs() <= 1e-6 * (cols as f64 + 1.0) * magnitude[i] + 1e-30
-        };
-        let call = Call { at, kernel, shape: (rows, cols, c.batch) };
-        call.check_indexed(&got, &want, 0, 0..out_len, close)?;
     }
-    Ok(())
+}
+
+/// One float call of `f` on `p`, checked against the definition's `(value, magnitude)` (in
+/// `p`'s output layout) for the samples that fit, and the contract: `n = p.samples(..)`
+/// samples written, nothing else. Written values lie within a few roundings per term of the
+/// sum of magnitudes.
+fn conv_float_call(
+    (kernel, f, weight_bytes, transposed): (&'static str, ConvFloatFn, usize, bool),
+    p: &ConvFloat<'_>,
+    x: &[f32],
+    batch: usize,
+    out_len: usize,
+    (value, magnitude): (&[f64], &[f64]),
+    at: At,
+) -> Result<(), Mismatch> {
+    let (s_got, s_want) = f32::sentinels(at);
+    let mut got = vec![s_got; out_len];
+    f(p, x, batch, &mut got);
+    let n = p.samples(transposed, weight_bytes, x, batch, &got);
+    let dims = p.dims(transposed);
+    let written = n * dims.map_or(0, |d| d.out_len);
+    let want: Vec<f32> =
+        (0..out_len).map(|i| if i < written { value.get(i).map_or(s_want, |&v| v as f32) } else { s_want }).collect();
+    let cols = dims.map_or(0, |d| d.cols);
+    let close = |i: usize, g: f32, w: f32| {
+        g.same(w)
+            || value
+                .get(i)
+                .zip(magnitude.get(i))
+                .is_some_and(|(&v, &m)| (g as f64 - v).abs() <= 1e-6 * (cols as f64 + 1.0) * m + 1e-30)
+    };
+    let call = Call { at, kernel, shape: (p.out_shape.channels, cols, batch) };
+    call.check_indexed(&got, &want, 0, 0..written, close)
 }
 
 /// `cases` random convolutions and as many transposed ones, then a grid over every kernel
@@ -642,9 +714,17 @@ pub fn check_conv_large(k: &Kernels, seed: u64) -> Result<usize, Mismatch> {
 pub fn check_conv_short_slices(k: &Kernels, seed: u64) -> Result<usize, Mismatch> {
     let mut rng = Rng::new(seed ^ 0x5C0);
     let mut case = 0;
-    for round in 0..12 {
-        let transposed = round % 2 == 1;
-        let c = ConvCase::random(&mut rng, transposed);
+    // Random layers, then transposed ones of the shapes direct kernels take (many output
+    // channels with a pulled-back lane block, one output channel, and the conv VAE decoder's
+    // two layers), each in every order of channels below.
+    let fixed: [([usize; 3], [usize; 3]); 4] =
+        [([8, 3, 4], [17, 6, 8]), ([12, 4, 3], [1, 8, 6]), ([64, 7, 7], [32, 14, 14]), ([32, 14, 14], [1, 28, 28])];
+    for round in 0..12 + 4 * fixed.len() {
+        let c = match round {
+            0..12 => ConvCase::random(&mut rng, round % 2 == 1),
+            _ => ConvCase::with_shapes(&mut rng, true, ConvGeometry::square(4, 2, 1), fixed[round % 4], 2),
+        };
+        let transposed = c.transposed;
         let want = c.expected();
         let full = c.params();
         let d = full.dims(transposed).expect("a drawn case is valid");
@@ -700,6 +780,38 @@ pub fn check_conv_short_slices(k: &Kernels, seed: u64) -> Result<usize, Mismatch
             padded.resize(on.max(want.len()), 0);
             conv_i8_call(int8_kernel(k, transposed), &full, &c.x[..xn], claimed, on, &padded, at)?;
             case += 1;
+        }
+        // The same for the float kernels, tap-major (what direct kernels take), in each order
+        // of channels in turn.
+        let (in_last, out_last) = [(false, false), (true, true), (true, false), (false, true)][round / 4 % 4];
+        let def = FloatDefinition::new(&c, round % 3 == 0);
+        for (kernel, f, weight_bytes) in float_kernels(k, transposed) {
+            let weights = def.weights(&c, &d, weight_bytes, WeightLayout::TapMajor);
+            let full = ConvFloat {
+                in_shape: Shape { channels_last: in_last, ..c.in_shape },
+                out_shape: Shape { channels_last: out_last, ..c.out_shape },
+                ..def.params(&c, WeightLayout::TapMajor, &weights)
+            };
+            let xf = relayout(&def.x, c.in_shape, full.in_shape, c.batch);
+            let value = relayout(&def.value, c.out_shape, full.out_shape, c.batch);
+            let magnitude = relayout(&def.magnitude, c.out_shape, full.out_shape, c.batch);
+            let call = (kernel, f, weight_bytes, transposed);
+            let nothing: [ConvFloat<'_>; 4] = [
+                ConvFloat { weights: &weights[..weights.len() - 1], ..full },
+                ConvFloat { bias: &def.bias[..r - 1], ..full },
+                ConvFloat { geometry: ConvGeometry { kh: 0, ..g }, ..full },
+                ConvFloat { out_shape: Shape { channels: usize::MAX, ..full.out_shape }, ..full },
+            ];
+            for p in &nothing {
+                let at = At { family: "conv float short slices", case };
+                conv_float_call(call, p, &xf, c.batch, c.batch * out_len + TAIL, (&[], &[]), at)?;
+                case += 1;
+            }
+            for &(xn, on, claimed) in &calls {
+                let at = At { family: "conv float short slices", case };
+                conv_float_call(call, &full, &xf[..xn], claimed, on, (&value, &magnitude), at)?;
+                case += 1;
+            }
         }
     }
     Ok(case)

@@ -37,7 +37,7 @@ use super::requantize_avx512::{transpose16, Epilogue, Rows16};
 use super::requantize_lanes_avx512::LaneTable;
 use super::{block_starts, has, Avx512, Level};
 use crate::format::WeightLayout;
-use crate::kernels::conv_layout::{first_output, TransposeWindow};
+use crate::kernels::conv_layout::TransposeWindow;
 use crate::kernels::{patches, reference, ConvDims, ConvI8, DenseI8};
 
 /// Window bytes: a 64-channel 14 x 14 input with its border.
@@ -78,12 +78,8 @@ pub fn conv_transpose_i8(p: &ConvI8<'_>, x: &[i8], batch: usize, out: &mut [i8])
 /// The checked shape of a layer this kernel takes.
 pub(super) struct Geometry {
     pub(super) d: ConvDims,
-    /// Window rows and columns before the input's first (`top`, `left`), and in all (`height`,
-    /// `width`).
-    pub(super) top: usize,
-    pub(super) left: usize,
-    pub(super) height: usize,
-    pub(super) width: usize,
+    /// Where the input sits in the window.
+    pub(super) window: TransposeWindow,
     /// The input zero point, flipped: what the border holds.
     pub(super) border: u8,
 }
@@ -105,8 +101,9 @@ impl Geometry {
             }
             turned = turned.checked_add(phase.cols.checked_mul(ROWS)?.checked_mul(d.rows.div_ceil(ROWS))?)?;
         }
-        let TransposeWindow { top, left, height, width } = TransposeWindow::new(&d)?;
-        let g = Geometry { d, top, left, height, width, border: zp as u8 ^ 0x80 };
+        let window = TransposeWindow::new(&d)?;
+        let TransposeWindow { height, width, .. } = window;
+        let g = Geometry { d, window, border: zp as u8 ^ 0x80 };
         let fits = if d.rows == 1 {
             one::window_bytes(&g)? <= WINDOW && one::tap_quads(&g).checked_mul(sh * sw)? <= one::TAP_QUADS
         } else {
@@ -118,31 +115,10 @@ impl Geometry {
         fits.then_some(g)
     }
 
-    /// The window row and column of the first tap of output `(oy, ox)`, whose phase is
-    /// `(ry, rx)` with `taps_y x taps_x` taps: tap `t` of residue `r` reads input position
-    /// `(o + pad - r) / s - (taps - 1) + t` ([`crate::kernels::conv_layout`]).
-    pub(super) fn first_tap_at(
-        &self,
-        (ry, rx): (usize, usize),
-        (taps_y, taps_x): (usize, usize),
-        (oy, ox): (usize, usize),
-    ) -> (usize, usize) {
-        let d = &self.d;
-        let iy = (oy + d.h.pad() - ry) / d.h.stride() + self.top + 1 - taps_y;
-        let ix = (ox + d.w.pad() - rx) / d.w.stride() + self.left + 1 - taps_x;
-        (iy, ix)
-    }
-
-    /// The taps `lo..hi` of `taps` from window position `first` on (along one axis, whose
-    /// input starts `before` positions into the window and is `len` long) that a kernel must
-    /// multiply: those that read the input, when the border holds 0 (the flip of an input
-    /// zero point of -128, a ReLU's: border taps then add nothing, and are skipped), else all.
-    fn inside(&self, first: usize, taps: usize, before: usize, len: usize) -> (usize, usize) {
-        if self.border != 0 {
-            return (0, taps);
-        }
-        let lo = before.saturating_sub(first).min(taps);
-        (lo, (before + len).saturating_sub(first).clamp(lo, taps))
+    /// The window row and column of the first tap of output `(oy, ox)` of phase `(ry, rx)`
+    /// ([`TransposeWindow::first_tap`]).
+    pub(super) fn first_tap_at(&self, (ry, rx): (usize, usize), (oy, ox): (usize, usize)) -> (usize, usize) {
+        self.window.first_tap(&self.d, &self.d.phase(true, ry, rx), (oy, ox))
     }
 }
 
@@ -197,28 +173,9 @@ unsafe fn run(p: &ConvI8<'_>, g: &Geometry, x: &[i8], n: usize, out: &mut [i8]) 
         let mut at = 0;
         for index in 0..sh * sw {
             let phase = d.phase(true, index / sw, index % sw);
-            let (ry, rx) = (index / sw, index % sw);
             let dense = phase_dense(p, d, index);
-            let taps = (phase.taps_y, phase.taps_x);
-            let (oy0, ox0) = (first_output(&d.h, ry), first_output(&d.w, rx));
-            let ow = p.out_shape.width;
             let ep = Epilogue::new(&dense, true);
-            let pixels_per_row = (ox0..ow).step_by(sw).count();
-            if pixels_per_row == 0 || oy0 >= d.h.output() {
-                at += phase.cols / 4 * d.rows.div_ceil(ROWS);
-                continue;
-            }
-            // Each next output row of the phase reads one input row further, each next output
-            // of a row one input column further: one division for the phase.
-            let (iy0, ix0) = g.first_tap_at((ry, rx), taps, (oy0, ox0));
-            let rows_per_phase = (oy0..d.h.output()).step_by(sh).count();
             let quads = phase.taps_x * cin / 4;
-            let tap_cols = |j: usize| g.inside(ix0 + j, phase.taps_x, g.left, d.w.input());
-            // Columns whose taps all read the input take horizontal runs; the others (a few at
-            // each edge, with border taps skipped) vertical runs down the phase's rows.
-            let full = |j: usize| tap_cols(j) == (0, phase.taps_x);
-            let cols_from = (0..pixels_per_row).find(|&j| full(j)).unwrap_or(pixels_per_row);
-            let cols_to = (cols_from..pixels_per_row).find(|&j| !full(j)).unwrap_or(pixels_per_row);
             let blocks = d.rows.div_ceil(ROWS);
             let mut starts = block_starts(d.rows, ROWS);
             let mut b = 0;
@@ -231,34 +188,20 @@ unsafe fn run(p: &ConvI8<'_>, g: &Geometry, x: &[i8], n: usize, out: &mut [i8]) 
                 let params = unsafe { [ep.params16(o.0), ep.params16(o.1)] };
                 let tables = [LaneTable::new(&ep, &params[0]), LaneTable::new(&ep, &params[1])];
                 let lanes = Lanes { ep: &ep, params: &params, tables: &tables, o, b, pair };
-                let mut runs = |first: (usize, usize), count: usize, along: (usize, usize), ty, q| {
-                    let (k0, j0) = first;
-                    let mut i = 0;
-                    while i < count {
-                        let n = (count - i).min(PIXELS);
-                        let (k, j) = (k0 + i * along.0, j0 + i * along.1);
-                        let pixel = (iy0 + k) * g.width + ix0 + j;
-                        let run = Run {
-                            x: window.wrapping_add(pixel * cin),
-                            step: (along.0 * g.width + along.1) * cin,
-                            count: n,
-                            taps: (ty, q),
-                            out: ((oy0 + k * sh) * ow + ox0 + j * sw, along.0 * sh * ow + along.1 * sw),
-                        };
-                        // SAFETY: the run's patches lie inside the filled window, the turned
-                        // phase inside the buffer, its outputs inside the sample.
-                        unsafe { many_channels(&lanes, g, p.out_shape.channels_last, turned.add(at), quads, &run, ys) };
-                        i += n;
-                    }
-                };
-                for k in 0..rows_per_phase {
-                    let ty = g.inside(iy0 + k, phase.taps_y, g.top, d.h.input());
-                    runs((k, cols_from), cols_to - cols_from, (0, 1), ty, (0, quads));
-                }
-                for j in (0..cols_from).chain(cols_to..pixels_per_row) {
-                    let (tx0, tx1) = tap_cols(j);
-                    runs((0, j), rows_per_phase, (1, 0), (0, phase.taps_y), (tx0 * cin / 4, tx1 * cin / 4));
-                }
+                // After a ReLU (input zero point -128) the border holds 0 and its taps add
+                // nothing: runs multiply only the taps that read the input.
+                g.window.phase_runs(d, &phase, g.border == 0, PIXELS, |r| {
+                    let run = Run {
+                        x: window.wrapping_add(r.window * cin),
+                        step: r.window_step * cin,
+                        count: r.count,
+                        taps: (r.taps_y, (r.taps_x.0 * cin / 4, r.taps_x.1 * cin / 4)),
+                        out: (r.out, r.out_step),
+                    };
+                    // SAFETY: the run's patches lie inside the filled window, the turned
+                    // phase inside the buffer, its outputs inside the sample.
+                    unsafe { many_channels(&lanes, g, p.out_shape.channels_last, turned.add(at), quads, &run, ys) };
+                });
                 b += if pair { 2 } else { 1 };
             }
             at += phase.cols / 4 * d.rows.div_ceil(ROWS);
@@ -276,8 +219,8 @@ unsafe fn fill(p: &ConvI8<'_>, g: &Geometry, xs: &[i8], window: *mut u8) {
     let (ih, iw, cin) = (d.h.input(), d.w.input(), d.in_channels_per_group);
     // SAFETY: the window's height * width * cin bytes (caller's contract).
     let w = unsafe {
-        window.write_bytes(g.border, g.height * g.width * cin);
-        core::slice::from_raw_parts_mut(window, g.height * g.width * cin)
+        window.write_bytes(g.border, g.window.height * g.window.width * cin);
+        core::slice::from_raw_parts_mut(window, g.window.height * g.window.width * cin)
     };
     let xs = crate::cast::u8s(xs);
     let plane = ih * iw;
@@ -287,7 +230,7 @@ unsafe fn fill(p: &ConvI8<'_>, g: &Geometry, xs: &[i8], window: *mut u8) {
         return;
     }
     for iy in 0..ih {
-        let row = &mut w[((iy + g.top) * g.width + g.left) * cin..][..iw * cin];
+        let row = &mut w[((iy + g.window.top) * g.window.width + g.window.left) * cin..][..iw * cin];
         if p.in_shape.channels_last {
             for (dst, &v) in row.iter_mut().zip(&xs[iy * iw * cin..][..iw * cin]) {
                 *dst = v ^ 0x80;
@@ -325,7 +268,7 @@ unsafe fn transpose_into(xs: &[u8], plane: usize, cin: usize, g: &Geometry, wind
     for px in block_starts(plane, 4) {
         let at: [usize; 4] = core::array::from_fn(|k| {
             let (iy, ix) = ((px + k) / iw, (px + k) % iw);
-            ((iy + g.top) * g.width + ix + g.left) * cin
+            ((iy + g.window.top) * g.window.width + ix + g.window.left) * cin
         });
         for c in (0..cin).step_by(16) {
             // SAFETY: bytes px..px + 4 <= plane of planes c..c + 16 <= cin, inside `xs`.
@@ -530,7 +473,7 @@ unsafe fn dot<const P: usize, const B: usize>(
     let ((ty0, ty1), (q0, q1)) = run.taps;
     let mut acc = [[_mm512_setzero_si512(); P]; B];
     for ty in ty0..ty1 {
-        let row = run.x.wrapping_add(ty * g.width * cin);
+        let row = run.x.wrapping_add(ty * g.window.width * cin);
         let w = turned.wrapping_add(ty * quads * blocks + b);
         for q in q0..q1 {
             // SAFETY: quad q of patch row ty is turned vector (ty * quads + q) * blocks + b (+1).

@@ -80,13 +80,13 @@ unsafe fn run(p: &ConvI8<'_>, g: &Geometry, x: &[i8], n: usize, out: &mut [i8]) 
 unsafe fn fill(p: &ConvI8<'_>, g: &Geometry, xs: &[u8], window: *mut u32) {
     let d = &g.d;
     let (ih, iw, cin) = (d.h.input(), d.w.input(), d.in_channels_per_group);
-    let plane = g.height * g.width;
+    let plane = g.window.height * g.window.width;
     let words = window_bytes(g).unwrap_or(0) / 4;
     // SAFETY: the window's `window_bytes` (caller's contract).
     let w = unsafe { core::slice::from_raw_parts_mut(window, words) };
     // `Geometry` holds the border flipped, for the unsigned kernels.
     w.fill(u32::from_ne_bytes([g.border ^ 0x80; 4]));
-    let at = |q: usize, iy: usize, ix: usize| q * plane + (iy + g.top) * g.width + ix + g.left;
+    let at = |q: usize, iy: usize, ix: usize| q * plane + (iy + g.window.top) * g.window.width + ix + g.window.left;
     let put = |w: &mut [u32], c: usize, iy: usize, ix: usize, v: u8| {
         let word = &mut w[at(c / 4, iy, ix)];
         let shift = 8 * (c % 4);
@@ -135,7 +135,7 @@ unsafe fn phase_outputs(
 ) {
     let d = &g.d;
     let quads = d.in_channels_per_group.div_ceil(4);
-    let plane = g.height * g.width;
+    let plane = g.window.height * g.window.width;
     // The channel's parameters in every lane, so that the 8-row epilogue applies.
     let spread = |a: &[u8]| -> [u8; 4 * LANES] {
         let first = a.get(..4).map_or([0; 4], |b| [b[0], b[1], b[2], b[3]]);
@@ -166,7 +166,7 @@ unsafe fn phase_outputs(
     }
     // Each next output row of the phase reads one input row further, each next output of a
     // row one input column further: one division for the phase.
-    let (iy0, ix0) = g.first_tap_at((ry, rx), (taps_y, taps_x), (oy0, ox0));
+    let (iy0, ix0) = g.first_tap_at((ry, rx), (oy0, ox0));
     let mut j = 0;
     while j < row_outputs {
         let count = (row_outputs - j).min(LANES);
@@ -174,13 +174,13 @@ unsafe fn phase_outputs(
             // Rows past the phase's repeat its first one, and are not stored.
             let first: [usize; ROWS] = core::array::from_fn(|r| {
                 let k = group + if group + r < row_count { r } else { 0 };
-                (iy0 + k) * g.width + ix0 + j
+                (iy0 + k) * g.window.width + ix0 + j
             });
             let mut acc = [_mm256_setzero_si256(); ROWS];
             for ty in 0..taps_y {
                 for tx in 0..taps_x {
                     let w = &weights[(ty * taps_x + tx) * quads..][..quads];
-                    let tap = ty * g.width + tx;
+                    let tap = ty * g.window.width + tx;
                     for (q, &wq) in w.iter().enumerate() {
                         let wv = _mm256_set1_epi32(wq);
                         for (a, &f) in acc.iter_mut().zip(&first) {

@@ -39,7 +39,11 @@ const SLACK: usize = 64;
 
 /// Window bytes of a layer: `quads` planes of the padded input, and the slack.
 pub(super) fn window_bytes(g: &Geometry) -> Option<usize> {
-    g.height.checked_mul(g.width)?.checked_mul(4 * g.d.in_channels_per_group.div_ceil(4))?.checked_add(SLACK)
+    g.window
+        .height
+        .checked_mul(g.window.width)?
+        .checked_mul(4 * g.d.in_channels_per_group.div_ceil(4))?
+        .checked_add(SLACK)
 }
 
 /// The layer over `n` samples.
@@ -116,14 +120,14 @@ unsafe fn fill(p: &ConvI8<'_>, g: &Geometry, xs: &[u8], window: *mut u32) {
     let d = &g.d;
     let (ih, iw, cin) = (d.h.input(), d.w.input(), d.in_channels_per_group);
     let quads = cin.div_ceil(4);
-    let plane = g.height * g.width;
+    let plane = g.window.height * g.window.width;
     // SAFETY: the window's quads * plane dwords, then the slack (caller's contract).
     let w = unsafe {
         let w = core::slice::from_raw_parts_mut(window, quads * plane + SLACK / 4);
         w.fill(u32::from_ne_bytes([g.border; 4]));
         w
     };
-    let at = |q: usize, iy: usize, ix: usize| q * plane + (iy + g.top) * g.width + ix + g.left;
+    let at = |q: usize, iy: usize, ix: usize| q * plane + (iy + g.window.top) * g.window.width + ix + g.window.left;
     if p.in_shape.channels_last && cin == 32 {
         // The conv VAE's last layer: 16 pixels' 8 dwords each, turned by permutes.
         let t = Transpose8x16::new();
@@ -267,7 +271,7 @@ unsafe fn phase_outputs(
     let d = &g.d;
     let cin = d.in_channels_per_group;
     let quads = cin.div_ceil(4);
-    let plane = g.height * g.width;
+    let plane = g.window.height * g.window.width;
     // The channel's parameters in every lane, so that the 16-row epilogue applies.
     let spread = |a: &[u8]| -> [u8; 4 * LANES] {
         let first = a.get(..4).map_or([0; 4], |b| [b[0], b[1], b[2], b[3]]);
@@ -299,7 +303,7 @@ unsafe fn phase_outputs(
     }
     // Each next output row of the phase reads one input row further, each next output of a
     // row one input column further: one division for the phase.
-    let (iy0, ix0) = g.first_tap_at((ry, rx), (taps_y, taps_x), (first_output(&d.h, ry), ox0));
+    let (iy0, ix0) = g.first_tap_at((ry, rx), (first_output(&d.h, ry), ox0));
     let mut j = 0;
     while j < row_outputs {
         let count = (row_outputs - j).min(LANES);
@@ -309,13 +313,13 @@ unsafe fn phase_outputs(
             let first: [usize; ROWS] = rows.map(|r| {
                 // Rows past the phase's repeat its first one, and are not stored.
                 let k = group + if group + r < row_count { r } else { 0 };
-                (iy0 + k) * g.width + ix0 + j
+                (iy0 + k) * g.window.width + ix0 + j
             });
             let mut acc = [[_mm512_setzero_si512(); 2]; ROWS];
             for ty in 0..taps_y {
                 for tx in 0..taps_x {
                     let w = &weights[(ty * taps_x + tx) * quads..][..quads];
-                    let tap = ty * g.width + tx;
+                    let tap = ty * g.window.width + tx;
                     // SAFETY: 16 dwords from a pixel of the window: a row's outputs read
                     // inside it, those past the row's end at most 15 dwords further, into the
                     // next rows or the slack; their lanes are not stored.

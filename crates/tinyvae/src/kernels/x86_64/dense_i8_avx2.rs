@@ -226,7 +226,7 @@ unsafe fn pack_group(cols: usize, x: &[u8], n: usize, stride: usize, magnitudes:
 /// The transpose of an 8 x 8 matrix of dwords, one row per vector.
 #[target_feature(enable = "avx2")]
 #[inline]
-fn transpose8(v: &[__m256i; 8]) -> [__m256i; 8] {
+pub(super) fn transpose8(v: &[__m256i; 8]) -> [__m256i; 8] {
     // Within each 128-bit lane, 4 x 4 transposes of rows 0..4 and 4..8: u[j] (j < 4) holds
     // column j of rows 0..4 in its low lane and column 4 + j in its high lane; u[4 + j] the
     // same for rows 4..8.

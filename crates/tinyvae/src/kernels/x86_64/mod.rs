@@ -13,8 +13,10 @@
 //! gathered patches ([`patches`]), except int8 transposed convolutions, which read a padded
 //! window in place: every shape the AVX-512 kernels take (`conv_transpose_i8_avx512vnni`, and
 //! `conv_transpose_i8_one_avx512vnni` for one output channel), one output channel with AVX2
-//! (`conv_transpose_i8_one_avx2`, also in the AVX-VNNI table). Upsampling and additions: the
-//! scalar reference.
+//! (`conv_transpose_i8_one_avx2`, also in the AVX-VNNI table), and float transposed
+//! convolutions in every table (`conv_transpose_float`, and `conv_transpose_float_one` for one
+//! output channel, written once over the vector operations of `float_lanes`). Upsampling and
+//! additions: the scalar reference.
 //!
 //! Dispatch: with `std`, the CPU is probed once at run time (`is_x86_feature_detected!`);
 //! without, the target features the crate was compiled with decide (`-C target-cpu=...`).
@@ -23,6 +25,8 @@
 //! The AVX-512 tables need Rust 1.89 or later (stable AVX-512 intrinsics).
 #![allow(unsafe_code)]
 
+mod conv_transpose_float;
+mod conv_transpose_float_one;
 mod conv_transpose_i8_avx512vnni;
 mod conv_transpose_i8_one_avx2;
 mod conv_transpose_i8_one_avx512vnni;
@@ -32,6 +36,7 @@ mod dense_i8_avx2;
 mod dense_i8_avx512vnni;
 mod dense_i8_avxvnni;
 mod elementwise_f32_simd;
+mod float_lanes;
 mod lut_i8_avx512vbmi;
 mod requantize_avx2;
 mod requantize_avx512;
@@ -43,6 +48,7 @@ mod weight_stream_avx512;
 mod requantize_cases;
 
 use crate::kernels::{patches, reference, DenseFloatFn, DenseI8Fn, Kernels, REFERENCE};
+use float_lanes::{Ymm, Zmm};
 
 /// AVX-512 F/BW/VL + VNNI int8 Dense, 16-wide float Dense and a VBMI byte-permute LUT
 /// (Ice Lake, Sapphire Rapids, Zen 4 and later).
@@ -56,14 +62,14 @@ pub static AVX512_VNNI_VBMI: Kernels = Kernels {
     pixels_f32: elementwise_f32_simd::pixels_f32_avx512,
     quantize_i8: elementwise_f32_simd::quantize_i8_avx512,
     weight_stream: weight_stream_avx512::weight_stream,
-    // Convolutions: Dense over gathered patches (int8 transposed ones: straight from a padded
+    // Convolutions: Dense over gathered patches (transposed ones: straight from a padded
     // window); upsampling and additions: the reference.
     conv_i8: patches::conv_i8::<Avx512>,
     conv_f16: patches::conv_f16::<Avx512>,
     conv_f32: patches::conv_f32::<Avx512>,
     conv_transpose_i8: conv_transpose_i8_avx512vnni::conv_transpose_i8,
-    conv_transpose_f16: patches::conv_transpose_f16::<Avx512>,
-    conv_transpose_f32: patches::conv_transpose_f32::<Avx512>,
+    conv_transpose_f16: conv_transpose_float::conv_transpose_f16::<Zmm, Avx512>,
+    conv_transpose_f32: conv_transpose_float::conv_transpose_f32::<Zmm, Avx512>,
     upsample_i8: reference::upsample_i8,
     upsample_f32: reference::upsample_f32,
     add_i8: reference::add_i8,
@@ -113,14 +119,14 @@ pub static AVX2: Kernels = Kernels {
     pixels_f32: elementwise_f32_simd::pixels_f32_avx2,
     quantize_i8: elementwise_f32_simd::quantize_i8_avx2,
     weight_stream: weight_stream_avx2::weight_stream,
-    // Convolutions: Dense over gathered patches (int8 transposed ones to one channel: straight
-    // from a window); upsampling and additions: the reference.
+    // Convolutions: Dense over gathered patches (float transposed ones, and int8 ones to one
+    // channel: straight from a window); upsampling and additions: the reference.
     conv_i8: patches::conv_i8::<Avx2>,
     conv_f16: patches::conv_f16::<Avx2>,
     conv_f32: patches::conv_f32::<Avx2>,
     conv_transpose_i8: conv_transpose_i8_one_avx2::conv_transpose_i8::<Avx2>,
-    conv_transpose_f16: patches::conv_transpose_f16::<Avx2>,
-    conv_transpose_f32: patches::conv_transpose_f32::<Avx2>,
+    conv_transpose_f16: conv_transpose_float::conv_transpose_f16::<Ymm, Avx2>,
+    conv_transpose_f32: conv_transpose_float::conv_transpose_f32::<Ymm, Avx2>,
     upsample_i8: reference::upsample_i8,
     upsample_f32: reference::upsample_f32,
     add_i8: reference::add_i8,
