@@ -101,6 +101,9 @@ pub struct M2Config {
     pub labelled_share: Option<f64>,
     /// Linear KL warm-up: the KL weight rises from 0 to 1 over this many epochs (0: off).
     pub kl_warmup_epochs: f64,
+    /// Weight of KL(q(z|x,y) || p(z)) after the warm-up (β; 1 is the ELBO). Above 1, z is
+    /// squeezed, so that the decoder takes the class from y (the label comes for free).
+    pub kl_weight: f64,
     /// Random shift of training images by up to this many pixels in x and y (0: off).
     pub translate_px: usize,
     /// Probability that a training image is shifted.
@@ -185,6 +188,9 @@ impl M2Config {
         if self.kl_warmup_epochs.is_nan() || self.kl_warmup_epochs < 0.0 {
             return bad("kl_warmup_epochs must be >= 0".into());
         }
+        if !(self.kl_weight.is_finite() && self.kl_weight >= 0.0) {
+            return bad("kl_weight must be a number >= 0".into());
+        }
         if self.m1_encoder.is_some() && self.translate_px > 0 {
             return bad("translate_px must be 0 with m1_encoder: M2 then reads codes, not images".into());
         }
@@ -236,6 +242,7 @@ impl Default for M2Config {
             alpha: 0.1,
             labelled_share: None,
             kl_warmup_epochs: 0.0,
+            kl_weight: 1.0,
             translate_px: 0,
             translate_prob: 1.0,
             classifier_dropout: 0.0,

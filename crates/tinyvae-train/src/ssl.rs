@@ -393,7 +393,7 @@ pub fn render_markdown(table: &SslTable) -> String {
     s += &format!(
         "\n## Recipe\n\nM2: q(y|x) {}-{:?}-10, q(z|x,y) and p(x|y,z) with hidden {:?} / {:?}, z = {}; \
          {} epochs over the unlabelled images, {} unlabelled + {} labelled images per step, Adam lr {} ({:?}), \
-         alpha = {} (x N), labelled share {}, KL warm-up {} epochs, shifts ±{} px (p = {}), q(y|x) dropout {}, \
+         alpha = {} (x N), labelled share {}, KL warm-up {} epochs{}, shifts ±{} px (p = {}), q(y|x) dropout {}, \
          EMA {:?}. Fixed epoch count: no model selection on the test split. Total {:.0} s.\n",
         {
             // M1+M2's M2 reads M1's code instead of the 784 pixels.
@@ -416,6 +416,8 @@ pub fn render_markdown(table: &SslTable) -> String {
         c.alpha,
         c.labelled_share.map_or("N_l/N (unbiased)".to_string(), |v| v.to_string()),
         c.kl_warmup_epochs,
+        // Only when it is not the ELBO's 1, so that earlier tables render as they were.
+        if c.kl_weight == 1.0 { String::new() } else { format!(", KL weight {}", c.kl_weight) },
         c.translate_px,
         c.translate_prob,
         c.classifier_dropout,

@@ -218,7 +218,7 @@ pub fn train_on(cfg: &M2Config, data: &SslData) -> Result<M2Report, TrainError> 
                 break;
             }
             lr = schedule.lr_at(step, total_steps, steps_per_epoch);
-            beta = schedule.kl_weight_at(step, steps_per_epoch);
+            beta = schedule.kl_weight_at(step, steps_per_epoch) * cfg.kl_weight;
             let mut rng = stream(cfg.seed, Stream::Step, step as u64);
             let l_idx = labelled_stream.batch(step, b_l);
             let xl = gather_batch(&data.labelled.images, &l_idx, cfg.translate_px, cfg.translate_prob, &mut rng)?;

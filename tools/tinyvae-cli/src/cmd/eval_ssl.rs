@@ -55,6 +55,10 @@ pub struct M2Args {
     /// KL warm-up length in epochs (0: off).
     #[arg(long, default_value_t = 0.0)]
     pub kl_warmup: f64,
+    /// Weight of M2's KL term after the warm-up (β; 1: the ELBO, above 1: a smaller z budget,
+    /// so that the decoder takes the class from y).
+    #[arg(long, default_value_t = 1.0)]
+    pub kl_weight: f64,
     /// Random shifts of training images by up to N pixels (0: off).
     #[arg(long, default_value_t = 0)]
     pub translate: usize,
@@ -118,6 +122,7 @@ impl M2Args {
             alpha: self.alpha,
             labelled_share: self.labelled_share,
             kl_warmup_epochs: self.kl_warmup,
+            kl_weight: self.kl_weight,
             translate_px: self.translate,
             translate_prob: self.translate_prob,
             classifier_dropout: self.classifier_dropout,
