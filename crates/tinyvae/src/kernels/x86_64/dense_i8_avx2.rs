@@ -22,7 +22,13 @@
 //!     (`258 * 127 = 32766`); packing checks every pair of every sample (`vpmaddubsw` by ones,
 //!     a compare) and, in a pair over the limit, keeps `min(u, 129)` of each activation and
 //!     puts the rest (at most 126 each, so under the limit too) into an excess vector of that
-//!     quad, which a second, short loop multiplies by the same weights. The hidden activations
+//!     quad, which a second, short loop multiplies by the same weights. Two quads whose
+//!     activations also sum to at most 258 at each int16 position (`u1 + u2 + u3 + u4`, one
+//!     pair from each) share one `vpmaddwd`: their two `vpmaddubsw` results are added in int16
+//!     first (exact: at most `258 * 127`), 5 operations per 64 multiply-adds, of which 3 on
+//!     the multiplying ports (0.9 cycles per 32 in a register-only loop, against 1.1); the
+//!     quads are sorted into such pairs and singles once per group (4 in 5 of the z20
+//!     decoder's hidden quads pair up, in groups of 16 samples). The hidden activations
 //!     of the shipped z20 decoder (ReLU outputs, x + 128 mostly small) have about one pair
 //!     over the limit in 3,000 (z ~ N(0, I), 64 samples). A group with over-limit pairs in
 //!     more than a quarter of its quads takes the sign trick instead: each such quad costs
@@ -206,14 +212,21 @@ unsafe fn packed_group(
     let extras = unsafe { pack_unsigned(cols, x, n, vectors, magnitudes, signs, &mut extra, cap) };
     if let Some(count) = extras {
         let extra = extra.get(..count).unwrap_or(&[]);
+        let mut order = [0u16; PACK_MAX_COLS / 4 + 1];
+        // SAFETY: pack_unsigned wrote vectors * cols.div_ceil(4) vectors.
+        let doubles = unsafe { pair_quads(cols, vectors, magnitudes, &mut order) };
+        // `doubles` pairs cover 2 * doubles whole quads; the rest go one by one.
+        let entries = cols / 4 - doubles;
+        let (doubles, singles) = order.get(..entries).unwrap_or(&[]).split_at(doubles.min(entries));
         for o in block_starts(rows, PACK_ROWS) {
             // SAFETY: o + 8 <= rows; the buffers hold what pack_unsigned wrote (count extra
-            // quads); the outputs of samples 0..n are in bounds (caller).
+            // quads), `doubles` and `singles` name quads below cols.div_ceil(4) (the first of two
+            // for `doubles`); the outputs of samples 0..n are in bounds (caller).
             unsafe {
                 if vectors == 2 {
-                    rows8_unsigned::<4, 2>(p, ep_unsigned, magnitudes, signs, extra, n, out, o)
+                    rows8_unsigned::<4, 2>(p, ep_unsigned, magnitudes, signs, doubles, singles, extra, n, out, o)
                 } else {
-                    rows8_unsigned::<8, 1>(p, ep_unsigned, magnitudes, signs, extra, n, out, o)
+                    rows8_unsigned::<8, 1>(p, ep_unsigned, magnitudes, signs, doubles, singles, extra, n, out, o)
                 }
             }
         }
@@ -351,6 +364,59 @@ unsafe fn pack_unsigned(
     Some(count)
 }
 
+/// Sorts the quads of a group packed by [`pack_unsigned`] for [`rows8_unsigned`]: into
+/// `order`, first the even quads `q` whose pair of quads `q, q + 1` can share one `vpmaddwd`
+/// (two `vpmaddubsw` results added in int16 first), then every other whole quad one by one (the
+/// last 1..=3 columns, if any, are not in `order`). The
+/// int16 sum of a lane is `u1 w1 + u2 w2 + u3 w3 + u4 w4` over the two quads' pairs at that
+/// position, exact while `u1 + u2 + u3 + u4 <= 258` (`258 * 127 = 32766`); with the two pairs
+/// under the limit on their own (`pack_unsigned`), the four-sums are at most 516, in int16.
+/// Returns how many pairs come first, `d`; `order` then holds `cols / 4 - d` entries in all.
+///
+/// # Safety
+/// AVX2; `unsigned` holds `vectors * cols.div_ceil(4)` vectors as [`pack_unsigned`] wrote them.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn pair_quads(
+    cols: usize,
+    vectors: usize,
+    unsigned: *const __m256i,
+    order: &mut [u16; PACK_MAX_COLS / 4 + 1],
+) -> usize {
+    let quads = cols / 4;
+    let ones = _mm256_set1_epi8(1);
+    let limit = _mm256_set1_epi16(PAIR_LIMIT);
+    let mut doubles = 0;
+    // Singles are written from the back, then moved behind the doubles.
+    let mut singles = [0u16; PACK_MAX_COLS / 4 + 1];
+    let mut single = 0;
+    for q in (0..quads - quads % 2).step_by(2) {
+        let mut over = _mm256_setzero_si256();
+        for v in 0..vectors {
+            // SAFETY: quads q and q + 1 < total were written for every vector.
+            let (a, b) = unsafe { (unsigned.add(vectors * q + v).read(), unsigned.add(vectors * (q + 1) + v).read()) };
+            let sums = _mm256_add_epi16(_mm256_maddubs_epi16(a, ones), _mm256_maddubs_epi16(b, ones));
+            over = _mm256_or_si256(over, _mm256_cmpgt_epi16(sums, limit));
+        }
+        if _mm256_testz_si256(over, over) != 0 {
+            order[doubles] = q as u16;
+            doubles += 1;
+        } else {
+            singles[single] = q as u16;
+            singles[single + 1] = (q + 1) as u16;
+            single += 2;
+        }
+    }
+    if quads % 2 == 1 {
+        singles[single] = (quads - 1) as u16;
+        single += 1;
+    }
+    for (slot, &q) in order.iter_mut().skip(doubles).zip(singles.iter().take(single)) {
+        *slot = q;
+    }
+    doubles
+}
+
 /// Rows `o..o+8` of a group packed by [`pack_unsigned`]: as [`rows8_of_group`], with
 /// `vpmaddubsw` straight on `u = x + 128` (no sign trick: one operation less per 32
 /// multiply-adds), then the excess of the `extra` quads, and the epilogue taking off
@@ -368,6 +434,8 @@ unsafe fn rows8_unsigned<const R: usize, const V: usize>(
     ep: &Epilogue<'_>,
     unsigned: *const __m256i,
     excess: *const __m256i,
+    doubles: &[u16],
+    singles: &[u16],
     extra: &[u32],
     n: usize,
     out: *mut i8,
@@ -383,7 +451,7 @@ unsafe fn rows8_unsigned<const R: usize, const V: usize>(
         // SAFETY: rows o + r0 .. o + r0 + R are inside the weights.
         let w = unsafe { p.weights.as_ptr().add((o + r0) * cols) };
         let mut acc = [[_mm256_setzero_si256(); V]; R];
-        let mut step = |u: [__m256i; V], word: &dyn Fn(usize) -> i32| {
+        let step = |acc: &mut [[__m256i; V]; R], u: [__m256i; V], word: &dyn Fn(usize) -> i32| {
             for (r, acc) in acc.iter_mut().enumerate() {
                 let wv = _mm256_set1_epi32(word(r));
                 for v in 0..V {
@@ -404,21 +472,46 @@ unsafe fn rows8_unsigned<const R: usize, const V: usize>(
                 }
             }
         };
-        for q in 0..quads {
-            // SAFETY: q < cols.div_ceil(4): the group's V vectors of quad q were written.
+        for &q in doubles {
+            let q = q as usize;
+            // SAFETY: q + 1 < quads (pair_quads): both quads' V vectors were written, and their
+            // 8 weight bytes of each row are inside it.
+            let (a, b): ([__m256i; V], [__m256i; V]) = unsafe {
+                (
+                    core::array::from_fn(|v| unsigned.add(V * q + v).read()),
+                    core::array::from_fn(|v| unsigned.add(V * (q + 1) + v).read()),
+                )
+            };
+            for (r, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: as above.
+                let (wa, wb) = unsafe {
+                    let at = w.add(r * cols + 4 * q).cast::<i32>();
+                    (_mm256_set1_epi32(at.read_unaligned()), _mm256_set1_epi32(at.add(1).read_unaligned()))
+                };
+                for v in 0..V {
+                    // Exact in int16: the four-sums of u are at most 258 (pair_quads).
+                    let pairs = _mm256_add_epi16(_mm256_maddubs_epi16(a[v], wa), _mm256_maddubs_epi16(b[v], wb));
+                    acc[v] = _mm256_add_epi32(acc[v], _mm256_madd_epi16(pairs, ones));
+                }
+            }
+        }
+        for &q in singles {
+            let q = q as usize;
+            // SAFETY: q < quads: the group's V vectors of quad q were written, and its 4 weight
+            // bytes of each row are inside it.
             let u = core::array::from_fn(|v| unsafe { unsigned.add(V * q + v).read() });
-            // SAFETY: as in `word`, q < quads.
-            step(u, &|r| unsafe { w.add(r * cols + 4 * q).cast::<i32>().read_unaligned() });
+            // SAFETY: as above, q < quads.
+            step(&mut acc, u, &|r| unsafe { w.add(r * cols + 4 * q).cast::<i32>().read_unaligned() });
         }
         if rest > 0 {
             // SAFETY: quad `quads` was written.
             let u = core::array::from_fn(|v| unsafe { unsigned.add(V * quads + v).read() });
-            step(u, &|r| word(quads, r));
+            step(&mut acc, u, &|r| word(quads, r));
         }
         for (k, &q) in extra.iter().enumerate() {
             // SAFETY: k < extra.len(): its V excess vectors were written.
             let e = core::array::from_fn(|v| unsafe { excess.add(V * k + v).read() });
-            step(e, &|r| word(q as usize, r));
+            step(&mut acc, e, &|r| word(q as usize, r));
         }
         for (r, acc) in acc.iter().enumerate() {
             for (by_row, &a) in tile.iter_mut().zip(acc) {
