@@ -83,6 +83,51 @@ fn batches_that_pair_sample_groups() {
     }
 }
 
+/// ReLU-like inputs (mostly the zero point -128, the rest small) with a chosen number of quads
+/// holding an over-limit pair (two activations whose `x + 128` sum past 258) in every sample
+/// group: the AVX2 kernel's unsigned path with no excess, with excess quads up to their cap and
+/// one past it (the sign-trick fallback), at column tails, one- and two-vector groups and
+/// several groups, against weights of every style (the extremes +-127 included).
+#[test]
+fn relu_like_inputs_with_over_limit_pairs() {
+    for k in tables() {
+        let mut rng = Rng::new(0x5EED);
+        let mut case = 0;
+        for cols in [2usize, 3, 4, 5, 7, 8, 20, 33, 64, 101, 130, 400, 401, 1023, 1024] {
+            for &rows in &[8, 9, 17] {
+                for &batch in &[4, 5, 8, 9, 16, 17, 33] {
+                    let quads = cols.div_ceil(4);
+                    for over in [0, 1, quads / 4, quads / 4 + 1, quads] {
+                        let mut c = DenseI8Case::with_shape(&mut rng, rows, cols, batch);
+                        for v in c.x.iter_mut() {
+                            // x + 128 <= 129: every pair under the limit.
+                            *v = if rng.below(2) == 0 { -128 } else { (rng.below(130) as i32 - 128) as i8 };
+                        }
+                        for g in (0..batch).step_by(16) {
+                            for q in 0..over.min(quads) {
+                                // One sample of the group, one pair of the quad, inside cols.
+                                let s = g + rng.below((batch - g).min(16) as u32) as usize;
+                                let first = 4 * q + 2 * rng.below(2) as usize;
+                                let first = if first + 1 < cols { first } else { 4 * q };
+                                if first + 1 < cols {
+                                    let big = (1 + rng.below(127)) as i8;
+                                    c.x[s * cols + first] = 127;
+                                    c.x[s * cols + first + 1] = big.max(2);
+                                }
+                            }
+                        }
+                        c.draw_parameters(&mut rng);
+                        if let Err(m) = check_dense_i8(k, &c, case % 2, "over-limit pairs", case) {
+                            panic!("{}: {m}", k.name);
+                        }
+                        case += 1;
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn best_is_an_x86_64_table_when_one_is_usable() {
     if let Some(first) = x86_64::usable().first() {

@@ -80,7 +80,8 @@ pub struct DenseI8<'a> {
     /// `rows` little-endian int32 shifts.
     pub shifts: &'a [u8],
     /// `rows` little-endian int32 sums of each row's weights: lets kernels whose instructions
-    /// take one unsigned operand (x86 `vpdpbusd`) feed `x + 128` and subtract `128 * sum`.
+    /// take one unsigned operand (x86 `vpdpbusd`, AVX2 `vpmaddubsw`) feed `x + 128` and
+    /// subtract `128 * sum`.
     pub weight_sums: &'a [u8],
     /// Output zero point.
     pub out_zero_point: i32,
