@@ -519,6 +519,25 @@ unsafe fn rows8_unsigned<const R: usize, const V: usize>(
             }
         }
     }
+    // SAFETY: the caller's bounds.
+    unsafe { store_tile(ep, &tile, n, out, rows, o) };
+}
+
+/// Requantizes a packed kernel's tile (`tile[v][r]` lane `s`: row `o + r` of sample `8 v + s`)
+/// and stores the rows `o..o + 8` of its first `n` samples.
+///
+/// # Safety
+/// AVX2; `o + 8 <= rows`; `out` may be written `n * rows` bytes.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn store_tile<const V: usize>(
+    ep: &Epilogue<'_>,
+    tile: &[[__m256i; PACK_ROWS]; V],
+    n: usize,
+    out: *mut i8,
+    rows: usize,
+    o: usize,
+) {
     // SAFETY: o + 8 <= rows.
     let params = unsafe { ep.params8(o) };
     for (v, by_row) in tile.iter().enumerate() {
@@ -668,14 +687,8 @@ unsafe fn rows8_of_group<const R: usize, const V: usize>(
             }
         }
     }
-    // SAFETY: o + 8 <= rows.
-    let params = unsafe { ep.params8(o) };
-    for (v, by_row) in tile.iter().enumerate() {
-        for (s, &y) in transpose8(by_row).iter().enumerate().take(n.saturating_sub(GROUP * v)) {
-            // SAFETY: sample 8 v + s < n: its outputs o..o+8 are in bounds.
-            unsafe { out.add((GROUP * v + s) * rows + o).cast::<u64>().write_unaligned(pack8(ep.apply8(&params, y))) };
-        }
-    }
+    // SAFETY: the caller's bounds.
+    unsafe { store_tile(ep, &tile, n, out, rows, o) };
 }
 
 /// `acc +` the products of 8 samples' 4 activations (`|x|` in `xa`, `x` in `xs`, one dword

@@ -99,6 +99,50 @@ fn mask16(n: usize) -> __mmask16 {
     ((1u32 << n.min(16)) - 1) as __mmask16
 }
 
+/// The `#[target_feature]` entry points of one instruction set into the kernels' bodies (a
+/// generic body gets the features only when inlined into a function that enables them).
+macro_rules! entry_points {
+    ($lanes:ty, $features:literal, $run_many:ident, $run_one:ident, $many_channels:ident) => {
+        /// See [`FloatLanes::run_many`].
+        ///
+        /// # Safety
+        #[doc = concat!("As [`many::run`], with ", $features, ".")]
+        #[target_feature(enable = $features)]
+        unsafe fn $run_many<const F16: bool>(p: &ConvFloat<'_>, g: &Geometry, x: &[f32], n: usize, out: &mut [f32]) {
+            // SAFETY: the caller's.
+            unsafe { many::run::<$lanes, F16>(p, g, x, n, out) }
+        }
+
+        /// See [`FloatLanes::run_one`].
+        ///
+        /// # Safety
+        #[doc = concat!("As [`one::run`], with ", $features, ".")]
+        #[target_feature(enable = $features)]
+        unsafe fn $run_one<const F16: bool>(p: &ConvFloat<'_>, g: &Geometry, x: &[f32], n: usize, out: &mut [f32]) {
+            // SAFETY: the caller's.
+            unsafe { one::run::<$lanes, F16>(p, g, x, n, out) }
+        }
+
+        /// See [`FloatLanes::many_channels`].
+        ///
+        /// # Safety
+        #[doc = concat!("As [`many::many_channels`], with ", $features, ".")]
+        #[target_feature(enable = $features)]
+        unsafe fn $many_channels(
+            l: &Lanes<$lanes>,
+            g: &Geometry,
+            channels_last: bool,
+            window: *const f32,
+            turned: *const f32,
+            run: (&OutputRun, usize),
+            ys: &mut [f32],
+        ) {
+            // SAFETY: the caller's.
+            unsafe { many::many_channels::<$lanes>(l, g, channels_last, window, turned, run, ys) }
+        }
+    };
+}
+
 /// AVX-512 F/BW/VL: 16 lanes, masked loads and stores, `vcvtph2ps` from memory, scatters.
 pub(super) struct Zmm;
 
@@ -266,43 +310,7 @@ unsafe impl FloatLanes for Zmm {
     }
 }
 
-/// See [`FloatLanes::run_many`].
-///
-/// # Safety
-/// As [`many::run`], with AVX-512 F/BW/VL.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-unsafe fn run_many_zmm<const F16: bool>(p: &ConvFloat<'_>, g: &Geometry, x: &[f32], n: usize, out: &mut [f32]) {
-    // SAFETY: the caller's.
-    unsafe { many::run::<Zmm, F16>(p, g, x, n, out) }
-}
-
-/// See [`FloatLanes::run_one`].
-///
-/// # Safety
-/// As [`one::run`], with AVX-512 F/BW/VL.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-unsafe fn run_one_zmm<const F16: bool>(p: &ConvFloat<'_>, g: &Geometry, x: &[f32], n: usize, out: &mut [f32]) {
-    // SAFETY: the caller's.
-    unsafe { one::run::<Zmm, F16>(p, g, x, n, out) }
-}
-
-/// See [`FloatLanes::many_channels`].
-///
-/// # Safety
-/// As [`many::many_channels`], with AVX-512 F/BW/VL.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-unsafe fn many_channels_zmm(
-    l: &Lanes<Zmm>,
-    g: &Geometry,
-    channels_last: bool,
-    window: *const f32,
-    turned: *const f32,
-    run: (&OutputRun, usize),
-    ys: &mut [f32],
-) {
-    // SAFETY: the caller's.
-    unsafe { many::many_channels::<Zmm>(l, g, channels_last, window, turned, run, ys) }
-}
+entry_points!(Zmm, "avx512f,avx512bw,avx512vl", run_many_zmm, run_one_zmm, many_channels_zmm);
 
 /// AVX2 + FMA + F16C: 8 lanes; masked moves by `vmaskmovps`, f16 tails through a small copy.
 pub(super) struct Ymm;
@@ -481,40 +489,4 @@ unsafe impl FloatLanes for Ymm {
     }
 }
 
-/// See [`FloatLanes::run_many`].
-///
-/// # Safety
-/// As [`many::run`], with AVX2, FMA and F16C.
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn run_many_ymm<const F16: bool>(p: &ConvFloat<'_>, g: &Geometry, x: &[f32], n: usize, out: &mut [f32]) {
-    // SAFETY: the caller's.
-    unsafe { many::run::<Ymm, F16>(p, g, x, n, out) }
-}
-
-/// See [`FloatLanes::run_one`].
-///
-/// # Safety
-/// As [`one::run`], with AVX2, FMA and F16C.
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn run_one_ymm<const F16: bool>(p: &ConvFloat<'_>, g: &Geometry, x: &[f32], n: usize, out: &mut [f32]) {
-    // SAFETY: the caller's.
-    unsafe { one::run::<Ymm, F16>(p, g, x, n, out) }
-}
-
-/// See [`FloatLanes::many_channels`].
-///
-/// # Safety
-/// As [`many::many_channels`], with AVX2, FMA and F16C.
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn many_channels_ymm(
-    l: &Lanes<Ymm>,
-    g: &Geometry,
-    channels_last: bool,
-    window: *const f32,
-    turned: *const f32,
-    run: (&OutputRun, usize),
-    ys: &mut [f32],
-) {
-    // SAFETY: the caller's.
-    unsafe { many::many_channels::<Ymm>(l, g, channels_last, window, turned, run, ys) }
-}
+entry_points!(Ymm, "avx2,fma,f16c", run_many_ymm, run_one_ymm, many_channels_ymm);
