@@ -203,11 +203,14 @@ pub fn eval_ssl(cfg: &SslEvalConfig, mut on_run: impl FnMut(&SslRun, &SslTable))
         config: cfg.clone(),
     };
     let finished = if cfg.resume { finished_runs(cfg)? } else { Vec::new() };
+    // A resumed table's total counts the kept runs' time too, not only this session's.
+    let mut kept_seconds = 0.0;
     for &labelled in &cfg.label_counts {
         for &seed in &cfg.seeds {
             if let Some(run) = finished.iter().find(|r| (r.labelled, r.seed) == (labelled, seed)) {
                 table.runs.push(run.clone());
                 table.rows = summarize(&table.runs);
+                kept_seconds += run.seconds;
                 on_run(run, &table);
                 continue;
             }
@@ -233,13 +236,13 @@ pub fn eval_ssl(cfg: &SslEvalConfig, mut on_run: impl FnMut(&SslRun, &SslTable))
             };
             table.runs.push(run.clone());
             table.rows = summarize(&table.runs);
-            table.seconds = started.elapsed().as_secs_f64();
+            table.seconds = kept_seconds + started.elapsed().as_secs_f64();
             write_table(&cfg.out_dir, &table)?;
             on_run(&run, &table);
         }
     }
     table.complete = true;
-    table.seconds = started.elapsed().as_secs_f64();
+    table.seconds = kept_seconds + started.elapsed().as_secs_f64();
     write_table(&cfg.out_dir, &table)?;
     Ok(table)
 }

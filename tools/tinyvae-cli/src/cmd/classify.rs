@@ -141,7 +141,7 @@ pub struct Args {
 }
 
 /// What classifies: trained weights in candle, or a classifier blob in the runtime.
-enum Judge {
+pub(crate) enum Judge {
     Weights(Classifier),
     Blob(tinyvae::AlignedBlob),
 }
@@ -152,7 +152,7 @@ const BLOB_BATCH: usize = 256;
 impl Judge {
     /// A blob when the file is named `.tvae` or starts with the blob magic, else safetensors
     /// weights.
-    fn load(path: &Path) -> Result<Self> {
+    pub(crate) fn load(path: &Path) -> Result<Self> {
         let bytes = util::read(path)?;
         if bytes.starts_with(&tinyvae::format::MAGIC) || path.extension().is_some_and(|e| e == "tvae") {
             let blob = tinyvae::AlignedBlob::new(&bytes);
@@ -164,14 +164,14 @@ impl Judge {
         Ok(Judge::Weights(Classifier::load(path)?))
     }
 
-    fn classes(&self) -> usize {
+    pub(crate) fn classes(&self) -> usize {
         match self {
             Judge::Weights(c) => c.classes(),
             Judge::Blob(b) => tinyvae::Model::parse(b).map_or(0, |m| m.meta().classes),
         }
     }
 
-    fn input_len(&self) -> usize {
+    pub(crate) fn input_len(&self) -> usize {
         match self {
             Judge::Weights(c) => c.input_len(),
             Judge::Blob(b) => tinyvae::Model::parse(b).ok().and_then(|m| m.input(0)).map_or(0, |t| t.len),
@@ -200,6 +200,11 @@ impl Judge {
                 Ok(probs)
             }
         }
+    }
+
+    /// The most probable class of each of 0..=255 images (`K x input_len`).
+    pub(crate) fn predict_bytes(&self, raw: &[u8]) -> Result<Vec<u8>> {
+        Ok(confidence(&self.probabilities_bytes(raw)?, self.classes(), 1.0).0)
     }
 
     /// Class probabilities of images given as [0, 1] values.

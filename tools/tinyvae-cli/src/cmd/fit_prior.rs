@@ -16,6 +16,7 @@ use tinyvae::{Encoder, Model, Prior, Rng};
 use tinyvae_compiler::prior::{fit_prior, Candidate, Codes, FitSettings, PriorFit};
 use tinyvae_data::idx::{Dataset, Split};
 
+use crate::cmd::classify::Judge;
 use crate::util;
 
 #[derive(clap::Args, Debug)]
@@ -54,6 +55,12 @@ pub struct Args {
     /// For a conditional decoder: one mixture for every label instead of one per label.
     #[arg(long)]
     pub shared: bool,
+    /// For a conditional decoder: take each training image's label from this classifier (a
+    /// classifier blob or `train-classifier` weights) instead of the data set, e.g. a
+    /// semi-supervised model's own q(y|x), which must not see the labels it was not given.
+    /// The encoder then reads, and the per-label mixtures group, the predicted labels.
+    #[arg(long, conflicts_with = "shared")]
+    pub labels_from: Option<PathBuf>,
     /// JSON report with the fit's figures and the mixture itself (default: beside the first
     /// output, with extension `.prior.json`; required without --decoder).
     #[arg(long)]
@@ -112,10 +119,17 @@ fn article(kind: ModelKind) -> &'static str {
 }
 
 /// μ and log σ² (zeros for deterministic encoders) of every image, `n x latent` each.
-fn encode(path: &Path, set: &Dataset, n: usize, latent: usize, classes: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+fn encode(
+    path: &Path,
+    set: &Dataset,
+    labels: &[u8],
+    n: usize,
+    latent: usize,
+    classes: usize,
+) -> Result<(Vec<f32>, Vec<f32>)> {
     let len = set.rows * set.cols;
-    let labels = |range: std::ops::Range<usize>| -> Array2<f32> {
-        Array2::from_shape_fn((range.len(), classes), |(i, j)| (set.labels[range.start + i] as usize == j) as u8 as f32)
+    let one_hot = |range: std::ops::Range<usize>| -> Array2<f32> {
+        Array2::from_shape_fn((range.len(), classes), |(i, j)| (labels[range.start + i] as usize == j) as u8 as f32)
     };
     let (mut mu, mut logvar) = (Vec::with_capacity(n * latent), Vec::with_capacity(n * latent));
     if path.extension().is_some_and(|e| e == "tvae") {
@@ -133,10 +147,9 @@ fn encode(path: &Path, set: &Dataset, n: usize, latent: usize, classes: usize) -
         }
         let mut arena = vec![0u8; model.arena_size()];
         let (mut m, mut lv) = (vec![0f32; latent], vec![0f32; latent]);
-        for i in 0..n {
-            let px = &set.pixels[i * len..(i + 1) * len];
+        for (px, &label) in set.pixels.chunks_exact(len).zip(&labels[..n]) {
             let r = if classes > 0 {
-                encoder.encode_pixels_conditional(px, set.labels[i] as u32, &mut arena, &mut m, &mut lv)
+                encoder.encode_pixels_conditional(px, label as u32, &mut arena, &mut m, &mut lv)
             } else {
                 encoder.encode_pixels(px, &mut arena, &mut m, &mut lv)
             };
@@ -158,7 +171,7 @@ fn encode(path: &Path, set: &Dataset, n: usize, latent: usize, classes: usize) -
         let range = start..(start + 1000).min(n);
         let x: Vec<f32> = set.pixels[range.start * len..range.end * len].iter().map(|&p| p as f32 / 255.0).collect();
         let x = Array2::from_shape_vec((range.len(), len), x).expect("shape");
-        let y = labels(range.clone());
+        let y = one_hot(range.clone());
         let views = if classes > 0 { vec![x.view(), y.view()] } else { vec![x.view()] };
         let outs = graph.eval(&views).with_context(|| format!("running {}", path.display()))?;
         let (m, lv) = match &outs[..] {
@@ -190,6 +203,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     };
     let mut inputs: Vec<&Path> = a.decoder.iter().map(PathBuf::as_path).collect();
     inputs.push(&a.encoder);
+    inputs.extend(a.labels_from.as_deref());
     for out in a.output.iter().chain(&a.report) {
         util::check_not_input(out, &inputs)?;
     }
@@ -203,7 +217,11 @@ pub fn run(a: Args) -> Result<ExitCode> {
         bail!("--images {n}: {} has {} training images", a.data.display(), set.count);
     }
 
-    let (mu, logvar) = encode(&a.encoder, &set, n, latent, classes)?;
+    let labels = match &a.labels_from {
+        Some(path) => predicted_labels(path, &set, n, classes)?,
+        None => set.labels[..n].to_vec(),
+    };
+    let (mu, logvar) = encode(&a.encoder, &set, &labels, n, latent, classes)?;
     let mut rng = Rng::new(a.seed);
     let values: Vec<f64> = if a.codes == "sample" {
         let mut z = vec![0f32; mu.len()];
@@ -227,7 +245,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         (0..classes as u8)
             .map(|l| {
                 let values = (0..n)
-                    .filter(|&i| set.labels[i] == l)
+                    .filter(|&i| labels[i] == l)
                     .flat_map(|i| codes.values[i * latent..(i + 1) * latent].iter().copied());
                 (Some(l), Codes { values: values.collect(), dim: latent })
             })
@@ -286,6 +304,32 @@ pub fn run(a: Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The first `n` training images' labels as `classifier` predicts them.
+fn predicted_labels(classifier: &Path, set: &Dataset, n: usize, classes: usize) -> Result<Vec<u8>> {
+    if classes == 0 {
+        bail!("--labels-from {}: the decoder is not conditional, so it needs no labels", classifier.display());
+    }
+    let judge = Judge::load(classifier)?;
+    let len = set.rows * set.cols;
+    if judge.input_len() != len || judge.classes() != classes {
+        bail!(
+            "{}: the classifier takes {} pixels to {} classes; the data and decoder need {len} and {classes}",
+            classifier.display(),
+            judge.input_len(),
+            judge.classes()
+        );
+    }
+    let labels = judge.predict_bytes(&set.pixels[..n * len])?;
+    let agree = labels.iter().zip(&set.labels).filter(|(a, b)| a == b).count();
+    // Shown, not used: how far the predicted labels are from the data set's.
+    println!(
+        "labelled {n} training images with {}: {agree} ({:.2} %) agree with the data set's labels",
+        classifier.display(),
+        100.0 * agree as f64 / n as f64
+    );
+    Ok(labels)
+}
+
 /// The candidate counts a group's codes can support (each needs twice `(dim + 1)` codes per
 /// component, half of them held out): with `auto`, the others are dropped; a count the user
 /// gave is kept, so that the fit says why it cannot be made.
@@ -329,7 +373,7 @@ fn report_json(a: &Args, n: usize, fits: &[(Option<u8>, PriorFit, f64, usize)], 
             })
         })
         .collect();
-    serde_json::json!({
+    let mut report = serde_json::json!({
         "encoder": a.encoder.display().to_string(),
         "data": a.data.display().to_string(),
         "images": n,
@@ -341,7 +385,12 @@ fn report_json(a: &Args, n: usize, fits: &[(Option<u8>, PriorFit, f64, usize)], 
         "prior_section_bytes": section,
         "outputs": a.output.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
         "mixtures": groups,
-    })
+    });
+    // Only when given, so that the reports of data-set labels stay as they were.
+    if let Some(path) = &a.labels_from {
+        report["labels_from"] = path.display().to_string().into();
+    }
+    report
 }
 
 /// The prior a `fit-prior` report holds, as a blob stores it (`tinyvae quantize --prior`).
