@@ -430,9 +430,14 @@ fn aae_and_cvae_figures_and_samples() {
     // set, so the mixtures group the codes by predicted label.
     let m2 = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/mnist-m2/classifier.int8.tvae");
     let predicted = dir.join("cvae-predicted.json");
-    let fit = ["fit-prior", "--encoder", s(&enc), "--data", s(&data), "--components", "1", "--report", s(&predicted)];
-    let out = ok(&[&fit[..], &["--labels-from", s(&m2)]].concat());
-    assert!(out.contains("agree with the data set's labels") && out.contains("one mixture per label"), "{out}");
+    let labelled_by = |classifier: &Path, report: &Path| {
+        let fit = ["fit-prior", "--encoder", s(&enc), "--data", s(&data), "--components", "1"];
+        tinyvae(&[&fit[..], &["--report", s(report), "--labels-from", s(classifier)]].concat())
+    };
+    let out = labelled_by(&m2, &predicted);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("agree with the data set's labels") && text.contains("one mixture per label"), "{text}");
     let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&predicted).unwrap()).unwrap();
     assert_eq!(r["labels_from"], s(&m2), "{r}");
     let own = serde_json::from_slice::<serde_json::Value>(&std::fs::read(&report).unwrap()).unwrap();
@@ -440,21 +445,9 @@ fn aae_and_cvae_figures_and_samples() {
         r["mixtures"].as_array().unwrap().iter().map(|m| m["codes"].clone()).collect::<Vec<_>>()
     };
     assert_ne!(counts(&r), counts(&own), "the predicted labels group the codes differently");
-    // Not a classifier, or labels for a decoder that takes none: one error each, nothing written.
+    // A blob that is not a classifier: one error naming it, nothing written.
     let bad = dir.join("bad.json");
-    let r = tinyvae(&[
-        "fit-prior",
-        "--encoder",
-        s(&enc),
-        "--data",
-        s(&data),
-        "--components",
-        "1",
-        "--report",
-        s(&bad),
-        "--labels-from",
-        s(&c8),
-    ]);
+    let r = labelled_by(&c8, &bad);
     let err = String::from_utf8_lossy(&r.stderr);
     assert_eq!(r.status.code(), Some(1), "{err}");
     assert!(err.contains("cvae-d8.tvae") && err.contains("not a classifier"), "{err}");
