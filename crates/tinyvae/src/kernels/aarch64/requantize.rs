@@ -110,6 +110,30 @@ impl ChannelQuant4 {
         vmovn_high_s16(vmovn_s16(low), high)
     }
 
+    /// Whether [`ChannelQuant4::apply_pair`] may be used: the vector path is exact for all four
+    /// channels.
+    #[inline]
+    pub(super) fn is_vector_exact(&self) -> bool {
+        self.vector_exact
+    }
+
+    /// Eight channels of two samples at once (the dense kernel's 8x2 tile): `self` holds
+    /// channels 0..4 and `upper` channels 4..8; `sums` are sample 0's channels 0..4 and 4..8,
+    /// then sample 1's. Bytes 0..8 of the result are sample 0's eight codes, bytes 8..16 sample
+    /// 1's. One narrowing for the sixteen instead of four.
+    ///
+    /// # Safety
+    /// The CPU must support NEON, and both [`ChannelQuant4::is_vector_exact`].
+    #[inline]
+    #[target_feature(enable = "neon")]
+    pub(super) unsafe fn apply_pair(&self, upper: &ChannelQuant4, sums: [int32x4_t; 4]) -> int8x16_t {
+        let c = [self.clamped(sums[0]), upper.clamped(sums[1]), self.clamped(sums[2]), upper.clamped(sums[3])];
+        // Every lane is in -128..=127, so the narrowing moves are exact.
+        let first = vmovn_high_s32(vmovn_s32(c[0]), c[1]);
+        let second = vmovn_high_s32(vmovn_s32(c[2]), c[3]);
+        vmovn_high_s16(vmovn_s16(first), second)
+    }
+
     /// The vector path up to the clamp: every lane in `act_min..=act_max`.
     ///
     /// # Safety
