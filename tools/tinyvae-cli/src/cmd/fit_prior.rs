@@ -147,7 +147,7 @@ fn encode(
         }
         let mut arena = vec![0u8; model.arena_size()];
         let (mut m, mut lv) = (vec![0f32; latent], vec![0f32; latent]);
-        for (px, &label) in set.pixels.chunks_exact(len).zip(&labels[..n]) {
+        for (px, &label) in set.pixels.chunks_exact(len).zip(labels) {
             let r = if classes > 0 {
                 encoder.encode_pixels_conditional(px, label as u32, &mut arena, &mut m, &mut lv)
             } else {
