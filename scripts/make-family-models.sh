@@ -258,16 +258,16 @@ if want m1m2; then
             --m1 models/mnist-conv-vae/encoder.onnx --shared-trunk --alpha 25 --epochs 200 --ema 0.999 \
             --test-every 20 --export --quiet --kl-weight 0.5
     fi
-    # 600 labels, KL weight 0.5.
-    if [[ ! ($SKIP_TRAIN == 1 && -f $RUNS/m1m2-conv-kl05-600/table.json) ]]; then
-        rm -rf "${RUNS:?}/m1m2-conv-kl05-600"
-        $T eval-ssl --data "$DATA" -o "$RUNS/m1m2-conv-kl05-600" --labels 600 --seeds 0,1,2 \
+    # 600, 1000 and 3000 labels, KL weight 0.5.
+    if [[ ! ($SKIP_TRAIN == 1 && -f $RUNS/m1m2-conv-kl05-more/table.json) ]]; then
+        rm -rf "${RUNS:?}/m1m2-conv-kl05-more"
+        $T eval-ssl --data "$DATA" -o "$RUNS/m1m2-conv-kl05-more" --labels 600,1000,3000 --seeds 0,1,2 \
             --m1 models/mnist-conv-vae/encoder.onnx --shared-trunk --alpha 25 --epochs 200 --ema 0.999 \
             --test-every 20 --quiet --kl-weight 0.5
     fi
     mkdir -p "$out/reports"
-    cp "$RUNS/m1m2-conv-kl05-600/table.md" "$out/table-600-labels.md"
-    cp "$RUNS/m1m2-conv-kl05-600/table.json" "$out/table-600-labels.json"
+    cp "$RUNS/m1m2-conv-kl05-more/table.md" "$out/table-600-1000-3000-labels.md"
+    cp "$RUNS/m1m2-conv-kl05-more/table.json" "$out/table-600-1000-3000-labels.json"
     cp "$RUNS/m1m2-conv/table.md" "$out/table-kl-weight-1.md"
     cp "$RUNS/m1m2-conv/table.json" "$out/table-kl-weight-1.json"
     cp "$RUNS/m1m2-conv-kl05/table.md" "$RUNS/m1m2-conv-kl05/table.json" "$out/"
