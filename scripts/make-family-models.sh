@@ -7,9 +7,9 @@
 #
 # One training at a time, on one thread (RAYON_NUM_THREADS=1: same numbers as with more). About
 # 4 to 5 minutes per family member, 9 for the AAE, 2 for the classifier, 19 for the M2 table and 14
-# for the longer 100-label M2 runs (measured on one thread of this machine); M1+M2 (m1m2) about
-# 35 minutes per seed on a loaded machine, and it reads models/mnist-conv-vae/encoder.onnx
-# (scripts/make-conv-vae-model.sh).
+# for the longer 100-label M2 runs (measured on one thread of this machine); M1+M2 (m1m2) 10 to
+# 20 minutes per seed and label count (two to three runs at once on this machine's 2 cores), and
+# it reads models/mnist-conv-vae/encoder.onnx (scripts/make-conv-vae-model.sh).
 #
 #   DATA=../shared/data/mnist   the IDX directory
 #   RUNS=target/runs            where trainings write (checkpoints and all; not shipped)
@@ -202,8 +202,16 @@ if want m2; then
         $T eval-ssl --data "$DATA" -o "$RUNS/ssl-600-36" --labels 600 --seeds 0,1,2 --shared-trunk --alpha 25 \
             --translate 2 --epochs 36 --ema 0.999 --test-every 0 --no-baseline --quiet
     fi
+    # 600, 1000 and 3000 labels with the shipped recipe (72 epochs, KL weight 4).
+    if [[ ! ($SKIP_TRAIN == 1 && -f $RUNS/ssl-more-72-beta4/table.json) ]]; then
+        rm -rf "${RUNS:?}/ssl-more-72-beta4"
+        $T eval-ssl --data "$DATA" -o "$RUNS/ssl-more-72-beta4" --labels 600,1000,3000 --seeds 0,1,2 --shared-trunk \
+            --alpha 25 --translate 2 --epochs 72 --ema 0.999 --test-every 0 --no-baseline --quiet --kl-weight 4
+    fi
     mkdir -p "$out/reports"
     cp "$RUNS/ssl-table/table.md" "$RUNS/ssl-table/table.json" "$out/"
+    cp "$RUNS/ssl-more-72-beta4/table.md" "$out/table-600-1000-3000-labels-72-epochs-beta4.md"
+    cp "$RUNS/ssl-more-72-beta4/table.json" "$out/table-600-1000-3000-labels-72-epochs-beta4.json"
     cp "$RUNS/ssl-600-36/table.md" "$out/table-600-labels-36-epochs.md"
     cp "$RUNS/ssl-600-36/table.json" "$out/table-600-labels-36-epochs.json"
     cp "$RUNS/ssl-100-long/table.md" "$out/table-100-labels-36-epochs.md"
