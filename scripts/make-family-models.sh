@@ -32,6 +32,8 @@ mkdir -p "$RUNS"
 R="--epochs 300 --batch-size 128 --lr 2e-3 --cosine-to 0.02 --translate 1 --translate-prob 0.5 --ema 0.999 --test-every 10 --quiet"
 
 want() { [[ " $ONLY " == *" $1 "* ]]; }
+# copy_table RUN NAME: an eval-ssl run's table.md and table.json into $out as NAME.md and NAME.json.
+copy_table() { cp "$RUNS/$1/table.md" "$out/$2.md" && cp "$RUNS/$1/table.json" "$out/$2.json"; }
 
 # train NAME ARGS...: trains into $RUNS/NAME (unless SKIP_TRAIN=1 and it is there already).
 train() {
@@ -210,16 +212,11 @@ if want m2; then
     fi
     mkdir -p "$out/reports"
     cp "$RUNS/ssl-table/table.md" "$RUNS/ssl-table/table.json" "$out/"
-    cp "$RUNS/ssl-more-72-beta4/table.md" "$out/table-600-1000-3000-labels-72-epochs-beta4.md"
-    cp "$RUNS/ssl-more-72-beta4/table.json" "$out/table-600-1000-3000-labels-72-epochs-beta4.json"
-    cp "$RUNS/ssl-600-36/table.md" "$out/table-600-labels-36-epochs.md"
-    cp "$RUNS/ssl-600-36/table.json" "$out/table-600-labels-36-epochs.json"
-    cp "$RUNS/ssl-100-long/table.md" "$out/table-100-labels-36-epochs.md"
-    cp "$RUNS/ssl-100-long/table.json" "$out/table-100-labels-36-epochs.json"
-    cp "$RUNS/ssl-100-72/table.md" "$out/table-100-labels-72-epochs.md"
-    cp "$RUNS/ssl-100-72/table.json" "$out/table-100-labels-72-epochs.json"
-    cp "$RUNS/ssl-100-72-beta4/table.md" "$out/table-100-labels-72-epochs-beta4.md"
-    cp "$RUNS/ssl-100-72-beta4/table.json" "$out/table-100-labels-72-epochs-beta4.json"
+    copy_table ssl-more-72-beta4 table-600-1000-3000-labels-72-epochs-beta4
+    copy_table ssl-600-36 table-600-labels-36-epochs
+    copy_table ssl-100-long table-100-labels-36-epochs
+    copy_table ssl-100-72 table-100-labels-72-epochs
+    copy_table ssl-100-72-beta4 table-100-labels-72-epochs-beta4
     # The shipped M2: the 100-label, 72-epoch, beta-4 run of seed 0 (q(y|x), q(z|x,y), p(x|y,z)).
     cp "$RUNS/ssl-100-72-beta4/n100-seed0/classifier.onnx" "$RUNS/ssl-100-72-beta4/n100-seed0/encoder.onnx" \
         "$RUNS/ssl-100-72-beta4/n100-seed0/decoder.onnx" "$RUNS/ssl-100-72-beta4/n100-seed0/train_log.jsonl" "$out/"
@@ -274,10 +271,8 @@ if want m1m2; then
             --test-every 20 --quiet --kl-weight 0.5
     fi
     mkdir -p "$out/reports"
-    cp "$RUNS/m1m2-conv-kl05-more/table.md" "$out/table-600-1000-3000-labels.md"
-    cp "$RUNS/m1m2-conv-kl05-more/table.json" "$out/table-600-1000-3000-labels.json"
-    cp "$RUNS/m1m2-conv/table.md" "$out/table-kl-weight-1.md"
-    cp "$RUNS/m1m2-conv/table.json" "$out/table-kl-weight-1.json"
+    copy_table m1m2-conv-kl05-more table-600-1000-3000-labels
+    copy_table m1m2-conv table-kl-weight-1
     cp "$RUNS/m1m2-conv-kl05/table.md" "$RUNS/m1m2-conv-kl05/table.json" "$out/"
     cp "$RUNS/m1m2-conv-kl05/n100-seed0/classifier.onnx" "$RUNS/m1m2-conv-kl05/n100-seed0/train_log.jsonl" "$out/"
     $T quantize "$out/classifier.onnx" --precision int8 -o "$out/classifier.int8.tvae" --data "$DATA" \
